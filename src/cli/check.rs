@@ -1,0 +1,86 @@
+//! `sealform check`: the start-up validation of `serve`, with a report of
+//! every certificate and every form's recipients.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::keys::{load_dir, Keyring};
+
+/// Validates the config at `config_path` and its keys; prints what it found.
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sealform: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("config: {} (ok)", config.path.display());
+    println!("keys:   {}", config.server.keys_dir.display());
+    let now = SystemTime::now();
+    let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
+    for cert in &report.certs {
+        println!();
+        println!("certificate {}", cert.fingerprint().to_hex());
+        println!("  file:     {}", cert.source.display());
+        for uid in &cert.user_ids {
+            println!("  user ID:  {uid}");
+        }
+        for k in &cert.encryption_keys {
+            println!(
+                "  encrypts: {} {} (expires {})",
+                k.key.fingerprint().to_hex(),
+                k.key.pk_algo(),
+                expiry(k.expires)
+            );
+        }
+        println!("  expires:  {}", expiry(cert.expires));
+    }
+    let mut problems = report.problems;
+    if problems.is_empty() {
+        match Keyring::route(&config, report.certs) {
+            Ok(keyring) => {
+                println!();
+                for form in &config.forms {
+                    let r = keyring.for_form(&form.id);
+                    let certs: Vec<String> = r
+                        .iter()
+                        .flat_map(|r| r.certs.iter().map(|c| c.to_hex()))
+                        .collect();
+                    println!(
+                        "form {}: {} recipient(s){}: {}",
+                        form.id,
+                        certs.len(),
+                        if form.hide_recipients { " (hidden)" } else { "" },
+                        certs.join(", ")
+                    );
+                }
+            }
+            Err(p) => problems = p,
+        }
+    }
+    for w in &report.warnings {
+        eprintln!("sealform: WARNING: {w}");
+    }
+    if problems.is_empty() {
+        println!("\nall good: `sealform serve` would start");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("sealform: error: {p}");
+        }
+        eprintln!("sealform: {} problem(s); `sealform serve` would refuse to start", problems.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn expiry(t: Option<SystemTime>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => chrono::DateTime::<chrono::Utc>::from(t)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string(),
+    }
+}

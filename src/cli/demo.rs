@@ -1,0 +1,77 @@
+//! `sealform demo`: a working server in one command, for trying only.
+//!
+//! Makes a throwaway key pair and a config from `config.example.toml` under a
+//! demo directory, prints the URL and the exact GnuPG commands that decrypt
+//! what is submitted, then serves. The secret key is written *outside* the
+//! keys directory, unprotected, and labelled as a demo key.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sequoia_openpgp::serialize::SerializeInto;
+
+const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml");
+
+/// Sets up `dir` (unless it already holds a demo) and serves it on `listen`.
+pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCode> {
+    let config_path = dir.join("config.toml");
+    if fresh && dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("while removing {}", dir.display()))?;
+    }
+    if !config_path.exists() {
+        create(dir).with_context(|| format!("while creating the demo in {}", dir.display()))?;
+    }
+    let dir = dir.canonicalize()?;
+    let secret = dir.join("staff-secret.asc");
+    let gnupg = dir.join("gnupg");
+    let spool = dir.join("data/spool");
+    println!(
+        "\n\
+         sealform demo: FOR TRYING ONLY\n\
+         ==============================\n\
+         The throwaway secret key {secret} is unprotected.\n\
+         Never use it for real submissions; for real use, make keys on an offline machine.\n\
+         \n\
+         1. Open http://{listen}/ and send a form.\n\
+         2. Decrypt what you sent (in another terminal):\n\
+         \n\
+         \x20  gpg --homedir {gnupg} --batch --import {secret}\n\
+         \x20  for f in {spool}/*.pgp; do gpg --homedir {gnupg} --batch --decrypt \"$f\"; done\n\
+         \n\
+         Each record is a MIME message (save one as .eml to open it in a mail client).\n\
+         Stop the server with Ctrl-C. Run `sealform demo --fresh` to start over.\n",
+        secret = secret.display(),
+        gnupg = gnupg.display(),
+        spool = spool.display(),
+    );
+    super::serve::run(&dir.join("config.toml"), Some(listen))
+}
+
+fn create(dir: &Path) -> anyhow::Result<()> {
+    let private = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
+    private(dir)?;
+    private(&dir.join("keys"))?;
+    private(&dir.join("gnupg"))?;
+    let cert = super::keygen::generate("sealform demo staff (THROWAWAY, demo only)", None, None)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("staff-secret.asc"))?;
+    f.write_all(&cert.as_tsk().armored().to_vec()?)?;
+    fs::write(dir.join("keys/demo-staff.asc"), cert.armored().to_vec()?)?;
+    fs::write(
+        dir.join("keys/README.md"),
+        "Public certificates of the demo recipients. Secret keys never go here.\n",
+    )?;
+    let config = format!(
+        "# Written by `sealform demo` from config.example.toml.\n{EXAMPLE_CONFIG}"
+    );
+    fs::write(dir.join("config.toml"), config)?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The intake pipeline: a validated submission in, a durable sealed record
+//! out.
+//!
+//! [`Intake::seal_submission`] writes the envelope through the sealer into a
+//! pending spool file and commits it. It is blocking (encryption and fsync):
+//! the HTTP layer calls it on a blocking thread. Handlers never build packets
+//! and this module never sees HTTP.
+
+use std::io::{BufWriter, Write};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, FormConfig};
+use crate::envelope::{EnvelopeWriter, Head};
+use crate::keys::Keyring;
+use crate::seal::{seal, SealError};
+use crate::store::{IndexEntry, Receipt, Store, StoreError};
+use crate::submission::Submission;
+
+/// Ciphertext is written to the spool in chunks of this size.
+const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// Everything a submission needs on its way to the spool.
+pub struct Intake {
+    /// The loaded configuration.
+    pub config: Config,
+    /// The validated recipients and their routing.
+    pub keyring: Keyring,
+    /// The spool and index.
+    pub store: Store,
+}
+
+/// Why a submission could not be stored. Never caused by its content.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The form has no recipients (cannot happen after a successful start).
+    #[error("form has no recipient route")]
+    NoRoute,
+    /// Encryption or writing the ciphertext failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The spool or index failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntakeError {
+    /// The disk is full: the right answer is 503, not 500.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            IntakeError::Seal(SealError::Io(e)) => crate::store::is_storage_full(e),
+            IntakeError::Store(e) => e.is_storage_full(),
+            _ => false,
+        }
+    }
+}
+
+impl Intake {
+    /// Seals `submission` to `form`'s recipients and commits it durably.
+    /// Returns once the record would survive a crash.
+    pub fn seal_submission(
+        &self,
+        form: &FormConfig,
+        submission: &Submission,
+        now: SystemTime,
+    ) -> Result<(Receipt, IndexEntry), IntakeError> {
+        let recipients = self.keyring.for_form(&form.id).ok_or(IntakeError::NoRoute)?;
+        let pending = self.store.create()?;
+        let receipt = pending.receipt().to_string();
+        let head = Head {
+            form: &form.id,
+            title: &form.title,
+            receipt: &receipt,
+            received_at: DateTime::<Utc>::from(now),
+        };
+        let fields = submission.envelope_fields(form);
+        let mut out = BufWriter::with_capacity(SPOOL_BUFFER, pending);
+        seal(&mut out, &recipients, |w| {
+            let mut envelope = EnvelopeWriter::start(w, &head)?;
+            envelope.text_part(&form.title, &fields)?;
+            envelope.json_part(&head, &fields)?;
+            envelope.finish()?;
+            Ok(())
+        })?;
+        out.flush().map_err(SealError::Io)?;
+        let pending = out.into_inner().map_err(|e| SealError::Io(e.into_error()))?;
+        // Hidden recipients stay hidden from a store thief too.
+        let listed = if recipients.hidden {
+            Vec::new()
+        } else {
+            recipients.certs.iter().map(|f| f.to_hex()).collect()
+        };
+        Ok(self.store.commit(pending, listed, now)?)
+    }
+}

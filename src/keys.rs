@@ -1,0 +1,538 @@
+//! Recipient certificates: loading, validation under a policy, and routing
+//! to forms.
+//!
+//! Every certificate in `keys_dir` is parsed and validated under Sequoia's
+//! [`StandardPolicy`] *at a given time*; a certificate is usable only if it
+//! has at least one alive, unrevoked, encryption-capable key. Problems are
+//! collected, each naming the file and the reason, so `sealform check` can
+//! report all of them at once and `serve` can refuse to start.
+//!
+//! This module must never accept secret key material: a file holding any is
+//! refused outright, so the server cannot be configured into holding a secret.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::prelude::*;
+use openpgp::packet::key::{PublicParts, UnspecifiedRole};
+use openpgp::packet::Key;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::SerializeInto;
+use openpgp::types::{Features, RevocationStatus};
+use openpgp::Fingerprint;
+
+use crate::config::Config;
+
+/// File extensions read from `keys_dir`; anything else (a README) is ignored.
+pub const CERT_EXTENSIONS: [&str; 3] = ["asc", "pgp", "gpg"];
+
+/// A certificate expiring within this window starts with a loud warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A public encryption-capable key and the certificate it belongs to.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    /// The (sub)key messages are encrypted to.
+    pub key: Key<PublicParts, UnspecifiedRole>,
+    /// The primary fingerprint of its certificate.
+    pub cert: Fingerprint,
+    /// When the key stops being usable (the earlier of key and certificate
+    /// expiry), if ever.
+    pub expires: Option<SystemTime>,
+}
+
+/// A validated recipient certificate.
+#[derive(Clone)]
+pub struct RecipientCert {
+    /// The certificate (public parts only; checked at load).
+    pub cert: openpgp::Cert,
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Its user IDs, as text.
+    pub user_ids: Vec<String>,
+    /// The keys a message to this certificate is encrypted to.
+    pub encryption_keys: Vec<EncryptionKey>,
+    /// The latest moment any encryption key is still usable, if it expires.
+    pub expires: Option<SystemTime>,
+    /// The armored public certificate, as served on `/keys/{fpr}.asc`.
+    pub armored: String,
+}
+
+impl RecipientCert {
+    /// The primary key fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.cert.fingerprint()
+    }
+
+    /// The first user ID, or the fingerprint when there is none.
+    pub fn display_name(&self) -> String {
+        self.user_ids
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.fingerprint().to_hex())
+    }
+}
+
+/// Something that stops the keyring or the form routing from being usable.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    /// `keys_dir` could not be listed.
+    #[error("cannot read keys directory {}: {source}", dir.display())]
+    ReadDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A certificate file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not OpenPGP certificate data.
+    #[error("{}: not a readable OpenPGP certificate: {reason}", path.display())]
+    Unparseable {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The file holds secret key material.
+    #[error(
+        "{}: contains SECRET key material ({fingerprint}); only public certificates belong in keys_dir. \
+         Remove the file, and treat that secret key as exposed",
+        path.display()
+    )]
+    SecretKeyMaterial {
+        /// The file.
+        path: PathBuf,
+        /// The certificate holding a secret.
+        fingerprint: Fingerprint,
+    },
+    /// A version 6 certificate while GnuPG compatibility is on.
+    #[error(
+        "{}: certificate {fingerprint} is OpenPGP v6, which GnuPG 2.2 cannot decrypt; \
+         use a v4 key or set server.gnupg_compat = false",
+        path.display()
+    )]
+    V6Cert {
+        /// The file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+    },
+    /// The certificate itself is not valid now (expired, revoked, weak).
+    #[error("{}: certificate {fingerprint} is not usable: {reason}", path.display())]
+    InvalidCert {
+        /// The file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+        /// Why, in the policy's words.
+        reason: String,
+    },
+    /// No alive, unrevoked, encryption-capable key under the policy.
+    #[error(
+        "{}: certificate {fingerprint} has no alive, unrevoked, encryption-capable subkey \
+         acceptable under the standard policy",
+        path.display()
+    )]
+    NoEncryptionSubkey {
+        /// The file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+    },
+    /// The same certificate appears in two files.
+    #[error("{}: certificate {fingerprint} is also in {}; keep one copy", path.display(), first.display())]
+    DuplicateCert {
+        /// The second file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+        /// The first file.
+        first: PathBuf,
+    },
+    /// `keys_dir` holds no certificate at all.
+    #[error("{}: no certificate found (looked for *.asc, *.pgp, *.gpg)", dir.display())]
+    NoCerts {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A form names a fingerprint that no loaded certificate has.
+    #[error(
+        "{}: form {form:?} lists recipient {fingerprint:?}, which is not the primary fingerprint \
+         of any usable certificate in keys_dir",
+        config.display()
+    )]
+    UnknownRecipient {
+        /// The config file.
+        config: PathBuf,
+        /// The form id.
+        form: String,
+        /// The fingerprint as written.
+        fingerprint: String,
+    },
+    /// A form ends up with no recipient.
+    #[error("{}: form {form:?} has no usable recipient", config.display())]
+    NoRecipients {
+        /// The config file.
+        config: PathBuf,
+        /// The form id.
+        form: String,
+    },
+}
+
+/// Something worth saying loudly that does not stop the server.
+#[derive(Debug)]
+pub enum KeyWarning {
+    /// An encryption key expires soon.
+    ExpiresSoon {
+        /// The file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+        /// Whole days left.
+        days: u64,
+    },
+}
+
+impl fmt::Display for KeyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyWarning::ExpiresSoon {
+                path,
+                fingerprint,
+                days,
+            } => write!(
+                f,
+                "{}: certificate {fingerprint} can be encrypted to for only {days} more day(s); \
+                 extend its expiry or replace it before submissions start failing",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The outcome of reading `keys_dir`: what loaded, what is wrong, what to
+/// warn about.
+#[derive(Default)]
+pub struct KeyReport {
+    /// Certificates that passed every check.
+    pub certs: Vec<RecipientCert>,
+    /// Reasons the keyring cannot be used (empty when all is well).
+    pub problems: Vec<KeyProblem>,
+    /// Things to say loudly that do not block.
+    pub warnings: Vec<KeyWarning>,
+}
+
+/// Reads and validates every certificate file in `dir` at time `now`.
+pub fn load_dir(dir: &Path, now: SystemTime, gnupg_compat: bool) -> KeyReport {
+    let mut report = KeyReport::default();
+    let mut files = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_cert_file(p))
+            .collect::<Vec<_>>(),
+        Err(source) => {
+            report.problems.push(KeyProblem::ReadDir {
+                dir: dir.to_owned(),
+                source,
+            });
+            return report;
+        }
+    };
+    files.sort();
+    let mut seen: HashMap<Fingerprint, PathBuf> = HashMap::new();
+    for path in files {
+        for loaded in load_file(&path, now, gnupg_compat) {
+            match loaded {
+                Ok((cert, warning)) => {
+                    if let Some(first) = seen.get(&cert.fingerprint()) {
+                        report.problems.push(KeyProblem::DuplicateCert {
+                            path: path.clone(),
+                            fingerprint: cert.fingerprint(),
+                            first: first.clone(),
+                        });
+                        continue;
+                    }
+                    seen.insert(cert.fingerprint(), path.clone());
+                    report.warnings.extend(warning);
+                    report.certs.push(cert);
+                }
+                Err(problem) => report.problems.push(problem),
+            }
+        }
+    }
+    if report.certs.is_empty() && report.problems.is_empty() {
+        report.problems.push(KeyProblem::NoCerts {
+            dir: dir.to_owned(),
+        });
+    }
+    report
+}
+
+fn is_cert_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    !hidden && path.is_file() && CERT_EXTENSIONS.iter().any(|x| ext.eq_ignore_ascii_case(x))
+}
+
+type Loaded = Result<(RecipientCert, Option<KeyWarning>), KeyProblem>;
+
+fn load_file(path: &Path, now: SystemTime, gnupg_compat: bool) -> Vec<Loaded> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(source) => {
+            return vec![Err(KeyProblem::Read {
+                path: path.to_owned(),
+                source,
+            })];
+        }
+    };
+    let unparseable = |reason: String| {
+        vec![Err(KeyProblem::Unparseable {
+            path: path.to_owned(),
+            reason,
+        })]
+    };
+    let parser = match CertParser::from_bytes(&bytes) {
+        Ok(p) => p,
+        Err(e) => return unparseable(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for cert in parser {
+        match cert {
+            Ok(cert) => out.push(validate(cert, path, now, gnupg_compat)),
+            Err(e) => return unparseable(e.to_string()),
+        }
+    }
+    if out.is_empty() {
+        return unparseable("the file holds no certificate".into());
+    }
+    out
+}
+
+/// Checks one certificate read from `path` at time `now`.
+pub fn validate(cert: openpgp::Cert, path: &Path, now: SystemTime, gnupg_compat: bool) -> Loaded {
+    let fingerprint = cert.fingerprint();
+    if cert.is_tsk() {
+        return Err(KeyProblem::SecretKeyMaterial {
+            path: path.to_owned(),
+            fingerprint,
+        });
+    }
+    if gnupg_compat && cert.primary_key().key().version() != 4 {
+        return Err(KeyProblem::V6Cert {
+            path: path.to_owned(),
+            fingerprint,
+        });
+    }
+    let policy = StandardPolicy::new();
+    let invalid = |reason: String| KeyProblem::InvalidCert {
+        path: path.to_owned(),
+        fingerprint: fingerprint.clone(),
+        reason,
+    };
+    let vc = cert
+        .with_policy(&policy, now)
+        .map_err(|e| invalid(error_chain(&e)))?;
+    vc.alive().map_err(|e| invalid(error_chain(&e)))?;
+    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Err(invalid("the certificate is revoked".into()));
+    }
+    let primary_expires = vc.primary_key().key_expiration_time();
+    let mut encryption_keys = Vec::new();
+    for ka in vc
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_storage_encryption()
+        .for_transport_encryption()
+    {
+        let expires = match (ka.key_expiration_time(), primary_expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        encryption_keys.push(EncryptionKey {
+            key: ka.key().clone().role_into_unspecified(),
+            cert: fingerprint.clone(),
+            expires,
+        });
+    }
+    if encryption_keys.is_empty() {
+        return Err(KeyProblem::NoEncryptionSubkey {
+            path: path.to_owned(),
+            fingerprint,
+        });
+    }
+    let expires = if encryption_keys.iter().any(|k| k.expires.is_none()) {
+        None
+    } else {
+        encryption_keys.iter().filter_map(|k| k.expires).max()
+    };
+    let warning = expires.and_then(|t| {
+        let left = t.duration_since(now).unwrap_or_default();
+        (left < EXPIRY_WARNING).then(|| KeyWarning::ExpiresSoon {
+            path: path.to_owned(),
+            fingerprint: fingerprint.clone(),
+            days: left.as_secs() / 86_400,
+        })
+    });
+    let user_ids = vc
+        .userids()
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .collect();
+    let armored = cert
+        .armored()
+        .export_to_vec()
+        .map_err(|e| invalid(error_chain(&e)))?;
+    let armored = String::from_utf8(armored).map_err(|e| invalid(e.to_string()))?;
+    let cert = RecipientCert {
+        cert,
+        source: path.to_owned(),
+        user_ids,
+        encryption_keys,
+        expires,
+        armored,
+    };
+    Ok((cert, warning))
+}
+
+fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Who one form's submissions are encrypted to.
+pub struct Recipients {
+    /// The keys written into PKESK packets.
+    pub keys: Vec<EncryptionKey>,
+    /// The certificates those keys belong to (primary fingerprints).
+    pub certs: Vec<Fingerprint>,
+    /// Use wildcard key IDs so the record does not say who can read it.
+    pub hidden: bool,
+    /// Force SEIPDv1 (the only format GnuPG 2.2 decrypts).
+    pub seipdv1_only: bool,
+}
+
+/// The usable certificates and the recipients of every form.
+pub struct Keyring {
+    certs: Vec<RecipientCert>,
+    routes: HashMap<String, Arc<Recipients>>,
+}
+
+impl Keyring {
+    /// Loads `keys_dir`, validates it at `now`, and routes every form of
+    /// `config`. Returns the keyring and the warnings, or every problem found.
+    pub fn load(config: &Config, now: SystemTime) -> Result<(Keyring, Vec<KeyWarning>), Vec<KeyProblem>> {
+        let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
+        if !report.problems.is_empty() {
+            return Err(report.problems);
+        }
+        let keyring = Keyring::route(config, report.certs)?;
+        Ok((keyring, report.warnings))
+    }
+
+    /// Routes every form of `config` to its recipients among `certs`.
+    pub fn route(config: &Config, certs: Vec<RecipientCert>) -> Result<Keyring, Vec<KeyProblem>> {
+        let mut problems = Vec::new();
+        let mut routes = HashMap::new();
+        for form in &config.forms {
+            let chosen: Vec<&RecipientCert> = if form.recipients.is_empty() {
+                certs.iter().collect()
+            } else {
+                let mut chosen = Vec::new();
+                for wanted in &form.recipients {
+                    match find_cert(&certs, wanted) {
+                        Some(c) => chosen.push(c),
+                        None => problems.push(KeyProblem::UnknownRecipient {
+                            config: config.path.clone(),
+                            form: form.id.clone(),
+                            fingerprint: wanted.clone(),
+                        }),
+                    }
+                }
+                chosen.dedup_by_key(|c| c.fingerprint());
+                chosen
+            };
+            if chosen.is_empty() {
+                problems.push(KeyProblem::NoRecipients {
+                    config: config.path.clone(),
+                    form: form.id.clone(),
+                });
+                continue;
+            }
+            let recipients = Recipients {
+                keys: chosen
+                    .iter()
+                    .flat_map(|c| c.encryption_keys.iter().cloned())
+                    .collect(),
+                certs: chosen.iter().map(|c| c.fingerprint()).collect(),
+                hidden: form.hide_recipients,
+                seipdv1_only: config.server.gnupg_compat,
+            };
+            routes.insert(form.id.clone(), Arc::new(recipients));
+        }
+        if problems.is_empty() {
+            Ok(Keyring { certs, routes })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The recipients of form `form_id`.
+    pub fn for_form(&self, form_id: &str) -> Option<Arc<Recipients>> {
+        self.routes.get(form_id).cloned()
+    }
+
+    /// Every usable certificate, in file order.
+    pub fn certs(&self) -> &[RecipientCert] {
+        &self.certs
+    }
+
+    /// The certificate with this primary fingerprint (hex, any case, spaces
+    /// allowed).
+    pub fn cert(&self, fingerprint: &str) -> Option<&RecipientCert> {
+        find_cert(&self.certs, fingerprint)
+    }
+
+    /// The certificate owning the key with this key ID (as found in a PKESK).
+    pub fn cert_for_key_id(&self, keyid: &openpgp::KeyID) -> Option<&RecipientCert> {
+        self.certs.iter().find(|c| {
+            c.encryption_keys
+                .iter()
+                .any(|k| &k.key.keyid() == keyid)
+        })
+    }
+}
+
+fn find_cert<'a>(certs: &'a [RecipientCert], wanted: &str) -> Option<&'a RecipientCert> {
+    let wanted: String = wanted
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    certs.iter().find(|c| c.fingerprint().to_hex() == wanted)
+}
+
+/// The OpenPGP features a certificate should advertise so that every
+/// sender picks a format GnuPG 2.2 can read.
+pub fn gnupg_features() -> Features {
+    Features::empty().set_seipdv1()
+}

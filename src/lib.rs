@@ -1,0 +1,31 @@
+//! sealform: a contact-form and tip intake server that keeps only ciphertext.
+//!
+//! Every submission is encrypted to the OpenPGP certificates of the people who
+//! must read it the moment it arrives, then written durably as one binary
+//! OpenPGP message per record. The server never holds a secret key, so a copy
+//! of everything it stores (data, logs, backups) tells a thief only how many
+//! records exist, their padded sizes and the day they arrived.
+//!
+//! Threat model in brief (see `DESIGN.md` and the README for the full table):
+//! - *store thief*: gets `data_dir`, logs and backups; learns no plaintext byte,
+//!   field, attachment name or IP address;
+//! - *later server compromise*: learns nothing sent before it, as the server
+//!   holds no secret key;
+//! - *abusive client*: gets a clear 4xx, never a crash, a 500 or unbounded
+//!   memory;
+//! - *network observer*: sees no third-party request from server or page.
+//!
+//! The pieces, in the order a submission passes through them:
+//! [`config`] (the form schemas) → [`http`] (parse and validate) →
+//! [`envelope`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
+//! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
+
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod http;
+pub mod intake;
+pub mod keys;
+pub mod seal;
+pub mod store;
+pub mod submission;

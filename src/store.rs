@@ -1,0 +1,486 @@
+//! Durable storage of sealed records: spool files are the truth, sled is the
+//! index.
+//!
+//! ```text
+//! data_dir/
+//!   spool/<receipt>.pgp   one binary OpenPGP message per record, mtime 00:00 UTC of its day
+//!   spool/tmp/            writes in flight; emptied at start
+//!   index/                sled: receipt -> {day, size, state, recipients}
+//! ```
+//!
+//! The durability contract lives here: [`Store::commit`] returns only after
+//! the file is fsynced, renamed into place, the directory fsynced, and the
+//! index entry inserted and flushed. A crash at any point loses nothing that
+//! was acknowledged: leftovers in `spool/tmp/` are deleted by [`Store::open`],
+//! and a spool file without an index entry is indexed again.
+//!
+//! sled alone is not durable (its flush skips the disk cache and big values go
+//! to never-synced blob files), so ciphertext never goes into it, and nothing
+//! in it is finer than a day. Everything here is blocking I/O: call it from a
+//! blocking thread.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A record's identity: 128 random bits, shown as 26 lowercase base32
+/// characters. It orders nothing and reveals no time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Receipt([u8; 16]);
+
+impl Receipt {
+    /// A fresh random receipt.
+    pub fn random() -> Receipt {
+        Receipt(rand::random())
+    }
+
+    /// Parses the 26-character form (any case); `None` if it is not one.
+    pub fn parse(s: &str) -> Option<Receipt> {
+        if s.len() != 26 {
+            return None;
+        }
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(s.to_ascii_uppercase().as_bytes())
+            .ok()?;
+        let r = Receipt(bytes.try_into().ok()?);
+        (r.to_string() == s.to_ascii_lowercase()).then_some(r)
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Receipts must not end up in logs next to a time.
+        f.write_str("Receipt(..)")
+    }
+}
+
+/// Where a record is in the staff routine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Stored, not yet fetched by staff.
+    New,
+    /// Copied into an export bundle.
+    Exported,
+    /// Acknowledged by staff; the spool file is deleted.
+    Acked,
+}
+
+/// What the index knows about a record: nothing finer than a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Day of arrival, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Size of the spool file in bytes (padded, so a size bucket).
+    pub size: u64,
+    /// Where the record is in the staff routine.
+    pub state: RecordState,
+    /// Primary fingerprints of the certificates it is encrypted to (key IDs
+    /// for keys not in the keyring; empty for hidden recipients).
+    pub recipients: Vec<String>,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", Redacted(path))]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The sled index failed.
+    #[error("index: {0}")]
+    Index(#[from] sled::Error),
+    /// An index entry could not be decoded.
+    #[error("index entry is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// The disk (or quota) is full: the client should retry later.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => is_storage_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// `ENOSPC` or `EDQUOT`.
+pub fn is_storage_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A path fit for a log line: a receipt in the file name becomes
+/// `<receipt>`, since receipts must never be logged.
+struct Redacted<'a>(&'a Path);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.0.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let stem = name.strip_suffix(".pgp").unwrap_or(name);
+        match (Receipt::parse(stem), self.0.parent()) {
+            (Some(_), Some(parent)) => {
+                let ext = if name.ends_with(".pgp") { ".pgp" } else { "" };
+                write!(f, "{}/<receipt>{ext}", parent.display())
+            }
+            _ => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+/// What [`Store::open`] repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Unfinished writes deleted from `spool/tmp/`.
+    pub removed_partial: usize,
+    /// Spool files that had no index entry and were indexed.
+    pub reindexed: usize,
+    /// Acknowledged records whose spool file was still there, now deleted.
+    pub finished_acks: usize,
+}
+
+/// The spool and its index.
+pub struct Store {
+    spool: PathBuf,
+    tmp: PathBuf,
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir`, empties
+    /// `spool/tmp/` and indexes spool files the index lacks; `recipients_of`
+    /// names the recipients of such a file from its PKESK packets.
+    pub fn open(
+        data_dir: &Path,
+        cache_bytes: u64,
+        recipients_of: impl Fn(&Path) -> Vec<String>,
+    ) -> Result<(Store, Recovery), StoreError> {
+        let spool = data_dir.join("spool");
+        let tmp = spool.join("tmp");
+        for dir in [data_dir, &spool, &tmp] {
+            create_private_dir(dir)?;
+        }
+        let index = data_dir.join("index");
+        let db = sled::Config::new()
+            .path(&index)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        let store = Store { spool, tmp, db };
+        let recovery = store.recover(recipients_of)?;
+        Ok((store, recovery))
+    }
+
+    fn recover(&self, recipients_of: impl Fn(&Path) -> Vec<String>) -> Result<Recovery, StoreError> {
+        let mut recovery = Recovery::default();
+        for entry in fs::read_dir(&self.tmp).map_err(io_err("listing", &self.tmp))? {
+            let path = entry.map_err(io_err("listing", &self.tmp))?.path();
+            fs::remove_file(&path).map_err(io_err("removing partial record", &path))?;
+            recovery.removed_partial += 1;
+        }
+        if recovery.removed_partial > 0 {
+            sync_dir(&self.tmp)?;
+        }
+        for (receipt, path) in self.spool_files()? {
+            match self.get(&receipt)? {
+                None => {
+                    let meta = fs::metadata(&path).map_err(io_err("reading", &path))?;
+                    let modified = meta.modified().map_err(io_err("reading", &path))?;
+                    let entry = IndexEntry {
+                        day: day_string(modified),
+                        size: meta.len(),
+                        state: RecordState::New,
+                        recipients: recipients_of(&path),
+                    };
+                    self.put(&receipt, &entry)?;
+                    recovery.reindexed += 1;
+                }
+                Some(e) if e.state == RecordState::Acked => {
+                    fs::remove_file(&path).map_err(io_err("removing acknowledged record", &path))?;
+                    recovery.finished_acks += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        if recovery.finished_acks > 0 {
+            sync_dir(&self.spool)?;
+        }
+        self.db.flush()?;
+        Ok(recovery)
+    }
+
+    /// Every `spool/<receipt>.pgp`, with its receipt.
+    fn spool_files(&self) -> Result<Vec<(Receipt, PathBuf)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.spool).map_err(io_err("listing", &self.spool))? {
+            let path = entry.map_err(io_err("listing", &self.spool))?.path();
+            let receipt = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pgp"))
+                .and_then(Receipt::parse);
+            if let Some(r) = receipt {
+                out.push((r, path));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a record: picks a receipt and creates its file in `spool/tmp/`.
+    pub fn create(&self) -> Result<PendingRecord, StoreError> {
+        let receipt = Receipt::random();
+        let path = self.tmp.join(receipt.to_string());
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("creating", &path))?;
+        Ok(PendingRecord {
+            receipt,
+            file: Some(file),
+            path,
+        })
+    }
+
+    /// Makes a finished record durable and indexed, in the order the
+    /// durability contract requires. When this returns `Ok`, the record
+    /// survives a crash.
+    pub fn commit(
+        &self,
+        mut pending: PendingRecord,
+        recipients: Vec<String>,
+        now: SystemTime,
+    ) -> Result<(Receipt, IndexEntry), StoreError> {
+        let file = pending.file.take().ok_or_else(|| StoreError::Io {
+            action: "committing",
+            path: pending.path.clone(),
+            source: io::Error::other("record already committed"),
+        })?;
+        let size = file
+            .metadata()
+            .map_err(io_err("reading", &pending.path))?
+            .len();
+        file.set_modified(start_of_day(now))
+            .map_err(io_err("setting the day on", &pending.path))?;
+        file.sync_all().map_err(io_err("syncing", &pending.path))?;
+        drop(file);
+        let final_path = self.path_of(&pending.receipt);
+        fs::rename(&pending.path, &final_path).map_err(io_err("moving into the spool", &final_path))?;
+        pending.path = PathBuf::new(); // nothing left to clean up
+        sync_dir(&self.spool)?;
+        let entry = IndexEntry {
+            day: day_string(now),
+            size,
+            state: RecordState::New,
+            recipients,
+        };
+        self.put(&pending.receipt, &entry)?;
+        self.db.flush()?;
+        Ok((pending.receipt, entry))
+    }
+
+    /// The spool path of a record (whether or not it exists).
+    pub fn path_of(&self, receipt: &Receipt) -> PathBuf {
+        self.spool.join(format!("{receipt}.pgp"))
+    }
+
+    /// The index entry of a record.
+    pub fn get(&self, receipt: &Receipt) -> Result<Option<IndexEntry>, StoreError> {
+        match self.db.get(receipt.key())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every indexed record, in receipt order (which is random).
+    pub fn list(&self) -> Result<Vec<(Receipt, IndexEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.iter() {
+            let (k, v) = kv?;
+            let Ok(bytes) = <[u8; 16]>::try_from(&k[..]) else {
+                continue;
+            };
+            out.push((Receipt(bytes), serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn put(&self, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.db.insert(receipt.key(), serde_json::to_vec(entry)?)?;
+        Ok(())
+    }
+
+    /// Flushes the index (at shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// A record being written in `spool/tmp/`. Dropping it without
+/// [`Store::commit`] deletes the file: a failed submission leaves nothing.
+pub struct PendingRecord {
+    receipt: Receipt,
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl PendingRecord {
+    /// The receipt this record will have.
+    pub fn receipt(&self) -> Receipt {
+        self.receipt
+    }
+}
+
+impl Write for PendingRecord {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("record already committed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            self.file = None;
+            // Best effort: whatever is left is removed at the next start.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io_err("creating directory", dir)(e)),
+    }
+}
+
+/// fsync a directory so a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing directory", dir))
+}
+
+/// 00:00 UTC of the day `t` falls in.
+pub fn start_of_day(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400)
+}
+
+/// `YYYY-MM-DD` (UTC) of `t`.
+pub fn day_string(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_are_26_lowercase_base32_characters_that_parse_back() {
+        let r = Receipt::random();
+        let s = r.to_string();
+        assert_eq!(s.len(), 26);
+        assert!(s.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert_eq!(Receipt::parse(&s), Some(r));
+        assert_eq!(Receipt::parse(&s.to_ascii_uppercase()), Some(r));
+        assert_eq!(Receipt::parse("../../etc/passwd"), None);
+        assert_eq!(Receipt::parse(&s[..25]), None);
+        assert_ne!(Receipt::random(), r);
+        assert_eq!(format!("{r:?}"), "Receipt(..)");
+    }
+
+    #[test]
+    fn a_committed_record_is_in_the_spool_and_index_with_only_its_day() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let mut p = store.create().expect("create");
+        p.write_all(b"ciphertext").expect("write");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_123);
+        let (r, entry) = store.commit(p, vec!["FPR".into()], now).expect("commit");
+        let path = store.path_of(&r);
+        assert_eq!(fs::read(&path).expect("read"), b"ciphertext");
+        assert_eq!(
+            fs::metadata(&path).expect("meta").modified().expect("mtime"),
+            UNIX_EPOCH + Duration::from_secs(1_799_971_200)
+        );
+        assert_eq!(entry.day, "2027-01-15");
+        assert_eq!(store.get(&r).expect("get"), Some(entry));
+        assert_eq!(fs::read_dir(dir.path().join("spool/tmp")).expect("tmp").count(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_record_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let mut p = store.create().expect("create");
+        p.write_all(b"half").expect("write");
+        drop(p);
+        assert_eq!(fs::read_dir(dir.path().join("spool/tmp")).expect("tmp").count(), 0);
+        assert!(store.list().expect("list").is_empty());
+    }
+
+    #[test]
+    fn opening_removes_partials_and_reindexes_unindexed_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Receipt::random();
+        {
+            let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+            fs::write(dir.path().join("spool/tmp/leftover"), b"partial").expect("write");
+            fs::write(store.path_of(&r), b"orphan").expect("write");
+        }
+        let (store, recovery) =
+            Store::open(dir.path(), 1 << 20, |_| vec!["K".into()]).expect("reopen");
+        assert_eq!(recovery.removed_partial, 1);
+        assert_eq!(recovery.reindexed, 1);
+        let entry = store.get(&r).expect("get").expect("indexed");
+        assert_eq!((entry.size, entry.state), (6, RecordState::New));
+        assert_eq!(entry.recipients, vec!["K".to_string()]);
+    }
+}

@@ -1,0 +1,495 @@
+//! Decoding and validating what a client submitted, against a form schema.
+//!
+//! Both body formats (urlencoded and the API's JSON) decode into the same
+//! list of raw fields, and one validator checks them against the form: known
+//! names only, no duplicates, required fields present, lengths, kinds and
+//! options. The result is a [`Submission`] whose values live in
+//! [`Zeroizing`] buffers.
+//!
+//! A [`Rejection`] never carries a submitted value, and names a field only
+//! when it is one of the form's own (a client-chosen name is never echoed).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::config::{FieldConfig, FieldKind, FormConfig};
+use crate::envelope::{EnvelopeField, FieldValue};
+
+/// Most fields a body may carry before decoding stops: generous for any real
+/// form, tiny next to "ten thousand fields".
+pub const MAX_RAW_FIELDS: usize = 256;
+
+/// A value as decoded from the body, before validation.
+pub enum RawValue {
+    /// A string.
+    Text(Zeroizing<String>),
+    /// A JSON boolean.
+    Bool(bool),
+    /// Any other JSON value (number, null, array, object).
+    Other,
+}
+
+/// A validated value.
+pub enum Value {
+    /// Text, as typed (never empty).
+    Text(Zeroizing<String>),
+    /// A checkbox.
+    Checked(bool),
+}
+
+/// Why a submission was refused. Carries no submitted value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The body could not be decoded at all.
+    Malformed(&'static str),
+    /// Text that is not UTF-8.
+    InvalidUtf8,
+    /// More than [`MAX_RAW_FIELDS`] fields.
+    TooManyFields,
+    /// A name that is not one of the form's fields.
+    UnknownField,
+    /// A field given twice.
+    DuplicateField(String),
+    /// A required field is absent or blank.
+    Missing(String),
+    /// A value longer than the field's `max_len`.
+    TooLong(String, usize),
+    /// A value of the wrong JSON type.
+    WrongType(String),
+    /// A `select` value that is not one of its options.
+    InvalidOption(String),
+    /// An `email` value that is not `local@domain`.
+    InvalidEmail(String),
+    /// Control characters where they are not allowed.
+    InvalidCharacters(String),
+}
+
+impl Rejection {
+    /// Machine-readable code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::InvalidUtf8 => "invalid_utf8",
+            Rejection::TooManyFields => "too_many_fields",
+            Rejection::UnknownField => "unknown_field",
+            Rejection::DuplicateField(_) => "duplicate_field",
+            Rejection::Missing(_) => "missing_field",
+            Rejection::TooLong(..) => "too_long",
+            Rejection::WrongType(_) => "wrong_type",
+            Rejection::InvalidOption(_) => "invalid_option",
+            Rejection::InvalidEmail(_) => "invalid_email",
+            Rejection::InvalidCharacters(_) => "invalid_characters",
+        }
+    }
+
+    /// Whether the body itself is malformed (400) rather than failing the
+    /// form's rules (422).
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            Rejection::Malformed(_)
+                | Rejection::InvalidUtf8
+                | Rejection::TooManyFields
+                | Rejection::DuplicateField(_)
+        )
+    }
+
+    /// The form field concerned, if any (always a schema name).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Rejection::DuplicateField(f)
+            | Rejection::Missing(f)
+            | Rejection::TooLong(f, _)
+            | Rejection::WrongType(f)
+            | Rejection::InvalidOption(f)
+            | Rejection::InvalidEmail(f)
+            | Rejection::InvalidCharacters(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Malformed(what) => write!(f, "the request body is malformed: {what}"),
+            Rejection::InvalidUtf8 => f.write_str("the request body is not valid UTF-8 text"),
+            Rejection::TooManyFields => write!(f, "too many fields (at most {MAX_RAW_FIELDS})"),
+            Rejection::UnknownField => f.write_str("the request names a field this form does not have"),
+            Rejection::DuplicateField(n) => write!(f, "field `{n}` is given more than once"),
+            Rejection::Missing(n) => write!(f, "field `{n}` is required"),
+            Rejection::TooLong(n, max) => write!(f, "field `{n}` is longer than {max} characters"),
+            Rejection::WrongType(n) => write!(f, "field `{n}` must be a string (or a boolean for a checkbox)"),
+            Rejection::InvalidOption(n) => write!(f, "field `{n}` must be one of its listed options"),
+            Rejection::InvalidEmail(n) => write!(f, "field `{n}` must be an email address like name@example.org"),
+            Rejection::InvalidCharacters(n) => write!(f, "field `{n}` contains control characters"),
+        }
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+pub fn decode_urlencoded(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
+    let mut out = Vec::new();
+    for pair in body.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        if out.len() == MAX_RAW_FIELDS {
+            return Err(Rejection::TooManyFields);
+        }
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[..0]),
+        };
+        let name = percent_decode(name)?;
+        let value = percent_decode(value)?;
+        out.push((name.to_string(), RawValue::Text(value)));
+    }
+    Ok(out)
+}
+
+/// `+` to space and `%XX` to a byte (a `%` not followed by two hex digits is
+/// kept, as browsers do), then UTF-8.
+fn percent_decode(s: &[u8]) -> Result<Zeroizing<String>, Rejection> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(s.len()));
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => match (s.get(i + 1).and_then(|&c| hex(c)), s.get(i + 2).and_then(|&c| hex(c))) {
+                (Some(h), Some(l)) => {
+                    bytes.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            _ => bytes.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(s) => Ok(Zeroizing::new(s)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(Rejection::InvalidUtf8)
+        }
+    }
+}
+
+/// Decodes the API's JSON body, `{"fields": {name: value, ...}}`.
+pub fn decode_json(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        fields: JsonFields,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => Ok(b.fields.0),
+        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(Rejection::TooManyFields),
+        Err(e) => Err(Rejection::Malformed(match e.classify() {
+            serde_json::error::Category::Eof => "the JSON ends too early",
+            serde_json::error::Category::Syntax => "not valid JSON (or not UTF-8)",
+            serde_json::error::Category::Data => "expected an object {\"fields\": {name: value}}",
+            serde_json::error::Category::Io => "unreadable body",
+        })),
+    }
+}
+
+const TOO_MANY: &str = "sealform: too many fields";
+
+struct JsonFields(Vec<(String, RawValue)>);
+
+impl<'de> Deserialize<'de> for JsonFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonFields, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.len() == MAX_RAW_FIELDS {
+                        return Err(de::Error::custom(TOO_MANY));
+                    }
+                    let value: JsonValue = map.next_value()?;
+                    out.push((name, value.0));
+                }
+                Ok(JsonFields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct JsonValue(RawValue);
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Text(Zeroizing::new(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Text(Zeroizing::new(v))))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Other))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Other))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Other))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<JsonValue, E> {
+                Ok(JsonValue(RawValue::Other))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonValue(RawValue::Other))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonValue(RawValue::Other))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A submission that passed its form's rules: one slot per form field, in
+/// the form's order.
+pub struct Submission {
+    values: Vec<Option<Value>>,
+}
+
+impl Submission {
+    /// Checks `raw` against `form`.
+    pub fn validate(form: &FormConfig, raw: Vec<(String, RawValue)>) -> Result<Submission, Rejection> {
+        let mut values: Vec<Option<Value>> = form.fields.iter().map(|_| None).collect();
+        let mut seen = vec![false; form.fields.len()];
+        for (name, raw) in raw {
+            let Some(i) = form.fields.iter().position(|f| f.name == name) else {
+                return Err(Rejection::UnknownField);
+            };
+            let field = &form.fields[i];
+            let fname = || field.name.clone();
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(Rejection::DuplicateField(fname()));
+            }
+            let value = match (field.kind, raw) {
+                (FieldKind::Checkbox, RawValue::Bool(b)) => Some(Value::Checked(b)),
+                (FieldKind::Checkbox, RawValue::Text(t)) => {
+                    match t.trim().to_ascii_lowercase().as_str() {
+                        "on" | "yes" | "true" | "1" => Some(Value::Checked(true)),
+                        "" | "off" | "no" | "false" | "0" => Some(Value::Checked(false)),
+                        _ => return Err(Rejection::WrongType(fname())),
+                    }
+                }
+                (_, RawValue::Text(t)) => {
+                    if t.trim().is_empty() {
+                        None
+                    } else {
+                        check_text(field, &t)?;
+                        Some(Value::Text(t))
+                    }
+                }
+                (_, RawValue::Bool(_) | RawValue::Other) => return Err(Rejection::WrongType(fname())),
+            };
+            values[i] = value;
+        }
+        for (field, value) in form.fields.iter().zip(&values) {
+            let filled = match value {
+                None => false,
+                Some(Value::Checked(c)) => *c,
+                Some(Value::Text(_)) => true,
+            };
+            if field.required && !filled {
+                return Err(Rejection::Missing(field.name.clone()));
+            }
+        }
+        Ok(Submission { values })
+    }
+
+    /// The fields as the envelope writes them: every checkbox, and every text
+    /// field that was filled, in the form's order.
+    pub fn envelope_fields<'a>(&'a self, form: &'a FormConfig) -> Vec<EnvelopeField<'a>> {
+        form.fields
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(field, value)| {
+                let value = match (field.kind, value) {
+                    (_, Some(Value::Text(t))) => FieldValue::Text(t),
+                    (_, Some(Value::Checked(c))) => FieldValue::Checked(*c),
+                    (FieldKind::Checkbox, None) => FieldValue::Checked(false),
+                    (_, None) => return None,
+                };
+                Some(EnvelopeField {
+                    name: &field.name,
+                    label: &field.label,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    /// The value of form field number `i`, if filled (for re-rendering).
+    pub fn value(&self, i: usize) -> Option<&Value> {
+        self.values.get(i).and_then(Option::as_ref)
+    }
+}
+
+fn check_text(field: &FieldConfig, t: &str) -> Result<(), Rejection> {
+    let name = || field.name.clone();
+    let max_len = field.max_len();
+    if t.chars().count() > max_len {
+        return Err(Rejection::TooLong(name(), max_len));
+    }
+    let multiline = field.kind == FieldKind::Textarea;
+    let bad_char = t
+        .chars()
+        .any(|c| c.is_control() && !(c == '\t' || (multiline && (c == '\n' || c == '\r'))));
+    if bad_char {
+        return Err(Rejection::InvalidCharacters(name()));
+    }
+    match field.kind {
+        FieldKind::Email if !looks_like_email(t) => Err(Rejection::InvalidEmail(name())),
+        FieldKind::Select if !field.options.iter().any(|o| o == t) => Err(Rejection::InvalidOption(name())),
+        _ => Ok(()),
+    }
+}
+
+/// `local@domain`, no spaces, a dot in the domain: what a person can check by
+/// eye, not RFC 5321 in full.
+fn looks_like_email(t: &str) -> bool {
+    let t = t.trim();
+    match t.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !t.chars().any(char::is_whitespace)
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn form() -> FormConfig {
+        let text = r#"
+[server]
+data_dir = "d"
+keys_dir = "k"
+[[forms]]
+id = "f"
+title = "F"
+[[forms.fields]]
+name = "name"
+label = "Name"
+kind = "text"
+max_len = 5
+[[forms.fields]]
+name = "msg"
+label = "Message"
+kind = "textarea"
+required = true
+[[forms.fields]]
+name = "mail"
+label = "Mail"
+kind = "email"
+[[forms.fields]]
+name = "pick"
+label = "Pick"
+kind = "select"
+options = ["a", "b"]
+[[forms.fields]]
+name = "ok"
+label = "OK"
+kind = "checkbox"
+"#;
+        Config::parse(text, Path::new("t.toml")).expect("config").forms.remove(0)
+    }
+
+    fn urlencoded(body: &str) -> Result<Submission, Rejection> {
+        Submission::validate(&form(), decode_urlencoded(body.as_bytes())?)
+    }
+
+    #[test]
+    fn urlencoded_values_are_percent_and_plus_decoded() {
+        let raw = decode_urlencoded(b"msg=a+b%20c%C3%A9%&x=%2").expect("decode");
+        let RawValue::Text(v) = &raw[0].1 else { panic!("text") };
+        assert_eq!(&**v, "a b c\u{e9}%");
+        let RawValue::Text(v) = &raw[1].1 else { panic!("text") };
+        assert_eq!(&**v, "%2");
+    }
+
+    #[test]
+    fn bad_submissions_are_refused_with_the_right_rejection() {
+        let cases: &[(&str, Rejection)] = &[
+            ("", Rejection::Missing("msg".into())),
+            ("msg=+++", Rejection::Missing("msg".into())),
+            ("msg=hi&name=toolong", Rejection::TooLong("name".into(), 5)),
+            ("msg=hi&msg=again", Rejection::DuplicateField("msg".into())),
+            ("msg=hi&evil=1", Rejection::UnknownField),
+            ("msg=%FF", Rejection::InvalidUtf8),
+            ("msg=hi&mail=nope", Rejection::InvalidEmail("mail".into())),
+            ("msg=hi&pick=c", Rejection::InvalidOption("pick".into())),
+            ("msg=hi&name=a%0Ab", Rejection::InvalidCharacters("name".into())),
+            ("msg=a%00b", Rejection::InvalidCharacters("msg".into())),
+            ("msg=hi&ok=maybe", Rejection::WrongType("ok".into())),
+        ];
+        for (body, want) in cases {
+            match urlencoded(body) {
+                Err(got) => assert_eq!(&got, want, "{body}"),
+                Ok(_) => panic!("{body} was accepted"),
+            }
+        }
+        let many = "a=1&".repeat(10_000);
+        assert_eq!(urlencoded(&many).err(), Some(Rejection::TooManyFields));
+    }
+
+    #[test]
+    fn a_valid_submission_keeps_values_in_form_order() {
+        let s = urlencoded("ok=on&msg=line1%0D%0Aline2&pick=b&mail=a%40b.org").expect("valid");
+        let f = form();
+        let fields = s.envelope_fields(&f);
+        let names: Vec<_> = fields.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["msg", "mail", "pick", "ok"]);
+        assert!(matches!(fields[0].value, FieldValue::Text("line1\r\nline2")));
+    }
+
+    #[test]
+    fn json_bodies_decode_strings_and_booleans_and_flag_other_types() {
+        let raw = decode_json(br#"{"fields": {"msg": "hi \u00e9", "ok": true, "name": 3}}"#).expect("decode");
+        assert_eq!(raw.len(), 3);
+        let err = Submission::validate(&form(), raw).err();
+        assert_eq!(err, Some(Rejection::WrongType("name".into())));
+        assert!(matches!(decode_json(b"{\"fields\": []}"), Err(Rejection::Malformed(_))));
+        assert!(matches!(decode_json(b"{\"fields\": {}, \"x\": 1}"), Err(Rejection::Malformed(_))));
+        assert!(matches!(decode_json(b"{\"fields\": {"), Err(Rejection::Malformed(_))));
+        let dup = decode_json(br#"{"fields": {"msg": "a", "msg": "b"}}"#).expect("decode");
+        assert_eq!(Submission::validate(&form(), dup).err(), Some(Rejection::DuplicateField("msg".into())));
+    }
+}
