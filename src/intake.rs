@@ -7,13 +7,14 @@
 //! and this module never sees HTTP.
 
 use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
-use crate::keys::Keyring;
+use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{seal, SealError};
 use crate::store::{IndexEntry, Receipt, Store, StoreError};
 use crate::submission::Submission;
@@ -56,7 +57,44 @@ impl IntakeError {
     }
 }
 
+/// Why the intake pipeline could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The keys or the form routing are unusable; every problem is listed.
+    #[error("{} key problem(s)", .0.len())]
+    Keys(Vec<KeyProblem>),
+    /// The store could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Intake {
+    /// Loads and validates the keys at `now`, routes the forms and opens the
+    /// store (recovering from an unclean stop): everything `serve` needs
+    /// before it listens. Returns the warnings to show loudly.
+    pub fn open(config: Config, now: SystemTime) -> Result<(Intake, Vec<KeyWarning>), OpenError> {
+        let (keyring, warnings) = Keyring::load(&config, now).map_err(OpenError::Keys)?;
+        let (store, recovery) = Store::open(
+            &config.server.data_dir,
+            config.server.index_cache_bytes,
+            |path| record_recipients(&keyring, path),
+        )?;
+        if recovery != Default::default() {
+            tracing::info!(
+                removed_partial = recovery.removed_partial,
+                reindexed = recovery.reindexed,
+                finished_acks = recovery.finished_acks,
+                "store recovered after an unclean stop"
+            );
+        }
+        let intake = Intake {
+            config,
+            keyring,
+            store,
+        };
+        Ok((intake, warnings))
+    }
+
     /// Seals `submission` to `form`'s recipients and commits it durably.
     /// Returns once the record would survive a crash.
     pub fn seal_submission(
@@ -93,4 +131,24 @@ impl Intake {
         };
         Ok(self.store.commit(pending, listed, now)?)
     }
+}
+
+/// Names the recipients of a spool file from its PKESK packets: certificate
+/// fingerprints where the key is known, key IDs otherwise.
+fn record_recipients(keyring: &Keyring, path: &Path) -> Vec<String> {
+    let Ok(handles) = crate::seal::record_recipients(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = handles
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let id = sequoia_openpgp::KeyID::from(&h);
+            keyring
+                .cert_for_key_id(&id)
+                .map_or_else(|| id.to_hex(), |c| c.fingerprint().to_hex())
+        })
+        .collect();
+    out.dedup();
+    out
 }

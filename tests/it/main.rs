@@ -1,0 +1,10 @@
+//! sealform's integration tests: one binary, one module per area.
+//!
+//! Most HTTP behaviour is tested in-process through `router(state)`; the
+//! tests that need a real process (signals, SIGKILL, logs, `check` exit
+//! codes) start the real binary on port 0. Interop tests run the real `gpg`
+//! in a temporary `GNUPGHOME`.
+
+mod support;
+
+mod smoke;
