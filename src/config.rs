@@ -307,7 +307,10 @@ impl Config {
                     (_, false) => {
                         return Err(invalid(
                             format!("{at}.options"),
-                            format!("only select fields take options, this is {}", field.kind.as_str()),
+                            format!(
+                                "only select fields take options, this is {}",
+                                field.kind.as_str()
+                            ),
                         ));
                     }
                     (_, true) => {}
@@ -416,8 +419,14 @@ required = true
     #[test]
     fn invalid_schemas_are_refused_naming_the_key() {
         let cases = [
-            (MINIMAL.replace("id = \"tip\"", "id = \"Tip!\""), "forms[0].id"),
-            (MINIMAL.replace("name = \"message\"", "name = \"\""), "forms[0].fields[0].name"),
+            (
+                MINIMAL.replace("id = \"tip\"", "id = \"Tip!\""),
+                "forms[0].id",
+            ),
+            (
+                MINIMAL.replace("name = \"message\"", "name = \"\""),
+                "forms[0].fields[0].name",
+            ),
             (
                 MINIMAL.replace("required = true", "required = true\nmax_len = 0"),
                 "forms[0].fields[0].max_len",
@@ -426,8 +435,16 @@ required = true
                 MINIMAL.replace("required = true", "required = true\noptions = [\"a\"]"),
                 "forms[0].fields[0].options",
             ),
-            (MINIMAL.replace("kind = \"textarea\"", "kind = \"select\""), "forms[0].fields[0].options"),
-            (format!("{MINIMAL}\n[[forms]]\nid = \"tip\"\ntitle = \"x\"\n[[forms.fields]]\nname = \"a\"\nlabel = \"A\"\nkind = \"text\"\n"), "forms[1].id"),
+            (
+                MINIMAL.replace("kind = \"textarea\"", "kind = \"select\""),
+                "forms[0].fields[0].options",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[forms]]\nid = \"tip\"\ntitle = \"x\"\n[[forms.fields]]\nname = \"a\"\nlabel = \"A\"\nkind = \"text\"\n"
+                ),
+                "forms[1].id",
+            ),
         ];
         for (text, key) in cases {
             let e = parse(&text).expect_err(key).to_string();

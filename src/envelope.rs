@@ -96,7 +96,10 @@ impl<W: Write> EnvelopeWriter<W> {
     /// Writes the message headers and opens the multipart body.
     pub fn start(out: W, head: &Head<'_>) -> io::Result<Self> {
         let boundary = format!("sealform-{}", hex::encode(rand::random::<[u8; 16]>()));
-        let mut out = Counting { inner: out, count: 0 };
+        let mut out = Counting {
+            inner: out,
+            count: 0,
+        };
         write!(
             out,
             "Date: {date}\r\n\
@@ -240,7 +243,8 @@ impl<W: Write> EnvelopeWriter<W> {
         let target = padded_len(self.out.count);
         let mut left = target - self.out.count;
         // Lines of spaces: invisible in a mail client, ignored by parsers.
-        const LINE: &[u8; 78] = b"                                                                            \r\n";
+        const LINE: &[u8; 78] =
+            b"                                                                            \r\n";
         while left > 0 {
             let n = usize::try_from(left).map_or(LINE.len(), |l| l.min(LINE.len()));
             self.out.write_all(&LINE[LINE.len() - n..])?;
@@ -486,7 +490,8 @@ fn sanitize_content_type(ct: &str) -> String {
     let token = |s: &str| {
         !s.is_empty()
             && s.len() <= 127
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
     match ct.split_once('/') {
         Some((t, s)) if token(t) && token(s) => ct.to_ascii_lowercase(),
@@ -544,9 +549,17 @@ mod tests {
 
     #[test]
     fn short_and_three_thousand_byte_messages_pad_to_the_same_length() {
-        let short = envelope(&[EnvelopeField { name: "m", label: "Message", value: FieldValue::Text("0123456789") }]);
+        let short = envelope(&[EnvelopeField {
+            name: "m",
+            label: "Message",
+            value: FieldValue::Text("0123456789"),
+        }]);
         let long_text = "x".repeat(3000);
-        let long = envelope(&[EnvelopeField { name: "m", label: "Message", value: FieldValue::Text(&long_text) }]);
+        let long = envelope(&[EnvelopeField {
+            name: "m",
+            label: "Message",
+            value: FieldValue::Text(&long_text),
+        }]);
         assert_eq!(short.len(), long.len());
     }
 
@@ -571,7 +584,11 @@ mod tests {
     #[test]
     fn quoted_printable_lines_stay_short_and_decode_to_the_text() {
         let value = format!("{} \u{e9}t\u{e9} = 1 \n second line\t", "word ".repeat(40));
-        let env = envelope(&[EnvelopeField { name: "m", label: "Message", value: FieldValue::Text(&value) }]);
+        let env = envelope(&[EnvelopeField {
+            name: "m",
+            label: "Message",
+            value: FieldValue::Text(&value),
+        }]);
         let text = String::from_utf8(env).expect("ascii");
         for l in text.lines() {
             assert!(l.len() <= 78, "line too long: {l:?}");
@@ -584,7 +601,10 @@ mod tests {
             .next()
             .expect("end");
         let decoded = qp_decode(part);
-        let want = format!("Send a tip\r\n\r\nMessage: {}\r\n   second line\t\r\n", value.lines().next().expect("line"));
+        let want = format!(
+            "Send a tip\r\n\r\nMessage: {}\r\n   second line\t\r\n",
+            value.lines().next().expect("line")
+        );
         assert_eq!(decoded, want);
         assert!(part.contains("=09\r\n"), "trailing tab is encoded");
     }
@@ -592,8 +612,16 @@ mod tests {
     #[test]
     fn the_json_part_carries_every_value_exactly() {
         let fields = [
-            EnvelopeField { name: "a", label: "A", value: FieldValue::Text("quote \" back\\slash \r\n\u{1F600}") },
-            EnvelopeField { name: "b", label: "B", value: FieldValue::Checked(true) },
+            EnvelopeField {
+                name: "a",
+                label: "A",
+                value: FieldValue::Text("quote \" back\\slash \r\n\u{1F600}"),
+            },
+            EnvelopeField {
+                name: "b",
+                label: "B",
+                value: FieldValue::Checked(true),
+            },
         ];
         let env = String::from_utf8(envelope(&fields)).expect("ascii");
         let json_b64: String = env
@@ -604,7 +632,9 @@ mod tests {
             .next()
             .expect("end")
             .replace("\r\n", "");
-        let json = base64::engine::general_purpose::STANDARD.decode(json_b64).expect("b64");
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(json_b64)
+            .expect("b64");
         let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
         assert_eq!(v["fields"]["a"], "quote \" back\\slash \r\n\u{1F600}");
         assert_eq!(v["fields"]["b"], true);
@@ -623,7 +653,11 @@ mod tests {
             }
             w.finish().expect("finish");
             let joined: String = String::from_utf8(out).expect("ascii").replace("\r\n", "");
-            assert_eq!(joined, base64::engine::general_purpose::STANDARD.encode(&data), "step {step}");
+            assert_eq!(
+                joined,
+                base64::engine::general_purpose::STANDARD.encode(&data),
+                "step {step}"
+            );
         }
     }
 
@@ -638,7 +672,9 @@ mod tests {
     #[test]
     fn hostile_attachment_names_are_percent_encoded_in_the_header() {
         let mut w = EnvelopeWriter::start(Vec::new(), &head()).expect("start");
-        let mut a = w.attachment("file", "../../etc/\"pass\r\nwd\u{e9}", "text/plain\r\nX: y").expect("att");
+        let mut a = w
+            .attachment("file", "../../etc/\"pass\r\nwd\u{e9}", "text/plain\r\nX: y")
+            .expect("att");
         a.write_all(b"hello").expect("write");
         a.finish().expect("finish");
         let (out, _) = w.finish().expect("finish");

@@ -15,11 +15,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -100,7 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(healthz))
         .route("/api/v1/forms", get(api::forms))
-        .route("/api/v1/forms/{form}/submissions", axum::routing::post(api::submit))
+        .route(
+            "/api/v1/forms/{form}/submissions",
+            axum::routing::post(api::submit),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -117,7 +120,10 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 .on_failure(()),
         )
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -145,7 +151,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn not_found(req: Request) -> Response {
-    let e = HttpError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address");
+    let e = HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "there is nothing at this address",
+    );
     if req.uri().path().starts_with("/api/") {
         error::ApiError(e).into_response()
     } else {
@@ -181,7 +191,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     if let Err(e) = state.intake().store.flush() {
         tracing::error!(error = %e, "flushing the index at shutdown failed");
     }

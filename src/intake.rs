@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
-use crate::seal::{seal, SealError};
+use crate::seal::{SealError, seal};
 use crate::store::{IndexEntry, Receipt, Store, StoreError};
 use crate::submission::Submission;
 
@@ -103,7 +103,10 @@ impl Intake {
         submission: &Submission,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        let recipients = self.keyring.for_form(&form.id).ok_or(IntakeError::NoRoute)?;
+        let recipients = self
+            .keyring
+            .for_form(&form.id)
+            .ok_or(IntakeError::NoRoute)?;
         let pending = self.store.create()?;
         let receipt = pending.receipt().to_string();
         let head = Head {
@@ -122,7 +125,9 @@ impl Intake {
             Ok(())
         })?;
         out.flush().map_err(SealError::Io)?;
-        let pending = out.into_inner().map_err(|e| SealError::Io(e.into_error()))?;
+        let pending = out
+            .into_inner()
+            .map_err(|e| SealError::Io(e.into_error()))?;
         // Hidden recipients stay hidden from a store thief too.
         let listed = if recipients.hidden {
             Vec::new()

@@ -18,14 +18,14 @@ use std::time::{Duration, SystemTime};
 
 use sequoia_openpgp as openpgp;
 
+use openpgp::Fingerprint;
 use openpgp::cert::prelude::*;
-use openpgp::packet::key::{PublicParts, UnspecifiedRole};
 use openpgp::packet::Key;
+use openpgp::packet::key::{PublicParts, UnspecifiedRole};
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::{Features, RevocationStatus};
-use openpgp::Fingerprint;
 
 use crate::config::Config;
 
@@ -440,7 +440,10 @@ pub struct Keyring {
 impl Keyring {
     /// Loads `keys_dir`, validates it at `now`, and routes every form of
     /// `config`. Returns the keyring and the warnings, or every problem found.
-    pub fn load(config: &Config, now: SystemTime) -> Result<(Keyring, Vec<KeyWarning>), Vec<KeyProblem>> {
+    pub fn load(
+        config: &Config,
+        now: SystemTime,
+    ) -> Result<(Keyring, Vec<KeyWarning>), Vec<KeyProblem>> {
         let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
         if !report.problems.is_empty() {
             return Err(report.problems);
@@ -514,11 +517,9 @@ impl Keyring {
 
     /// The certificate owning the key with this key ID (as found in a PKESK).
     pub fn cert_for_key_id(&self, keyid: &openpgp::KeyID) -> Option<&RecipientCert> {
-        self.certs.iter().find(|c| {
-            c.encryption_keys
-                .iter()
-                .any(|k| &k.key.keyid() == keyid)
-        })
+        self.certs
+            .iter()
+            .find(|c| c.encryption_keys.iter().any(|k| &k.key.keyid() == keyid))
     }
 }
 

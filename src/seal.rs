@@ -20,7 +20,7 @@ use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient};
 use openpgp::types::{DataFormat, SymmetricAlgorithm};
 use openpgp::{KeyHandle, KeyID};
 
-use crate::keys::{gnupg_features, Recipients};
+use crate::keys::{Recipients, gnupg_features};
 
 /// Why a record could not be sealed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,11 @@ impl SealError {
 /// The plaintext is never buffered whole: each write passes through the
 /// encryptor into `sink`. If `write_plaintext` fails, the error is returned
 /// and whatever reached `sink` must be discarded.
-pub fn seal<W, F, T>(sink: &mut W, recipients: &Recipients, write_plaintext: F) -> Result<T, SealError>
+pub fn seal<W, F, T>(
+    sink: &mut W,
+    recipients: &Recipients,
+    write_plaintext: F,
+) -> Result<T, SealError>
 where
     W: Write + Send + Sync,
     F: FnOnce(&mut dyn Write) -> io::Result<T>,
@@ -86,8 +90,8 @@ where
 /// sealed record (`None` for a wildcard recipient). Stops at the encrypted
 /// data: the ciphertext body is not read.
 pub fn record_recipients(record: &std::path::Path) -> openpgp::Result<Vec<Option<KeyHandle>>> {
-    use openpgp::parse::{PacketParserResult, Parse};
     use openpgp::Packet;
+    use openpgp::parse::{PacketParserResult, Parse};
 
     let mut out = Vec::new();
     let mut ppr = openpgp::parse::PacketParser::from_file(record)?;

@@ -58,7 +58,11 @@ impl Receipt {
 
 impl fmt::Display for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+        f.write_str(
+            &data_encoding::BASE32_NOPAD
+                .encode(&self.0)
+                .to_ascii_lowercase(),
+        )
     }
 }
 
@@ -203,7 +207,10 @@ impl Store {
         Ok((store, recovery))
     }
 
-    fn recover(&self, recipients_of: impl Fn(&Path) -> Vec<String>) -> Result<Recovery, StoreError> {
+    fn recover(
+        &self,
+        recipients_of: impl Fn(&Path) -> Vec<String>,
+    ) -> Result<Recovery, StoreError> {
         let mut recovery = Recovery::default();
         for entry in fs::read_dir(&self.tmp).map_err(io_err("listing", &self.tmp))? {
             let path = entry.map_err(io_err("listing", &self.tmp))?.path();
@@ -228,7 +235,8 @@ impl Store {
                     recovery.reindexed += 1;
                 }
                 Some(e) if e.state == RecordState::Acked => {
-                    fs::remove_file(&path).map_err(io_err("removing acknowledged record", &path))?;
+                    fs::remove_file(&path)
+                        .map_err(io_err("removing acknowledged record", &path))?;
                     recovery.finished_acks += 1;
                 }
                 Some(_) => {}
@@ -298,7 +306,8 @@ impl Store {
         file.sync_all().map_err(io_err("syncing", &pending.path))?;
         drop(file);
         let final_path = self.path_of(&pending.receipt);
-        fs::rename(&pending.path, &final_path).map_err(io_err("moving into the spool", &final_path))?;
+        fs::rename(&pending.path, &final_path)
+            .map_err(io_err("moving into the spool", &final_path))?;
         pending.path = PathBuf::new(); // nothing left to clean up
         sync_dir(&self.spool)?;
         let entry = IndexEntry {
@@ -392,7 +401,11 @@ impl Drop for PendingRecord {
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(io_err("creating directory", dir)(e)),
     }
@@ -427,7 +440,10 @@ mod tests {
         let r = Receipt::random();
         let s = r.to_string();
         assert_eq!(s.len(), 26);
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+        );
         assert_eq!(Receipt::parse(&s), Some(r));
         assert_eq!(Receipt::parse(&s.to_ascii_uppercase()), Some(r));
         assert_eq!(Receipt::parse("../../etc/passwd"), None);
@@ -447,12 +463,20 @@ mod tests {
         let path = store.path_of(&r);
         assert_eq!(fs::read(&path).expect("read"), b"ciphertext");
         assert_eq!(
-            fs::metadata(&path).expect("meta").modified().expect("mtime"),
+            fs::metadata(&path)
+                .expect("meta")
+                .modified()
+                .expect("mtime"),
             UNIX_EPOCH + Duration::from_secs(1_799_971_200)
         );
         assert_eq!(entry.day, "2027-01-15");
         assert_eq!(store.get(&r).expect("get"), Some(entry));
-        assert_eq!(fs::read_dir(dir.path().join("spool/tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("spool/tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -462,7 +486,12 @@ mod tests {
         let mut p = store.create().expect("create");
         p.write_all(b"half").expect("write");
         drop(p);
-        assert_eq!(fs::read_dir(dir.path().join("spool/tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("spool/tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
         assert!(store.list().expect("list").is_empty());
     }
 

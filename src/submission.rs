@@ -11,8 +11,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::config::{FieldConfig, FieldKind, FormConfig};
@@ -118,13 +118,23 @@ impl fmt::Display for Rejection {
             Rejection::Malformed(what) => write!(f, "the request body is malformed: {what}"),
             Rejection::InvalidUtf8 => f.write_str("the request body is not valid UTF-8 text"),
             Rejection::TooManyFields => write!(f, "too many fields (at most {MAX_RAW_FIELDS})"),
-            Rejection::UnknownField => f.write_str("the request names a field this form does not have"),
+            Rejection::UnknownField => {
+                f.write_str("the request names a field this form does not have")
+            }
             Rejection::DuplicateField(n) => write!(f, "field `{n}` is given more than once"),
             Rejection::Missing(n) => write!(f, "field `{n}` is required"),
             Rejection::TooLong(n, max) => write!(f, "field `{n}` is longer than {max} characters"),
-            Rejection::WrongType(n) => write!(f, "field `{n}` must be a string (or a boolean for a checkbox)"),
-            Rejection::InvalidOption(n) => write!(f, "field `{n}` must be one of its listed options"),
-            Rejection::InvalidEmail(n) => write!(f, "field `{n}` must be an email address like name@example.org"),
+            Rejection::WrongType(n) => write!(
+                f,
+                "field `{n}` must be a string (or a boolean for a checkbox)"
+            ),
+            Rejection::InvalidOption(n) => {
+                write!(f, "field `{n}` must be one of its listed options")
+            }
+            Rejection::InvalidEmail(n) => write!(
+                f,
+                "field `{n}` must be an email address like name@example.org"
+            ),
             Rejection::InvalidCharacters(n) => write!(f, "field `{n}` contains control characters"),
         }
     }
@@ -161,7 +171,10 @@ fn percent_decode(s: &[u8]) -> Result<Zeroizing<String>, Rejection> {
         let hex = |c: u8| (c as char).to_digit(16);
         match b {
             b'+' => bytes.push(b' '),
-            b'%' => match (s.get(i + 1).and_then(|&c| hex(c)), s.get(i + 2).and_then(|&c| hex(c))) {
+            b'%' => match (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 (Some(h), Some(l)) => {
                     bytes.push((h * 16 + l) as u8);
                     i += 2;
@@ -280,7 +293,10 @@ pub struct Submission {
 
 impl Submission {
     /// Checks `raw` against `form`.
-    pub fn validate(form: &FormConfig, raw: Vec<(String, RawValue)>) -> Result<Submission, Rejection> {
+    pub fn validate(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Rejection> {
         let mut values: Vec<Option<Value>> = form.fields.iter().map(|_| None).collect();
         let mut seen = vec![false; form.fields.len()];
         for (name, raw) in raw {
@@ -309,7 +325,9 @@ impl Submission {
                         Some(Value::Text(t))
                     }
                 }
-                (_, RawValue::Bool(_) | RawValue::Other) => return Err(Rejection::WrongType(fname())),
+                (_, RawValue::Bool(_) | RawValue::Other) => {
+                    return Err(Rejection::WrongType(fname()));
+                }
             };
             values[i] = value;
         }
@@ -369,7 +387,9 @@ fn check_text(field: &FieldConfig, t: &str) -> Result<(), Rejection> {
     }
     match field.kind {
         FieldKind::Email if !looks_like_email(t) => Err(Rejection::InvalidEmail(name())),
-        FieldKind::Select if !field.options.iter().any(|o| o == t) => Err(Rejection::InvalidOption(name())),
+        FieldKind::Select if !field.options.iter().any(|o| o == t) => {
+            Err(Rejection::InvalidOption(name()))
+        }
         _ => Ok(()),
     }
 }
@@ -429,7 +449,10 @@ name = "ok"
 label = "OK"
 kind = "checkbox"
 "#;
-        Config::parse(text, Path::new("t.toml")).expect("config").forms.remove(0)
+        Config::parse(text, Path::new("t.toml"))
+            .expect("config")
+            .forms
+            .remove(0)
     }
 
     fn urlencoded(body: &str) -> Result<Submission, Rejection> {
@@ -439,9 +462,13 @@ kind = "checkbox"
     #[test]
     fn urlencoded_values_are_percent_and_plus_decoded() {
         let raw = decode_urlencoded(b"msg=a+b%20c%C3%A9%&x=%2").expect("decode");
-        let RawValue::Text(v) = &raw[0].1 else { panic!("text") };
+        let RawValue::Text(v) = &raw[0].1 else {
+            panic!("text")
+        };
         assert_eq!(&**v, "a b c\u{e9}%");
-        let RawValue::Text(v) = &raw[1].1 else { panic!("text") };
+        let RawValue::Text(v) = &raw[1].1 else {
+            panic!("text")
+        };
         assert_eq!(&**v, "%2");
     }
 
@@ -456,7 +483,10 @@ kind = "checkbox"
             ("msg=%FF", Rejection::InvalidUtf8),
             ("msg=hi&mail=nope", Rejection::InvalidEmail("mail".into())),
             ("msg=hi&pick=c", Rejection::InvalidOption("pick".into())),
-            ("msg=hi&name=a%0Ab", Rejection::InvalidCharacters("name".into())),
+            (
+                "msg=hi&name=a%0Ab",
+                Rejection::InvalidCharacters("name".into()),
+            ),
             ("msg=a%00b", Rejection::InvalidCharacters("msg".into())),
             ("msg=hi&ok=maybe", Rejection::WrongType("ok".into())),
         ];
@@ -477,19 +507,35 @@ kind = "checkbox"
         let fields = s.envelope_fields(&f);
         let names: Vec<_> = fields.iter().map(|f| f.name).collect();
         assert_eq!(names, ["msg", "mail", "pick", "ok"]);
-        assert!(matches!(fields[0].value, FieldValue::Text("line1\r\nline2")));
+        assert!(matches!(
+            fields[0].value,
+            FieldValue::Text("line1\r\nline2")
+        ));
     }
 
     #[test]
     fn json_bodies_decode_strings_and_booleans_and_flag_other_types() {
-        let raw = decode_json(br#"{"fields": {"msg": "hi \u00e9", "ok": true, "name": 3}}"#).expect("decode");
+        let raw = decode_json(br#"{"fields": {"msg": "hi \u00e9", "ok": true, "name": 3}}"#)
+            .expect("decode");
         assert_eq!(raw.len(), 3);
         let err = Submission::validate(&form(), raw).err();
         assert_eq!(err, Some(Rejection::WrongType("name".into())));
-        assert!(matches!(decode_json(b"{\"fields\": []}"), Err(Rejection::Malformed(_))));
-        assert!(matches!(decode_json(b"{\"fields\": {}, \"x\": 1}"), Err(Rejection::Malformed(_))));
-        assert!(matches!(decode_json(b"{\"fields\": {"), Err(Rejection::Malformed(_))));
+        assert!(matches!(
+            decode_json(b"{\"fields\": []}"),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_json(b"{\"fields\": {}, \"x\": 1}"),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_json(b"{\"fields\": {"),
+            Err(Rejection::Malformed(_))
+        ));
         let dup = decode_json(br#"{"fields": {"msg": "a", "msg": "b"}}"#).expect("decode");
-        assert_eq!(Submission::validate(&form(), dup).err(), Some(Rejection::DuplicateField("msg".into())));
+        assert_eq!(
+            Submission::validate(&form(), dup).err(),
+            Some(Rejection::DuplicateField("msg".into()))
+        );
     }
 }

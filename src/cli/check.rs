@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::keys::{load_dir, Keyring};
+use crate::keys::{Keyring, load_dir};
 
 /// Validates the config at `config_path` and its keys; prints what it found.
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -53,7 +53,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
                         "form {}: {} recipient(s){}: {}",
                         form.id,
                         certs.len(),
-                        if form.hide_recipients { " (hidden)" } else { "" },
+                        if form.hide_recipients {
+                            " (hidden)"
+                        } else {
+                            ""
+                        },
                         certs.join(", ")
                     );
                 }
@@ -71,7 +75,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         for p in &problems {
             eprintln!("sealform: error: {p}");
         }
-        eprintln!("sealform: {} problem(s); `sealform serve` would refuse to start", problems.len());
+        eprintln!(
+            "sealform: {} problem(s); `sealform serve` would refuse to start",
+            problems.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

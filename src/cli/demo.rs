@@ -69,9 +69,8 @@ fn create(dir: &Path) -> anyhow::Result<()> {
         dir.join("keys/README.md"),
         "Public certificates of the demo recipients. Secret keys never go here.\n",
     )?;
-    let config = format!(
-        "# Written by `sealform demo` from config.example.toml.\n{EXAMPLE_CONFIG}"
-    );
+    let config =
+        format!("# Written by `sealform demo` from config.example.toml.\n{EXAMPLE_CONFIG}");
     fs::write(dir.join("config.toml"), config)?;
     Ok(())
 }

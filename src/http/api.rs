@@ -3,16 +3,16 @@
 //! Errors are `{"error": {"code", "message", "field"?}}` with the statuses of
 //! DESIGN.md; a 201 answers `{"receipt": "<id>"}` once the record is durable.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::error::{ApiError, HttpError};
-use super::{media_type, AppState};
-use crate::submission::{decode_json, Submission};
+use super::{AppState, media_type};
+use crate::submission::{Submission, decode_json};
 
 /// `GET /api/v1/forms`: every form's schema and recipients.
 pub async fn forms(State(state): State<AppState>) -> Json<Value> {
@@ -67,5 +67,8 @@ pub async fn submit(
     let submission = Submission::validate(&config.forms[form_index], decode_json(&body)?)?;
     drop(body);
     let receipt = state.seal(form_index, submission).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "receipt": receipt.to_string() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "receipt": receipt.to_string() })),
+    ))
 }

@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
+use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use crate::submission::Rejection;
@@ -42,7 +42,11 @@ impl HttpError {
 
     /// 404 for a form that does not exist.
     pub fn unknown_form() -> HttpError {
-        HttpError::new(StatusCode::NOT_FOUND, "unknown_form", "there is no such form")
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_form",
+            "there is no such form",
+        )
     }
 
     /// 415 with the expected media type(s).

@@ -8,15 +8,15 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::error::{HttpError, PageError};
-use super::{media_type, AppState};
+use super::{AppState, media_type};
 use crate::config::{FieldKind, FormConfig};
 use crate::keys::RecipientCert;
-use crate::submission::{decode_urlencoded, Submission};
+use crate::submission::{Submission, decode_urlencoded};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 
@@ -94,8 +94,15 @@ fn recipients_of<'a>(state: &'a AppState, form: &FormConfig) -> Vec<&'a Recipien
 }
 
 /// `GET /forms/{form}`
-pub async fn form(State(state): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, PageError> {
-    let form = state.intake().config.form(&id).ok_or_else(HttpError::unknown_form)?;
+pub async fn form(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let form = state
+        .intake()
+        .config
+        .form(&id)
+        .ok_or_else(HttpError::unknown_form)?;
     let recipients = recipients_of(&state, form);
     Ok(Html(layout(
         &form.title,
@@ -189,7 +196,12 @@ pub async fn submit(
             p { a href="/" { "Back to the forms" } }
         },
     );
-    Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(page),
+    )
+        .into_response())
 }
 
 /// `GET /keys`
@@ -214,7 +226,10 @@ pub async fn keys(State(state): State<AppState>) -> Html<String> {
 }
 
 /// `GET /keys/{fingerprint}.asc`
-pub async fn key_file(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response, PageError> {
+pub async fn key_file(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, PageError> {
     let not_found = || HttpError::new(StatusCode::NOT_FOUND, "unknown_key", "there is no such key");
     let fpr = file.strip_suffix(".asc").ok_or_else(not_found)?;
     let cert = state.intake().keyring.cert(fpr).ok_or_else(not_found)?;

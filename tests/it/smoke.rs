@@ -10,8 +10,17 @@ use crate::support::*;
 async fn a_json_submission_is_stored_as_one_record_gpg_decrypts() {
     let fx = Fixture::standard();
     let app = fx.app();
-    let (res, body) = send(&app, api_post("tip", &json!({"fields": {"message": "hello from the API"}}))).await;
-    assert_eq!(res.status(), StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let (res, body) = send(
+        &app,
+        api_post("tip", &json!({"fields": {"message": "hello from the API"}})),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let receipt = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["receipt"]
         .as_str()
         .expect("receipt")

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use http_body_util::BodyExt;
 use sealform::config::Config;
-use sealform::http::{router, AppState};
+use sealform::http::{AppState, router};
 use sealform::intake::Intake;
 use tower::ServiceExt;
 
@@ -119,8 +119,11 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
         for k in keys {
-            std::fs::copy(k.public(), dir.path().join("keys").join(format!("{}.asc", k.stem())))
-                .expect("copy key");
+            std::fs::copy(
+                k.public(),
+                dir.path().join("keys").join(format!("{}.asc", k.stem())),
+            )
+            .expect("copy key");
         }
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n{server_extra}\n{forms}"
@@ -180,7 +183,9 @@ impl Fixture {
     /// Every file under `data_dir`, recursively, as bytes.
     pub fn all_stored_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-            let Ok(rd) = std::fs::read_dir(dir) else { return };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 if p.is_dir() {
@@ -280,13 +285,15 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!(
-                "server did not start; log:\n{}",
-                String::from_utf8_lossy(&log.lock().expect("log"))
-            )
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; log:\n{}",
+                    String::from_utf8_lossy(&log.lock().expect("log"))
+                )
+            });
         Server { child, addr, log }
     }
 
@@ -301,7 +308,9 @@ impl Server {
 
     /// SIGTERM, then wait (at most 30 s) for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -354,7 +363,11 @@ impl Gpg {
         let g = Gpg { home };
         for k in keys {
             let out = g.cmd().args(["--import"]).arg(k).output().expect("run gpg");
-            assert!(out.status.success(), "gpg --import failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "gpg --import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         g
     }
@@ -365,14 +378,26 @@ impl Gpg {
         let mut c = Command::new("gpg");
         c.arg("--homedir")
             .arg(self.home.path())
-            .args(["--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args([
+                "--batch",
+                "--no-tty",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
             .stdin(Stdio::null());
         c
     }
 
     /// `gpg --decrypt FILE`: Ok(plaintext) or Err(stderr).
     pub fn decrypt(&self, file: &Path) -> Result<Vec<u8>, String> {
-        let out = self.cmd().arg("--decrypt").arg(file).output().expect("run gpg");
+        let out = self
+            .cmd()
+            .arg("--decrypt")
+            .arg(file)
+            .output()
+            .expect("run gpg");
         if out.status.success() {
             Ok(out.stdout)
         } else {
@@ -382,7 +407,12 @@ impl Gpg {
 
     /// `gpg --list-packets FILE` output (stdout).
     pub fn list_packets(&self, file: &Path) -> String {
-        let out = self.cmd().arg("--list-packets").arg(file).output().expect("run gpg");
+        let out = self
+            .cmd()
+            .arg("--list-packets")
+            .arg(file)
+            .output()
+            .expect("run gpg");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -395,8 +425,14 @@ pub fn json_part(eml: &[u8]) -> serde_json::Value {
         .split("Content-Type: application/json; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n")
         .nth(1)
         .expect("record has a JSON part");
-    let b64: String = after.split("\r\n--").next().expect("end").replace("\r\n", "");
-    let json = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+    let b64: String = after
+        .split("\r\n--")
+        .next()
+        .expect("end")
+        .replace("\r\n", "");
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
     serde_json::from_slice(&json).expect("JSON")
 }
 
