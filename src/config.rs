@@ -6,7 +6,7 @@
 //! submissions: recipient fingerprints are checked against the keyring by
 //! [`crate::keys`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -84,6 +84,37 @@ pub struct FormConfig {
     /// The fields, in display order.
     #[serde(default)]
     pub fields: Vec<FieldConfig>,
+    /// Translations of the title and description, by language code
+    /// (`[forms.i18n.es]`); a missing one shows the English text.
+    #[serde(default)]
+    pub i18n: BTreeMap<String, FormTranslation>,
+    /// Origins allowed to show this form in a frame (CSP `frame-ancestors`),
+    /// e.g. `["https://www.example.org"]`; empty means no one may.
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
+}
+
+/// A `[forms.i18n.<lang>]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormTranslation {
+    /// The form's title in this language.
+    pub title: Option<String>,
+    /// The form's description in this language.
+    pub description: Option<String>,
+}
+
+/// A `[forms.fields.i18n.<lang>]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldTranslation {
+    /// The label in this language.
+    pub label: Option<String>,
+    /// The hint in this language.
+    pub hint: Option<String>,
+    /// What a `select` shows for each option, in the same order as
+    /// `options` (the submitted value stays the untranslated option).
+    pub options: Option<Vec<String>>,
 }
 
 /// One `[[forms.fields]]` entry.
@@ -108,6 +139,10 @@ pub struct FieldConfig {
     /// The choices of a `select` field.
     #[serde(default)]
     pub options: Vec<String>,
+    /// Translations of the label, hint and option texts, by language code
+    /// (`[forms.fields.i18n.es]`); a missing one shows the English text.
+    #[serde(default)]
+    pub i18n: BTreeMap<String, FieldTranslation>,
 }
 
 /// The kinds of form field.
@@ -153,6 +188,59 @@ impl FieldConfig {
     /// The longest value accepted, in characters.
     pub fn max_len(&self) -> usize {
         self.max_len.unwrap_or_else(|| self.kind.default_max_len())
+    }
+
+    /// The label in language `lang`, or the base label.
+    pub fn label_in(&self, lang: &str) -> &str {
+        self.i18n
+            .get(lang)
+            .and_then(|t| t.label.as_deref())
+            .unwrap_or(&self.label)
+    }
+
+    /// The hint in language `lang`, or the base hint.
+    pub fn hint_in(&self, lang: &str) -> Option<&str> {
+        self.i18n
+            .get(lang)
+            .and_then(|t| t.hint.as_deref())
+            .or(self.hint.as_deref())
+    }
+
+    /// What option number `i` shows in language `lang`, or the option itself.
+    pub fn option_text_in(&self, lang: &str, i: usize) -> &str {
+        self.i18n
+            .get(lang)
+            .and_then(|t| t.options.as_ref())
+            .and_then(|o| o.get(i))
+            .or_else(|| self.options.get(i))
+            .map_or("", String::as_str)
+    }
+}
+
+impl FormConfig {
+    /// The title in language `lang`, or the base title.
+    pub fn title_in(&self, lang: &str) -> &str {
+        self.i18n
+            .get(lang)
+            .and_then(|t| t.title.as_deref())
+            .unwrap_or(&self.title)
+    }
+
+    /// The description in language `lang`, or the base description.
+    pub fn description_in(&self, lang: &str) -> &str {
+        self.i18n
+            .get(lang)
+            .and_then(|t| t.description.as_deref())
+            .unwrap_or(&self.description)
+    }
+
+    /// The CSP `frame-ancestors` sources for this form's pages.
+    pub fn frame_ancestors_csp(&self) -> String {
+        if self.frame_ancestors.is_empty() {
+            "'none'".to_owned()
+        } else {
+            self.frame_ancestors.join(" ")
+        }
     }
 }
 
@@ -245,6 +333,21 @@ impl Config {
             if form.title.trim().is_empty() {
                 return Err(invalid(format!("{at}.title"), "must not be empty".into()));
             }
+            for lang in form.i18n.keys() {
+                check_translation_lang(lang)
+                    .map_err(|p| invalid(format!("{at}.i18n.{lang}"), p))?;
+            }
+            for (k, source) in form.frame_ancestors.iter().enumerate() {
+                if !is_frame_source(source) {
+                    return Err(invalid(
+                        format!("{at}.frame_ancestors[{k}]"),
+                        format!(
+                            "{source:?} must be 'self' or an origin like \"https://www.example.org\" \
+                             (scheme, host, optional port; no path, space, ';' or ',')"
+                        ),
+                    ));
+                }
+            }
             if form.fields.is_empty() {
                 return Err(invalid(
                     format!("{at}.fields"),
@@ -278,6 +381,22 @@ impl Config {
                             format!("{at}.max_len"),
                             format!("must be between 1 and {MAX_FIELD_LEN}"),
                         ));
+                    }
+                }
+                for (lang, t) in &field.i18n {
+                    check_translation_lang(lang)
+                        .map_err(|p| invalid(format!("{at}.i18n.{lang}"), p))?;
+                    if let Some(o) = &t.options {
+                        if o.len() != field.options.len() {
+                            return Err(invalid(
+                                format!("{at}.i18n.{lang}.options"),
+                                format!(
+                                    "has {} entries but the field has {} options; give one text per option, in order",
+                                    o.len(),
+                                    field.options.len()
+                                ),
+                            ));
+                        }
                     }
                 }
                 match (field.kind, field.options.is_empty()) {
@@ -319,6 +438,52 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A translation table must name a shipped language other than the base.
+fn check_translation_lang(lang: &str) -> Result<(), String> {
+    match crate::i18n::Lang::from_code(lang) {
+        Some(crate::i18n::Lang::En) => Err(
+            "English is the base text (title, label, ...); translate into another language".into(),
+        ),
+        Some(l) if l.code() == lang => Ok(()),
+        _ => {
+            let codes: Vec<_> = crate::i18n::Lang::ALL
+                .iter()
+                .skip(1)
+                .map(|l| l.code())
+                .collect();
+            Err(format!(
+                "is not a shipped page language; use one of: {}",
+                codes.join(", ")
+            ))
+        }
+    }
+}
+
+/// `'self'` or `scheme://host[:port]` with a host of letters, digits, `-`,
+/// `.` (optionally a leading `*.`): enough for CSP, nothing that could end
+/// the directive or add another.
+fn is_frame_source(s: &str) -> bool {
+    if s == "'self'" {
+        return true;
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    let (host, port) = match host.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host, None),
+    };
+    matches!(scheme, "https" | "http")
+        && !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_slug(s: &str, extra: char) -> bool {
@@ -445,10 +610,73 @@ required = true
                 ),
                 "forms[1].id",
             ),
+            (
+                format!("{MINIMAL}\n[forms.fields.i18n.fr]\nlabel = \"Message\"\n"),
+                "forms[0].fields[0].i18n.fr",
+            ),
+            (
+                format!("{MINIMAL}\n[forms.fields.i18n.en]\nlabel = \"Message\"\n"),
+                "forms[0].fields[0].i18n.en",
+            ),
+            (
+                format!("{MINIMAL}\n[forms.fields.i18n.es]\noptions = [\"a\"]\n"),
+                "forms[0].fields[0].i18n.es.options",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\n[forms.i18n.ES]\ntitle = \"x\"",
+                ),
+                "forms[0].i18n.ES",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\nframe_ancestors = [\"https://a.org; script-src *\"]",
+                ),
+                "forms[0].frame_ancestors[0]",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\nframe_ancestors = [\"*\"]",
+                ),
+                "forms[0].frame_ancestors[0]",
+            ),
         ];
         for (text, key) in cases {
             let e = parse(&text).expect_err(key).to_string();
             assert!(e.contains(key), "expected {key} in {e}");
         }
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_translation_table_is_refused() {
+        let text = format!("{MINIMAL}\n[forms.fields.i18n.es]\nlable = \"Mensaje\"\n");
+        let e = parse(&text).expect_err("typo").to_string();
+        assert!(e.contains("lable"), "{e}");
+    }
+
+    #[test]
+    fn translations_fall_back_to_the_base_text_piece_by_piece() {
+        let text = MINIMAL.replace(
+            "title = \"Send a tip\"",
+            "title = \"Send a tip\"\nframe_ancestors = [\"https://news.example.org\", \"'self'\"]\n[forms.i18n.es]\ntitle = \"Envíe una pista\"",
+        ) + "hint = \"Be brief\"\n[forms.fields.i18n.es]\nlabel = \"Mensaje\"\n";
+        let c = parse(&text).expect("valid");
+        let (form, field) = (&c.forms[0], &c.forms[0].fields[0]);
+        assert_eq!(form.title_in("es"), "Envíe una pista");
+        assert_eq!(form.title_in("en"), "Send a tip");
+        assert_eq!(form.description_in("es"), "");
+        assert_eq!(field.label_in("es"), "Mensaje");
+        assert_eq!(field.hint_in("es"), Some("Be brief"));
+        assert_eq!(
+            form.frame_ancestors_csp(),
+            "https://news.example.org 'self'"
+        );
+        assert_eq!(
+            parse(MINIMAL).expect("valid").forms[0].frame_ancestors_csp(),
+            "'none'"
+        );
     }
 }

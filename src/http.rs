@@ -124,7 +124,8 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // Form routes set their own policy (per-form `frame-ancestors`).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \

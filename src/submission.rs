@@ -292,44 +292,37 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Checks `raw` against `form`.
+    /// Checks `raw` against `form`; the first problem found is the answer.
     pub fn validate(
         form: &FormConfig,
         raw: Vec<(String, RawValue)>,
     ) -> Result<Submission, Rejection> {
+        Submission::validate_all(form, raw).map_err(|mut all| all.swap_remove(0))
+    }
+
+    /// Checks `raw` against `form` and reports every problem (never an empty
+    /// list): at most one per form field, in the order they were found, so a
+    /// page can mark each field. A malformed body or an unknown field stops
+    /// the check at once and is the only entry.
+    pub fn validate_all(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Vec<Rejection>> {
         let mut values: Vec<Option<Value>> = form.fields.iter().map(|_| None).collect();
         let mut seen = vec![false; form.fields.len()];
+        let mut problems = Vec::new();
         for (name, raw) in raw {
             let Some(i) = form.fields.iter().position(|f| f.name == name) else {
-                return Err(Rejection::UnknownField);
+                return Err(vec![Rejection::UnknownField]);
             };
             let field = &form.fields[i];
-            let fname = || field.name.clone();
             if std::mem::replace(&mut seen[i], true) {
-                return Err(Rejection::DuplicateField(fname()));
+                return Err(vec![Rejection::DuplicateField(field.name.clone())]);
             }
-            let value = match (field.kind, raw) {
-                (FieldKind::Checkbox, RawValue::Bool(b)) => Some(Value::Checked(b)),
-                (FieldKind::Checkbox, RawValue::Text(t)) => {
-                    match t.trim().to_ascii_lowercase().as_str() {
-                        "on" | "yes" | "true" | "1" => Some(Value::Checked(true)),
-                        "" | "off" | "no" | "false" | "0" => Some(Value::Checked(false)),
-                        _ => return Err(Rejection::WrongType(fname())),
-                    }
-                }
-                (_, RawValue::Text(t)) => {
-                    if t.trim().is_empty() {
-                        None
-                    } else {
-                        check_text(field, &t)?;
-                        Some(Value::Text(t))
-                    }
-                }
-                (_, RawValue::Bool(_) | RawValue::Other) => {
-                    return Err(Rejection::WrongType(fname()));
-                }
-            };
-            values[i] = value;
+            match check_value(field, raw) {
+                Ok(value) => values[i] = value,
+                Err(problem) => problems.push(problem),
+            }
         }
         for (field, value) in form.fields.iter().zip(&values) {
             let filled = match value {
@@ -337,11 +330,16 @@ impl Submission {
                 Some(Value::Checked(c)) => *c,
                 Some(Value::Text(_)) => true,
             };
-            if field.required && !filled {
-                return Err(Rejection::Missing(field.name.clone()));
+            let already = problems.iter().any(|p| p.field() == Some(&field.name));
+            if field.required && !filled && !already {
+                problems.push(Rejection::Missing(field.name.clone()));
             }
         }
-        Ok(Submission { values })
+        if problems.is_empty() {
+            Ok(Submission { values })
+        } else {
+            Err(problems)
+        }
     }
 
     /// The fields as the envelope writes them: every checkbox, and every text
@@ -369,6 +367,28 @@ impl Submission {
     /// The value of form field number `i`, if filled (for re-rendering).
     pub fn value(&self, i: usize) -> Option<&Value> {
         self.values.get(i).and_then(Option::as_ref)
+    }
+}
+
+/// One raw value against its field: `None` for blank text.
+fn check_value(field: &FieldConfig, raw: RawValue) -> Result<Option<Value>, Rejection> {
+    let fname = || field.name.clone();
+    match (field.kind, raw) {
+        (FieldKind::Checkbox, RawValue::Bool(b)) => Ok(Some(Value::Checked(b))),
+        (FieldKind::Checkbox, RawValue::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" | "1" => Ok(Some(Value::Checked(true))),
+            "" | "off" | "no" | "false" | "0" => Ok(Some(Value::Checked(false))),
+            _ => Err(Rejection::WrongType(fname())),
+        },
+        (_, RawValue::Text(t)) => {
+            if t.trim().is_empty() {
+                Ok(None)
+            } else {
+                check_text(field, &t)?;
+                Ok(Some(Value::Text(t)))
+            }
+        }
+        (_, RawValue::Bool(_) | RawValue::Other) => Err(Rejection::WrongType(fname())),
     }
 }
 
@@ -498,6 +518,28 @@ kind = "checkbox"
         }
         let many = "a=1&".repeat(10_000);
         assert_eq!(urlencoded(&many).err(), Some(Rejection::TooManyFields));
+    }
+
+    #[test]
+    fn every_problem_is_reported_once_per_field_in_the_order_found() {
+        let raw = decode_urlencoded(b"name=toolong&mail=nope&pick=c").expect("decode");
+        let all = Submission::validate_all(&form(), raw)
+            .err()
+            .expect("rejected");
+        assert_eq!(
+            all,
+            [
+                Rejection::TooLong("name".into(), 5),
+                Rejection::InvalidEmail("mail".into()),
+                Rejection::InvalidOption("pick".into()),
+                Rejection::Missing("msg".into()),
+            ]
+        );
+        let raw = decode_urlencoded(b"name=toolong&evil=1").expect("decode");
+        let all = Submission::validate_all(&form(), raw)
+            .err()
+            .expect("rejected");
+        assert_eq!(all, [Rejection::UnknownField]);
     }
 
     #[test]

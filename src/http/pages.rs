@@ -1,37 +1,84 @@
-//! Server-rendered HTML: the form list, each form, the receipt page, the key
-//! list and error pages.
+//! Server-rendered HTML: the form list, each form, the form again with its
+//! errors, the receipt page, the key list and error pages.
 //!
 //! Pages need no JavaScript and load nothing from another origin; every
-//! dynamic string goes through maud, which escapes it. A receipt appears only
-//! in the body of a `no-store` response, never in a URL.
+//! dynamic string goes through maud, which escapes it. All page text comes
+//! from [`crate::i18n`] in the request's language, form text from the
+//! config's translations. A receipt appears only in the body of a `no-store`
+//! response, never in a URL.
+//!
+//! A form sent with mistakes is rendered again from memory with what the
+//! person typed and the problems next to each field (422); nothing of it is
+//! stored or logged.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
 use super::{AppState, media_type};
-use crate::config::{FieldKind, FormConfig};
+use crate::config::{FieldConfig, FieldKind, FormConfig};
+use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 use crate::keys::RecipientCert;
-use crate::submission::{Submission, decode_urlencoded};
+use crate::submission::{RawValue, Rejection, Submission, decode_urlencoded};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 
-fn layout(title: &str, body: Markup) -> String {
+/// What every page needs to speak the reader's language.
+#[derive(Clone, Copy)]
+struct Page<'a> {
+    lang: Lang,
+    cat: &'a Catalogue,
+    /// The path of this page, for the language switcher's links.
+    path: &'a str,
+}
+
+impl<'a> Page<'a> {
+    fn new(lang: Lang, path: &'a str) -> Page<'a> {
+        Page {
+            lang,
+            cat: catalogue(),
+            path,
+        }
+    }
+
+    /// The language from `?lang=` or `Accept-Language`.
+    fn negotiate(headers: &HeaderMap, query: Option<&str>, path: &'a str) -> Page<'a> {
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        Page::new(negotiate(query, accept), path)
+    }
+
+    fn t(&self, msg: Msg) -> &'a str {
+        self.cat.text(self.lang, msg)
+    }
+
+    fn code(&self) -> &'static str {
+        self.lang.code()
+    }
+}
+
+fn layout(page: Page<'_>, title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(page.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
-                title { (title) " · sealform" }
+                title { (title) " · " (page.t(Msg::SiteName)) }
                 link rel="stylesheet" href="/static/style.css";
             }
             body {
+                header {
+                    a.site href={ "/?lang=" (page.code()) } { (page.t(Msg::SiteName)) }
+                    (language_switcher(page))
+                }
                 main { (body) }
             }
         }
@@ -39,14 +86,43 @@ fn layout(title: &str, body: Markup) -> String {
     .into_string()
 }
 
-/// Renders a plain error page.
+/// Links to this page in every language, each named in its own language:
+/// plain links, so they work without JavaScript.
+fn language_switcher(page: Page<'_>) -> Markup {
+    html! {
+        nav.langs aria-label=(page.t(Msg::SwitcherLabel)) {
+            ul {
+                @for lang in Lang::ALL {
+                    li {
+                        @if lang == page.lang {
+                            a href={ (page.path) "?lang=" (lang.code()) } hreflang=(lang.code())
+                                lang=(lang.code()) aria-current="page" {
+                                (page.cat.text(lang, Msg::LanguageName))
+                            }
+                        } @else {
+                            a href={ (page.path) "?lang=" (lang.code()) } hreflang=(lang.code())
+                                lang=(lang.code()) {
+                                (page.cat.text(lang, Msg::LanguageName))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renders a plain error page (English: the error path does not know the
+/// request's language).
 pub fn error_page(title: &str, message: &str) -> String {
+    let page = Page::new(Lang::En, "/");
     layout(
+        page,
         title,
         html! {
             h1 { (title) }
             p { (message) }
-            p { a href="/" { "Back to the forms" } }
+            p { a href="/" { (page.t(Msg::BackToForms)) } }
         },
     )
 }
@@ -61,22 +137,29 @@ fn spaced(hex: &str) -> String {
 }
 
 /// `GET /`
-pub async fn index(State(state): State<AppState>) -> Html<String> {
+pub async fn index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Html<String> {
+    let page = Page::negotiate(&headers, query.as_deref(), "/");
+    let lang = page.code();
     let forms = &state.intake().config.forms;
     Html(layout(
-        "Forms",
+        page,
+        page.t(Msg::FormsTitle),
         html! {
-            h1 { "Forms" }
-            p { "Every message sent here is encrypted on arrival; the server keeps no readable copy." }
+            h1 { (page.t(Msg::FormsTitle)) }
+            p { (page.t(Msg::FormsIntro)) }
             ul.forms {
                 @for f in forms {
                     li {
-                        a href={ "/forms/" (f.id) } { (f.title) }
-                        @if !f.description.is_empty() { p { (f.description) } }
+                        a href={ "/forms/" (f.id) "?lang=" (lang) } { (f.title_in(lang)) }
+                        @if !f.description_in(lang).is_empty() { p { (f.description_in(lang)) } }
                     }
                 }
             }
-            p { a href="/keys" { "The recipients' keys" } }
+            p { a href={ "/keys?lang=" (lang) } { (page.t(Msg::KeysLink)) } }
         },
     ))
 }
@@ -93,82 +176,308 @@ fn recipients_of<'a>(state: &'a AppState, form: &FormConfig) -> Vec<&'a Recipien
     }
 }
 
+/// What the person typed, per form field, kept only to render the form
+/// again; zeroized when the response is built.
+struct Echo(Vec<Option<Zeroizing<String>>>);
+
+impl Echo {
+    fn empty(form: &FormConfig) -> Echo {
+        Echo(form.fields.iter().map(|_| None).collect())
+    }
+
+    fn of(form: &FormConfig, raw: &[(String, RawValue)]) -> Echo {
+        let mut echo = Echo::empty(form);
+        for (name, value) in raw {
+            if let (Some(i), RawValue::Text(t)) =
+                (form.fields.iter().position(|f| &f.name == name), value)
+            {
+                echo.0[i] = Some(t.clone());
+            }
+        }
+        echo
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        self.0.get(i).and_then(|v| v.as_deref().map(String::as_str))
+    }
+}
+
 /// `GET /forms/{form}`
 pub async fn form(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Html<String>, PageError> {
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
     let form = state
         .intake()
         .config
         .form(&id)
         .ok_or_else(HttpError::unknown_form)?;
-    let recipients = recipients_of(&state, form);
-    Ok(Html(layout(
-        &form.title,
-        html! {
-            h1 { (form.title) }
-            @if !form.description.is_empty() { p { (form.description) } }
-            form method="post" action={ "/forms/" (form.id) } accept-charset="utf-8" {
-                @for field in &form.fields { (render_field(field)) }
-                button type="submit" { "Send encrypted" }
-            }
-            section.recipients {
-                h2 { "Who can read this" }
-                p { "Your message is encrypted on arrival to these OpenPGP keys. The server keeps no readable copy and no IP address." }
-                ul {
-                    @for c in &recipients {
-                        li {
-                            (c.display_name()) br;
-                            code { (spaced(&c.fingerprint().to_hex())) }
-                        }
-                    }
-                }
-            }
-        },
-    )))
+    let path = format!("/forms/{}", form.id);
+    let page = Page::negotiate(&headers, query.as_deref(), &path);
+    let html = render_form(page, &state, form, &Echo::empty(form), &[]);
+    Ok(form_response(form, StatusCode::OK, html))
 }
 
-fn render_field(field: &crate::config::FieldConfig) -> Markup {
-    let id = format!("f-{}", field.name);
-    let hint_id = format!("{id}-hint");
-    let max = field.max_len();
-    html! {
-        div.field {
-            @if field.kind == FieldKind::Checkbox {
-                input type="checkbox" id=(id) name=(field.name) value="on" required[field.required];
-                label for=(id) { (field.label) @if field.required { " (required)" } }
-            } @else {
-                label for=(id) { (field.label) @if field.required { " (required)" } }
-                @if let Some(h) = &field.hint { p.hint id=(hint_id) { (h) } }
-                @match field.kind {
-                    FieldKind::Textarea => {
-                        textarea id=(id) name=(field.name) rows="8" maxlength=(max) required[field.required] {}
-                    }
-                    FieldKind::Select => {
-                        select id=(id) name=(field.name) required[field.required] {
-                            option value="" { "Choose…" }
-                            @for o in &field.options { option value=(o) { (o) } }
-                        }
-                    }
-                    FieldKind::Email => {
-                        input type="email" id=(id) name=(field.name) maxlength=(max) autocomplete="off" required[field.required];
-                    }
-                    _ => {
-                        input type="text" id=(id) name=(field.name) maxlength=(max) autocomplete="off" required[field.required];
-                    }
+/// A response from a form route: `no-store`, and the form's own
+/// `frame-ancestors` (the global header says `'none'`).
+fn form_response(form: &FormConfig, status: StatusCode, html: String) -> Response {
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors {}; base-uri 'none'",
+        form.frame_ancestors_csp()
+    );
+    let mut res = (status, Html(html)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match HeaderValue::from_str(&csp) {
+        Ok(v) => {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        // Config validation only lets through header-safe sources; if that
+        // ever fails, the global `'none'` policy stays (safe side).
+        Err(_) => tracing::error!("a form's frame_ancestors is not a valid header value"),
+    }
+    res
+}
+
+/// The form, with `echo` as the values and `problems` next to their fields.
+fn render_form(
+    page: Page<'_>,
+    state: &AppState,
+    form: &FormConfig,
+    echo: &Echo,
+    problems: &[Rejection],
+) -> String {
+    let lang = page.code();
+    let title = form.title_in(lang);
+    let first_invalid = form
+        .fields
+        .iter()
+        .position(|f| problems.iter().any(|p| p.field() == Some(&f.name)));
+    layout(
+        page,
+        title,
+        html! {
+            h1 { (title) }
+            @if !problems.is_empty() { (error_summary(page, form, problems)) }
+            @if !form.description_in(lang).is_empty() { p { (form.description_in(lang)) } }
+            (safety_box(page))
+            // `novalidate`: the server checks, and answers in the page's
+            // language next to each field, with or without JavaScript.
+            form method="post" action={ "/forms/" (form.id) "?lang=" (lang) }
+                accept-charset="utf-8" novalidate {
+                @for (i, field) in form.fields.iter().enumerate() {
+                    (render_field(
+                        page,
+                        field,
+                        echo.get(i),
+                        problems.iter().find(|p| p.field() == Some(&field.name)),
+                        first_invalid == Some(i),
+                    ))
                 }
-                @if field.kind != FieldKind::Select { p.limit { "Up to " (max) " characters." } }
+                button type="submit" { (page.t(Msg::Submit)) }
+            }
+            (recipients_box(page, &recipients_of(state, form)))
+        },
+    )
+}
+
+/// "What happens to your message", before the fields.
+fn safety_box(page: Page<'_>) -> Markup {
+    html! {
+        section.safety aria-labelledby="safety-title" {
+            h2 #safety-title { (page.t(Msg::SafetyTitle)) }
+            ul {
+                li { (page.t(Msg::SafetyEncrypted)) }
+                li { (page.t(Msg::SafetyNoCopy)) }
+                li { (page.t(Msg::SafetyReceipt)) }
             }
         }
     }
 }
 
-/// `POST /forms/{form}`
+/// The recipients' names and fingerprints.
+fn recipients_box(page: Page<'_>, recipients: &[&RecipientCert]) -> Markup {
+    html! {
+        section.recipients aria-labelledby="recipients-title" {
+            h2 #recipients-title { (page.t(Msg::RecipientsTitle)) }
+            p { (page.t(Msg::RecipientsIntro)) }
+            ul {
+                @for c in recipients {
+                    li {
+                        (c.display_name()) br;
+                        span.fpr-label { (page.t(Msg::Fingerprint)) ": " }
+                        code { (spaced(&c.fingerprint().to_hex())) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The list of problems at the top of a form sent with mistakes, each a link
+/// to its field.
+fn error_summary(page: Page<'_>, form: &FormConfig, problems: &[Rejection]) -> Markup {
+    let lang = page.code();
+    // In the order of the fields on the page.
+    let position = |p: &Rejection| {
+        p.field()
+            .and_then(|n| form.fields.iter().position(|f| f.name == n))
+    };
+    let mut problems: Vec<&Rejection> = problems.iter().collect();
+    problems.sort_by_key(|p| position(p));
+    html! {
+        div.error-summary role="alert" aria-labelledby="error-summary-title" {
+            h2 #error-summary-title { (page.t(Msg::ErrorsTitle)) }
+            p { (page.t(Msg::ErrorsIntro)) }
+            ul {
+                @for p in problems {
+                    @match p.field().and_then(|n| form.fields.iter().find(|f| f.name == n)) {
+                        Some(field) => li {
+                            a href={ "#f-" (field.name) } {
+                                (field.label_in(lang)) ": " (problem_text(page, field, p))
+                            }
+                        },
+                        None => li { (general_problem_text(page)) },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What to do about `problem`, in the page's language.
+fn problem_text(page: Page<'_>, field: &FieldConfig, problem: &Rejection) -> String {
+    let msg = match problem {
+        Rejection::Missing(_) if field.kind == FieldKind::Checkbox => Msg::ErrMissingCheckbox,
+        Rejection::Missing(_) => Msg::ErrMissing,
+        Rejection::TooLong(_, max) => {
+            return page.cat.fill(page.lang, Msg::ErrTooLong, &[("max", max)]);
+        }
+        Rejection::InvalidOption(_) => Msg::ErrOption,
+        Rejection::InvalidEmail(_) => Msg::ErrEmail,
+        Rejection::InvalidCharacters(_) => Msg::ErrCharacters,
+        _ => Msg::ErrWrongType,
+    };
+    page.t(msg).to_owned()
+}
+
+fn general_problem_text(page: Page<'_>) -> &str {
+    page.t(Msg::ErrUnknownField)
+}
+
+/// One field: label (with the required marker), hint, input with the value
+/// the person typed, character limit, and its problem if any. Hint, limit
+/// and problem are tied to the input with `aria-describedby`.
+fn render_field(
+    page: Page<'_>,
+    field: &FieldConfig,
+    value: Option<&str>,
+    problem: Option<&Rejection>,
+    autofocus: bool,
+) -> Markup {
+    let lang = page.code();
+    let id = format!("f-{}", field.name);
+    let hint_id = format!("{id}-hint");
+    let limit_id = format!("{id}-limit");
+    let error_id = format!("{id}-error");
+    let max = field.max_len();
+    let hint = field.hint_in(lang);
+    let has_limit = !matches!(field.kind, FieldKind::Select | FieldKind::Checkbox);
+    let mut described: Vec<&str> = Vec::new();
+    if problem.is_some() {
+        described.push(&error_id);
+    }
+    if hint.is_some() {
+        described.push(&hint_id);
+    }
+    if has_limit {
+        described.push(&limit_id);
+    }
+    let described = (!described.is_empty()).then(|| described.join(" "));
+    let invalid = problem.is_some().then_some("true");
+    let value = value.unwrap_or("");
+    let label = html! {
+        label for=(id) {
+            (field.label_in(lang))
+            @if field.required { " " span.req { "(" (page.t(Msg::Required)) ")" } }
+        }
+    };
+    html! {
+        div.field.invalid[problem.is_some()] {
+            @if field.kind == FieldKind::Checkbox {
+                @if let Some(p) = problem { p.error #(error_id) { (error_text(page, field, p)) } }
+                @if let Some(h) = hint { p.hint #(hint_id) { (h) } }
+                div.check {
+                    input type="checkbox" id=(id) name=(field.name) value="on"
+                        checked[is_ticked(value)] required[field.required]
+                        aria-required=[field.required.then_some("true")]
+                        aria-invalid=[invalid] aria-describedby=[described.as_deref()]
+                        autofocus[autofocus];
+                    (label)
+                }
+            } @else {
+                (label)
+                @if let Some(h) = hint { p.hint #(hint_id) { (h) } }
+                @if let Some(p) = problem { p.error #(error_id) { (error_text(page, field, p)) } }
+                @match field.kind {
+                    FieldKind::Textarea => {
+                        textarea id=(id) name=(field.name) rows="8" maxlength=(max)
+                            required[field.required] aria-invalid=[invalid]
+                            aria-describedby=[described.as_deref()] autofocus[autofocus] { (value) }
+                    }
+                    FieldKind::Select => {
+                        select id=(id) name=(field.name) required[field.required]
+                            aria-invalid=[invalid] aria-describedby=[described.as_deref()]
+                            autofocus[autofocus] {
+                            option value="" { (page.t(Msg::Choose)) }
+                            @for (i, o) in field.options.iter().enumerate() {
+                                option value=(o) selected[o == value] { (field.option_text_in(lang, i)) }
+                            }
+                        }
+                    }
+                    _ => {
+                        input type=(if field.kind == FieldKind::Email { "email" } else { "text" })
+                            id=(id) name=(field.name) value=(value) maxlength=(max)
+                            autocomplete="off" spellcheck="false" required[field.required]
+                            aria-invalid=[invalid] aria-describedby=[described.as_deref()]
+                            autofocus[autofocus];
+                    }
+                }
+                @if has_limit {
+                    p.limit #(limit_id) { (page.cat.fill(page.lang, Msg::Limit, &[("max", &max)])) }
+                }
+            }
+        }
+    }
+}
+
+/// The problem with its visually hidden "Error:" prefix for screen readers.
+fn error_text(page: Page<'_>, field: &FieldConfig, problem: &Rejection) -> Markup {
+    html! {
+        span.visually-hidden { (page.t(Msg::ErrorPrefix)) " " }
+        (problem_text(page, field, problem))
+    }
+}
+
+/// How a browser sends a ticked box (the validator's accepted spellings).
+fn is_ticked(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "yes" | "true" | "1"
+    )
+}
+
+/// `POST /forms/{form}`: parse → validate → seal → respond. Mistakes the
+/// person can fix get the form back (422) with what they typed; a body no
+/// browser would send gets a plain 400 page.
 pub async fn submit(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PageError> {
     let config = &state.intake().config;
@@ -177,41 +486,73 @@ pub async fn submit(
         .iter()
         .position(|f| f.id == id)
         .ok_or_else(HttpError::unknown_form)?;
+    let form = &config.forms[form_index];
+    let path = format!("/forms/{}", form.id);
+    let page = Page::negotiate(&headers, query.as_deref(), &path);
+
+    // Parse.
     if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(HttpError::unsupported_media_type("application/x-www-form-urlencoded").into());
     }
     let body = body?;
-    let form = &config.forms[form_index];
-    let submission = Submission::validate(form, decode_urlencoded(&body)?)?;
+    let raw = decode_urlencoded(&body)?;
     drop(body);
+
+    // Validate: a fixable mistake re-renders the form from memory.
+    let echo = Echo::of(form, &raw);
+    let submission = match Submission::validate_all(form, raw) {
+        Ok(s) => s,
+        Err(problems) => {
+            if let Some(malformed) = problems.iter().find(|p| p.is_malformed()) {
+                return Err(HttpError::from(malformed.clone()).into());
+            }
+            let html = render_form(page, &state, form, &echo, &problems);
+            drop(echo);
+            return Ok(form_response(form, StatusCode::UNPROCESSABLE_ENTITY, html));
+        }
+    };
+    drop(echo);
+
+    // Seal.
     let receipt = state.seal(form_index, submission).await?;
-    let page = layout(
-        "Sent",
+
+    // Respond.
+    let html = render_receipt(page, form, &receipt.to_string());
+    Ok(form_response(form, StatusCode::OK, html))
+}
+
+/// The confirmation page: the receipt and what to do with it.
+fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
+    let lang = page.code();
+    let title = page.t(Msg::SentTitle);
+    layout(
+        page,
+        title,
         html! {
-            h1 { "Your message was encrypted and stored" }
-            p { "Only the recipients of " (form.title) " can read it. This is your receipt:" }
-            p.receipt { code { (receipt.to_string()) } }
-            p { "Save it if you want proof that your message arrived. You need nothing else; "
-                "the server keeps no readable copy of what you sent." }
-            p { a href="/" { "Back to the forms" } }
+            h1 { (title) }
+            p { (page.cat.fill(page.lang, Msg::SentIntro, &[("form", &form.title_in(lang))])) }
+            p.receipt { code #receipt { (receipt) } }
+            p { (page.t(Msg::SentSave)) }
+            p { (page.t(Msg::SentAdvice)) }
+            p { a href={ "/?lang=" (lang) } { (page.t(Msg::BackToForms)) } }
         },
-    );
-    Ok((
-        StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(page),
     )
-        .into_response())
 }
 
 /// `GET /keys`
-pub async fn keys(State(state): State<AppState>) -> Html<String> {
+pub async fn keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Html<String> {
+    let page = Page::negotiate(&headers, query.as_deref(), "/keys");
     let certs = state.intake().keyring.certs();
     Html(layout(
-        "Keys",
+        page,
+        page.t(Msg::KeysTitle),
         html! {
-            h1 { "Recipient keys" }
-            p { "Submissions are encrypted to these OpenPGP certificates." }
+            h1 { (page.t(Msg::KeysTitle)) }
+            p { (page.t(Msg::KeysIntro)) }
             ul {
                 @for c in certs {
                     @let fpr = c.fingerprint().to_hex();

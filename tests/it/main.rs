@@ -7,4 +7,6 @@
 
 mod support;
 
+mod browser;
+mod pages;
 mod smoke;

@@ -444,3 +444,62 @@ pub fn read(path: &Path) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     v
 }
+
+/// The default `tip` form with Spanish translations of some (not all) of its
+/// texts, a hint, and frame ancestors: what the page and browser tests use.
+pub const I18N_FORMS: &str = r#"
+[[forms]]
+id = "tip"
+title = "Send a tip"
+description = "Test form"
+frame_ancestors = ["https://news.example.org"]
+[forms.i18n.es]
+title = "Envíe una pista"
+
+  [[forms.fields]]
+  name = "message"
+  label = "Message"
+  kind = "textarea"
+  required = true
+  max_len = 5000
+  [forms.fields.i18n.es]
+  label = "Mensaje"
+
+  [[forms.fields]]
+  name = "contact"
+  label = "Contact"
+  kind = "text"
+  max_len = 200
+  hint = "Leave empty to stay anonymous."
+  [forms.fields.i18n.es]
+  hint = "Déjelo vacío para seguir en el anonimato."
+
+  [[forms.fields]]
+  name = "email"
+  label = "Email"
+  kind = "email"
+
+  [[forms.fields]]
+  name = "topic"
+  label = "Topic"
+  kind = "select"
+  options = ["police", "schools", "other"]
+  [forms.fields.i18n.es]
+  label = "Tema"
+  options = ["policía", "escuelas", "otro"]
+
+  [[forms.fields]]
+  name = "publish"
+  label = "May publish"
+  kind = "checkbox"
+  required = true
+
+[[forms]]
+id = "plain"
+title = "Plain"
+
+  [[forms.fields]]
+  name = "message"
+  label = "Message"
+  kind = "textarea"
+"#;
