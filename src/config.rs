@@ -651,6 +651,22 @@ required = true
     }
 
     #[test]
+    fn the_example_config_parses_with_its_translations() {
+        let c = parse(include_str!("../config.example.toml")).expect("example is valid");
+        let form = &c.forms[0];
+        assert_eq!(form.title_in("es"), "Solicite formación para su agencia");
+        assert_eq!(
+            form.fields[3].option_text_in("es", 0),
+            "Respuesta táctica (SWAT)"
+        );
+        assert_eq!(
+            form.fields[3].option_text_in("en", 0),
+            "Tactical response (SWAT)"
+        );
+        assert_eq!(form.fields[1].label_in("es"), "Your name and role");
+    }
+
+    #[test]
     fn an_unknown_key_in_a_translation_table_is_refused() {
         let text = format!("{MINIMAL}\n[forms.fields.i18n.es]\nlable = \"Mensaje\"\n");
         let e = parse(&text).expect_err("typo").to_string();

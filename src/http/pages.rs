@@ -9,7 +9,9 @@
 //!
 //! A form sent with mistakes is rendered again from memory with what the
 //! person typed and the problems next to each field (422); nothing of it is
-//! stored or logged.
+//! stored or logged. The copy kept for that ([`Echo`]) is zeroized; the
+//! rendered page itself is handed to hyper and, like the request bytes,
+//! cannot be.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -76,7 +78,7 @@ fn layout(page: Page<'_>, title: &str, body: Markup) -> String {
             }
             body {
                 header {
-                    a.site href={ "/?lang=" (page.code()) } { (page.t(Msg::SiteName)) }
+                    a.site href={ "/?lang=" (page.code()) } target="_top" { (page.t(Msg::SiteName)) }
                     (language_switcher(page))
                 }
                 main { (body) }
@@ -534,7 +536,7 @@ fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
             p.receipt { code #receipt { (receipt) } }
             p { (page.t(Msg::SentSave)) }
             p { (page.t(Msg::SentAdvice)) }
-            p { a href={ "/?lang=" (lang) } { (page.t(Msg::BackToForms)) } }
+            p { a href={ "/?lang=" (lang) } target="_top" { (page.t(Msg::BackToForms)) } }
         },
     )
 }

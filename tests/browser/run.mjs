@@ -98,6 +98,18 @@ async function submit(page, how) {
   return await nav;
 }
 
+/** The focused element's id, once it is `want` (autofocus runs at the next rendering step
+ *  after load, so poll briefly) or after 3 s. */
+async function focusedId(page, want) {
+  let id = null;
+  for (let i = 0; i < 30; i++) {
+    id = await page.evaluate(() => document.activeElement?.id).catch(() => null);
+    if (id === want) break;
+    await page.waitForTimeout(100);
+  }
+  return id;
+}
+
 async function shoot(page, name) {
   for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await page.setViewportSize(size);
@@ -159,7 +171,7 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
     fieldError: (await page.locator(`#${firstRequired.id}-error`).innerText()).trim(),
     describedBy: await page.locator(`#${firstRequired.id}`).getAttribute('aria-describedby'),
     autofocus: await page.locator('[autofocus]').evaluateAll((es) => es.map((e) => e.id)),
-    focused: await page.evaluate(() => document.activeElement?.id).catch(() => null),
+    focused: await focusedId(page, firstRequired.id),
     kept: {},
   };
   for (const f of await fields(page)) {
