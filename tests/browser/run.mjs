@@ -27,6 +27,8 @@ const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+const ZOOM200 = { width: 640, height: 450 };
+const REFLOW = { width: 320, height: 640 };
 
 // What the person types. The textarea gets two lines and non-ASCII text; the browser sends its
 // newline as CRLF (HTML's form encoding), and the record keeps exactly what was sent.
@@ -110,10 +112,17 @@ async function focusedId(page, want) {
   return id;
 }
 
-async function shoot(page, name) {
-  for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+/** Screenshots at desktop, phone and 200 % zoom (a 1280 px window at 200 % lays out 640 CSS
+ *  px); at each width, and at 320 px (WCAG reflow), records whether the page scrolls sideways. */
+async function shoot(page, name, out) {
+  const sizes = [['desktop', DESKTOP], ['phone', PHONE], ['zoom200', ZOOM200], ['reflow320', REFLOW]];
+  for (const [label, size] of sizes) {
     await page.setViewportSize(size);
-    await page.screenshot({ path: path.join(shotDir, `${name}-${label}.png`), fullPage: true });
+    const sideways = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    if (sideways) out.sideways.push(`${name}@${label}`);
+    if (label !== 'reflow320') {
+      await page.screenshot({ path: path.join(shotDir, `${name}-${label}.png`), fullPage: true });
+    }
   }
   await page.setViewportSize(DESKTOP);
 }
@@ -130,7 +139,7 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
       docs.push(r.body().then((b) => ({ url: r.url(), method: r.request().method(), status: r.status(), bytes: b.length, type: r.request().resourceType() })).catch(() => null));
     }
   });
-  const out = { name, js, axe: {} };
+  const out = { name, js, axe: {}, sideways: [] };
 
   let res = await page.goto(`${base}/forms/${formId}`);
   out.formStatus = res.status();
@@ -143,7 +152,7 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
   out.lang = await page.locator('html').getAttribute('lang');
   out.submitLabel = (await page.locator('form[method=post] button[type=submit]').innerText()).trim();
   if (js) out.axe.form = await axe(page);
-  if (screenshots) await shoot(page, `form-${out.lang}`);
+  if (screenshots) await shoot(page, `form-${out.lang}`, out);
 
   // Keyboard-only: Tab from the top reaches every field, then the submit button.
   if (js) {
@@ -180,7 +189,7 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
   }
   out.error.typedBefore = kept;
   if (js) out.axe.error = await axe(page);
-  if (screenshots) await shoot(page, `error-${out.lang}`);
+  if (screenshots) await shoot(page, `error-${out.lang}`, out);
 
   // Fix it and send.
   out.typed = await fill(page);
@@ -190,7 +199,7 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
   out.sentLang = await page.locator('html').getAttribute('lang');
   out.sentTitle = (await page.locator('h1').innerText()).trim();
   if (js) out.axe.confirmation = await axe(page);
-  if (screenshots) await shoot(page, `confirmation-${out.lang}`);
+  if (screenshots) await shoot(page, `confirmation-${out.lang}`, out);
 
   out.documents = (await Promise.all(docs)).filter(Boolean);
   await context.close();

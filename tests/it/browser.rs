@@ -78,7 +78,7 @@ fn a_person_fills_the_form_in_chromium_with_and_without_javascript_and_gpg_reads
         )
     });
     println!(
-        "screenshots (desktop and phone widths): {}",
+        "screenshots (desktop, phone, 200 % zoom): {}",
         shots.display()
     );
 
@@ -166,6 +166,11 @@ fn a_person_fills_the_form_in_chromium_with_and_without_javascript_and_gpg_reads
                 "{name}: keyboard order"
             );
         }
+        assert_eq!(
+            s["sideways"],
+            serde_json::json!([]),
+            "{name}: pages that scroll sideways (phone, 200 % zoom, 320 px)"
+        );
         if name == "js-off-switch-to-es" {
             assert_eq!(s["switchedUrl"], "?lang=es", "switcher works without JS");
         }
@@ -216,10 +221,10 @@ fn a_person_fills_the_form_in_chromium_with_and_without_javascript_and_gpg_reads
         assert!(html + css < 30 * 1024, "{page} weighs {} bytes", html + css);
     }
 
-    // Screenshots of form, error and confirmation pages, both widths.
+    // Screenshots of form, error and confirmation pages, three widths.
     for page in ["form", "error", "confirmation"] {
         for lang in ["en", "es"] {
-            for width in ["desktop", "phone"] {
+            for width in ["desktop", "phone", "zoom200"] {
                 let f = shots.join(format!("{page}-{lang}-{width}.png"));
                 assert!(f.exists(), "{} missing", f.display());
             }

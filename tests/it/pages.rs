@@ -95,14 +95,15 @@ async fn the_language_switcher_is_plain_links_to_this_page() {
 #[tokio::test]
 async fn a_missing_translation_falls_back_to_english_never_to_a_key_name() {
     let fx = fixture();
-    let (_, body) = send(&fx.app(), get("/forms/tip", Some("es"))).await;
+    let app = fx.app();
+    let (_, body) = send(&app, get("/forms/tip", Some("es"))).await;
     let page = text(&body);
     // Not translated in the config: the email and checkbox labels, the
     // description, the other form's title.
     for english in ["Email", "May publish", "Test form"] {
         assert!(page.contains(english), "missing {english:?}");
     }
-    let (_, body) = send(&fx.app(), get("/", Some("es"))).await;
+    let (_, body) = send(&app, get("/", Some("es"))).await;
     assert!(text(&body).contains(">Plain</a>"));
     // No catalogue key ever reaches a page.
     for page in [text(&body), page] {
@@ -187,9 +188,10 @@ async fn a_corrected_form_is_sealed_and_answered_with_the_receipt_page() {
 #[tokio::test]
 async fn a_body_no_browser_sends_still_gets_a_plain_400_page() {
     let fx = fixture();
+    let app = fx.app();
     let cases = ["message=%FF", "message=a&message=b"];
     for body in cases {
-        let (res, page) = send(&fx.app(), form_post("tip", body)).await;
+        let (res, page) = send(&app, form_post("tip", body)).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
         assert!(!text(&page).contains("<form"), "{body}");
     }
