@@ -154,6 +154,13 @@ messages! {
     SentIntro = "sent-intro",
     SentSave = "sent-save",
     SentAdvice = "sent-advice",
+    PageNotFoundTitle = "page-not-found-title",
+    UnknownForm = "unknown-form",
+    NotSentTitle = "not-sent-title",
+    NotSentTooLarge = "not-sent-too-large",
+    NotSentUnavailable = "not-sent-unavailable",
+    NotSentFailed = "not-sent-failed",
+    NotSentUnreadable = "not-sent-unreadable",
 }
 
 /// The page text of every shipped language.

@@ -210,25 +210,74 @@ pub async fn form(
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Response, PageError> {
-    let form = state
-        .intake()
-        .config
-        .form(&id)
-        .ok_or_else(HttpError::unknown_form)?;
+) -> Result<Response, FormPageError> {
+    let Some(form) = state.intake().config.form(&id) else {
+        let page = Page::negotiate(&headers, query.as_deref(), "/");
+        return Err(FormPageError::new(page, None, HttpError::unknown_form()));
+    };
     let path = format!("/forms/{}", form.id);
     let page = Page::negotiate(&headers, query.as_deref(), &path);
     let html = render_form(page, &state, form, &Echo::empty(form), &[]);
     Ok(form_response(form, StatusCode::OK, html))
 }
 
+/// An error on a form route, answered as a page in the reader's language
+/// and framed like its form. The text says what happened and that nothing
+/// was stored; it never echoes what was sent.
+pub struct FormPageError {
+    status: StatusCode,
+    html: String,
+    /// The form's `frame-ancestors`, when the form exists.
+    frame_ancestors: Option<String>,
+}
+
+impl FormPageError {
+    fn new(page: Page<'_>, form: Option<&FormConfig>, error: HttpError) -> FormPageError {
+        let (title, message) = match error.status {
+            StatusCode::NOT_FOUND => (Msg::PageNotFoundTitle, Msg::UnknownForm),
+            StatusCode::PAYLOAD_TOO_LARGE => (Msg::NotSentTitle, Msg::NotSentTooLarge),
+            StatusCode::SERVICE_UNAVAILABLE => (Msg::NotSentTitle, Msg::NotSentUnavailable),
+            s if s.is_server_error() => (Msg::NotSentTitle, Msg::NotSentFailed),
+            _ => (Msg::NotSentTitle, Msg::NotSentUnreadable),
+        };
+        let lang = page.code();
+        let html = layout(
+            page,
+            page.t(title),
+            html! {
+                h1 { (page.t(title)) }
+                p { (page.t(message)) }
+                p { a href={ "/?lang=" (lang) } target="_top" { (page.t(Msg::BackToForms)) } }
+            },
+        );
+        FormPageError {
+            status: error.status,
+            html,
+            frame_ancestors: form.map(FormConfig::frame_ancestors_csp),
+        }
+    }
+}
+
+impl IntoResponse for FormPageError {
+    fn into_response(self) -> Response {
+        match &self.frame_ancestors {
+            Some(sources) => framed_response(sources, self.status, self.html),
+            None => (self.status, Html(self.html)).into_response(),
+        }
+    }
+}
+
 /// A response from a form route: `no-store`, and the form's own
 /// `frame-ancestors` (the global header says `'none'`).
 fn form_response(form: &FormConfig, status: StatusCode, html: String) -> Response {
+    framed_response(&form.frame_ancestors_csp(), status, html)
+}
+
+/// A `no-store` page whose CSP lets `frame_ancestors` frame it.
+fn framed_response(frame_ancestors: &str, status: StatusCode, html: String) -> Response {
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-         frame-ancestors {}; base-uri 'none'",
-        form.frame_ancestors_csp()
+         frame-ancestors {frame_ancestors}; base-uri 'none'"
     );
     let mut res = (status, Html(html)).into_response();
     let h = res.headers_mut();
@@ -473,31 +522,33 @@ fn is_ticked(value: &str) -> bool {
 }
 
 /// `POST /forms/{form}`: parse → validate → seal → respond. Mistakes the
-/// person can fix get the form back (422) with what they typed; a body no
-/// browser would send gets a plain 400 page.
+/// person can fix get the form back (422) with what they typed; anything
+/// else gets a page saying that nothing was stored.
 pub async fn submit(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, PageError> {
+) -> Result<Response, FormPageError> {
     let config = &state.intake().config;
-    let form_index = config
-        .forms
-        .iter()
-        .position(|f| f.id == id)
-        .ok_or_else(HttpError::unknown_form)?;
+    let Some(form_index) = config.forms.iter().position(|f| f.id == id) else {
+        let page = Page::negotiate(&headers, query.as_deref(), "/");
+        return Err(FormPageError::new(page, None, HttpError::unknown_form()));
+    };
     let form = &config.forms[form_index];
     let path = format!("/forms/{}", form.id);
     let page = Page::negotiate(&headers, query.as_deref(), &path);
+    let fail = |e: HttpError| FormPageError::new(page, Some(form), e);
 
     // Parse.
     if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(HttpError::unsupported_media_type("application/x-www-form-urlencoded").into());
+        return Err(fail(HttpError::unsupported_media_type(
+            "application/x-www-form-urlencoded",
+        )));
     }
-    let body = body?;
-    let raw = decode_urlencoded(&body)?;
+    let body = body.map_err(|e| fail(e.into()))?;
+    let raw = decode_urlencoded(&body).map_err(|e| fail(e.into()))?;
     drop(body);
 
     // Validate: a fixable mistake re-renders the form from memory.
@@ -506,7 +557,7 @@ pub async fn submit(
         Ok(s) => s,
         Err(problems) => {
             if let Some(malformed) = problems.iter().find(|p| p.is_malformed()) {
-                return Err(HttpError::from(malformed.clone()).into());
+                return Err(fail(malformed.clone().into()));
             }
             let html = render_form(page, &state, form, &echo, &problems);
             drop(echo);
@@ -516,7 +567,7 @@ pub async fn submit(
     drop(echo);
 
     // Seal.
-    let receipt = state.seal(form_index, submission).await?;
+    let receipt = state.seal(form_index, submission).await.map_err(fail)?;
 
     // Respond.
     let html = render_receipt(page, form, &receipt.to_string());

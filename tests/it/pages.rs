@@ -199,6 +199,58 @@ async fn a_body_no_browser_sends_still_gets_a_plain_400_page() {
 }
 
 #[tokio::test]
+async fn a_send_that_fails_says_so_in_the_readers_language_and_stores_nothing() {
+    let fx = Fixture::new(&[TestKey::Ed25519], I18N_FORMS, "max_body_bytes = 2048");
+    let app = fx.app();
+    let big = format!("message={}", "a".repeat(4096));
+    let post = |path: &str, ct: &str, body: String| {
+        Request::post(path)
+            .header(header::CONTENT_TYPE, ct)
+            .header(header::ACCEPT_LANGUAGE, "es")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let form = "application/x-www-form-urlencoded";
+    let cases = [
+        (
+            post("/forms/tip", form, big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "acórtelo",
+        ),
+        (
+            post("/forms/tip", "text/plain", "message=hi".into()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "no puede leer",
+        ),
+        (
+            post("/forms/tip", form, "message=%FF".into()),
+            StatusCode::BAD_REQUEST,
+            "no puede leer",
+        ),
+        (
+            post("/forms/nope", form, "message=hi".into()),
+            StatusCode::NOT_FOUND,
+            "Este formulario no existe",
+        ),
+        (
+            get("/forms/nope", Some("es")),
+            StatusCode::NOT_FOUND,
+            "Este formulario no existe",
+        ),
+    ];
+    for (req, status, spanish) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), status, "{what}");
+        let page = text(&body);
+        assert!(page.contains("<html lang=\"es\">"), "{what}");
+        assert!(page.contains(spanish), "{what}: {page}");
+        assert!(!page.contains("aaaa"), "{what}: echoed the body");
+    }
+    assert!(fx.records().is_empty());
+}
+
+#[tokio::test]
 async fn frame_ancestors_is_none_by_default_and_per_form_when_configured() {
     let fx = fixture();
     let app = fx.app();
