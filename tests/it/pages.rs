@@ -165,6 +165,19 @@ async fn a_form_with_mistakes_comes_back_422_with_what_was_typed_and_nothing_is_
 }
 
 #[tokio::test]
+async fn a_field_the_form_does_not_have_is_explained_in_the_summary_without_echoing_its_name() {
+    let fx = fixture();
+    let body = urlencode(&[("message", "hi"), ("publish", "on"), ("x-secret-name", "v")]);
+    let (res, body) = send(&fx.app(), form_post("tip", &body)).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = text(&body);
+    assert!(page.contains("The form sent a field this server does not know."));
+    assert!(!page.contains("x-secret-name"));
+    assert!(!page.contains(" autofocus"));
+    assert!(fx.records().is_empty());
+}
+
+#[tokio::test]
 async fn a_corrected_form_is_sealed_and_answered_with_the_receipt_page() {
     let fx = fixture();
     let body = urlencode(&[("message", "line one\r\nline two"), ("publish", "on")]);
