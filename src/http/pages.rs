@@ -464,7 +464,6 @@ fn render_field(
                 div.check {
                     input type="checkbox" id=(id) name=(field.name) value="on"
                         checked[is_ticked(value)] required[field.required]
-                        aria-required=[field.required.then_some("true")]
                         aria-invalid=[invalid] aria-describedby=[described.as_deref()]
                         autofocus[autofocus];
                     (label)

@@ -199,7 +199,17 @@ async function scenario({ name, js, acceptLanguage, switchTo, how, screenshots }
   out.sentLang = await page.locator('html').getAttribute('lang');
   out.sentTitle = (await page.locator('h1').innerText()).trim();
   if (js) out.axe.confirmation = await axe(page);
-  if (screenshots) await shoot(page, `confirmation-${out.lang}`, out);
+  if (screenshots) {
+    await shoot(page, `confirmation-${out.lang}`, out);
+    // Printed, the receipt stays and the language links and buttons go.
+    await page.emulateMedia({ media: 'print' });
+    out.print = {
+      receiptVisible: await page.locator('#receipt').isVisible(),
+      switcherVisible: await page.locator('nav.langs').isVisible(),
+    };
+    await page.screenshot({ path: path.join(shotDir, `confirmation-${out.lang}-print.png`), fullPage: true });
+    await page.emulateMedia({ media: 'screen' });
+  }
 
   out.documents = (await Promise.all(docs)).filter(Boolean);
   await context.close();

@@ -171,6 +171,13 @@ fn a_person_fills_the_form_in_chromium_with_and_without_javascript_and_gpg_reads
             serde_json::json!([]),
             "{name}: pages that scroll sideways (phone, 200 % zoom, 320 px)"
         );
+        if s["js"] == true {
+            assert_eq!(
+                s["print"],
+                serde_json::json!({"receiptVisible": true, "switcherVisible": false}),
+                "{name}: printed confirmation page"
+            );
+        }
         if name == "js-off-switch-to-es" {
             assert_eq!(s["switchedUrl"], "?lang=es", "switcher works without JS");
         }
