@@ -65,6 +65,8 @@ pub enum Rejection {
     InvalidEmail(String),
     /// Control characters where they are not allowed.
     InvalidCharacters(String),
+    /// Text sent for a `file` field: it takes an upload.
+    ExpectedFile(String),
 }
 
 impl Rejection {
@@ -82,6 +84,7 @@ impl Rejection {
             Rejection::InvalidOption(_) => "invalid_option",
             Rejection::InvalidEmail(_) => "invalid_email",
             Rejection::InvalidCharacters(_) => "invalid_characters",
+            Rejection::ExpectedFile(_) => "expected_file",
         }
     }
 
@@ -106,7 +109,8 @@ impl Rejection {
             | Rejection::WrongType(f)
             | Rejection::InvalidOption(f)
             | Rejection::InvalidEmail(f)
-            | Rejection::InvalidCharacters(f) => Some(f),
+            | Rejection::InvalidCharacters(f)
+            | Rejection::ExpectedFile(f) => Some(f),
             _ => None,
         }
     }
@@ -136,6 +140,9 @@ impl fmt::Display for Rejection {
                 "field `{n}` must be an email address like name@example.org"
             ),
             Rejection::InvalidCharacters(n) => write!(f, "field `{n}` contains control characters"),
+            Rejection::ExpectedFile(n) => {
+                write!(f, "field `{n}` takes a file, sent as multipart/form-data")
+            }
         }
     }
 }
@@ -292,10 +299,39 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Checks `raw` against `form`.
+    /// Checks `raw` against `form` (a submission without files).
     pub fn validate(
         form: &FormConfig,
         raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Rejection> {
+        Submission::check(form, raw, &[], true)
+    }
+
+    /// Checks `raw` against `form` when `files[i]` files were attached to
+    /// form field `i` (a missing entry counts as none): a required `file`
+    /// field needs at least one.
+    pub fn validate_with_files(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+        files: &[usize],
+    ) -> Result<Submission, Rejection> {
+        Submission::check(form, raw, files, true)
+    }
+
+    /// Checks the fields in `raw` without asking for the required ones: in a
+    /// streamed upload they may still come after the files.
+    pub fn validate_partial(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Rejection> {
+        Submission::check(form, raw, &[], false)
+    }
+
+    fn check(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+        files: &[usize],
+        require: bool,
     ) -> Result<Submission, Rejection> {
         let mut values: Vec<Option<Value>> = form.fields.iter().map(|_| None).collect();
         let mut seen = vec![false; form.fields.len()];
@@ -309,6 +345,7 @@ impl Submission {
                 return Err(Rejection::DuplicateField(fname()));
             }
             let value = match (field.kind, raw) {
+                (FieldKind::File, _) => return Err(Rejection::ExpectedFile(fname())),
                 (FieldKind::Checkbox, RawValue::Bool(b)) => Some(Value::Checked(b)),
                 (FieldKind::Checkbox, RawValue::Text(t)) => {
                     match t.trim().to_ascii_lowercase().as_str() {
@@ -331,13 +368,14 @@ impl Submission {
             };
             values[i] = value;
         }
-        for (field, value) in form.fields.iter().zip(&values) {
+        for (i, (field, value)) in form.fields.iter().zip(&values).enumerate() {
             let filled = match value {
+                None if field.kind == FieldKind::File => files.get(i).is_some_and(|&n| n > 0),
                 None => false,
                 Some(Value::Checked(c)) => *c,
                 Some(Value::Text(_)) => true,
             };
-            if field.required && !filled {
+            if require && field.required && !filled {
                 return Err(Rejection::Missing(field.name.clone()));
             }
         }

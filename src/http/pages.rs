@@ -16,6 +16,7 @@ use super::error::{HttpError, PageError};
 use super::{AppState, media_type};
 use crate::config::{FieldKind, FormConfig};
 use crate::keys::RecipientCert;
+use crate::store::Receipt;
 use crate::submission::{Submission, decode_urlencoded};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
@@ -109,7 +110,8 @@ pub async fn form(
         html! {
             h1 { (form.title) }
             @if !form.description.is_empty() { p { (form.description) } }
-            form method="post" action={ "/forms/" (form.id) } accept-charset="utf-8" {
+            form method="post" action={ "/forms/" (form.id) } accept-charset="utf-8"
+                enctype=[form.takes_files().then_some("multipart/form-data")] {
                 @for field in &form.fields { (render_field(field)) }
                 button type="submit" { "Send encrypted" }
             }
@@ -132,6 +134,15 @@ pub async fn form(
 fn render_field(field: &crate::config::FieldConfig) -> Markup {
     let id = format!("f-{}", field.name);
     let hint_id = format!("{id}-hint");
+    if field.kind == FieldKind::File {
+        return html! {
+            div.field {
+                label for=(id) { (field.label) @if field.required { " (required)" } }
+                @if let Some(h) = &field.hint { p.hint id=(hint_id) { (h) } }
+                input type="file" id=(id) name=(field.name) multiple[field.multiple] required[field.required];
+            }
+        };
+    }
     let max = field.max_len();
     html! {
         div.field {
@@ -178,13 +189,21 @@ pub async fn submit(
         .position(|f| f.id == id)
         .ok_or_else(HttpError::unknown_form)?;
     if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(HttpError::unsupported_media_type("application/x-www-form-urlencoded").into());
+        return Err(HttpError::unsupported_media_type(
+            "application/x-www-form-urlencoded or multipart/form-data",
+        )
+        .into());
     }
     let body = body?;
     let form = &config.forms[form_index];
     let submission = Submission::validate(form, decode_urlencoded(&body)?)?;
     drop(body);
     let receipt = state.seal(form_index, submission).await?;
+    Ok(receipt_page(form, receipt))
+}
+
+/// The 200 page showing the receipt of a stored submission.
+pub fn receipt_page(form: &FormConfig, receipt: Receipt) -> Response {
     let page = layout(
         "Sent",
         html! {
@@ -196,12 +215,12 @@ pub async fn submit(
             p { a href="/" { "Back to the forms" } }
         },
     );
-    Ok((
+    (
         StatusCode::OK,
         [(header::CACHE_CONTROL, "no-store")],
         Html(page),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /keys`
