@@ -21,6 +21,7 @@
 //! file; client-chosen part names are never echoed either.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
@@ -45,6 +46,17 @@ use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
 /// Chunks are at most a few hundred KiB (hyper's read buffer), so this bounds
 /// an upload's buffered plaintext to a few MiB.
 const CHANNEL_CHUNKS: usize = 8;
+
+/// Bytes the multipart parser may hold beyond what it has handed on as
+/// field data: preamble, part headers, boundaries. The parser itself would
+/// buffer a body without a boundary whole.
+const FRAMING_SLACK: u64 = 8 * 1024 * 1024;
+
+/// Most parts one upload may have: every text field at most once, every
+/// file, and room for the empty parts browsers send for empty file inputs.
+fn max_parts(form: &FormConfig) -> usize {
+    form.fields.len() * 2 + form.max_files
+}
 
 /// The routes that take uploads.
 const UPLOAD_ROUTES: [&str; 2] = ["/forms/{form}", "/api/v1/forms/{form}/submissions"];
@@ -211,8 +223,15 @@ async fn receive(state: &AppState, form_index: usize, req: Request) -> Result<Re
         body_deadline: Instant::now() + Duration::from_secs(server.upload_timeout_secs),
         idle: Duration::from_secs(server.request_timeout_secs),
     };
-    let mut multipart = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
-    let fed = match feed(form, &mut multipart, &tx, &limits).await {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let body = Metered {
+        inner: req.into_body().into_data_stream(),
+        consumed: 0,
+        delivered: Arc::clone(&delivered),
+        just_read: false,
+    };
+    let mut multipart = multer::Multipart::new(body, boundary);
+    let fed = match feed(form, &mut multipart, &tx, &limits, &delivered).await {
         Ok(()) => tx
             .send(UploadEvent::End)
             .await
@@ -276,7 +295,9 @@ async fn feed(
     multipart: &mut multer::Multipart<'_>,
     tx: &mpsc::Sender<UploadEvent>,
     limits: &Limits,
+    delivered: &AtomicU64,
 ) -> Result<(), Stop> {
+    let mut parts = 0usize;
     let mut text_seen = vec![false; form.fields.len()];
     let mut files_of = vec![0usize; form.fields.len()];
     let mut files = 0usize;
@@ -286,6 +307,10 @@ async fn feed(
         .await?
         .map_err(broken)?
     {
+        parts += 1;
+        if parts > max_parts(form) {
+            return Err(Rejection::TooManyFields.into());
+        }
         let index = part
             .name()
             .and_then(|n| form.fields.iter().position(|f| f.name == n))
@@ -299,6 +324,7 @@ async fn feed(
             let cap = field.max_len().saturating_mul(4);
             let mut value = ZeroizingBuf::new(cap.min(16 * 1024));
             while let Some(chunk) = limits.timed(part.chunk()).await?.map_err(broken)? {
+                delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if value.len() + chunk.len() > cap {
                     return Err(Rejection::TooLong(field.name.clone(), field.max_len()).into());
                 }
@@ -356,6 +382,7 @@ async fn feed(
             if chunk.is_empty() {
                 continue;
             }
+            delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             size += chunk.len() as u64;
             total += chunk.len() as u64;
             if size > form.max_file_bytes {
@@ -381,6 +408,50 @@ async fn feed(
         }
     }
     Ok(())
+}
+
+/// The request body as the multipart parser reads it, one chunk per poll.
+///
+/// The parser pulls chunks for as long as they are ready and buffers them,
+/// and it keeps a body without a boundary (or with endless part headers)
+/// buffered whole. So this stream answers `Pending` (waking itself at once)
+/// after every chunk, which lets the parser hand on what it has before it
+/// reads more, and fails once it has read [`FRAMING_SLACK`] more than the
+/// field data handed on (`delivered`, counted by [`feed`]).
+struct Metered<S> {
+    inner: S,
+    consumed: u64,
+    delivered: Arc<AtomicU64>,
+    just_read: bool,
+}
+
+impl<S> futures_util::Stream for Metered<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.consumed > self.delivered.load(Ordering::Relaxed) + FRAMING_SLACK {
+            return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
+                "multipart framing too large",
+            )))));
+        }
+        if std::mem::take(&mut self.just_read) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.consumed += chunk.len() as u64;
+            self.just_read = true;
+        }
+        polled
+    }
 }
 
 /// A growable byte buffer that never leaves an unzeroized copy behind: it

@@ -642,6 +642,25 @@ async fn broken_or_invalid_multipart_bodies_get_a_clear_4xx_and_leave_nothing() 
 }
 
 #[tokio::test]
+async fn an_endless_body_without_a_boundary_is_cut_off_with_400() {
+    // The parser would buffer it all; it must stop after a few MiB.
+    let fx = fixture("");
+    let app = fx.app();
+    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    let endless = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+    let req = Request::post("/api/v1/forms/upload/submissions")
+        .header("content-type", content_type())
+        .body(Body::from_stream(endless))
+        .expect("request");
+    let (res, body) = tokio::time::timeout(Duration::from_secs(60), send(&app, req))
+        .await
+        .expect("the server gives up on the body");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "malformed");
+    assert_nothing_stored(&fx);
+}
+
+#[tokio::test]
 async fn a_required_file_field_needs_a_file_on_every_route() {
     let fx = fixture("");
     let app = fx.app();
