@@ -508,6 +508,30 @@ required = true
     }
 
     #[test]
+    fn file_fields_and_upload_limits_parse_with_newsroom_defaults() {
+        let text = MINIMAL.replace(
+            "required = true",
+            "required = true\n[[forms.fields]]\nname = \"docs\"\nlabel = \"Documents\"\nkind = \"file\"\nmultiple = true",
+        );
+        let c = parse(&text).expect("valid");
+        let form = &c.forms[0];
+        assert!(form.takes_files());
+        assert_eq!(form.fields[1].kind, FieldKind::File);
+        assert!(form.fields[1].multiple);
+        assert_eq!(form.max_total_bytes, 2 << 30);
+        assert_eq!(form.max_file_bytes, 2 << 30);
+        assert_eq!(form.max_files, 20);
+        assert_eq!(c.server.upload_timeout_secs, 3600);
+        assert!(!parse(MINIMAL).expect("valid").forms[0].takes_files());
+    }
+
+    #[test]
+    fn the_example_config_documents_valid_keys() {
+        let c = parse(include_str!("../config.example.toml")).expect("example parses");
+        assert!(c.forms.iter().any(FormConfig::takes_files));
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_the_file() {
         let text = MINIMAL.replace("[server]", "[server]\nlisten_port = 1");
         let e = parse(&text).expect_err("unknown key").to_string();
@@ -536,6 +560,25 @@ required = true
             (
                 MINIMAL.replace("kind = \"textarea\"", "kind = \"select\""),
                 "forms[0].fields[0].options",
+            ),
+            (
+                MINIMAL.replace("required = true", "required = true\nmultiple = true"),
+                "forms[0].fields[0].multiple",
+            ),
+            (
+                MINIMAL.replace("kind = \"textarea\"", "kind = \"file\"\nmax_len = 10"),
+                "forms[0].fields[0].max_len",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\nmax_files = 0",
+                ),
+                "forms[0].max_files",
+            ),
+            (
+                MINIMAL.replace("[server]", "[server]\nupload_timeout_secs = 0"),
+                "server.upload_timeout_secs",
             ),
             (
                 format!(
