@@ -52,6 +52,23 @@ pub fn error_page(title: &str, message: &str) -> String {
     )
 }
 
+/// A byte count for people: `2 GiB`, `300 MiB`, `512 KiB`, `12 bytes`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let whole = n / size;
+            let tenth = (n % size) * 10 / size;
+            return if tenth == 0 {
+                format!("{whole} {unit}")
+            } else {
+                format!("{whole}.{tenth} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
 /// Spaced groups of four, as GnuPG prints fingerprints.
 fn spaced(hex: &str) -> String {
     hex.as_bytes()
@@ -113,6 +130,10 @@ pub async fn form(
             form method="post" action={ "/forms/" (form.id) } accept-charset="utf-8"
                 enctype=[form.takes_files().then_some("multipart/form-data")] {
                 @for field in &form.fields { (render_field(field)) }
+                @if form.takes_files() {
+                    p.limit { "Up to " (form.max_files) " files, " (human_bytes(form.max_file_bytes))
+                        " each, " (human_bytes(form.max_total_bytes)) " in total." }
+                }
                 button type="submit" { "Send encrypted" }
             }
             section.recipients {
@@ -140,6 +161,7 @@ fn render_field(field: &crate::config::FieldConfig) -> Markup {
                 label for=(id) { (field.label) @if field.required { " (required)" } }
                 @if let Some(h) = &field.hint { p.hint id=(hint_id) { (h) } }
                 input type="file" id=(id) name=(field.name) multiple[field.multiple] required[field.required];
+                p.limit { "Files are encrypted as they arrive; their names are stored only inside the encrypted record." }
             }
         };
     }

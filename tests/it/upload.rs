@@ -374,6 +374,10 @@ async fn a_browser_form_post_with_a_file_gets_the_receipt_page() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(page.contains("enctype=\"multipart/form-data\""), "{page}");
     assert!(page.contains("type=\"file\""), "{page}");
+    assert!(
+        page.contains("Up to 3 files, 1000 bytes each, 2.4 KiB in total."),
+        "{page}"
+    );
     // A browser sends fields in document order, and an empty nameless part
     // for a file input left empty.
     let body = Multipart::new()
