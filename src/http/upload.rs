@@ -17,6 +17,13 @@
 //! for that before it answers. If the client goes away, the handler future
 //! is dropped, which closes the channel the same way.
 //!
+//! Sizes at the edges: a file of exactly `max_file_bytes` is stored and one
+//! byte more is 413; a named empty file is stored as an empty attachment; an
+//! empty part without a file name (what a browser sends for a file input
+//! left empty) is no file at all. More than `max_files` files, or files
+//! summing to more than `max_total_bytes`, is 413; so is a `Content-Length`
+//! over `max_total_bytes + max_body_bytes`, before anything is read.
+//!
 //! Nothing here logs or echoes a field value, a file name or a byte of a
 //! file; client-chosen part names are never echoed either.
 
