@@ -44,11 +44,14 @@ use crate::config::FormConfig;
 use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use crate::intake::{Intake, IntakeError};
 use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, Receipt};
+use crate::store::{IndexEntry, PendingRecord, Receipt};
 use crate::submission::{RawValue, Rejection, Submission};
 
 /// Ciphertext is written to the spool in chunks of this size.
 const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// A growing upload record is synced to disk after this many bytes.
+pub const WRITE_BEHIND_EVERY: u64 = 16 * 1024 * 1024;
 
 /// Free space is checked again after this many bytes of ciphertext.
 pub const SPACE_CHECK_EVERY: u64 = 4 * 1024 * 1024;
@@ -155,6 +158,29 @@ impl<W: Write, P: FnMut() -> io::Result<u64>> Write for FloorGuard<W, P> {
     }
 }
 
+/// A pending record synced to disk every [`WRITE_BEHIND_EVERY`] bytes, so a
+/// large upload does not pile up dirty pages that would slow every other
+/// record's fsync and its own commit.
+struct WriteBehind {
+    pending: PendingRecord,
+    unsynced: u64,
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.pending.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITE_BEHIND_EVERY {
+            self.pending.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.pending.flush()
+    }
+}
+
 /// What stopped the envelope: a write failure, or a reason of ours.
 enum Stop {
     Io(io::Error),
@@ -190,6 +216,10 @@ pub fn seal_upload(
         received_at: DateTime::<Utc>::from(now),
     };
     let data_dir = intake.config.server.data_dir.clone();
+    let pending = WriteBehind {
+        pending,
+        unsynced: 0,
+    };
     let guard = FloorGuard::new(pending, intake.config.server.min_free_bytes, move || {
         available_space(&data_dir)
     });
@@ -215,7 +245,8 @@ pub fn seal_upload(
     let pending = out
         .into_inner()
         .map_err(|e| IntakeError::from(SealError::Io(e.into_error())))?
-        .into_inner();
+        .into_inner()
+        .pending;
     let listed = if recipients.hidden {
         Vec::new()
     } else {
