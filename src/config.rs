@@ -19,6 +19,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 /// Largest `max_len` a field may declare, in characters.
 pub const MAX_FIELD_LEN: usize = 1_000_000;
 
+/// Longest attachment file name accepted, in characters (what common file
+/// systems allow).
+pub const MAX_FILENAME_LEN: usize = 255;
+
 /// Everything `config.toml` says.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,8 +63,22 @@ pub struct ServerConfig {
     #[serde(default = "default_max_concurrent_seals")]
     pub max_concurrent_seals: usize,
     /// Seconds a client has to send a whole request before it gets 408.
+    /// For uploads (`multipart/form-data`) it is the longest pause between
+    /// two pieces of the body instead.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send a whole `multipart/form-data` upload
+    /// before it gets 408.
+    #[serde(default = "default_upload_timeout_secs")]
+    pub upload_timeout_secs: u64,
+    /// Free space (bytes) that must remain in `data_dir`: an upload that would
+    /// leave less is refused or stopped with 503 and its partial file removed.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+    /// Uploads (`multipart/form-data`) in progress at the same time; one more
+    /// gets 503. They do not take the sealing slots of small submissions.
+    #[serde(default = "default_max_concurrent_uploads")]
+    pub max_concurrent_uploads: usize,
 }
 
 /// One `[[forms]]` entry.
@@ -92,6 +110,23 @@ pub struct FormConfig {
     /// e.g. `["https://www.example.org"]`; empty means no one may.
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
+    /// Largest single attached file, in bytes.
+    #[serde(default = "default_max_total_bytes")]
+    pub max_file_bytes: u64,
+    /// Most files one submission may attach.
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+    /// Largest sum of all attached files of one submission, in bytes.
+    #[serde(default = "default_max_total_bytes")]
+    pub max_total_bytes: u64,
+}
+
+impl FormConfig {
+    /// Whether the form has a `file` field (and so takes
+    /// `multipart/form-data`).
+    pub fn takes_files(&self) -> bool {
+        self.fields.iter().any(|f| f.kind == FieldKind::File)
+    }
 }
 
 /// A `[forms.i18n.<lang>]` table.
@@ -143,6 +178,9 @@ pub struct FieldConfig {
     /// (`[forms.fields.i18n.es]`); a missing one shows the English text.
     #[serde(default)]
     pub i18n: BTreeMap<String, FieldTranslation>,
+    /// A `file` field may carry several files.
+    #[serde(default)]
+    pub multiple: bool,
 }
 
 /// The kinds of form field.
@@ -159,6 +197,9 @@ pub enum FieldKind {
     Select,
     /// Ticked or not.
     Checkbox,
+    /// An attached file (several with `multiple = true`), sent as
+    /// `multipart/form-data` and sealed as a MIME attachment.
+    File,
 }
 
 impl FieldKind {
@@ -170,6 +211,7 @@ impl FieldKind {
             FieldKind::Email => "email",
             FieldKind::Select => "select",
             FieldKind::Checkbox => "checkbox",
+            FieldKind::File => "file",
         }
     }
 
@@ -180,6 +222,8 @@ impl FieldKind {
             FieldKind::Email => 254,
             FieldKind::Select => 500,
             FieldKind::Checkbox => 3,
+            // The length of a file name, in characters.
+            FieldKind::File => MAX_FILENAME_LEN,
         }
     }
 }
@@ -306,6 +350,18 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if s.upload_timeout_secs == 0 {
+            return Err(invalid(
+                "server.upload_timeout_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if s.max_concurrent_uploads == 0 {
+            return Err(invalid(
+                "server.max_concurrent_uploads".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if self.forms.is_empty() {
             return Err(invalid(
                 "forms".into(),
@@ -354,6 +410,18 @@ impl Config {
                     "a form needs at least one [[forms.fields]] entry".into(),
                 ));
             }
+            if form.max_files == 0 {
+                return Err(invalid(
+                    format!("{at}.max_files"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if form.max_file_bytes == 0 || form.max_total_bytes == 0 {
+                return Err(invalid(
+                    format!("{at}.max_file_bytes"),
+                    "max_file_bytes and max_total_bytes must be at least 1".into(),
+                ));
+            }
             let mut names = HashSet::new();
             for (j, field) in form.fields.iter().enumerate() {
                 let at = format!("{at}.fields[{j}]");
@@ -398,6 +466,21 @@ impl Config {
                             ));
                         }
                     }
+                }
+                if field.multiple && field.kind != FieldKind::File {
+                    return Err(invalid(
+                        format!("{at}.multiple"),
+                        format!(
+                            "only file fields take `multiple`, this is {}",
+                            field.kind.as_str()
+                        ),
+                    ));
+                }
+                if field.kind == FieldKind::File && field.max_len.is_some() {
+                    return Err(invalid(
+                        format!("{at}.max_len"),
+                        "a file field has no max_len; use the form's max_file_bytes".into(),
+                    ));
                 }
                 match (field.kind, field.options.is_empty()) {
                     (FieldKind::Select, true) => {
@@ -510,6 +593,21 @@ fn default_max_concurrent_seals() -> usize {
 fn default_request_timeout_secs() -> u64 {
     30
 }
+fn default_upload_timeout_secs() -> u64 {
+    3600
+}
+fn default_min_free_bytes() -> u64 {
+    512 * 1024 * 1024
+}
+fn default_max_concurrent_uploads() -> usize {
+    16
+}
+fn default_max_files() -> usize {
+    20
+}
+fn default_max_total_bytes() -> u64 {
+    2 * 1024 * 1024 * 1024
+}
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -575,6 +673,30 @@ required = true
     }
 
     #[test]
+    fn file_fields_and_upload_limits_parse_with_newsroom_defaults() {
+        let text = MINIMAL.replace(
+            "required = true",
+            "required = true\n[[forms.fields]]\nname = \"docs\"\nlabel = \"Documents\"\nkind = \"file\"\nmultiple = true",
+        );
+        let c = parse(&text).expect("valid");
+        let form = &c.forms[0];
+        assert!(form.takes_files());
+        assert_eq!(form.fields[1].kind, FieldKind::File);
+        assert!(form.fields[1].multiple);
+        assert_eq!(form.max_total_bytes, 2 << 30);
+        assert_eq!(form.max_file_bytes, 2 << 30);
+        assert_eq!(form.max_files, 20);
+        assert_eq!(c.server.upload_timeout_secs, 3600);
+        assert!(!parse(MINIMAL).expect("valid").forms[0].takes_files());
+    }
+
+    #[test]
+    fn the_example_config_documents_valid_keys() {
+        let c = parse(include_str!("../config.example.toml")).expect("example parses");
+        assert!(c.forms.iter().any(FormConfig::takes_files));
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_the_file() {
         let text = MINIMAL.replace("[server]", "[server]\nlisten_port = 1");
         let e = parse(&text).expect_err("unknown key").to_string();
@@ -603,6 +725,25 @@ required = true
             (
                 MINIMAL.replace("kind = \"textarea\"", "kind = \"select\""),
                 "forms[0].fields[0].options",
+            ),
+            (
+                MINIMAL.replace("required = true", "required = true\nmultiple = true"),
+                "forms[0].fields[0].multiple",
+            ),
+            (
+                MINIMAL.replace("kind = \"textarea\"", "kind = \"file\"\nmax_len = 10"),
+                "forms[0].fields[0].max_len",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\nmax_files = 0",
+                ),
+                "forms[0].max_files",
+            ),
+            (
+                MINIMAL.replace("[server]", "[server]\nupload_timeout_secs = 0"),
+                "server.upload_timeout_secs",
             ),
             (
                 format!(

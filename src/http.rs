@@ -10,6 +10,7 @@
 mod api;
 mod error;
 mod pages;
+mod upload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -41,18 +41,32 @@ pub struct AppState {
 struct StateInner {
     intake: Arc<Intake>,
     seal_permits: Semaphore,
+    upload_permits: Arc<Semaphore>,
 }
 
 impl AppState {
     /// Wraps a ready intake pipeline.
     pub fn new(intake: Intake) -> AppState {
         let permits = intake.config.server.max_concurrent_seals;
+        let uploads = intake.config.server.max_concurrent_uploads;
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
                 seal_permits: Semaphore::new(permits),
+                upload_permits: Arc::new(Semaphore::new(uploads)),
             }),
         }
+    }
+
+    /// The intake pipeline, shared with a blocking sealer thread.
+    fn intake_arc(&self) -> Arc<Intake> {
+        Arc::clone(&self.inner.intake)
+    }
+
+    /// Slots for uploads in progress (separate from the sealing slots, so
+    /// long uploads never hold up small submissions).
+    fn upload_permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.inner.upload_permits)
     }
 
     /// The intake pipeline (config, keyring, store).
@@ -91,10 +105,13 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let server = &state.intake().config.server;
     let body_limit = server.max_body_bytes;
-    let timeout = Duration::from_secs(server.request_timeout_secs);
+    let deadlines = upload::Deadlines {
+        request: Duration::from_secs(server.request_timeout_secs),
+        upload: Duration::from_secs(server.upload_timeout_secs),
+    };
     Router::new()
         .route("/", get(pages::index))
-        .route("/forms/{form}", get(pages::form).post(pages::submit))
+        .route("/forms/{form}", get(pages::form).post(upload::page_submit))
         .route("/keys", get(pages::keys))
         .route("/keys/{file}", get(pages::key_file))
         .route("/static/style.css", get(pages::stylesheet))
@@ -102,7 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/forms", get(api::forms))
         .route(
             "/api/v1/forms/{form}/submissions",
-            axum::routing::post(api::submit),
+            axum::routing::post(upload::api_submit),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -120,9 +137,11 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 .on_failure(()),
         )
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        // Uploads get a longer deadline than other requests (and enforce a
+        // stall limit themselves): see `upload::deadline`.
+        .layer(axum::middleware::from_fn_with_state(
+            deadlines,
+            upload::deadline,
         ))
         // Form routes set their own policy (per-form `frame-ancestors`).
         .layer(SetResponseHeaderLayer::if_not_present(

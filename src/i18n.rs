@@ -130,6 +130,8 @@ messages! {
     BackToForms = "back-to-forms",
     Required = "required-marker",
     Limit = "limit",
+    FileLimits = "file-limits",
+    FileNote = "file-note",
     Choose = "choose",
     Submit = "submit",
     SafetyTitle = "safety-title",

@@ -19,6 +19,7 @@
 //! [`config`] (the form schemas) → [`http`] (parse and validate) →
 //! [`envelope`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
+//! Uploads with files take the same path as a stream, through [`upload`].
 
 pub mod cli;
 pub mod config;
@@ -30,3 +31,4 @@ pub mod keys;
 pub mod seal;
 pub mod store;
 pub mod submission;
+pub mod upload;

@@ -372,6 +372,16 @@ impl PendingRecord {
     pub fn receipt(&self) -> Receipt {
         self.receipt
     }
+
+    /// Writes what was written so far to disk (`fdatasync`). For large
+    /// records, doing this as they grow keeps dirty pages few, so the
+    /// fsyncs of other records (and the final commit) stay quick.
+    pub fn sync_data(&self) -> io::Result<()> {
+        match self.file.as_ref() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Write for PendingRecord {

@@ -65,6 +65,8 @@ pub enum Rejection {
     InvalidEmail(String),
     /// Control characters where they are not allowed.
     InvalidCharacters(String),
+    /// Text sent for a `file` field: it takes an upload.
+    ExpectedFile(String),
 }
 
 impl Rejection {
@@ -82,6 +84,7 @@ impl Rejection {
             Rejection::InvalidOption(_) => "invalid_option",
             Rejection::InvalidEmail(_) => "invalid_email",
             Rejection::InvalidCharacters(_) => "invalid_characters",
+            Rejection::ExpectedFile(_) => "expected_file",
         }
     }
 
@@ -106,7 +109,8 @@ impl Rejection {
             | Rejection::WrongType(f)
             | Rejection::InvalidOption(f)
             | Rejection::InvalidEmail(f)
-            | Rejection::InvalidCharacters(f) => Some(f),
+            | Rejection::InvalidCharacters(f)
+            | Rejection::ExpectedFile(f) => Some(f),
             _ => None,
         }
     }
@@ -136,6 +140,9 @@ impl fmt::Display for Rejection {
                 "field `{n}` must be an email address like name@example.org"
             ),
             Rejection::InvalidCharacters(n) => write!(f, "field `{n}` contains control characters"),
+            Rejection::ExpectedFile(n) => {
+                write!(f, "field `{n}` takes a file, sent as multipart/form-data")
+            }
         }
     }
 }
@@ -292,12 +299,13 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Checks `raw` against `form`; the first problem found is the answer.
+    /// Checks `raw` against `form` (a submission without files); the first
+    /// problem found is the answer.
     pub fn validate(
         form: &FormConfig,
         raw: Vec<(String, RawValue)>,
     ) -> Result<Submission, Rejection> {
-        Submission::validate_all(form, raw).map_err(|mut all| all.swap_remove(0))
+        Submission::check(form, raw, &[], true).map_err(first)
     }
 
     /// Checks `raw` against `form` and reports every problem (never an empty
@@ -307,6 +315,35 @@ impl Submission {
     pub fn validate_all(
         form: &FormConfig,
         raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Vec<Rejection>> {
+        Submission::check(form, raw, &[], true)
+    }
+
+    /// Checks `raw` against `form` when `files[i]` files were attached to
+    /// form field `i` (a missing entry counts as none): a required `file`
+    /// field needs at least one.
+    pub fn validate_with_files(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+        files: &[usize],
+    ) -> Result<Submission, Rejection> {
+        Submission::check(form, raw, files, true).map_err(first)
+    }
+
+    /// Checks the fields in `raw` without asking for the required ones: in a
+    /// streamed upload they may still come after the files.
+    pub fn validate_partial(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+    ) -> Result<Submission, Rejection> {
+        Submission::check(form, raw, &[], false).map_err(first)
+    }
+
+    fn check(
+        form: &FormConfig,
+        raw: Vec<(String, RawValue)>,
+        files: &[usize],
+        require: bool,
     ) -> Result<Submission, Vec<Rejection>> {
         let mut values: Vec<Option<Value>> = form.fields.iter().map(|_| None).collect();
         let mut seen = vec![false; form.fields.len()];
@@ -324,14 +361,15 @@ impl Submission {
                 Err(problem) => problems.push(problem),
             }
         }
-        for (field, value) in form.fields.iter().zip(&values) {
+        for (i, (field, value)) in form.fields.iter().zip(&values).enumerate() {
             let filled = match value {
+                None if field.kind == FieldKind::File => files.get(i).is_some_and(|&n| n > 0),
                 None => false,
                 Some(Value::Checked(c)) => *c,
                 Some(Value::Text(_)) => true,
             };
             let already = problems.iter().any(|p| p.field() == Some(&field.name));
-            if field.required && !filled && !already {
+            if require && field.required && !filled && !already {
                 problems.push(Rejection::Missing(field.name.clone()));
             }
         }
@@ -370,10 +408,16 @@ impl Submission {
     }
 }
 
+/// The first of a non-empty list of problems.
+fn first(mut all: Vec<Rejection>) -> Rejection {
+    all.swap_remove(0)
+}
+
 /// One raw value against its field: `None` for blank text.
 fn check_value(field: &FieldConfig, raw: RawValue) -> Result<Option<Value>, Rejection> {
     let fname = || field.name.clone();
     match (field.kind, raw) {
+        (FieldKind::File, _) => Err(Rejection::ExpectedFile(fname())),
         (FieldKind::Checkbox, RawValue::Bool(b)) => Ok(Some(Value::Checked(b))),
         (FieldKind::Checkbox, RawValue::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
             "on" | "yes" | "true" | "1" => Ok(Some(Value::Checked(true))),

@@ -40,14 +40,19 @@ pub async fn forms(State(state): State<AppState>) -> Json<Value> {
                     "required": x.required,
                     "max_len": x.max_len(),
                     "options": x.options,
+                "multiple": x.multiple,
                 })).collect::<Vec<_>>(),
+                "max_file_bytes": f.max_file_bytes,
+                "max_files": f.max_files,
+                "max_total_bytes": f.max_total_bytes,
             })
         })
         .collect();
     Json(json!({ "forms": forms }))
 }
 
-/// `POST /api/v1/forms/{form}/submissions` with `{"fields": {...}}`.
+/// `POST /api/v1/forms/{form}/submissions` with `{"fields": {...}}`
+/// (multipart bodies are taken by `upload::api_submit` first).
 pub async fn submit(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -61,7 +66,9 @@ pub async fn submit(
         .position(|f| f.id == id)
         .ok_or_else(HttpError::unknown_form)?;
     if media_type(&headers).as_deref() != Some("application/json") {
-        return Err(HttpError::unsupported_media_type("application/json").into());
+        return Err(
+            HttpError::unsupported_media_type("application/json or multipart/form-data").into(),
+        );
     }
     let body = body?;
     let submission = Submission::validate(&config.forms[form_index], decode_json(&body)?)?;

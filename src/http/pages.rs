@@ -26,6 +26,7 @@ use super::{AppState, media_type};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 use crate::keys::RecipientCert;
+use crate::store::Receipt;
 use crate::submission::{RawValue, Rejection, Submission, decode_urlencoded};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
@@ -127,6 +128,23 @@ pub fn error_page(title: &str, message: &str) -> String {
             p { a href="/" { (page.t(Msg::BackToForms)) } }
         },
     )
+}
+
+/// A byte count for people: `2 GiB`, `300 MiB`, `512 KiB`, `12 bytes`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let whole = n / size;
+            let tenth = (n % size) * 10 / size;
+            return if tenth == 0 {
+                format!("{whole} {unit}")
+            } else {
+                format!("{whole}.{tenth} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
 }
 
 /// Spaced groups of four, as GnuPG prints fingerprints.
@@ -318,7 +336,8 @@ fn render_form(
             // `novalidate`: the server checks, and answers in the page's
             // language next to each field, with or without JavaScript.
             form method="post" action={ "/forms/" (form.id) "?lang=" (lang) }
-                accept-charset="utf-8" novalidate {
+                accept-charset="utf-8" novalidate
+                enctype=[form.takes_files().then_some("multipart/form-data")] {
                 @for (i, field) in form.fields.iter().enumerate() {
                     (render_field(
                         page,
@@ -327,6 +346,15 @@ fn render_form(
                         problems.iter().find(|p| p.field() == Some(&field.name)),
                         first_invalid == Some(i),
                     ))
+                }
+                @if form.takes_files() {
+                    p.limit {
+                        (page.cat.fill(page.lang, Msg::FileLimits, &[
+                            ("files", &form.max_files),
+                            ("each", &human_bytes(form.max_file_bytes)),
+                            ("total", &human_bytes(form.max_total_bytes)),
+                        ]))
+                    }
                 }
                 button type="submit" { (page.t(Msg::Submit)) }
             }
@@ -436,7 +464,10 @@ fn render_field(
     let error_id = format!("{id}-error");
     let max = field.max_len();
     let hint = field.hint_in(lang);
-    let has_limit = !matches!(field.kind, FieldKind::Select | FieldKind::Checkbox);
+    let has_limit = !matches!(
+        field.kind,
+        FieldKind::Select | FieldKind::Checkbox | FieldKind::File
+    );
     let mut described: Vec<&str> = Vec::new();
     if problem.is_some() {
         described.push(&error_id);
@@ -473,6 +504,15 @@ fn render_field(
                 @if let Some(h) = hint { p.hint #(hint_id) { (h) } }
                 @if let Some(p) = problem { p.error #(error_id) { (error_text(page, field, p)) } }
                 @match field.kind {
+                    FieldKind::File => {
+                        // A browser never re-fills a file input: after a
+                        // mistake the file has to be chosen again.
+                        input type="file" id=(id) name=(field.name)
+                            multiple[field.multiple] required[field.required]
+                            aria-invalid=[invalid] aria-describedby=[described.as_deref()]
+                            autofocus[autofocus];
+                        p.limit { (page.t(Msg::FileNote)) }
+                    }
                     FieldKind::Textarea => {
                         textarea id=(id) name=(field.name) rows="8" maxlength=(max)
                             required[field.required] aria-invalid=[invalid]
@@ -543,7 +583,7 @@ pub async fn submit(
     // Parse.
     if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(fail(HttpError::unsupported_media_type(
-            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded or multipart/form-data",
         )));
     }
     let body = body.map_err(|e| fail(e.into()))?;
@@ -589,6 +629,36 @@ fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
             p { a href={ "/?lang=" (lang) } target="_top" { (page.t(Msg::BackToForms)) } }
         },
     )
+}
+
+/// The answer to a multipart `POST /forms/{form}` (streamed by
+/// `http/upload.rs`): the receipt page, or a page in the reader's language
+/// saying that nothing was stored. (A chosen file cannot be put back into a
+/// form, so mistakes are not answered by re-rendering it.)
+pub fn upload_response(
+    state: &AppState,
+    form_index: usize,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    outcome: Result<Receipt, HttpError>,
+) -> Response {
+    let form = &state.intake().config.forms[form_index];
+    let path = format!("/forms/{}", form.id);
+    let page = Page::negotiate(headers, query, &path);
+    match outcome {
+        Ok(receipt) => form_response(
+            form,
+            StatusCode::OK,
+            render_receipt(page, form, &receipt.to_string()),
+        ),
+        Err(e) => FormPageError::new(page, Some(form), e).into_response(),
+    }
+}
+
+/// The 404 page for a form that does not exist, in the reader's language.
+pub fn unknown_form_response(headers: &HeaderMap, query: Option<&str>) -> Response {
+    let page = Page::negotiate(headers, query, "/");
+    FormPageError::new(page, None, HttpError::unknown_form()).into_response()
 }
 
 /// `GET /keys`

@@ -10,3 +10,4 @@ mod support;
 mod browser;
 mod pages;
 mod smoke;
+mod upload;

@@ -1,0 +1,649 @@
+//! `multipart/form-data` submissions, on `POST /forms/{form}` and
+//! `POST /api/v1/forms/{form}/submissions`, streamed into the sealer.
+//!
+//! The handlers here take both routes: a multipart body is read part by part
+//! and forwarded as [`UploadEvent`]s through a bounded channel to
+//! [`crate::upload::seal_upload`] on a blocking thread; any other body goes
+//! to the urlencoded (pages) or JSON (api) handler as before, under the usual
+//! `max_body_bytes` limit.
+//!
+//! Limits are enforced while the body streams: a file over `max_file_bytes`,
+//! files over `max_total_bytes` or more than `max_files` files stop the
+//! request with 413 at once; a body that pauses longer than
+//! `request_timeout_secs` or takes longer than `upload_timeout_secs` gets
+//! 408; a broken body gets 400; free space under `min_free_bytes` (before or
+//! while writing) gets 503. In every case the channel is closed, the sealer
+//! drops its pending record (deleting the temp file), and the handler waits
+//! for that before it answers. If the client goes away, the handler future
+//! is dropped, which closes the channel the same way.
+//!
+//! Sizes at the edges: a file of exactly `max_file_bytes` is stored and one
+//! byte more is 413; a named empty file is stored as an empty attachment; an
+//! empty part without a file name (what a browser sends for a file input
+//! left empty) is no file at all. More than `max_files` files, or files
+//! summing to more than `max_total_bytes`, is 413; so is a `Content-Length`
+//! over `max_total_bytes + max_body_bytes`, before anything is read.
+//!
+//! Nothing here logs or echoes a field value, a file name or a byte of a
+//! file; client-chosen part names are never echoed either.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::error::{ApiError, HttpError};
+use super::{AppState, api, media_type, pages};
+use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
+use crate::store::Receipt;
+use crate::submission::Rejection;
+use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
+
+/// Chunks in flight between the HTTP reader and the sealer, per upload.
+/// Chunks are at most a few hundred KiB (hyper's read buffer), so this bounds
+/// an upload's buffered plaintext to a few MiB.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// Bytes the multipart parser may hold beyond what it has handed on as
+/// field data: preamble, part headers, boundaries. The parser itself would
+/// buffer a body without a boundary whole.
+const FRAMING_SLACK: u64 = 8 * 1024 * 1024;
+
+/// Most parts one upload may have: every text field at most once, every
+/// file, and room for the empty parts browsers send for empty file inputs.
+fn max_parts(form: &FormConfig) -> usize {
+    form.fields.len() * 2 + form.max_files
+}
+
+/// The routes that take uploads.
+const UPLOAD_ROUTES: [&str; 2] = ["/forms/{form}", "/api/v1/forms/{form}/submissions"];
+
+/// `POST /forms/{form}`: multipart here, urlencoded in [`pages::submit`].
+pub async fn page_submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().map(str::to_owned);
+    let headers = req.headers().clone();
+    if !is_multipart(&headers) {
+        let body = Bytes::from_request(req, &state).await;
+        return match pages::submit(State(state), Path(id), headers, RawQuery(query), body).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
+    let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
+        return pages::unknown_form_response(&headers, query.as_deref());
+    };
+    let outcome = receive(&state, form_index, req).await;
+    pages::upload_response(&state, form_index, &headers, query.as_deref(), outcome)
+}
+
+/// `POST /api/v1/forms/{form}/submissions`: multipart here (201
+/// `{"receipt"}`), JSON in [`api::submit`].
+pub async fn api_submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    if !is_multipart(req.headers()) {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, &state).await;
+        return match api::submit(State(state), Path(id), headers, body).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
+        return ApiError(HttpError::unknown_form()).into_response();
+    };
+    match receive(&state, form_index, req).await {
+        Ok(receipt) => (
+            StatusCode::CREATED,
+            Json(json!({ "receipt": receipt.to_string() })),
+        )
+            .into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    media_type(headers).as_deref() == Some("multipart/form-data")
+}
+
+/// The time limits of [`deadline`].
+#[derive(Clone, Copy)]
+pub struct Deadlines {
+    /// Any request but an upload.
+    pub request: Duration,
+    /// An upload (which enforces its own body deadline; this is a backstop
+    /// that also covers the final commit).
+    pub upload: Duration,
+}
+
+/// Middleware: 408 when a request takes longer than its deadline; uploads
+/// (multipart POSTs to an upload route) get the long one.
+pub async fn deadline(State(d): State<Deadlines>, req: Request, next: Next) -> Response {
+    let upload = req.method() == axum::http::Method::POST
+        && is_multipart(req.headers())
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| UPLOAD_ROUTES.contains(&m.as_str()));
+    let limit = if upload {
+        d.upload + d.request
+    } else {
+        d.request
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
+
+/// Why feeding the sealer stopped early.
+enum Stop {
+    /// The client's fault (or a limit): answer this.
+    Client(HttpError),
+    /// The sealer hung up: its own result says why.
+    SealerGone,
+}
+
+impl From<HttpError> for Stop {
+    fn from(e: HttpError) -> Stop {
+        Stop::Client(e)
+    }
+}
+
+impl From<Rejection> for Stop {
+    fn from(r: Rejection) -> Stop {
+        Stop::Client(r.into())
+    }
+}
+
+/// Reads the multipart body of `req` into a sealed, committed record.
+async fn receive(state: &AppState, form_index: usize, req: Request) -> Result<Receipt, HttpError> {
+    let intake = state.intake_arc();
+    let server = &intake.config.server;
+    let form = &intake.config.forms[form_index];
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the multipart/form-data body has no usable boundary",
+        )
+    })?;
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    // Room for the text fields and the multipart framing on top of the files.
+    let largest = form
+        .max_total_bytes
+        .saturating_add(server.max_body_bytes as u64);
+    if declared.is_some_and(|n| n > largest) {
+        return Err(too_large(
+            "upload_too_large",
+            "the upload is larger than this form accepts",
+        ));
+    }
+    match available_space(&server.data_dir) {
+        Ok(free) if free >= server.min_free_bytes.saturating_add(declared.unwrap_or(0)) => {}
+        Ok(_) => {
+            tracing::warn!("refusing an upload: free space in data_dir is under min_free_bytes");
+            return Err(HttpError::unavailable());
+        }
+        Err(e) => return Err(HttpError::internal(&e)),
+    }
+    let permit = state.upload_permits().try_acquire_owned().map_err(|_| {
+        tracing::warn!("refusing an upload: max_concurrent_uploads are in progress");
+        HttpError::unavailable()
+    })?;
+
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let sealer_intake = Arc::clone(&intake);
+    let sealer = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let form = &sealer_intake.config.forms[form_index];
+        seal_upload(&sealer_intake, form, rx, SystemTime::now())
+    });
+
+    let limits = Limits {
+        body_deadline: Instant::now() + Duration::from_secs(server.upload_timeout_secs),
+        idle: Duration::from_secs(server.request_timeout_secs),
+    };
+    let delivered = Arc::new(AtomicU64::new(0));
+    let body = Metered {
+        inner: req.into_body().into_data_stream(),
+        consumed: 0,
+        delivered: Arc::clone(&delivered),
+        just_read: false,
+    };
+    let mut multipart = multer::Multipart::new(body, boundary);
+    let fed = match feed(form, &mut multipart, &tx, &limits, &delivered).await {
+        Ok(()) => tx
+            .send(UploadEvent::End)
+            .await
+            .map_err(|_| Stop::SealerGone),
+        Err(stop) => Err(stop),
+    };
+    drop(tx);
+    drop(multipart);
+    let sealed = sealer.await;
+    if let Err(Stop::Client(e)) = fed {
+        // The sealer saw the channel close and removed its temp file.
+        return Err(e);
+    }
+    match sealed {
+        Ok(Ok((receipt, _))) => Ok(receipt),
+        Ok(Err(UploadError::Rejected(r))) => Err(r.into()),
+        Ok(Err(UploadError::Intake(e))) if e.is_storage_full() => {
+            tracing::error!(error = %e, "cannot store an upload: storage is full");
+            Err(HttpError::unavailable())
+        }
+        Ok(Err(e)) => Err(HttpError::internal(&e)),
+        Err(join) => Err(HttpError::internal(&join)),
+    }
+}
+
+struct Limits {
+    body_deadline: Instant,
+    idle: Duration,
+}
+
+impl Limits {
+    /// Awaits `fut` unless the body stalls or its deadline passes (408).
+    async fn timed<T>(&self, fut: impl Future<Output = T>) -> Result<T, HttpError> {
+        let until = self.body_deadline.min(Instant::now() + self.idle);
+        tokio::time::timeout_at(until, fut).await.map_err(|_| {
+            HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body arrived too slowly; nothing was stored",
+            )
+        })
+    }
+}
+
+fn too_large(code: &'static str, message: &'static str) -> HttpError {
+    HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+}
+
+fn broken(_: multer::Error) -> HttpError {
+    // multer's messages may quote client-chosen names: never pass them on.
+    HttpError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed",
+        "the multipart/form-data body is malformed or incomplete",
+    )
+}
+
+/// Reads every part and forwards it, enforcing the form's limits.
+async fn feed(
+    form: &FormConfig,
+    multipart: &mut multer::Multipart<'_>,
+    tx: &mpsc::Sender<UploadEvent>,
+    limits: &Limits,
+    delivered: &AtomicU64,
+) -> Result<(), Stop> {
+    let mut parts = 0usize;
+    let mut text_seen = vec![false; form.fields.len()];
+    let mut files_of = vec![0usize; form.fields.len()];
+    let mut files = 0usize;
+    let mut total: u64 = 0;
+    while let Some(mut part) = limits
+        .timed(multipart.next_field())
+        .await?
+        .map_err(broken)?
+    {
+        parts += 1;
+        if parts > max_parts(form) {
+            return Err(Rejection::TooManyFields.into());
+        }
+        let index = part
+            .name()
+            .and_then(|n| form.fields.iter().position(|f| f.name == n))
+            .ok_or(Rejection::UnknownField)?;
+        let field = &form.fields[index];
+        if field.kind != FieldKind::File {
+            if std::mem::replace(&mut text_seen[index], true) {
+                return Err(Rejection::DuplicateField(field.name.clone()).into());
+            }
+            // A character is at most 4 bytes of UTF-8.
+            let cap = field.max_len().saturating_mul(4);
+            let mut value = ZeroizingBuf::new(cap.min(16 * 1024));
+            while let Some(chunk) = limits.timed(part.chunk()).await?.map_err(broken)? {
+                delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if value.len() + chunk.len() > cap {
+                    return Err(Rejection::TooLong(field.name.clone(), field.max_len()).into());
+                }
+                value.push(&chunk);
+            }
+            let value = value.into_string().ok_or(Rejection::InvalidUtf8)?;
+            tx.send(UploadEvent::Text {
+                field: index,
+                value,
+            })
+            .await
+            .map_err(|_| Stop::SealerGone)?;
+            continue;
+        }
+        let filename = filename_of(part.headers(), part.file_name())?;
+        if filename.chars().count() > MAX_FILENAME_LEN {
+            return Err(Rejection::TooLong(field.name.clone(), MAX_FILENAME_LEN).into());
+        }
+        let content_type = part
+            .content_type()
+            .map_or_else(|| "application/octet-stream".to_owned(), |m| m.to_string());
+        // A browser sends an empty, nameless part for a file input left
+        // empty: that is no file. A named empty file is a file.
+        let mut start = Some(UploadEvent::FileStart {
+            field: index,
+            filename,
+            content_type,
+        });
+        let mut size: u64 = 0;
+        loop {
+            let chunk = limits.timed(part.chunk()).await?.map_err(broken)?;
+            let named = matches!(&start, Some(UploadEvent::FileStart { filename, .. }) if !filename.is_empty());
+            let begins = match &chunk {
+                Some(c) => !c.is_empty(),
+                None => named,
+            };
+            if begins {
+                if let Some(ev) = start.take() {
+                    files += 1;
+                    files_of[index] += 1;
+                    if files > form.max_files {
+                        return Err(too_large(
+                            "too_many_files",
+                            "the upload has more files than this form accepts",
+                        )
+                        .into());
+                    }
+                    if files_of[index] > 1 && !field.multiple {
+                        return Err(Rejection::DuplicateField(field.name.clone()).into());
+                    }
+                    tx.send(ev).await.map_err(|_| Stop::SealerGone)?;
+                }
+            }
+            let Some(chunk) = chunk else { break };
+            if chunk.is_empty() {
+                continue;
+            }
+            delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            size += chunk.len() as u64;
+            total += chunk.len() as u64;
+            if size > form.max_file_bytes {
+                return Err(
+                    too_large("file_too_large", "a file is larger than this form accepts").into(),
+                );
+            }
+            if total > form.max_total_bytes {
+                return Err(too_large(
+                    "upload_too_large",
+                    "the files together are larger than this form accepts",
+                )
+                .into());
+            }
+            tx.send(UploadEvent::Data(chunk))
+                .await
+                .map_err(|_| Stop::SealerGone)?;
+        }
+        if start.is_none() {
+            tx.send(UploadEvent::FileEnd)
+                .await
+                .map_err(|_| Stop::SealerGone)?;
+        }
+    }
+    Ok(())
+}
+
+/// The request body as the multipart parser reads it, one chunk per poll.
+///
+/// The parser pulls chunks for as long as they are ready and buffers them,
+/// and it keeps a body without a boundary (or with endless part headers)
+/// buffered whole. So this stream answers `Pending` (waking itself at once)
+/// after every chunk, which lets the parser hand on what it has before it
+/// reads more, and fails once it has read [`FRAMING_SLACK`] more than the
+/// field data handed on (`delivered`, counted by [`feed`]).
+struct Metered<S> {
+    inner: S,
+    consumed: u64,
+    delivered: Arc<AtomicU64>,
+    just_read: bool,
+}
+
+impl<S> futures_util::Stream for Metered<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.consumed > self.delivered.load(Ordering::Relaxed) + FRAMING_SLACK {
+            return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
+                "multipart framing too large",
+            )))));
+        }
+        if std::mem::take(&mut self.just_read) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.consumed += chunk.len() as u64;
+            self.just_read = true;
+        }
+        polled
+    }
+}
+
+/// A growable byte buffer that never leaves an unzeroized copy behind: it
+/// grows by moving into a bigger zeroizing buffer.
+struct ZeroizingBuf(Zeroizing<Vec<u8>>);
+
+impl ZeroizingBuf {
+    fn new(capacity: usize) -> Self {
+        ZeroizingBuf(Zeroizing::new(Vec::with_capacity(capacity)))
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn push(&mut self, bytes: &[u8]) {
+        let need = self.0.len() + bytes.len();
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(need.max(self.0.capacity() * 2)));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
+    }
+    fn into_string(mut self) -> Option<Zeroizing<String>> {
+        let bytes = std::mem::take(&mut *self.0);
+        match String::from_utf8(bytes) {
+            Ok(s) => Some(Zeroizing::new(s)),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                None
+            }
+        }
+    }
+}
+
+/// The file name a part declares: RFC 5987 `filename*=utf-8''…` when present,
+/// otherwise `filename="…"` with the escapes browsers use for `"`, CR and LF
+/// (`%22`, `%0D`, `%0A`, per the HTML standard) undone. Never used as a path.
+fn filename_of(headers: &HeaderMap, plain: Option<&str>) -> Result<Zeroizing<String>, Rejection> {
+    let disposition = headers
+        .get(header::CONTENT_DISPOSITION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if let Some(ext) = ext_value(disposition, b"filename*") {
+        return decode_ext_value(ext);
+    }
+    let plain = plain.unwrap_or("");
+    let mut out = Zeroizing::new(String::with_capacity(plain.len()));
+    let mut rest = plain;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i..i + 3);
+        let decoded = match code {
+            Some("%22") => Some('"'),
+            Some("%0D") | Some("%0d") => Some('\r'),
+            Some("%0A") | Some("%0a") => Some('\n'),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The raw value of parameter `name` (an RFC 5987 extended parameter, never
+/// quoted) in a `Content-Disposition` value.
+fn ext_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let lower: Vec<u8> = header.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(found) = lower[from..].windows(name.len()).position(|w| w == name) {
+        let at = from + found;
+        from = at + name.len();
+        let boundary_ok = at == 0 || matches!(lower[at - 1], b';' | b' ' | b'\t');
+        let rest = header[from..].trim_ascii_start();
+        if !boundary_ok || !rest.starts_with(b"=") {
+            continue;
+        }
+        let rest = rest[1..].trim_ascii_start();
+        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+        return Some(rest[..end].trim_ascii_end());
+    }
+    None
+}
+
+/// `charset'language'percent-encoded` with charset UTF-8.
+fn decode_ext_value(v: &[u8]) -> Result<Zeroizing<String>, Rejection> {
+    let malformed = || Rejection::Malformed("a file name parameter is not valid RFC 5987");
+    let mut pieces = v.splitn(3, |&b| b == b'\'');
+    let charset = pieces.next().ok_or_else(malformed)?;
+    let _language = pieces.next().ok_or_else(malformed)?;
+    let encoded = pieces.next().ok_or_else(malformed)?;
+    if !charset.eq_ignore_ascii_case(b"utf-8") {
+        return Err(malformed());
+    }
+    let bytes: Zeroizing<Vec<u8>> =
+        Zeroizing::new(percent_encoding::percent_decode(encoded).collect());
+    match std::str::from_utf8(&bytes) {
+        Ok(s) => Ok(Zeroizing::new(s.to_owned())),
+        Err(_) => Err(Rejection::InvalidUtf8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn name_from(disposition: &[u8], plain: Option<&str>) -> Result<String, Rejection> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_bytes(disposition).expect("header"),
+        );
+        filename_of(&h, plain).map(|z| z.to_string())
+    }
+
+    #[test]
+    fn file_names_are_decoded_from_each_form_clients_use() {
+        type Case<'a> = (&'a [u8], Option<&'a str>, Result<&'a str, Rejection>);
+        let cases: &[Case<'_>] = &[
+            (
+                b"form-data; name=\"f\"; filename=\"a.txt\"",
+                Some("a.txt"),
+                Ok("a.txt"),
+            ),
+            (
+                b"form-data; name=\"f\"; filename=\"a%22b%0D%0Ac%25.txt\"",
+                Some("a%22b%0D%0Ac%25.txt"),
+                Ok("a\"b\r\nc%25.txt"),
+            ),
+            (
+                b"form-data; name=\"f\"; filename*=UTF-8''..%2F%C3%A9t%C3%A9%0A%22.txt",
+                None,
+                Ok("../\u{e9}t\u{e9}\n\".txt"),
+            ),
+            (
+                b"form-data; name=\"f\"; filename=\"x\"; filename*=utf-8'en'y%20z",
+                Some("x"),
+                Ok("y z"),
+            ),
+            (b"form-data; name=\"f\"", None, Ok("")),
+            (
+                b"form-data; name=\"f\"; filename*=latin1''x",
+                None,
+                Err(Rejection::Malformed(
+                    "a file name parameter is not valid RFC 5987",
+                )),
+            ),
+            (
+                b"form-data; name=\"f\"; filename*=utf-8''%FF",
+                None,
+                Err(Rejection::InvalidUtf8),
+            ),
+        ];
+        for (header, plain, want) in cases {
+            let got = name_from(header, *plain);
+            assert_eq!(
+                got.as_deref().map_err(Clone::clone),
+                want.clone(),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+    }
+
+    #[test]
+    fn a_zeroizing_buffer_grows_and_keeps_its_bytes() {
+        let mut b = ZeroizingBuf::new(2);
+        for chunk in [&b"ab"[..], b"cde", b"", b"fghij"] {
+            b.push(chunk);
+        }
+        assert_eq!(b.len(), 10);
+        assert_eq!(
+            b.into_string().as_deref().map(|s| s.as_str()),
+            Some("abcdefghij")
+        );
+        let mut bad = ZeroizingBuf::new(1);
+        bad.push(&[0xff]);
+        assert!(bad.into_string().is_none());
+    }
+}
