@@ -8,3 +8,6 @@
 mod support;
 
 mod smoke;
+mod wire;
+
+mod sealing;
