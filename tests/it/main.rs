@@ -10,4 +10,5 @@ mod support;
 mod smoke;
 mod wire;
 
+mod bad_keys;
 mod sealing;
