@@ -10,5 +10,6 @@ mod support;
 mod smoke;
 mod wire;
 
+mod bad_input;
 mod bad_keys;
 mod sealing;
