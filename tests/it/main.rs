@@ -12,4 +12,5 @@ mod wire;
 
 mod bad_input;
 mod bad_keys;
+mod routes;
 mod sealing;
