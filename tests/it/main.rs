@@ -12,5 +12,6 @@ mod wire;
 
 mod bad_input;
 mod bad_keys;
+mod canaries;
 mod routes;
 mod sealing;
