@@ -13,5 +13,6 @@ mod wire;
 mod bad_input;
 mod bad_keys;
 mod canaries;
+mod durability;
 mod routes;
 mod sealing;
