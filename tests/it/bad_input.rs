@@ -661,3 +661,78 @@ async fn a_lone_percent_sign_is_kept_as_browsers_do() {
     let eml = gpg.decrypt(&fx.record(&receipt)).expect("decrypts");
     assert_eq!(json_part(&eml)["fields"]["message"], "100%ZZ sure%");
 }
+
+/// Writes `head` and `body` (ignoring a server that stops reading early)
+/// and returns what it answered.
+fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> crate::wire::WireResponse {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A reset after the answer was sent still leaves the answer.
+            Err(_) => break,
+        }
+    }
+    crate::wire::parse(&raw).expect("an HTTP answer")
+}
+
+#[test]
+fn the_real_server_answers_413_to_oversized_bodies_announced_or_chunked() {
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    let payload = format!("message={}", canaries(300 * 1024));
+    let json_payload = format!(r#"{{"fields": {{"message": "{}"}}}}"#, canaries(300 * 1024));
+    let chunked = |body: &[u8]| {
+        let mut out = Vec::new();
+        for c in body.chunks(8192) {
+            out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            out.extend_from_slice(c);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    };
+    for (route, ct, body) in [
+        (
+            "/forms/tip",
+            "application/x-www-form-urlencoded",
+            payload.as_bytes(),
+        ),
+        (
+            "/api/v1/forms/tip/submissions",
+            "application/json",
+            json_payload.as_bytes(),
+        ),
+    ] {
+        let start = format!(
+            "POST {route} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\n"
+        );
+        let announced = raw_exchange(
+            &server.addr,
+            &format!("{start}Content-Length: {}\r\n\r\n", body.len()),
+            body,
+        );
+        let streamed = raw_exchange(
+            &server.addr,
+            &format!("{start}Transfer-Encoding: chunked\r\n\r\n"),
+            &chunked(body),
+        );
+        for (how, res) in [("Content-Length", announced), ("chunked", streamed)] {
+            assert_eq!(res.status, 413, "{route} {how}: {}", res.headers);
+            assert!(!String::from_utf8_lossy(&res.body).contains(CANARY));
+        }
+    }
+    assert!(fx.records().is_empty());
+    assert_eq!(fx.partials(), 0);
+    let res = crate::wire::post_form(&server.addr, "tip", "message=still+here").expect("post");
+    assert_eq!(res.status, 200);
+    assert!(server.terminate().success());
+}
