@@ -332,6 +332,41 @@ fn cases() -> Vec<Case> {
             Some("malformed"),
         ),
         case(
+            "api deeply nested value",
+            Api,
+            // serde_json skips an ignored value without recursion, so depth
+            // is no stack risk; it is simply not a string.
+            api_raw(
+                "tip",
+                Some("application/json"),
+                format!(
+                    r#"{{"fields": {{"message": {}"{c}"{}}}}}"#,
+                    "[".repeat(5000),
+                    "]".repeat(5000)
+                ),
+            ),
+            422,
+            Some("wrong_type"),
+        ),
+        case(
+            "api deeply nested body",
+            Api,
+            api_raw(
+                "tip",
+                Some("application/json"),
+                format!("{}\"{c}\"{}", "[".repeat(5000), "]".repeat(5000)),
+            ),
+            400,
+            Some("malformed"),
+        ),
+        case(
+            "api very long unknown field name",
+            Api,
+            api_json(json!({"fields": {"message": "ok", canaries(100_000): "x"}})),
+            422,
+            Some("unknown_field"),
+        ),
+        case(
             "api unknown top-level key",
             Api,
             api_json(json!({"fields": {"message": "ok"}, c: 1})),

@@ -163,7 +163,7 @@ fn serve_and_check_refuse_every_unusable_key_naming_the_file() {
             "expired certificate",
             "expired.asc",
             expired,
-            &["not usable"],
+            &["not usable", "Expired"],
         ),
         (
             "revoked encryption subkey",
