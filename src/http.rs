@@ -8,6 +8,7 @@
 //! never a peer address, header, query string, body, value or receipt.
 
 mod api;
+mod early_limit;
 mod error;
 mod pages;
 
@@ -107,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            early_limit::refuse_announced_oversize,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {

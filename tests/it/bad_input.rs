@@ -771,3 +771,46 @@ fn the_real_server_answers_413_to_oversized_bodies_announced_or_chunked() {
     assert_eq!(res.status, 200);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn an_announced_oversized_body_gets_413_before_it_is_sent() {
+    // The client announces 100 MB and sends nothing: the answer must come
+    // from the Content-Length alone, not after a timeout.
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    for (route, ct, want_ct) in [
+        (
+            "/forms/tip",
+            "application/x-www-form-urlencoded",
+            "text/html",
+        ),
+        (
+            "/api/v1/forms/tip/submissions",
+            "application/json",
+            "application/json",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let res = raw_exchange(
+            &server.addr,
+            &format!(
+                "POST {route} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                 Content-Type: {ct}\r\nContent-Length: 100000000\r\n\r\n"
+            ),
+            b"",
+        );
+        assert_eq!(res.status, 413, "{route}: {}", res.headers);
+        assert!(
+            res.headers
+                .to_ascii_lowercase()
+                .contains(&format!("content-type: {want_ct}")),
+            "{route}: {}",
+            res.headers
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{route}: answered at once, not after a timeout"
+        );
+    }
+    assert!(server.terminate().success());
+}
