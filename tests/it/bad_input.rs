@@ -73,6 +73,7 @@ fn canaries(n: usize) -> String {
     CANARY.repeat(n / CANARY.len() + 1)[..n].to_owned()
 }
 
+#[rustfmt::skip] // one line per case: a table
 fn cases() -> Vec<Case> {
     use Route::*;
     let c = CANARY;
@@ -108,513 +109,82 @@ fn cases() -> Vec<Case> {
     };
     vec![
         // Unknown form.
-        case(
-            "api unknown form",
-            Api,
-            api_post("nope", &json!({"fields": {"message": c}})),
-            404,
-            Some("unknown_form"),
-        ),
-        case(
-            "html unknown form",
-            Html,
-            form_post("nope", &format!("message={c}")),
-            404,
-            None,
-        ),
+        case("api unknown form", Api, api_post("nope", &json!({"fields": {"message": c}})), 404, Some("unknown_form")),
+        case("html unknown form", Html, form_post("nope", &format!("message={c}")), 404, None),
         // Missing required field, or only blanks.
-        case(
-            "api missing required field",
-            Api,
-            api_json(json!({"fields": {"contact": c}})),
-            422,
-            Some("missing_field"),
-        ),
-        case(
-            "html missing required field",
-            Html,
-            html_form(&format!("contact={c}")),
-            422,
-            None,
-        ),
-        case(
-            "api required field blank",
-            Api,
-            api_json(json!({"fields": {"message": "  \t ", "contact": c}})),
-            422,
-            Some("missing_field"),
-        ),
-        case(
-            "api empty fields object",
-            Api,
-            api_json(json!({"fields": {}})),
-            422,
-            Some("missing_field"),
-        ),
+        case("api missing required field", Api, api_json(json!({"fields": {"contact": c}})), 422, Some("missing_field")),
+        case("html missing required field", Html, html_form(&format!("contact={c}")), 422, None),
+        case("api required field blank", Api, api_json(json!({"fields": {"message": "  \t ", "contact": c}})), 422, Some("missing_field")),
+        case("api empty fields object", Api, api_json(json!({"fields": {}})), 422, Some("missing_field")),
         // Over max_len.
-        case(
-            "api message over max_len",
-            Api,
-            api_json(json!({"fields": {"message": long}})),
-            422,
-            Some("too_long"),
-        ),
-        case(
-            "html message over max_len",
-            Html,
-            html_form(&format!("message={long}")),
-            422,
-            None,
-        ),
-        case(
-            "api contact over max_len",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "contact": canaries(201)}})),
-            422,
-            Some("too_long"),
-        ),
+        case("api message over max_len", Api, api_json(json!({"fields": {"message": long}})), 422, Some("too_long")),
+        case("html message over max_len", Html, html_form(&format!("message={long}")), 422, None),
+        case("api contact over max_len", Api, api_json(json!({"fields": {"message": "ok", "contact": canaries(201)}})), 422, Some("too_long")),
         // Unknown field (its name is the canary).
-        case(
-            "api unknown field",
-            Api,
-            api_json(json!({"fields": {"message": "ok", c: "x"}})),
-            422,
-            Some("unknown_field"),
-        ),
-        case(
-            "html unknown field",
-            Html,
-            html_form(&format!("message=ok&{c}=x")),
-            422,
-            None,
-        ),
-        case(
-            "html field name with bad percent-encoding",
-            Html,
-            html_form(&format!("mess%ZZage={c}")),
-            422,
-            None,
-        ),
+        case("api unknown field", Api, api_json(json!({"fields": {"message": "ok", c: "x"}})), 422, Some("unknown_field")),
+        case("html unknown field", Html, html_form(&format!("message=ok&{c}=x")), 422, None),
+        case("html field name with bad percent-encoding", Html, html_form(&format!("mess%ZZage={c}")), 422, None),
         // Not UTF-8.
-        case(
-            "api invalid UTF-8",
-            Api,
-            api_raw("tip", Some("application/json"), invalid_utf8_json),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "html invalid UTF-8 (raw bytes)",
-            Html,
-            html_raw(
-                "tip",
-                Some("application/x-www-form-urlencoded"),
-                invalid_utf8_form,
-            ),
-            400,
-            None,
-        ),
-        case(
-            "html invalid UTF-8 (percent-encoded)",
-            Html,
-            html_form(&format!("message=%FF%FE{c}")),
-            400,
-            None,
-        ),
-        case(
-            "html bad percent-encoding of UTF-8",
-            Html,
-            html_form(&format!("message=%C3%28{c}")),
-            400,
-            None,
-        ),
+        case("api invalid UTF-8", Api, api_raw("tip", Some("application/json"), invalid_utf8_json), 400, Some("malformed")),
+        case("html invalid UTF-8 (raw bytes)", Html, html_raw("tip", Some("application/x-www-form-urlencoded"), invalid_utf8_form), 400, None),
+        case("html invalid UTF-8 (percent-encoded)", Html, html_form(&format!("message=%FF%FE{c}")), 400, None),
+        case("html bad percent-encoding of UTF-8", Html, html_form(&format!("message=%C3%28{c}")), 400, None),
         // Wrong or missing content type.
-        case(
-            "api text/plain",
-            Api,
-            api_raw(
-                "tip",
-                Some("text/plain"),
-                format!(r#"{{"fields": {{"message": "{c}"}}}}"#),
-            ),
-            415,
-            Some("unsupported_media_type"),
-        ),
-        case(
-            "api urlencoded",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/x-www-form-urlencoded"),
-                format!("message={c}"),
-            ),
-            415,
-            Some("unsupported_media_type"),
-        ),
-        case(
-            "api no content type",
-            Api,
-            api_raw(
-                "tip",
-                None,
-                format!(r#"{{"fields": {{"message": "{c}"}}}}"#),
-            ),
-            415,
-            Some("unsupported_media_type"),
-        ),
-        case(
-            "html JSON",
-            Html,
-            html_raw(
-                "tip",
-                Some("application/json"),
-                format!(r#"{{"fields": {{"message": "{c}"}}}}"#),
-            ),
-            415,
-            None,
-        ),
-        case(
-            "html no content type",
-            Html,
-            html_raw("tip", None, format!("message={c}")),
-            415,
-            None,
-        ),
+        case("api text/plain", Api, api_raw("tip", Some("text/plain"), format!(r#"{{"fields": {{"message": "{c}"}}}}"#)), 415, Some("unsupported_media_type")),
+        case("api urlencoded", Api, api_raw("tip", Some("application/x-www-form-urlencoded"), format!("message={c}")), 415, Some("unsupported_media_type")),
+        case("api no content type", Api, api_raw("tip", None, format!(r#"{{"fields": {{"message": "{c}"}}}}"#)), 415, Some("unsupported_media_type")),
+        case("html JSON", Html, html_raw("tip", Some("application/json"), format!(r#"{{"fields": {{"message": "{c}"}}}}"#)), 415, None),
+        case("html no content type", Html, html_raw("tip", None, format!("message={c}")), 415, None),
         // Malformed JSON.
-        case(
-            "api truncated JSON",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/json"),
-                format!(r#"{{"fields": {{"message": "{c}""#),
-            ),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api not JSON at all",
-            Api,
-            api_raw("tip", Some("application/json"), format!("message={c}")),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api trailing garbage",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/json"),
-                format!(r#"{{"fields": {{"message": "ok"}}}} {c}"#),
-            ),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api JSON array instead of object",
-            Api,
-            api_json(json!([{"fields": {"message": c}}])),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api fields is an array",
-            Api,
-            api_json(json!({"fields": [c]})),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api fields missing",
-            Api,
-            api_json(json!({"message": c})),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api deeply nested value",
-            Api,
-            // serde_json skips an ignored value without recursion, so depth
-            // is no stack risk; it is simply not a string.
-            api_raw(
-                "tip",
-                Some("application/json"),
-                format!(
-                    r#"{{"fields": {{"message": {}"{c}"{}}}}}"#,
-                    "[".repeat(5000),
-                    "]".repeat(5000)
-                ),
-            ),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api deeply nested body",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/json"),
-                format!("{}\"{c}\"{}", "[".repeat(5000), "]".repeat(5000)),
-            ),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "api very long unknown field name",
-            Api,
-            api_json(json!({"fields": {"message": "ok", canaries(100_000): "x"}})),
-            422,
-            Some("unknown_field"),
-        ),
-        case(
-            "api unknown top-level key",
-            Api,
-            api_json(json!({"fields": {"message": "ok"}, c: 1})),
-            400,
-            Some("malformed"),
-        ),
+        case("api truncated JSON", Api, api_raw("tip", Some("application/json"), format!(r#"{{"fields": {{"message": "{c}""#)), 400, Some("malformed")),
+        case("api not JSON at all", Api, api_raw("tip", Some("application/json"), format!("message={c}")), 400, Some("malformed")),
+        case("api trailing garbage", Api, api_raw("tip", Some("application/json"), format!(r#"{{"fields": {{"message": "ok"}}}} {c}"#)), 400, Some("malformed")),
+        case("api JSON array instead of object", Api, api_json(json!([{"fields": {"message": c}}])), 400, Some("malformed")),
+        case("api fields is an array", Api, api_json(json!({"fields": [c]})), 400, Some("malformed")),
+        case("api fields missing", Api, api_json(json!({"message": c})), 400, Some("malformed")),
+        // serde_json skips an ignored value without recursion, so depth
+        // is no stack risk; it is simply not a string.
+        case("api deeply nested value", Api, api_raw("tip", Some("application/json"), format!(r#"{{"fields": {{"message": {}"{c}"{}}}}}"#, "[".repeat(5000), "]".repeat(5000))), 422, Some("wrong_type")),
+        case("api deeply nested body", Api, api_raw("tip", Some("application/json"), format!("{}\"{c}\"{}", "[".repeat(5000), "]".repeat(5000))), 400, Some("malformed")),
+        case("api very long unknown field name", Api, api_json(json!({"fields": {"message": "ok", canaries(100_000): "x"}})), 422, Some("unknown_field")),
+        case("api unknown top-level key", Api, api_json(json!({"fields": {"message": "ok"}, c: 1})), 400, Some("malformed")),
         // Empty body: malformed JSON on the API; on the HTML route an empty
         // form is a form without the required field.
-        case(
-            "api empty body",
-            Api,
-            api_raw("tip", Some("application/json"), ""),
-            400,
-            Some("malformed"),
-        ),
-        case(
-            "html empty body",
-            Html,
-            html_raw("tip", Some("application/x-www-form-urlencoded"), ""),
-            422,
-            None,
-        ),
+        case("api empty body", Api, api_raw("tip", Some("application/json"), ""), 400, Some("malformed")),
+        case("html empty body", Html, html_raw("tip", Some("application/x-www-form-urlencoded"), ""), 422, None),
         // Too large, announced and streamed.
-        case(
-            "api over the body limit (Content-Length)",
-            Api,
-            with_length(
-                api_raw("tip", Some("application/json"), big_json.clone()),
-                big_json.len(),
-            ),
-            413,
-            Some("payload_too_large"),
-        ),
-        case(
-            "api over the body limit (streamed)",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/json"),
-                streamed(big_json.into_bytes()),
-            ),
-            413,
-            Some("payload_too_large"),
-        ),
-        case(
-            "html over the body limit (Content-Length)",
-            Html,
-            with_length(
-                html_raw(
-                    "tip",
-                    Some("application/x-www-form-urlencoded"),
-                    big_form.clone(),
-                ),
-                big_form.len(),
-            ),
-            413,
-            None,
-        ),
-        case(
-            "html over the body limit (streamed)",
-            Html,
-            html_raw(
-                "tip",
-                Some("application/x-www-form-urlencoded"),
-                streamed(big_form.into_bytes()),
-            ),
-            413,
-            None,
-        ),
+        case("api over the body limit (Content-Length)", Api, with_length(api_raw("tip", Some("application/json"), big_json.clone()), big_json.len()), 413, Some("payload_too_large")),
+        case("api over the body limit (streamed)", Api, api_raw("tip", Some("application/json"), streamed(big_json.into_bytes())), 413, Some("payload_too_large")),
+        case("html over the body limit (Content-Length)", Html, with_length(html_raw("tip", Some("application/x-www-form-urlencoded"), big_form.clone()), big_form.len()), 413, None),
+        case("html over the body limit (streamed)", Html, html_raw("tip", Some("application/x-www-form-urlencoded"), streamed(big_form.into_bytes())), 413, None),
         // Duplicates and floods of fields.
-        case(
-            "api duplicated field",
-            Api,
-            api_raw(
-                "tip",
-                Some("application/json"),
-                format!(r#"{{"fields": {{"message": "{c}", "message": "{c}"}}}}"#),
-            ),
-            400,
-            Some("duplicate_field"),
-        ),
-        case(
-            "html duplicated field",
-            Html,
-            html_form(&format!("message={c}&message={c}")),
-            400,
-            None,
-        ),
-        case(
-            "api ten thousand fields",
-            Api,
-            api_raw("tip", Some("application/json"), many_json),
-            400,
-            Some("too_many_fields"),
-        ),
-        case(
-            "html ten thousand fields",
-            Html,
-            html_form(&many_form),
-            400,
-            None,
-        ),
+        case("api duplicated field", Api, api_raw("tip", Some("application/json"), format!(r#"{{"fields": {{"message": "{c}", "message": "{c}"}}}}"#)), 400, Some("duplicate_field")),
+        case("html duplicated field", Html, html_form(&format!("message={c}&message={c}")), 400, None),
+        case("api ten thousand fields", Api, api_raw("tip", Some("application/json"), many_json), 400, Some("too_many_fields")),
+        case("html ten thousand fields", Html, html_form(&many_form), 400, None),
         // Wrong JSON types.
-        case(
-            "api number for text",
-            Api,
-            api_json(json!({"fields": {"message": 12345}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api array for text",
-            Api,
-            api_json(json!({"fields": {"message": [c]}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api object for text",
-            Api,
-            api_json(json!({"fields": {"message": {"v": c}}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api null for text",
-            Api,
-            api_json(json!({"fields": {"message": null}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api bool for text",
-            Api,
-            api_json(json!({"fields": {"message": true}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "api string checkbox",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "publish": c}})),
-            422,
-            Some("wrong_type"),
-        ),
-        case(
-            "html checkbox with a strange value",
-            Html,
-            html_form(&format!("message=ok&publish={c}")),
-            422,
-            None,
-        ),
+        case("api number for text", Api, api_json(json!({"fields": {"message": 12345}})), 422, Some("wrong_type")),
+        case("api array for text", Api, api_json(json!({"fields": {"message": [c]}})), 422, Some("wrong_type")),
+        case("api object for text", Api, api_json(json!({"fields": {"message": {"v": c}}})), 422, Some("wrong_type")),
+        case("api null for text", Api, api_json(json!({"fields": {"message": null}})), 422, Some("wrong_type")),
+        case("api bool for text", Api, api_json(json!({"fields": {"message": true}})), 422, Some("wrong_type")),
+        case("api string checkbox", Api, api_json(json!({"fields": {"message": "ok", "publish": c}})), 422, Some("wrong_type")),
+        case("html checkbox with a strange value", Html, html_form(&format!("message=ok&publish={c}")), 422, None),
         // Kind-specific validation.
-        case(
-            "api invalid email",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "email": c}})),
-            422,
-            Some("invalid_email"),
-        ),
-        case(
-            "html invalid email",
-            Html,
-            html_form(&format!("message=ok&email={c}%40nodot")),
-            422,
-            None,
-        ),
-        case(
-            "api invalid select option",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "topic": c}})),
-            422,
-            Some("invalid_option"),
-        ),
-        case(
-            "html invalid select option",
-            Html,
-            html_form(&format!("message=ok&topic={c}")),
-            422,
-            None,
-        ),
+        case("api invalid email", Api, api_json(json!({"fields": {"message": "ok", "email": c}})), 422, Some("invalid_email")),
+        case("html invalid email", Html, html_form(&format!("message=ok&email={c}%40nodot")), 422, None),
+        case("api invalid select option", Api, api_json(json!({"fields": {"message": "ok", "topic": c}})), 422, Some("invalid_option")),
+        case("html invalid select option", Html, html_form(&format!("message=ok&topic={c}")), 422, None),
         // Control characters and NUL.
-        case(
-            "api control character",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "contact": format!("a\u{7}{c}")}})),
-            422,
-            Some("invalid_characters"),
-        ),
-        case(
-            "html control character",
-            Html,
-            html_form(&format!("message=ok&contact=a%1B{c}")),
-            422,
-            None,
-        ),
-        case(
-            "api newline in one-line field",
-            Api,
-            api_json(json!({"fields": {"message": "ok", "contact": format!("a\n{c}")}})),
-            422,
-            Some("invalid_characters"),
-        ),
-        case(
-            "api NUL byte",
-            Api,
-            api_json(json!({"fields": {"message": format!("a\u{0}{c}")}})),
-            422,
-            Some("invalid_characters"),
-        ),
-        case(
-            "html NUL byte",
-            Html,
-            html_form(&format!("message=a%00{c}")),
-            422,
-            None,
-        ),
-        case(
-            "html raw NUL byte",
-            Html,
-            html_raw(
-                "tip",
-                Some("application/x-www-form-urlencoded"),
-                format!("message=a\0{c}"),
-            ),
-            422,
-            None,
-        ),
+        case("api control character", Api, api_json(json!({"fields": {"message": "ok", "contact": format!("a\u{7}{c}")}})), 422, Some("invalid_characters")),
+        case("html control character", Html, html_form(&format!("message=ok&contact=a%1B{c}")), 422, None),
+        case("api newline in one-line field", Api, api_json(json!({"fields": {"message": "ok", "contact": format!("a\n{c}")}})), 422, Some("invalid_characters")),
+        case("api NUL byte", Api, api_json(json!({"fields": {"message": format!("a\u{0}{c}")}})), 422, Some("invalid_characters")),
+        case("html NUL byte", Html, html_form(&format!("message=a%00{c}")), 422, None),
+        case("html raw NUL byte", Html, html_raw("tip", Some("application/x-www-form-urlencoded"), format!("message=a\0{c}")), 422, None),
         // Wrong method.
-        case(
-            "api GET on the submission route",
-            Api,
-            Request::get("/api/v1/forms/tip/submissions")
-                .body(Body::empty())
-                .expect("req"),
-            405,
-            Some("method_not_allowed"),
-        ),
-        case(
-            "html PUT on a form",
-            Html,
-            Request::put("/forms/tip")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from(format!("message={c}")))
-                .expect("req"),
-            405,
-            None,
-        ),
+        case("api GET on the submission route", Api, Request::get("/api/v1/forms/tip/submissions").body(Body::empty()).expect("req"), 405, Some("method_not_allowed")),
+        case("html PUT on a form", Html, Request::put("/forms/tip").header("content-type", "application/x-www-form-urlencoded").body(Body::from(format!("message={c}"))).expect("req"), 405, None),
     ]
 }
 
