@@ -117,6 +117,18 @@ fn assert_durable(fx: &Fixture, log: &ClientLog) {
     // whole records too.
     let spool = fx.records();
     for record in &spool {
+        // Only the day of arrival shows in the file's time.
+        let mtime = std::fs::metadata(record)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        assert_eq!(
+            mtime.as_nanos() % (86_400 * 1_000_000_000),
+            0,
+            "{}",
+            record.display()
+        );
         gpg.decrypt(record)
             .unwrap_or_else(|e| panic!("{} is not a whole record: {e}", record.display()));
     }

@@ -408,3 +408,53 @@ async fn identical_submissions_differ_and_short_and_long_messages_have_the_same_
     );
     assert_eq!(sizes[0], a.len() as u64);
 }
+
+#[tokio::test]
+async fn a_form_with_hidden_recipients_writes_wildcard_key_ids_that_gpg_still_decrypts() {
+    let forms = forms_to(&[TestKey::Ed25519, TestKey::Rsa]).replacen(
+        "description = \"Test form\"",
+        "description = \"Test form\"\nhide_recipients = true",
+        1,
+    );
+    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], &forms, "");
+    let app = fx.app();
+    let (res, body) = send(
+        &app,
+        api_post("tip", &json!({"fields": {"message": "hidden"}})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let receipt = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["receipt"]
+        .as_str()
+        .expect("receipt")
+        .to_owned();
+    let record = fx.record(&receipt);
+    let mut ppr = PacketParser::from_file(&record).expect("parses");
+    let mut pkesks = 0;
+    while let PacketParserResult::Some(pp) = ppr {
+        if let Packet::PKESK(p) = &pp.packet {
+            pkesks += 1;
+            let id = p.recipient().map(KeyID::from);
+            assert!(
+                id.is_none() || id == Some(KeyID::wildcard()),
+                "a hidden recipient is a wildcard, got {id:?}"
+            );
+        }
+        ppr = pp.next().expect("next").1;
+    }
+    assert_eq!(pkesks, 2);
+    for k in [TestKey::Ed25519, TestKey::Rsa] {
+        let gpg = Gpg::with_secret_keys(&[&k.secret()]);
+        let eml = gpg
+            .decrypt(&record)
+            .unwrap_or_else(|e| panic!("{k:?} alone decrypts a hidden-recipient record: {e}"));
+        assert_eq!(json_part(&eml)["fields"]["message"], "hidden");
+    }
+    drop(app);
+    // The index does not say who can read it either.
+    let (store, _) =
+        sealform::store::Store::open(&fx.data_dir(), 1 << 20, |_| vec![]).expect("store opens");
+    let entries = store.list().expect("list");
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].1.recipients.is_empty());
+}
