@@ -203,12 +203,7 @@ fn percent_decode(s: &[u8]) -> Result<Zeroizing<String>, Rejection> {
 
 /// Decodes the API's JSON body, `{"fields": {name: value, ...}}`.
 pub fn decode_json(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        fields: JsonFields,
-    }
-    match serde_json::from_slice::<Body>(body) {
+    match serde_json::from_slice::<JsonBody>(body) {
         Ok(b) => Ok(b.fields.0),
         Err(e) if e.to_string().starts_with(TOO_MANY) => Err(Rejection::TooManyFields),
         Err(e) => Err(Rejection::Malformed(match e.classify() {
@@ -221,6 +216,44 @@ pub fn decode_json(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
 }
 
 const TOO_MANY: &str = "sealform: too many fields";
+
+/// The API body, `{"fields": {...}}` and nothing else. Written by hand
+/// because serde's derived struct impl also accepts a JSON array
+/// (`[{...}]` would be read as a one-element tuple of the struct's fields).
+struct JsonBody {
+    fields: JsonFields,
+}
+
+impl<'de> Deserialize<'de> for JsonBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object {\"fields\": {...}}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody, A::Error> {
+                let mut fields = None;
+                // The key is not echoed in the error: it is client-chosen.
+                while let Some(key) = map.next_key::<String>()? {
+                    let key = Zeroizing::new(key);
+                    if key.as_str() != "fields" {
+                        return Err(de::Error::custom("unknown top-level key"));
+                    }
+                    if fields.is_some() {
+                        return Err(de::Error::custom("duplicate top-level key"));
+                    }
+                    fields = Some(map.next_value::<JsonFields>()?);
+                }
+                match fields {
+                    Some(fields) => Ok(JsonBody { fields }),
+                    None => Err(de::Error::missing_field("fields")),
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 struct JsonFields(Vec<(String, RawValue)>);
 
@@ -614,6 +647,19 @@ kind = "checkbox"
             decode_json(b"{\"fields\": {}, \"x\": 1}"),
             Err(Rejection::Malformed(_))
         ));
+        for not_an_object in [
+            &br#"[{"fields": {"msg": "hi"}}]"#[..],
+            br#"[{"msg": "hi"}]"#,
+            br#"{"fields": {"msg": "hi"}, "fields": {}}"#,
+            br#"{}"#,
+            b"null",
+        ] {
+            assert!(
+                matches!(decode_json(not_an_object), Err(Rejection::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(not_an_object)
+            );
+        }
         assert!(matches!(
             decode_json(b"{\"fields\": {"),
             Err(Rejection::Malformed(_))

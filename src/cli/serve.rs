@@ -30,12 +30,14 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         .build()
         .context("while starting the async runtime")?;
     runtime.block_on(async move {
+        // Before "listening on": a SIGTERM from then on must stop gracefully.
+        let shutdown = http::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!("listening on http://{local}/");
-        http::serve(AppState::new(intake), listener, http::shutdown_signal()).await?;
+        http::serve(AppState::new(intake), listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -6,8 +6,15 @@
 //! in a temporary `GNUPGHOME`.
 
 mod support;
+mod wire;
 
+mod bad_input;
+mod bad_keys;
 mod browser;
+mod canaries;
+mod durability;
 mod pages;
+mod routes;
+mod sealing;
 mod smoke;
 mod upload;

@@ -1,0 +1,44 @@
+//! Refuses a request whose `Content-Length` already announces a body over
+//! `server.max_body_bytes`, before any of the body is read.
+//!
+//! The body extractors enforce the limit only while reading, so without this
+//! a client that announces a huge body and sends nothing (or sends it
+//! slowly) holds the request open until the request timeout instead of
+//! getting its 413 at once. Bodies without a length (chunked) are still
+//! counted by the extractors. Multipart uploads have their own, per-form
+//! caps, checked the same way before reading (`upload.rs`), so they pass.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, HttpError, PageError};
+
+/// Middleware: 413 when `Content-Length` exceeds `limit` (JSON on the API,
+/// a page elsewhere); otherwise passes the request on.
+pub async fn refuse_announced_oversize(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let multipart = super::media_type(req.headers()).as_deref() == Some("multipart/form-data");
+    if !multipart && announced.is_some_and(|n| n > limit as u64) {
+        let e = HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts",
+        );
+        return if req.uri().path().starts_with("/api/") {
+            ApiError(e).into_response()
+        } else {
+            PageError(e).into_response()
+        };
+    }
+    next.run(req).await
+}
