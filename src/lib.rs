@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod harden;
 pub mod http;
 pub mod intake;
 pub mod keys;

@@ -13,10 +13,12 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::error::{HttpError, PageError};
+use super::tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
 use super::{AppState, media_type};
 use crate::config::{FieldKind, FormConfig};
 use crate::keys::RecipientCert;
-use crate::submission::{Submission, decode_urlencoded};
+use crate::submission::{RawValue, Submission, decode_urlencoded};
+use zeroize::Zeroizing;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 
@@ -103,13 +105,35 @@ pub async fn form(
         .config
         .form(&id)
         .ok_or_else(HttpError::unknown_form)?;
-    let recipients = recipients_of(&state, form);
-    Ok(Html(layout(
+    Ok(Html(form_page(&state, form, None)))
+}
+
+/// The form page, with a fresh token, and a notice above the form when a
+/// post was refused.
+fn form_page(state: &AppState, form: &FormConfig, notice: Option<&str>) -> String {
+    let recipients = recipients_of(state, form);
+    let abuse = &state.intake().config.abuse;
+    let token = abuse.form_tokens.then(|| state.tokens().issue(&form.id));
+    layout(
         &form.title,
         html! {
             h1 { (form.title) }
+            @if let Some(n) = notice {
+                div.notice role="alert" {
+                    p { strong { "Your message was not sent. " } (n) }
+                    p { "Nothing was stored. Please fill in the form below and send it again. "
+                        "(Your browser's Back button may still show what you typed.)" }
+                }
+            }
             @if !form.description.is_empty() { p { (form.description) } }
             form method="post" action={ "/forms/" (form.id) } accept-charset="utf-8" {
+                @if let Some(t) = &token { input type="hidden" name=(TOKEN_FIELD) value=(t); }
+                @if abuse.honeypot {
+                    div.hp aria-hidden="true" {
+                        label for="f-sf-homepage" { "Leave this field empty" }
+                        input type="text" id="f-sf-homepage" name=(HONEYPOT_FIELD) value="" tabindex="-1" autocomplete="off";
+                    }
+                }
                 @for field in &form.fields { (render_field(field)) }
                 button type="submit" { "Send encrypted" }
             }
@@ -126,7 +150,7 @@ pub async fn form(
                 }
             }
         },
-    )))
+    )
 }
 
 fn render_field(field: &crate::config::FieldConfig) -> Markup {
@@ -177,13 +201,62 @@ pub async fn submit(
         .iter()
         .position(|f| f.id == id)
         .ok_or_else(HttpError::unknown_form)?;
+    let form = &config.forms[form_index];
+    if config.abuse.check_origin && is_cross_site(&headers, config.abuse.public_origin()) {
+        return Ok(refused(
+            &state,
+            form,
+            StatusCode::FORBIDDEN,
+            "It came from another web site. Only this site's own form can send messages here.",
+        ));
+    }
     if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(HttpError::unsupported_media_type("application/x-www-form-urlencoded").into());
     }
     let body = body?;
-    let form = &config.forms[form_index];
-    let submission = Submission::validate(form, decode_urlencoded(&body)?)?;
+    let mut pairs = decode_urlencoded(&body)?;
     drop(body);
+    let token = take_text(&mut pairs, TOKEN_FIELD);
+    let honeypot = take_text(&mut pairs, HONEYPOT_FIELD);
+    if config.abuse.honeypot && honeypot.is_some_and(|h| !h.trim().is_empty()) {
+        return Ok(refused(
+            &state,
+            form,
+            StatusCode::BAD_REQUEST,
+            "A field that must stay empty was filled in, which is what automated spam does.",
+        ));
+    }
+    if config.abuse.form_tokens {
+        if let Err(e) = state
+            .tokens()
+            .redeem(&form.id, token.as_deref().map(|t| t.as_str()))
+        {
+            let (status, why) = match e {
+                TokenError::Invalid => (
+                    StatusCode::BAD_REQUEST,
+                    "The form did not come from this site's page, or was changed on the way.",
+                ),
+                TokenError::Expired => (
+                    StatusCode::BAD_REQUEST,
+                    "The page was open for too long and the form expired.",
+                ),
+                TokenError::Replayed => (
+                    StatusCode::BAD_REQUEST,
+                    "This copy of the form was already sent once; each copy can be sent only once.",
+                ),
+                TokenError::TooFast => (
+                    StatusCode::BAD_REQUEST,
+                    "It was sent only a moment after the page opened, faster than a person types.",
+                ),
+                TokenError::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is very busy right now.",
+                ),
+            };
+            return Ok(refused(&state, form, status, why));
+        }
+    }
+    let submission = Submission::validate(form, pairs)?;
     let receipt = state.seal(form_index, submission).await?;
     let page = layout(
         "Sent",
@@ -202,6 +275,64 @@ pub async fn submit(
         Html(page),
     )
         .into_response())
+}
+
+/// Removes the parameter `name` (if sent once or more) and returns its last
+/// text value.
+fn take_text(pairs: &mut Vec<(String, RawValue)>, name: &str) -> Option<Zeroizing<String>> {
+    let mut found = None;
+    let mut i = 0;
+    while i < pairs.len() {
+        if pairs[i].0 == name {
+            if let (_, RawValue::Text(t)) = pairs.remove(i) {
+                found = Some(t);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// A browser says this post comes from another site: `Sec-Fetch-Site` other
+/// than `same-origin`/`none`, or an `Origin` that is neither `null` (which
+/// browsers send for our own `no-referrer` pages) nor this site.
+fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let origin = origin.trim().to_ascii_lowercase();
+    if origin == "null" {
+        return false;
+    }
+    match public_origin {
+        Some(expected) => origin != expected,
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_ascii_lowercase);
+            let authority = origin.split_once("://").map(|(_, a)| a);
+            host.is_none() || authority != host.as_deref()
+        }
+    }
+}
+
+/// The refusal page for a post that failed an abuse check: it explains and
+/// offers the form again, with a fresh token.
+fn refused(state: &AppState, form: &FormConfig, status: StatusCode, why: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(form_page(state, form, Some(why))),
+    )
+        .into_response()
 }
 
 /// `GET /keys`
