@@ -208,3 +208,112 @@ pub(super) fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[server]\ndata_dir = \"d\"\nkeys_dir = \"k\"\n[[forms]]\nid = \"tip\"\ntitle = \"T\"\n[[forms.fields]]\nname = \"m\"\nlabel = \"M\"\nkind = \"text\"\n";
+
+    fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(&format!("{BASE}{extra}"), std::path::Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_example_config_documents_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example config");
+        let c = Config::parse(&text, &path).expect("example parses");
+        let (l, d) = (&c.limits, LimitsConfig::default());
+        assert_eq!(
+            (
+                l.form_client,
+                l.form_each,
+                l.form_global,
+                l.api_client,
+                l.api_global
+            ),
+            (
+                d.form_client,
+                d.form_each,
+                d.form_global,
+                d.api_client,
+                d.api_global
+            )
+        );
+        assert_eq!(
+            (
+                l.max_tracked_clients,
+                l.header_timeout_secs,
+                l.body_timeout_secs
+            ),
+            (
+                d.max_tracked_clients,
+                d.header_timeout_secs,
+                d.body_timeout_secs
+            )
+        );
+        assert_eq!(
+            (l.max_connections, l.max_inflight_submissions, l.behind_tor),
+            (d.max_connections, d.max_inflight_submissions, d.behind_tor)
+        );
+        let (a, d) = (&c.abuse, AbuseConfig::default());
+        assert_eq!(
+            (
+                a.form_tokens,
+                a.min_fill_secs,
+                a.token_lifetime_secs,
+                a.max_tracked_tokens
+            ),
+            (
+                d.form_tokens,
+                d.min_fill_secs,
+                d.token_lifetime_secs,
+                d.max_tracked_tokens
+            )
+        );
+        assert_eq!(
+            (a.honeypot, a.check_origin, a.access_log, a.mlockall),
+            (d.honeypot, d.check_origin, d.access_log, d.mlockall)
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "[limits]\nform_client = { burst = 0, per_minute = 1 }",
+                "limits.form_client",
+            ),
+            ("[limits]\napi_global = { burst = 1 }", "per_minute"),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            ("[limits]\ntrusted_proxies = [\"nginx\"]", "trusted_proxies"),
+            ("[limits]\nheader_timeout = 3", "header_timeout"),
+            (
+                "[abuse]\nmin_fill_secs = 10\ntoken_lifetime_secs = 5",
+                "abuse.min_fill_secs",
+            ),
+            (
+                "[abuse]\npublic_url = \"tips.example.org\"",
+                "abuse.public_url",
+            ),
+            ("[abuse]\nform_token = false", "form_token"),
+        ];
+        for (extra, key) in cases {
+            let e = parse(extra).expect_err(key).to_string();
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
+    }
+
+    #[test]
+    fn the_public_origin_is_scheme_and_authority() {
+        let c =
+            parse("[abuse]\npublic_url = \"HTTPS://Tips.Example.org:8443/forms/\"").expect("ok");
+        assert_eq!(
+            c.abuse.public_origin().as_deref(),
+            Some("https://tips.example.org:8443")
+        );
+        assert!(c.abuse.is_https());
+    }
+}

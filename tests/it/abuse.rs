@@ -786,3 +786,41 @@ async fn with_access_log_off_requests_leave_no_log_line() {
     assert!(!log.contains("route="), "{log}");
     assert!(!log.contains("status="), "{log}");
 }
+
+#[test]
+fn a_submission_in_flight_at_sigterm_is_answered_and_durable() {
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    let body = json!({"fields": {"message": MESSAGE}}).to_string();
+    let mut s = TcpStream::connect(&server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&body.as_bytes()[..10])
+        .expect("part of the body");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body.as_bytes()[10..])
+        .expect("rest of the body");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let receipt = answer
+        .split("\"receipt\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("receipt")
+        .to_owned();
+    assert!(server.terminate().success());
+    assert_eq!(fx.records(), vec![fx.record(&receipt)]);
+}
