@@ -57,6 +57,8 @@ pub struct LimitsConfig {
     /// Submissions (form posts and API) being received or sealed at once;
     /// more get 503.
     pub max_inflight_submissions: usize,
+    /// Submissions one client may have in flight at once; more get 429.
+    pub max_inflight_per_client: usize,
 }
 
 impl Default for LimitsConfig {
@@ -74,6 +76,7 @@ impl Default for LimitsConfig {
             body_timeout_secs: 30,
             max_connections: 512,
             max_inflight_submissions: 64,
+            max_inflight_per_client: 4,
         }
     }
 }
@@ -170,6 +173,10 @@ pub(super) fn validate(
             "limits.max_inflight_submissions",
             limits.max_inflight_submissions,
         ),
+        (
+            "limits.max_inflight_per_client",
+            limits.max_inflight_per_client,
+        ),
         ("abuse.max_tracked_tokens", abuse.max_tracked_tokens),
         (
             "abuse.token_lifetime_secs",
@@ -255,8 +262,18 @@ mod tests {
             )
         );
         assert_eq!(
-            (l.max_connections, l.max_inflight_submissions, l.behind_tor),
-            (d.max_connections, d.max_inflight_submissions, d.behind_tor)
+            (
+                l.max_connections,
+                l.max_inflight_submissions,
+                l.max_inflight_per_client,
+                l.behind_tor
+            ),
+            (
+                d.max_connections,
+                d.max_inflight_submissions,
+                d.max_inflight_per_client,
+                d.behind_tor
+            )
         );
         let (a, d) = (&c.abuse, AbuseConfig::default());
         assert_eq!(

@@ -7,11 +7,12 @@
 //! proxy), and [`KeyedLimiter`], a governor limiter whose key map has a
 //! ceiling. It must never log, store or return an address.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -260,6 +261,48 @@ pub struct Limits {
     api_client: KeyedLimiter<ClientKey>,
     api_global: GlobalLimiter,
     inflight: Arc<Semaphore>,
+    per_client: Arc<Mutex<HashMap<ClientKey, usize>>>,
+    max_per_client: usize,
+}
+
+/// One client's claim on a submission slot; given back on drop. The map
+/// holds only clients with a submission in flight, so it is bounded by
+/// `max_inflight_submissions`.
+struct ClientSlot {
+    map: Arc<Mutex<HashMap<ClientKey, usize>>>,
+    key: ClientKey,
+}
+
+impl ClientSlot {
+    fn take(
+        map: &Arc<Mutex<HashMap<ClientKey, usize>>>,
+        key: ClientKey,
+        max: usize,
+    ) -> Option<ClientSlot> {
+        let mut m = map.lock().ok()?;
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            map: Arc::clone(map),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(n) = m.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.key);
+                }
+            }
+        }
+    }
 }
 
 impl Limits {
@@ -276,6 +319,8 @@ impl Limits {
             api_client: KeyedLimiter::new(config.api_client, config.max_tracked_clients),
             api_global: GlobalLimiter::new(config.api_global),
             inflight: Arc::new(Semaphore::new(config.max_inflight_submissions)),
+            per_client: Arc::new(Mutex::new(HashMap::new())),
+            max_per_client: config.max_inflight_per_client,
         }
     }
 
@@ -331,14 +376,14 @@ pub async fn limit_submissions(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let verdict = if limits.behind_tor {
-        Ok(())
-    } else {
-        let client = limits.keyer.client_of(peer, req.headers());
+    let client = (!limits.behind_tor).then(|| limits.keyer.client_of(peer, req.headers()));
+    let verdict = if let Some(client) = client {
         match route {
             Route::Form(_) => limits.form_client.check(&client),
             Route::Api => limits.api_client.check(&client),
         }
+    } else {
+        Ok(())
     }
     .and_then(|()| match route {
         Route::Form(Some(i)) => limits.form_each[i].check(),
@@ -370,6 +415,23 @@ pub async fn limit_submissions(
             ),
             Duration::from_secs(5),
         );
+    };
+    let _slot = match client {
+        Some(key) => match ClientSlot::take(&limits.per_client, key, limits.max_per_client) {
+            Some(slot) => Some(slot),
+            None => {
+                return refuse(
+                    is_api,
+                    HttpError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_at_once",
+                        "too many submissions from you at once; nothing was stored, please wait for the others to finish",
+                    ),
+                    Duration::from_secs(5),
+                );
+            }
+        },
+        None => None,
     };
     next.run(req).await
 }

@@ -259,6 +259,11 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
         "{}",
         String::from_utf8_lossy(&body)
     );
+    assert_eq!(
+        res.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "the receipt page is never cached"
+    );
     assert_eq!(fx.records().len(), 1);
 
     let (res, body) = send(&app, post(Some(&t[4]), &[])).await;
@@ -823,4 +828,56 @@ fn a_submission_in_flight_at_sigterm_is_answered_and_durable() {
         .to_owned();
     assert!(server.terminate().success());
     assert_eq!(fx.records(), vec![fx.record(&receipt)]);
+}
+
+#[test]
+fn one_client_cannot_hold_more_than_its_share_of_submission_slots() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "body_timeout_secs = 5\nmax_inflight_per_client = 2\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    let head = b"POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    // Two slow bodies from 127.0.0.1 hold that client's two slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.write_all(head).expect("head");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(&server.addr).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    third.write_all(head).expect("head");
+    let mut buf = [0u8; 512];
+    let n = third.read(&mut buf).expect("an answer before the body");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+
+    // Another client is not affected.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .header("x-forwarded-for", "203.0.113.20")
+            .json(&json!({"fields": {"message": MESSAGE}}))
+            .send()
+            .await
+            .expect("other client")
+            .status()
+    });
+    assert_eq!(status.as_u16(), 201);
+    drop(held);
+    assert!(server.terminate().success());
 }
