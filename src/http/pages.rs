@@ -382,3 +382,44 @@ pub async fn stylesheet() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_site_posts_are_told_from_same_site_ones() {
+        let public = || Some("https://tips.example.org".to_owned());
+        let cases: [(&[(&str, &str)], Option<String>, bool); 10] = [
+            (&[], None, false),
+            (&[("sec-fetch-site", "same-origin")], None, false),
+            (&[("sec-fetch-site", "none")], None, false),
+            (&[("sec-fetch-site", "same-site")], None, true),
+            (
+                &[("sec-fetch-site", "cross-site"), ("origin", "null")],
+                None,
+                true,
+            ),
+            (&[("origin", "null")], public(), false),
+            (&[("origin", "https://tips.example.org")], public(), false),
+            (&[("origin", "https://evil.example")], public(), true),
+            (
+                &[("origin", "http://a.test:8080"), ("host", "a.test:8080")],
+                None,
+                false,
+            ),
+            (
+                &[("origin", "http://evil.test"), ("host", "a.test:8080")],
+                None,
+                true,
+            ),
+        ];
+        for (headers, public_origin, cross) in cases {
+            let mut map = HeaderMap::new();
+            for (k, v) in headers {
+                map.insert(*k, v.parse().expect("value"));
+            }
+            assert_eq!(is_cross_site(&map, public_origin), cross, "{headers:?}");
+        }
+    }
+}

@@ -881,3 +881,38 @@ fn one_client_cannot_hold_more_than_its_share_of_submission_slots() {
     drop(held);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn connections_beyond_the_cap_wait_until_a_slot_frees_up() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("max_connections = 2\nheader_timeout_secs = 2", ""),
+    );
+    let server = Server::start(&fx);
+    // Two silent connections take both slots until the header timeout.
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut third = TcpStream::connect(&server.addr).expect("the kernel queues it");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).expect("answer");
+    let waited = start.elapsed();
+    eprintln!("third connection answered after {waited:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "served only once a slot was free: {waited:?}"
+    );
+    drop(idle);
+    assert!(server.terminate().success());
+}
