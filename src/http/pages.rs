@@ -387,10 +387,17 @@ pub async fn stylesheet() -> Response {
 mod tests {
     use super::*;
 
+    /// (request headers, configured public origin, refused as cross-site)
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Option<String>,
+        bool,
+    );
+
     #[test]
     fn cross_site_posts_are_told_from_same_site_ones() {
         let public = || Some("https://tips.example.org".to_owned());
-        let cases: [(&[(&str, &str)], Option<String>, bool); 10] = [
+        let cases: [Case; 10] = [
             (&[], None, false),
             (&[("sec-fetch-site", "same-origin")], None, false),
             (&[("sec-fetch-site", "none")], None, false),
