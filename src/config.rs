@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod abuse;
+
+pub use abuse::{AbuseConfig, LimitsConfig, Rate};
+
 /// Default path of the configuration file when neither `--config` nor
 /// `$SEALFORM_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
@@ -32,6 +36,12 @@ pub struct Config {
     /// The forms this server accepts, in the order they are listed.
     #[serde(default)]
     pub forms: Vec<FormConfig>,
+    /// Rate limits, timeouts and connection bounds (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Form tokens, origin checks and process hardening (`[abuse]`).
+    #[serde(default)]
+    pub abuse: AbuseConfig,
     /// Where the file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -362,6 +372,8 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        abuse::validate(&self.limits, &self.abuse)
+            .map_err(|(key, problem)| invalid(key.into(), problem))?;
         if self.forms.is_empty() {
             return Err(invalid(
                 "forms".into(),

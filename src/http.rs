@@ -8,9 +8,13 @@
 //! never a peer address, header, query string, body, value or receipt.
 
 mod api;
+mod conn;
 mod early_limit;
 mod error;
+pub mod limits;
 mod pages;
+mod security_headers;
+pub mod tokens;
 mod upload;
 
 use std::future::Future;
@@ -19,11 +23,10 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Semaphore;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -43,6 +46,8 @@ struct StateInner {
     intake: Arc<Intake>,
     seal_permits: Semaphore,
     upload_permits: Arc<Semaphore>,
+    limits: limits::Limits,
+    tokens: tokens::FormTokens,
 }
 
 impl AppState {
@@ -50,11 +55,15 @@ impl AppState {
     pub fn new(intake: Intake) -> AppState {
         let permits = intake.config.server.max_concurrent_seals;
         let uploads = intake.config.server.max_concurrent_uploads;
+        let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
+        let tokens = tokens::FormTokens::new(&intake.config.abuse);
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
                 seal_permits: Semaphore::new(permits),
                 upload_permits: Arc::new(Semaphore::new(uploads)),
+                limits,
+                tokens,
             }),
         }
     }
@@ -73,6 +82,16 @@ impl AppState {
     /// The intake pipeline (config, keyring, store).
     pub fn intake(&self) -> &Intake {
         &self.inner.intake
+    }
+
+    /// The rate limiters of the submission routes.
+    pub fn limits(&self) -> &limits::Limits {
+        &self.inner.limits
+    }
+
+    /// The form-token issuer and checker.
+    pub fn tokens(&self) -> &tokens::FormTokens {
+        &self.inner.tokens
     }
 
     /// Seals a validated submission on a blocking thread and waits until it
@@ -104,13 +123,15 @@ impl AppState {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let server = &state.intake().config.server;
-    let body_limit = server.max_body_bytes;
+    let config = &state.intake().config;
+    let body_limit = config.server.max_body_bytes;
     let deadlines = upload::Deadlines {
-        request: Duration::from_secs(server.request_timeout_secs),
-        upload: Duration::from_secs(server.upload_timeout_secs),
+        request: Duration::from_secs(config.server.request_timeout_secs),
+        upload: Duration::from_secs(config.server.upload_timeout_secs),
     };
-    Router::new()
+    let access_log = config.abuse.access_log;
+    let headers = security_headers::SecurityHeaders::new(&config.abuse);
+    let app = Router::new()
         .route("/", get(pages::index))
         .route("/forms/{form}", get(pages::form).post(upload::page_submit))
         .route("/keys", get(pages::keys))
@@ -122,6 +143,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/forms/{form}/submissions",
             axum::routing::post(upload::api_submit),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_submissions,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -129,7 +154,12 @@ pub fn router(state: AppState) -> Router {
             body_limit,
             early_limit::refuse_announced_oversize,
         ))
-        .layer(
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            conn::body_deadline,
+        ));
+    let app = if access_log {
+        app.layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let route = req
@@ -142,33 +172,20 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 .on_failure(()),
         )
-        // Uploads get a longer deadline than other requests (and enforce a
-        // stall limit themselves): see `upload::deadline`.
-        .layer(axum::middleware::from_fn_with_state(
-            deadlines,
-            upload::deadline,
-        ))
-        // Form routes set their own policy (per-form `frame-ancestors`).
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'",
-            ),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .with_state(state)
+    } else {
+        app
+    };
+    // Uploads get a longer deadline than other requests (and enforce a
+    // stall limit themselves): see `upload::deadline`.
+    app.layer(axum::middleware::from_fn_with_state(
+        deadlines,
+        upload::deadline,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        headers,
+        security_headers::add,
+    ))
+    .with_state(state)
 }
 
 async fn healthz() -> &'static str {
@@ -209,16 +226,32 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Runs the app on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish (their records are durable when they answer) and flushes
-/// the index.
+/// the index. Each connection is bounded in number and in time (see
+/// `[limits]`); idle clients are forgotten by the rate limiters every minute.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let housekeeping = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.limits().retain_recent();
+                state.tokens().forget_expired();
+            }
+        })
+    };
+    let server = &state.intake().config.server;
+    let limits = &state.intake().config.limits;
+    let grace = Duration::from_secs(
+        server.request_timeout_secs + limits.header_timeout_secs + limits.body_timeout_secs,
+    );
+    conn::accept_loop(&state, app, listener, shutdown, grace).await;
+    housekeeping.abort();
     if let Err(e) = state.intake().store.flush() {
         tracing::error!(error = %e, "flushing the index at shutdown failed");
     }

@@ -163,6 +163,16 @@ messages! {
     NotSentUnavailable = "not-sent-unavailable",
     NotSentFailed = "not-sent-failed",
     NotSentUnreadable = "not-sent-unreadable",
+    HoneypotLabel = "honeypot-label",
+    RefusedTitle = "refused-title",
+    RefusedAgain = "refused-again",
+    RefusedCrossSite = "refused-cross-site",
+    RefusedHoneypot = "refused-honeypot",
+    RefusedTokenInvalid = "refused-token-invalid",
+    RefusedTokenExpired = "refused-token-expired",
+    RefusedTokenReplayed = "refused-token-replayed",
+    RefusedTooFast = "refused-too-fast",
+    RefusedBusy = "refused-busy",
 }
 
 /// The page text of every shipped language.

@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod harden;
 pub mod http;
 pub mod i18n;
 pub mod intake;

@@ -98,7 +98,13 @@ impl From<Rejection> for HttpError {
 
 impl From<BytesRejection> for HttpError {
     fn from(r: BytesRejection) -> HttpError {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if super::conn::is_body_deadline(&r) {
+            HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body was not received in time; nothing was stored",
+            )
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

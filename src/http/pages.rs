@@ -22,6 +22,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
+use super::tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
 use super::{AppState, media_type};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
@@ -235,7 +236,7 @@ pub async fn form(
     };
     let path = format!("/forms/{}", form.id);
     let page = Page::negotiate(&headers, query.as_deref(), &path);
-    let html = render_form(page, &state, form, &Echo::empty(form), &[]);
+    let html = render_form(page, &state, form, &Echo::empty(form), &[], None);
     Ok(form_response(form, StatusCode::OK, html))
 }
 
@@ -318,7 +319,12 @@ fn render_form(
     form: &FormConfig,
     echo: &Echo,
     problems: &[Rejection],
+    refusal: Option<Msg>,
 ) -> String {
+    let abuse = &state.intake().config.abuse;
+    // A fresh single-use token every time the form is shown (also after a
+    // mistake: the one that was sent has been spent).
+    let token = abuse.form_tokens.then(|| state.tokens().issue(&form.id));
     let lang = page.code();
     let title = form.title_in(lang);
     let first_invalid = form
@@ -330,6 +336,7 @@ fn render_form(
         title,
         html! {
             h1 { (title) }
+            @if let Some(why) = refusal { (refusal_notice(page, why)) }
             @if !problems.is_empty() { (error_summary(page, form, problems)) }
             @if !form.description_in(lang).is_empty() { p { (form.description_in(lang)) } }
             (safety_box(page))
@@ -338,6 +345,16 @@ fn render_form(
             form method="post" action={ "/forms/" (form.id) "?lang=" (lang) }
                 accept-charset="utf-8" novalidate
                 enctype=[form.takes_files().then_some("multipart/form-data")] {
+                @if let Some(t) = &token { input type="hidden" name=(TOKEN_FIELD) value=(t); }
+                @if abuse.honeypot {
+                    // Off-screen for people and hidden from screen readers;
+                    // naive bots fill every input they find.
+                    div.hp aria-hidden="true" {
+                        label for="f-sf-homepage" { (page.t(Msg::HoneypotLabel)) }
+                        input type="text" id="f-sf-homepage" name=(HONEYPOT_FIELD) value=""
+                            tabindex="-1" autocomplete="off";
+                    }
+                }
                 @for (i, field) in form.fields.iter().enumerate() {
                     (render_field(
                         page,
@@ -361,6 +378,16 @@ fn render_form(
             (recipients_box(page, &recipients_of(state, form)))
         },
     )
+}
+
+/// Why a post was refused by an abuse check, above a fresh form.
+fn refusal_notice(page: Page<'_>, why: Msg) -> Markup {
+    html! {
+        div.notice role="alert" {
+            p { strong { (page.t(Msg::RefusedTitle)) } " " (page.t(why)) }
+            p { (page.t(Msg::RefusedAgain)) }
+        }
+    }
 }
 
 /// "What happens to your message", before the fields.
@@ -586,9 +613,28 @@ pub async fn submit(
             "application/x-www-form-urlencoded or multipart/form-data",
         )));
     }
+    let abuse = &config.abuse;
+    if abuse.check_origin && is_cross_site(&headers, abuse.public_origin()) {
+        let html = render_form(
+            page,
+            &state,
+            form,
+            &Echo::empty(form),
+            &[],
+            Some(Msg::RefusedCrossSite),
+        );
+        return Ok(form_response(form, StatusCode::FORBIDDEN, html));
+    }
     let body = body.map_err(|e| fail(e.into()))?;
-    let raw = decode_urlencoded(&body).map_err(|e| fail(e.into()))?;
+    let mut raw = decode_urlencoded(&body).map_err(|e| fail(e.into()))?;
     drop(body);
+
+    // Abuse checks (none of them looks at what was written): a fresh, empty
+    // form comes back with the reason.
+    if let Err((status, why)) = check_form_post(&state, form, &mut raw) {
+        let html = render_form(page, &state, form, &Echo::empty(form), &[], Some(why));
+        return Ok(form_response(form, status, html));
+    }
 
     // Validate: a fixable mistake re-renders the form from memory.
     let echo = Echo::of(form, &raw);
@@ -598,7 +644,7 @@ pub async fn submit(
             if let Some(malformed) = problems.iter().find(|p| p.is_malformed()) {
                 return Err(fail(malformed.clone().into()));
             }
-            let html = render_form(page, &state, form, &echo, &problems);
+            let html = render_form(page, &state, form, &echo, &problems, None);
             drop(echo);
             return Ok(form_response(form, StatusCode::UNPROCESSABLE_ENTITY, html));
         }
@@ -631,6 +677,81 @@ fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
     )
 }
 
+/// The form-token and honeypot checks of an HTML form post: removes both
+/// fields from `raw` and says why the post is refused, if it is.
+pub fn check_form_post(
+    state: &AppState,
+    form: &FormConfig,
+    raw: &mut Vec<(String, RawValue)>,
+) -> Result<(), (StatusCode, Msg)> {
+    let abuse = &state.intake().config.abuse;
+    let token = take_text(raw, TOKEN_FIELD);
+    let honeypot = take_text(raw, HONEYPOT_FIELD);
+    if abuse.honeypot && honeypot.is_some_and(|h| !h.trim().is_empty()) {
+        return Err((StatusCode::BAD_REQUEST, Msg::RefusedHoneypot));
+    }
+    if abuse.form_tokens {
+        let presented = token.as_deref().map(|t| t.as_str());
+        if let Err(e) = state.tokens().redeem(&form.id, presented) {
+            return Err(match e {
+                TokenError::Invalid => (StatusCode::BAD_REQUEST, Msg::RefusedTokenInvalid),
+                TokenError::Expired => (StatusCode::BAD_REQUEST, Msg::RefusedTokenExpired),
+                TokenError::Replayed => (StatusCode::BAD_REQUEST, Msg::RefusedTokenReplayed),
+                TokenError::TooFast => (StatusCode::BAD_REQUEST, Msg::RefusedTooFast),
+                TokenError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Msg::RefusedBusy),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the parameter `name` (if sent once or more) and returns its last
+/// text value.
+fn take_text(pairs: &mut Vec<(String, RawValue)>, name: &str) -> Option<Zeroizing<String>> {
+    let mut found = None;
+    let mut i = 0;
+    while i < pairs.len() {
+        if pairs[i].0 == name {
+            if let (_, RawValue::Text(t)) = pairs.remove(i) {
+                found = Some(t);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// A browser says this post comes from another site: `Sec-Fetch-Site` other
+/// than `same-origin`/`none`, or an `Origin` that is neither `null` (which
+/// browsers send for our own `no-referrer` pages) nor this site.
+pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let origin = origin.trim().to_ascii_lowercase();
+    if origin == "null" {
+        return false;
+    }
+    match public_origin {
+        Some(expected) => origin != expected,
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_ascii_lowercase);
+            let authority = origin.split_once("://").map(|(_, a)| a);
+            host.is_none() || authority != host.as_deref()
+        }
+    }
+}
+
 /// The answer to a multipart `POST /forms/{form}` (streamed by
 /// `http/upload.rs`): the receipt page, or a page in the reader's language
 /// saying that nothing was stored. (A chosen file cannot be put back into a
@@ -651,8 +772,37 @@ pub fn upload_response(
             StatusCode::OK,
             render_receipt(page, form, &receipt.to_string()),
         ),
-        Err(e) => FormPageError::new(page, Some(form), e).into_response(),
+        Err(e) => match refusal_of(e.code) {
+            Some(why) => {
+                let html = render_form(page, state, form, &Echo::empty(form), &[], Some(why));
+                form_response(form, e.status, html)
+            }
+            None => FormPageError::new(page, Some(form), e).into_response(),
+        },
     }
+}
+
+/// The refusals an upload can meet, by the code its error carries.
+const REFUSALS: [(&str, Msg); 7] = [
+    ("refused:cross-site", Msg::RefusedCrossSite),
+    ("refused:honeypot", Msg::RefusedHoneypot),
+    ("refused:token-invalid", Msg::RefusedTokenInvalid),
+    ("refused:token-expired", Msg::RefusedTokenExpired),
+    ("refused:token-replayed", Msg::RefusedTokenReplayed),
+    ("refused:too-fast", Msg::RefusedTooFast),
+    ("refused:busy", Msg::RefusedBusy),
+];
+
+/// The error code of a refusal (see [`check_form_post`]).
+pub fn refusal_code(why: Msg) -> &'static str {
+    REFUSALS
+        .iter()
+        .find(|(_, m)| *m == why)
+        .map_or("refused", |(c, _)| c)
+}
+
+fn refusal_of(code: &str) -> Option<Msg> {
+    REFUSALS.iter().find(|(c, _)| *c == code).map(|(_, m)| *m)
 }
 
 /// The 404 page for a form that does not exist, in the reader's language.
@@ -713,4 +863,52 @@ pub async fn stylesheet() -> Response {
         PreEscaped(STYLESHEET).0,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (request headers, configured public origin, refused as cross-site)
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Option<String>,
+        bool,
+    );
+
+    #[test]
+    fn cross_site_posts_are_told_from_same_site_ones() {
+        let public = || Some("https://tips.example.org".to_owned());
+        let cases: [Case; 10] = [
+            (&[], None, false),
+            (&[("sec-fetch-site", "same-origin")], None, false),
+            (&[("sec-fetch-site", "none")], None, false),
+            (&[("sec-fetch-site", "same-site")], None, true),
+            (
+                &[("sec-fetch-site", "cross-site"), ("origin", "null")],
+                None,
+                true,
+            ),
+            (&[("origin", "null")], public(), false),
+            (&[("origin", "https://tips.example.org")], public(), false),
+            (&[("origin", "https://evil.example")], public(), true),
+            (
+                &[("origin", "http://a.test:8080"), ("host", "a.test:8080")],
+                None,
+                false,
+            ),
+            (
+                &[("origin", "http://evil.test"), ("host", "a.test:8080")],
+                None,
+                true,
+            ),
+        ];
+        for (headers, public_origin, cross) in cases {
+            let mut map = HeaderMap::new();
+            for (k, v) in headers {
+                map.insert(*k, v.parse().expect("value"));
+            }
+            assert_eq!(is_cross_site(&map, public_origin), cross, "{headers:?}");
+        }
+    }
 }

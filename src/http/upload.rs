@@ -43,10 +43,11 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::error::{ApiError, HttpError};
+use super::tokens::{HONEYPOT_FIELD, TOKEN_FIELD};
 use super::{AppState, api, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
 use crate::store::Receipt;
-use crate::submission::Rejection;
+use crate::submission::{RawValue, Rejection};
 use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
 
 /// Chunks in flight between the HTTP reader and the sealer, per upload.
@@ -86,7 +87,23 @@ pub async fn page_submit(
     let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
         return pages::unknown_form_response(&headers, query.as_deref());
     };
-    let outcome = receive(&state, form_index, req).await;
+    let abuse = &state.intake().config.abuse;
+    if abuse.check_origin && pages::is_cross_site(&headers, abuse.public_origin()) {
+        let refused = HttpError {
+            status: StatusCode::FORBIDDEN,
+            code: "refused:cross-site",
+            message: "the form post came from another site; nothing was stored".into(),
+            field: None,
+        };
+        return pages::upload_response(
+            &state,
+            form_index,
+            &headers,
+            query.as_deref(),
+            Err(refused),
+        );
+    }
+    let outcome = receive(&state, form_index, req, Gate::FormPage).await;
     pages::upload_response(&state, form_index, &headers, query.as_deref(), outcome)
 }
 
@@ -108,7 +125,7 @@ pub async fn api_submit(
     let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
         return ApiError(HttpError::unknown_form()).into_response();
     };
-    match receive(&state, form_index, req).await {
+    match receive(&state, form_index, req, Gate::Api).await {
         Ok(receipt) => (
             StatusCode::CREATED,
             Json(json!({ "receipt": receipt.to_string() })),
@@ -120,6 +137,16 @@ pub async fn api_submit(
 
 fn is_multipart(headers: &HeaderMap) -> bool {
     media_type(headers).as_deref() == Some("multipart/form-data")
+}
+
+/// Whether `req` is an upload: a multipart POST to an upload route.
+pub fn is_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && is_multipart(req.headers())
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| UPLOAD_ROUTES.contains(&m.as_str()))
 }
 
 /// The time limits of [`deadline`].
@@ -135,12 +162,7 @@ pub struct Deadlines {
 /// Middleware: 408 when a request takes longer than its deadline; uploads
 /// (multipart POSTs to an upload route) get the long one.
 pub async fn deadline(State(d): State<Deadlines>, req: Request, next: Next) -> Response {
-    let upload = req.method() == axum::http::Method::POST
-        && is_multipart(req.headers())
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|m| UPLOAD_ROUTES.contains(&m.as_str()));
+    let upload = is_upload(&req);
     let limit = if upload {
         d.upload + d.request
     } else {
@@ -172,8 +194,26 @@ impl From<Rejection> for Stop {
     }
 }
 
+/// Which abuse checks an upload passes before its first field is accepted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// An HTML form post: form token and honeypot (sent before the fields,
+    /// as a browser sends them in page order).
+    FormPage,
+    /// The JSON API's multipart twin: rate limits only.
+    Api,
+}
+
+/// Longest value the token or honeypot part may have.
+const GATE_VALUE_CAP: usize = 1024;
+
 /// Reads the multipart body of `req` into a sealed, committed record.
-async fn receive(state: &AppState, form_index: usize, req: Request) -> Result<Receipt, HttpError> {
+async fn receive(
+    state: &AppState,
+    form_index: usize,
+    req: Request,
+    gate: Gate,
+) -> Result<Receipt, HttpError> {
     let intake = state.intake_arc();
     let server = &intake.config.server;
     let form = &intake.config.forms[form_index];
@@ -237,7 +277,11 @@ async fn receive(state: &AppState, form_index: usize, req: Request) -> Result<Re
         just_read: false,
     };
     let mut multipart = multer::Multipart::new(body, boundary);
-    let fed = match feed(form, &mut multipart, &tx, &limits, &delivered).await {
+    let gate = match gate {
+        Gate::FormPage => Some(state),
+        Gate::Api => None,
+    };
+    let fed = match feed(form, &mut multipart, &tx, &limits, &delivered, gate).await {
         Ok(()) => tx
             .send(UploadEvent::End)
             .await
@@ -282,6 +326,23 @@ impl Limits {
     }
 }
 
+/// The form-token and honeypot checks of an HTML form upload; a refusal
+/// carries the reason as its code (`refused:…`) for the page to explain.
+fn open_gate(
+    state: &AppState,
+    form: &FormConfig,
+    pairs: &mut Vec<(String, RawValue)>,
+) -> Result<(), Stop> {
+    pages::check_form_post(state, form, pairs).map_err(|(status, why)| {
+        Stop::Client(HttpError {
+            status,
+            code: pages::refusal_code(why),
+            message: "the form post was refused; nothing was stored".into(),
+            field: None,
+        })
+    })
+}
+
 fn too_large(code: &'static str, message: &'static str) -> HttpError {
     HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
 }
@@ -302,7 +363,10 @@ async fn feed(
     tx: &mpsc::Sender<UploadEvent>,
     limits: &Limits,
     delivered: &AtomicU64,
+    gate: Option<&AppState>,
 ) -> Result<(), Stop> {
+    let mut gate_pairs: Vec<(String, RawValue)> = Vec::new();
+    let mut gate_open = gate.is_none();
     let mut parts = 0usize;
     let mut text_seen = vec![false; form.fields.len()];
     let mut files_of = vec![0usize; form.fields.len()];
@@ -316,6 +380,32 @@ async fn feed(
         parts += 1;
         if parts > max_parts(form) {
             return Err(Rejection::TooManyFields.into());
+        }
+        if let Some(state) = gate {
+            let gate_name = part
+                .name()
+                .filter(|n| *n == TOKEN_FIELD || *n == HONEYPOT_FIELD)
+                .map(str::to_owned);
+            if let Some(name) = gate_name {
+                if gate_open {
+                    return Err(Rejection::DuplicateField(name).into());
+                }
+                let mut value = ZeroizingBuf::new(GATE_VALUE_CAP);
+                while let Some(chunk) = limits.timed(part.chunk()).await?.map_err(broken)? {
+                    delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if value.len() + chunk.len() > GATE_VALUE_CAP {
+                        return Err(Rejection::Malformed("an oversized form control").into());
+                    }
+                    value.push(&chunk);
+                }
+                let value = value.into_string().ok_or(Rejection::InvalidUtf8)?;
+                gate_pairs.push((name, RawValue::Text(value)));
+                continue;
+            }
+            if !gate_open {
+                open_gate(state, form, &mut gate_pairs)?;
+                gate_open = true;
+            }
         }
         let index = part
             .name()
@@ -412,6 +502,9 @@ async fn feed(
                 .await
                 .map_err(|_| Stop::SealerGone)?;
         }
+    }
+    if let (Some(state), false) = (gate, gate_open) {
+        open_gate(state, form, &mut gate_pairs)?;
     }
     Ok(())
 }

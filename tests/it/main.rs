@@ -8,6 +8,7 @@
 mod support;
 mod wire;
 
+mod abuse;
 mod bad_input;
 mod bad_keys;
 mod browser;

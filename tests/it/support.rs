@@ -107,6 +107,21 @@ description = "Test form"
   kind = "checkbox"
 "#;
 
+/// The `[limits]`/`[abuse]` tables every fixture gets unless it passes its
+/// own to [`Fixture::with_tables`]: form tokens off (tests post forms by
+/// hand) and rate limits far above anything a test sends.
+pub const TEST_TABLES: &str = r#"
+[limits]
+form_client = { burst = 100000, per_minute = 100000 }
+form_each = { burst = 100000, per_minute = 100000 }
+form_global = { burst = 100000, per_minute = 100000 }
+api_client = { burst = 100000, per_minute = 100000 }
+api_global = { burst = 100000, per_minute = 100000 }
+
+[abuse]
+form_tokens = false
+"#;
+
 /// A temporary deployment: `dir/config.toml`, `dir/keys/`, `dir/data/`.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -116,6 +131,12 @@ impl Fixture {
     /// Keys `keys` in `keys/`, `forms` (TOML `[[forms]]` tables) and
     /// `server_extra` (more `[server]` lines).
     pub fn new(keys: &[TestKey], forms: &str, server_extra: &str) -> Fixture {
+        Fixture::with_tables(keys, forms, server_extra, TEST_TABLES)
+    }
+
+    /// Like [`Fixture::new`], with `tables` (e.g. `[limits]`, `[abuse]`)
+    /// instead of [`TEST_TABLES`].
+    pub fn with_tables(keys: &[TestKey], forms: &str, server_extra: &str, tables: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
         for k in keys {
@@ -126,7 +147,7 @@ impl Fixture {
             .expect("copy key");
         }
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n{server_extra}\n{forms}"
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n{server_extra}\n{forms}\n{tables}"
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("config");
         Fixture { dir }
@@ -178,6 +199,14 @@ impl Fixture {
         let config = Config::load(&self.config_path()).expect("config loads");
         let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
         router(AppState::new(intake))
+    }
+
+    /// The in-process app and its state (to look at limiters, tokens…).
+    pub fn app_and_state(&self) -> (axum::Router, AppState) {
+        let config = Config::load(&self.config_path()).expect("config loads");
+        let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
+        let state = AppState::new(intake);
+        (router(state.clone()), state)
     }
 
     /// Every file under `data_dir`, recursively, as bytes.

@@ -1,0 +1,230 @@
+//! Form tokens: each rendered HTML form carries a signed, expiring,
+//! single-use token; no JavaScript needed.
+//!
+//! A token is `nonce ‖ issued ‖ tag`: 16 random bytes, the milliseconds
+//! since this process started (a monotonic clock, not the time of day), and
+//! an HMAC-SHA256 tag (truncated to 16 bytes) over the form id and both,
+//! under a key drawn at start and held only in memory. Used nonces are kept
+//! in a bounded in-memory set until their token would have expired anyway.
+//! Nothing here is written to disk or logged.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use data_encoding::BASE64URL_NOPAD;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::config::AbuseConfig;
+
+/// The form parameter carrying the token. Not a valid field name, so it
+/// never collides with a configured field.
+pub const TOKEN_FIELD: &str = "sf.token";
+
+/// The honeypot parameter: hidden from people, filled by naive bots.
+pub const HONEYPOT_FIELD: &str = "sf.homepage";
+
+const NONCE: usize = 16;
+const TAG: usize = 16;
+const TOKEN_BYTES: usize = NONCE + 8 + TAG;
+
+/// Why a form post's token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No token, or not one of ours, or for another form.
+    #[error("the form was not sent from a page of this site, or it was changed on the way")]
+    Invalid,
+    /// Older than the token lifetime.
+    #[error("the form was open for too long and has expired")]
+    Expired,
+    /// Already used once.
+    #[error("this form was already sent once")]
+    Replayed,
+    /// Sent sooner after rendering than a person can fill a form.
+    #[error("the form was sent too quickly after it was opened")]
+    TooFast,
+    /// Too many tokens in use right now to remember another.
+    #[error("the server is busy")]
+    Busy,
+}
+
+impl TokenError {
+    /// A stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::Invalid => "form_token_invalid",
+            TokenError::Expired => "form_token_expired",
+            TokenError::Replayed => "form_token_replayed",
+            TokenError::TooFast => "form_too_fast",
+            TokenError::Busy => "busy",
+        }
+    }
+}
+
+/// Issues and checks form tokens.
+pub struct FormTokens {
+    key: Zeroizing<[u8; 32]>,
+    started: Instant,
+    lifetime: Duration,
+    min_fill: Duration,
+    max_tracked: usize,
+    used: Mutex<HashMap<[u8; NONCE], Instant>>,
+}
+
+impl FormTokens {
+    /// Token rules from `config`, with a fresh random key.
+    pub fn new(config: &AbuseConfig) -> FormTokens {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut key[..]);
+        FormTokens {
+            key,
+            started: Instant::now(),
+            lifetime: Duration::from_secs(config.token_lifetime_secs),
+            min_fill: Duration::from_secs(config.min_fill_secs),
+            max_tracked: config.max_tracked_tokens,
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tag(&self, form: &str, nonce: &[u8], issued: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+            .expect("HMAC takes any key length");
+        mac.update(&(form.len() as u64).to_be_bytes());
+        mac.update(form.as_bytes());
+        mac.update(nonce);
+        mac.update(issued);
+        mac
+    }
+
+    /// A fresh token for `form`.
+    pub fn issue(&self, form: &str) -> String {
+        let mut nonce = [0u8; NONCE];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let issued = (self.started.elapsed().as_millis() as u64).to_be_bytes();
+        let tag = self.tag(form, &nonce, &issued).finalize().into_bytes();
+        let mut raw = Vec::with_capacity(TOKEN_BYTES);
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&issued);
+        raw.extend_from_slice(&tag[..TAG]);
+        BASE64URL_NOPAD.encode(&raw)
+    }
+
+    /// Accepts `token` for `form` once, if it is ours, neither too young nor
+    /// too old, and not used before.
+    pub fn redeem(&self, form: &str, token: Option<&str>) -> Result<(), TokenError> {
+        let raw = token
+            .and_then(|t| BASE64URL_NOPAD.decode(t.trim().as_bytes()).ok())
+            .filter(|r| r.len() == TOKEN_BYTES)
+            .ok_or(TokenError::Invalid)?;
+        let (nonce, rest) = raw.split_at(NONCE);
+        let (issued, tag) = rest.split_at(8);
+        self.tag(form, nonce, issued)
+            .verify_truncated_left(tag)
+            .map_err(|_| TokenError::Invalid)?;
+        let mut ms = [0u8; 8];
+        ms.copy_from_slice(issued);
+        let issued_at = self.started + Duration::from_millis(u64::from_be_bytes(ms));
+        let now = Instant::now();
+        let age = now.saturating_duration_since(issued_at);
+        if age > self.lifetime {
+            return Err(TokenError::Expired);
+        }
+        if age < self.min_fill {
+            return Err(TokenError::TooFast);
+        }
+        let mut key = [0u8; NONCE];
+        key.copy_from_slice(nonce);
+        let mut used = self.used.lock().map_err(|_| TokenError::Busy)?;
+        if used.contains_key(&key) {
+            return Err(TokenError::Replayed);
+        }
+        if used.len() >= self.max_tracked {
+            used.retain(|_, expires| *expires > now);
+            if used.len() >= self.max_tracked {
+                return Err(TokenError::Busy);
+            }
+        }
+        used.insert(key, issued_at + self.lifetime);
+        Ok(())
+    }
+
+    /// Forgets used tokens that have expired anyway.
+    pub fn forget_expired(&self) {
+        let now = Instant::now();
+        if let Ok(mut used) = self.used.lock() {
+            used.retain(|_, expires| *expires > now);
+            used.shrink_to_fit();
+        }
+    }
+
+    /// Used tokens remembered now.
+    pub fn tracked(&self) -> usize {
+        self.used.lock().map_or(0, |u| u.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(min_fill: u64, lifetime: u64, max: usize) -> FormTokens {
+        FormTokens::new(&AbuseConfig {
+            min_fill_secs: min_fill,
+            token_lifetime_secs: lifetime,
+            max_tracked_tokens: max,
+            ..AbuseConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_token_is_accepted_once() {
+        let t = tokens(0, 60, 10);
+        let tok = t.issue("tip");
+        assert_eq!(t.redeem("tip", Some(&tok)), Ok(()));
+        assert_eq!(t.redeem("tip", Some(&tok)), Err(TokenError::Replayed));
+    }
+
+    #[test]
+    fn bad_tokens_are_refused() {
+        let t = tokens(0, 60, 10);
+        let other = tokens(0, 60, 10).issue("tip");
+        let mut flipped = t.issue("tip").into_bytes();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        let for_other_form = t.issue("other");
+        let cases: [(Option<&str>, TokenError); 5] = [
+            (None, TokenError::Invalid),
+            (Some(""), TokenError::Invalid),
+            (Some(&other), TokenError::Invalid),
+            (Some(&flipped), TokenError::Invalid),
+            (Some(&for_other_form), TokenError::Invalid),
+        ];
+        for (tok, want) in cases {
+            assert_eq!(t.redeem("tip", tok), Err(want), "{tok:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_sent_too_soon_is_refused_and_stays_usable() {
+        let t = tokens(3, 60, 10);
+        let tok = t.issue("tip");
+        assert_eq!(t.redeem("tip", Some(&tok)), Err(TokenError::TooFast));
+        assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn the_replay_set_is_bounded() {
+        let t = tokens(0, 60, 3);
+        for _ in 0..3 {
+            assert_eq!(t.redeem("tip", Some(&t.issue("tip"))), Ok(()));
+        }
+        assert_eq!(
+            t.redeem("tip", Some(&t.issue("tip"))),
+            Err(TokenError::Busy)
+        );
+        assert_eq!(t.tracked(), 3);
+    }
+}

@@ -1,0 +1,918 @@
+//! Abuse resistance and metadata: rate limits, slow clients, form tokens,
+//! security headers, and what the server writes about its clients.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use serde_json::json;
+
+use crate::support::*;
+
+/// Tables for a fixture with form tokens on and the given extra lines.
+fn tables(limits: &str, abuse: &str) -> String {
+    format!("[limits]\n{limits}\n\n[abuse]\n{abuse}\n")
+}
+
+fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {
+    let addr: SocketAddr = peer.parse().expect("socket address");
+    req.extensions_mut().insert(ConnectInfo(addr));
+    req
+}
+
+fn with_header(mut req: Request<Body>, name: &'static str, value: &str) -> Request<Body> {
+    req.headers_mut()
+        .append(name, value.parse().expect("header value"));
+    req
+}
+
+/// The `sf.token` value in a rendered form.
+fn token_in(page: &[u8]) -> String {
+    let page = String::from_utf8_lossy(page);
+    let at = page
+        .find("name=\"sf.token\" value=\"")
+        .expect("the form carries a token");
+    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
+    rest[..rest.find('"').expect("end of value")].to_owned()
+}
+
+async fn fresh_token(app: &axum::Router) -> String {
+    let (res, body) = send(
+        app,
+        Request::get("/forms/tip").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    token_in(&body)
+}
+
+const MESSAGE: &str = "a message that is long enough";
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_client = { burst = 1, per_minute = 1 }",
+            "public_url = \"https://tips.example.org\"",
+        ),
+    );
+    let app = fx.app();
+    let fpr = TestKey::Ed25519.fingerprint();
+    let api = || api_post("tip", &json!({"fields": {"message": MESSAGE}}));
+    let get = |p: &str| Request::get(p).body(Body::empty()).expect("req");
+    let cases: Vec<(&str, Request<Body>, StatusCode)> = vec![
+        ("index", get("/"), StatusCode::OK),
+        ("form", get("/forms/tip"), StatusCode::OK),
+        ("unknown form", get("/forms/nope"), StatusCode::NOT_FOUND),
+        (
+            "form post without token",
+            form_post("tip", "message=hello"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("keys", get("/keys"), StatusCode::OK),
+        ("key file", get(&format!("/keys/{fpr}.asc")), StatusCode::OK),
+        ("stylesheet", get("/static/style.css"), StatusCode::OK),
+        ("health", get("/healthz"), StatusCode::OK),
+        ("schemas", get("/api/v1/forms"), StatusCode::OK),
+        ("api submission", api(), StatusCode::CREATED),
+        ("api rate limited", api(), StatusCode::TOO_MANY_REQUESTS),
+        ("nowhere", get("/nowhere"), StatusCode::NOT_FOUND),
+        (
+            "wrong method",
+            Request::delete("/forms/tip")
+                .body(Body::empty())
+                .expect("req"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (name, req, status) in cases {
+        let (res, _) = send(&app, req).await;
+        assert_eq!(res.status(), status, "{name}");
+        let h = res.headers();
+        let expect = [
+            (
+                "content-security-policy",
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            ("referrer-policy", "no-referrer"),
+            ("x-content-type-options", "nosniff"),
+            ("cross-origin-opener-policy", "same-origin"),
+            (
+                "strict-transport-security",
+                "max-age=63072000; includeSubDomains",
+            ),
+        ];
+        for (header, value) in expect {
+            assert_eq!(
+                h.get(header).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{name}: {header}"
+            );
+        }
+        let pp = h
+            .get("permissions-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            pp.contains("camera=()") && pp.contains("geolocation=()"),
+            "{name}: {pp}"
+        );
+        let cache = h
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if name == "stylesheet" {
+            assert!(cache.starts_with("public"), "{name}: {cache}");
+        } else {
+            assert_eq!(cache, "no-store", "{name}");
+        }
+        assert!(h.get("server").is_none(), "{name}: server header");
+        assert!(h.get("x-request-id").is_none(), "{name}: request id");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let secs: u64 = h
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("429 has a Retry-After in seconds");
+            assert!((1..=60).contains(&secs), "{secs}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hsts_is_sent_only_when_the_public_address_is_https() {
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables("", ""));
+    let (res, _) = send(
+        &fx.app(),
+        Request::get("/").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert!(res.headers().get("strict-transport-security").is_none());
+}
+
+#[tokio::test]
+async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_store_nothing() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "form_client = { burst = 100, per_minute = 60 }",
+            "min_fill_secs = 1\ntoken_lifetime_secs = 3",
+        ),
+    );
+    let app = fx.app();
+    let mut t = Vec::new();
+    for _ in 0..7 {
+        t.push(fresh_token(&app).await);
+    }
+    let post = |token: Option<&str>, extra: &[(&str, &str)]| {
+        let mut pairs = vec![("message", MESSAGE)];
+        if let Some(tok) = token {
+            pairs.push(("sf.token", tok));
+        }
+        pairs.extend_from_slice(extra);
+        form_post("tip", &urlencode(&pairs))
+    };
+    let started = Instant::now();
+
+    // Sent at once: faster than a person types.
+    let (res, body) = send(&app, post(Some(&t[0]), &[])).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("faster than a person"), "{page}");
+    assert!(
+        page.contains("name=\"sf.token\""),
+        "the refusal offers the form again"
+    );
+    assert!(!page.contains(MESSAGE), "the refusal echoes nothing");
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let evil = [("origin", "https://evil.example")];
+    let cross = [("sec-fetch-site", "cross-site")];
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "missing token",
+            post(None, &[]),
+            StatusCode::BAD_REQUEST,
+            "did not come from",
+        ),
+        (
+            "forged token",
+            post(
+                Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                &[],
+            ),
+            StatusCode::BAD_REQUEST,
+            "did not come from",
+        ),
+        (
+            "honeypot filled",
+            post(Some(&t[1]), &[("sf.homepage", "http://spam.example")]),
+            StatusCode::BAD_REQUEST,
+            "must stay empty",
+        ),
+        (
+            "cross-site origin",
+            evil.iter()
+                .fold(post(Some(&t[2]), &[]), |r, (k, v)| with_header(r, k, v)),
+            StatusCode::FORBIDDEN,
+            "another web site",
+        ),
+        (
+            "cross-site fetch metadata",
+            cross
+                .iter()
+                .fold(post(Some(&t[3]), &[]), |r, (k, v)| with_header(r, k, v)),
+            StatusCode::FORBIDDEN,
+            "another web site",
+        ),
+    ];
+    for (name, req, status, says) in cases {
+        let (res, body) = send(&app, req).await;
+        let page = String::from_utf8_lossy(&body);
+        assert_eq!(res.status(), status, "{name}: {page}");
+        assert!(page.contains(says), "{name}: {page}");
+        assert!(
+            page.contains("name=\"sf.token\""),
+            "{name}: form offered again"
+        );
+    }
+    assert!(fx.records().is_empty(), "nothing refused was stored");
+
+    // A good post, as a browser sends it from our own no-referrer page.
+    let good = with_header(
+        with_header(post(Some(&t[4]), &[("sf.homepage", "")]), "origin", "null"),
+        "sec-fetch-site",
+        "same-origin",
+    );
+    let (res, body) = send(&app, good).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        res.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "the receipt page is never cached"
+    );
+    assert_eq!(fx.records().len(), 1);
+
+    let (res, body) = send(&app, post(Some(&t[4]), &[])).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("already sent once"));
+
+    // The JSON API needs no token.
+    let (res, _) = send(
+        &app,
+        api_post("tip", &json!({"fields": {"message": MESSAGE}})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let wait = Duration::from_millis(3300).saturating_sub(started.elapsed());
+    tokio::time::sleep(wait).await;
+    let (res, body) = send(&app, post(Some(&t[5]), &[])).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+    assert_eq!(
+        fx.records().len(),
+        2,
+        "only the good post and the API call stored"
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("api_client = { burst = 2, per_minute = 1 }", ""),
+    );
+    let app = fx.app();
+    let api = |spoof: &str| {
+        let req = api_post("tip", &json!({"fields": {"message": MESSAGE}}));
+        with_header(from_peer(req, "127.0.0.1:50000"), "x-forwarded-for", spoof)
+    };
+    let statuses = [
+        send(&app, api("198.51.100.1")).await.0.status(),
+        send(&app, api("198.51.100.2")).await.0.status(),
+        send(&app, api("198.51.100.3")).await.0.status(),
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Another peer address is another client.
+    let other = from_peer(
+        api_post("tip", &json!({"fields": {"message": MESSAGE}})),
+        "127.0.0.2:50000",
+    );
+    assert_eq!(send(&app, other).await.0.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_told_apart_by_the_right_most_hop() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_client = { burst = 1, per_minute = 1 }\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    );
+    let app = fx.app();
+    let api = |xff: &str| {
+        let req = api_post("tip", &json!({"fields": {"message": MESSAGE}}));
+        with_header(from_peer(req, "127.0.0.1:50000"), "x-forwarded-for", xff)
+    };
+    let cases = [
+        ("203.0.113.1", StatusCode::CREATED),
+        ("203.0.113.2", StatusCode::CREATED),
+        // A client-supplied left part does not make a new client.
+        ("10.9.9.9, 203.0.113.2", StatusCode::TOO_MANY_REQUESTS),
+        ("2001:db8::1", StatusCode::CREATED),
+        // Same IPv6 /64.
+        ("2001:db8::2", StatusCode::TOO_MANY_REQUESTS),
+    ];
+    for (xff, want) in cases {
+        assert_eq!(send(&app, api(xff)).await.0.status(), want, "{xff}");
+    }
+}
+
+#[tokio::test]
+async fn behind_tor_only_the_per_form_and_global_limits_apply() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_client = { burst = 1, per_minute = 1 }\napi_global = { burst = 3, per_minute = 1 }\nbehind_tor = true",
+            "",
+        ),
+    );
+    let app = fx.app();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let req = from_peer(
+            api_post("tip", &json!({"fields": {"message": MESSAGE}})),
+            "127.0.0.1:9050",
+        );
+        statuses.push(send(&app, req).await.0.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+#[tokio::test]
+async fn five_thousand_client_addresses_do_not_grow_the_limiter_past_its_ceiling() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            // The global limit refuses all but the first, after the
+            // per-client limiter has seen each address.
+            "api_global = { burst = 1, per_minute = 1 }\nmax_tracked_clients = 500\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    );
+    let (app, state) = fx.app_and_state();
+    let mut limited = 0;
+    for i in 0..5000u32 {
+        let xff = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        let req = with_header(
+            from_peer(
+                api_post("tip", &json!({"fields": {"message": MESSAGE}})),
+                "127.0.0.1:50000",
+            ),
+            "x-forwarded-for",
+            &xff,
+        );
+        if send(&app, req).await.0.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 4999);
+    let tracked = state.limits().tracked_clients();
+    eprintln!("tracked client keys after 5000 addresses: {tracked} (ceiling 500)");
+    assert!(tracked <= 500, "{tracked}");
+    assert_eq!(fx.records().len(), 1);
+}
+
+/// Reads `/proc/<pid>/status` field `name` in kB.
+fn proc_kb(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_client_gets_429s_while_another_client_keeps_submitting() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_client = { burst = 5, per_minute = 1 }\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    let pid = server.child.id();
+    let url = server.url("/api/v1/forms/tip/submissions");
+    let body = json!({"fields": {"message": MESSAGE}}).to_string();
+    let hwm_before = proc_kb(pid, "VmHWM:");
+
+    let flood = |part: usize| {
+        let url = url.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut ok, mut limited) = (0u32, 0u32);
+            for _ in 0..2500 {
+                let res = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-forwarded-for", "198.51.100.66")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("flood request");
+                match res.status().as_u16() {
+                    201 => ok += 1,
+                    429 => {
+                        assert!(res.headers().contains_key("retry-after"));
+                        limited += 1
+                    }
+                    s => panic!("flood part {part}: unexpected {s}"),
+                }
+            }
+            (ok, limited)
+        })
+    };
+    let parts: Vec<_> = (0..4).map(flood).collect();
+
+    let client = reqwest::Client::new();
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let res = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("second client");
+        assert_eq!(res.status().as_u16(), 201, "second client, submission {i}");
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for p in parts {
+        let (o, l) = p.await.expect("flood task");
+        ok += o;
+        limited += l;
+    }
+    assert_eq!((ok, limited), (5, 9995));
+    let hwm = proc_kb(pid, "VmHWM:");
+    let rss = proc_kb(pid, "VmRSS:");
+    eprintln!(
+        "server memory: VmHWM {hwm_before} kB before, {hwm} kB after 10,000 requests; VmRSS {rss} kB"
+    );
+    assert!(hwm < 256 * 1024, "VmHWM {hwm} kB");
+    assert_eq!(fx.records().len(), 10);
+    assert!(server.terminate().success());
+}
+
+/// Writes `bytes` one at a time, `gap` apart, until the server closes the
+/// connection or `give_up` passes; returns how long the server took to cut
+/// it off (None if it never did) and what it answered.
+fn dribble(
+    addr: &str,
+    head: &[u8],
+    bytes: &[u8],
+    gap: Duration,
+    give_up: Duration,
+) -> (Option<Duration>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let start = Instant::now();
+    s.write_all(head).expect("head");
+    let mut answer = Vec::new();
+    let mut i = 0;
+    let mut next_write = Instant::now();
+    while start.elapsed() < give_up {
+        if Instant::now() >= next_write && i < bytes.len() {
+            if s.write_all(&bytes[i..=i]).is_err() {
+                return (
+                    Some(start.elapsed()),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                );
+            }
+            i += 1;
+            next_write += gap;
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return (
+                    Some(start.elapsed()),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                );
+            }
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                return (
+                    Some(start.elapsed()),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                );
+            }
+        }
+    }
+    (None, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn slow_clients_are_cut_off_within_the_deadlines_while_submissions_succeed() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "header_timeout_secs = 2\nbody_timeout_secs = 2\napi_client = { burst = 100, per_minute = 60 }",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    let addr = server.addr.clone();
+    let give_up = Duration::from_secs(10);
+    let second = Duration::from_secs(1);
+
+    let slowloris = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let head = b"POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+            dribble(&addr, b"", head, second, give_up)
+        })
+    };
+    let slow_body = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let head = b"POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+            dribble(&addr, head, &[b' '; 100], second, give_up)
+        })
+    };
+    let idle = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            dribble(
+                &addr,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"",
+                second,
+                give_up,
+            )
+        })
+    };
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let url = server.url("/api/v1/forms/tip/submissions");
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for i in 0..10 {
+            let res = client
+                .post(&url)
+                .json(&json!({"fields": {"message": MESSAGE}}))
+                .send()
+                .await
+                .expect("submission");
+            assert_eq!(
+                res.status().as_u16(),
+                201,
+                "submission {i} during the slow clients"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+
+    let (t, _) = slowloris.join().expect("slowloris");
+    let t = t.expect("the slowloris client is cut off");
+    eprintln!("slowloris cut off after {t:?} (header timeout 2 s)");
+    assert!(
+        t >= Duration::from_millis(1500) && t < Duration::from_secs(4),
+        "{t:?}"
+    );
+
+    let (t, answer) = slow_body.join().expect("slow body");
+    let t = t.expect("the slow-body client is cut off");
+    eprintln!("slow body cut off after {t:?} (body timeout 2 s)");
+    assert!(
+        t >= Duration::from_millis(1500) && t < Duration::from_secs(4),
+        "{t:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    let (t, answer) = idle.join().expect("idle");
+    let t = t.expect("the idle keep-alive connection is closed");
+    eprintln!("idle keep-alive connection closed after {t:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(t < Duration::from_secs(4), "{t:?}");
+    assert_eq!(fx.records().len(), 10);
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn no_log_line_or_stored_file_holds_a_client_address_user_agent_or_receipt() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("trusted_proxies = [\"127.0.0.1\"]", "min_fill_secs = 0"),
+    );
+    let server = Server::start(&fx);
+    let pid = server.child.id();
+    let canary_ip = "203.0.113.77";
+    let canary_ua = "CanaryBrowser/9.9 (xyzzy-4711)";
+    let client = reqwest::Client::builder()
+        .user_agent(canary_ua)
+        .build()
+        .expect("client");
+    let mut receipts = Vec::new();
+    for via_proxy in [true, false] {
+        let with_xff = |r: reqwest::RequestBuilder| {
+            if via_proxy {
+                r.header("x-forwarded-for", canary_ip)
+            } else {
+                r
+            }
+        };
+        let page = with_xff(
+            client
+                .get(server.url("/forms/tip"))
+                .query(&[("q", canary_ip)]),
+        )
+        .send()
+        .await
+        .expect("form page")
+        .bytes()
+        .await
+        .expect("body");
+        let token = token_in(&page);
+        let res = with_xff(client.post(server.url("/forms/tip")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(urlencode(&[("message", MESSAGE), ("sf.token", &token)]))
+            .send()
+            .await
+            .expect("form post");
+        assert_eq!(res.status().as_u16(), 200);
+        let page = res.text().await.expect("page");
+        let receipt = fx
+            .records()
+            .into_iter()
+            .map(|p| p.file_stem().expect("stem").to_string_lossy().into_owned())
+            .find(|r| page.contains(r.as_str()) && !receipts.contains(r))
+            .expect("the page shows the new receipt");
+        receipts.push(receipt);
+        let res = with_xff(client.post(server.url("/api/v1/forms/tip/submissions")))
+            .json(&json!({"fields": {"message": MESSAGE}}))
+            .send()
+            .await
+            .expect("api post");
+        assert_eq!(res.status().as_u16(), 201);
+        let v: serde_json::Value = res.json().await.expect("json");
+        receipts.push(v["receipt"].as_str().expect("receipt").to_owned());
+        let res = with_xff(client.get(server.url("/nowhere?who=203.0.113.77")))
+            .send()
+            .await
+            .expect("404");
+        assert_eq!(res.status().as_u16(), 404);
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core line");
+    assert!(
+        core.split_whitespace().skip(4).take(2).all(|v| v == "0"),
+        "core dumps are off: {core}"
+    );
+    let log = std::sync::Arc::clone(&server.log);
+    assert!(server.terminate().success());
+    let log = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();
+
+    let access_lines = log.lines().filter(|l| l.contains("route=")).count();
+    assert!(
+        access_lines >= 8,
+        "the access log is on and written:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.contains(canary_ip),
+            "client address in the log: {line}"
+        );
+        assert!(!line.contains("xyzzy"), "user agent in the log: {line}");
+        assert!(!line.contains("who="), "query string in the log: {line}");
+        if !line.contains("listening on http://127.0.0.1:") {
+            assert!(
+                !line.contains("127.0.0.1"),
+                "peer address in the log: {line}"
+            );
+        }
+        for r in &receipts {
+            assert!(!line.contains(r.as_str()), "receipt in the log: {line}");
+        }
+    }
+    let needles: [&[u8]; 4] = [
+        canary_ip.as_bytes(),
+        b"xyzzy",
+        b"127.0.0.1",
+        &[203, 0, 113, 77],
+    ];
+    let files = fx.all_stored_bytes();
+    assert!(files.len() >= 4);
+    for (path, bytes) in files {
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "{} holds {n:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_access_log_off_requests_leave_no_log_line() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("", "access_log = false"),
+    );
+    let server = Server::start(&fx);
+    let res = reqwest::Client::new()
+        .post(server.url("/api/v1/forms/tip/submissions"))
+        .json(&json!({"fields": {"message": MESSAGE}}))
+        .send()
+        .await
+        .expect("api post");
+    assert_eq!(res.status().as_u16(), 201);
+    let log = std::sync::Arc::clone(&server.log);
+    assert!(server.terminate().success());
+    let log = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();
+    assert!(log.contains("listening on"), "{log}");
+    assert!(!log.contains("route="), "{log}");
+    assert!(!log.contains("status="), "{log}");
+}
+
+#[test]
+fn a_submission_in_flight_at_sigterm_is_answered_and_durable() {
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    let body = json!({"fields": {"message": MESSAGE}}).to_string();
+    let mut s = TcpStream::connect(&server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&body.as_bytes()[..10])
+        .expect("part of the body");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body.as_bytes()[10..])
+        .expect("rest of the body");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let receipt = answer
+        .split("\"receipt\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("receipt")
+        .to_owned();
+    assert!(server.terminate().success());
+    assert_eq!(fx.records(), vec![fx.record(&receipt)]);
+}
+
+#[test]
+fn one_client_cannot_hold_more_than_its_share_of_submission_slots() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "body_timeout_secs = 5\nmax_inflight_per_client = 2\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    let head = b"POST /api/v1/forms/tip/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    // Two slow bodies from 127.0.0.1 hold that client's two slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.write_all(head).expect("head");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(&server.addr).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    third.write_all(head).expect("head");
+    let mut buf = [0u8; 512];
+    let n = third.read(&mut buf).expect("an answer before the body");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+
+    // Another client is not affected.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .header("x-forwarded-for", "203.0.113.20")
+            .json(&json!({"fields": {"message": MESSAGE}}))
+            .send()
+            .await
+            .expect("other client")
+            .status()
+    });
+    assert_eq!(status.as_u16(), 201);
+    drop(held);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn connections_beyond_the_cap_wait_until_a_slot_frees_up() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("max_connections = 2\nheader_timeout_secs = 2", ""),
+    );
+    let server = Server::start(&fx);
+    // Two silent connections take both slots until the header timeout.
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut third = TcpStream::connect(&server.addr).expect("the kernel queues it");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).expect("answer");
+    let waited = start.elapsed();
+    eprintln!("third connection answered after {waited:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "served only once a slot was free: {waited:?}"
+    );
+    drop(idle);
+    assert!(server.terminate().success());
+}
