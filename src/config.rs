@@ -28,6 +28,12 @@ pub struct Config {
     /// The forms this server accepts, in the order they are listed.
     #[serde(default)]
     pub forms: Vec<FormConfig>,
+    /// The token-authenticated staff API.
+    #[serde(default)]
+    pub staff: StaffConfig,
+    /// How long records are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Where the file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -61,6 +67,50 @@ pub struct ServerConfig {
     /// Seconds a client has to send a whole request before it gets 408.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+}
+
+/// The `[staff]` table: the API staff use to fetch and acknowledge records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Serve the staff API at all (default true; with no token every request
+    /// is refused anyway).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Serve the staff API on this address only (e.g. loopback, a VPN
+    /// address, or the port an authenticated onion service points to)
+    /// instead of next to the public forms.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Accepted tokens, as `sha256:<64 hex>` lines printed by
+    /// `sealform token`; the tokens themselves are never stored here.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+impl Default for StaffConfig {
+    fn default() -> Self {
+        StaffConfig {
+            enabled: true,
+            listen: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// The `[retention]` table. Nothing is deleted unless asked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Delete the index entries of acknowledged records this many days after
+    /// they were acknowledged (their files are already gone).
+    #[serde(default)]
+    pub acked_days: Option<u32>,
+    /// Delete records never acknowledged this many days after they arrived.
+    /// Off by default: an unread tip is never deleted unless the operator
+    /// asks.
+    #[serde(default)]
+    pub unacked_days: Option<u32>,
 }
 
 /// One `[[forms]]` entry.
@@ -217,6 +267,14 @@ impl Config {
                 "server.request_timeout_secs".into(),
                 "must be at least 1".into(),
             ));
+        }
+        for (i, t) in self.staff.tokens.iter().enumerate() {
+            if crate::token::TokenHash::parse(t).is_none() {
+                return Err(invalid(
+                    format!("staff.tokens[{i}]"),
+                    "must be \"sha256:<64 hex digits>\" as printed by `sealform token`".into(),
+                ));
+            }
         }
         if self.forms.is_empty() {
             return Err(invalid(

@@ -10,6 +10,7 @@
 mod api;
 mod error;
 mod pages;
+pub mod staff;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +61,11 @@ impl AppState {
         &self.inner.intake
     }
 
+    /// A shared handle on the intake pipeline (for the staff API).
+    pub fn intake_arc(&self) -> Arc<Intake> {
+        Arc::clone(&self.inner.intake)
+    }
+
     /// Seals a validated submission on a blocking thread and waits until it
     /// is durable.
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
@@ -104,6 +110,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/forms/{form}/submissions",
             axum::routing::post(api::submit),
         )
+        .merge(staff_routes_here(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -144,6 +151,16 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(state)
+}
+
+/// The staff API, when it is enabled and not on its own listen address.
+fn staff_routes_here(state: &AppState) -> Router<AppState> {
+    let staff = &state.intake().config.staff;
+    if staff.enabled && staff.listen.is_none() {
+        staff::routes(staff::StaffState::new(state.intake_arc()))
+    } else {
+        Router::new()
+    }
 }
 
 async fn healthz() -> &'static str {

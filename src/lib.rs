@@ -20,12 +20,15 @@
 //! [`envelope`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod intake;
 pub mod keys;
+pub mod record;
 pub mod seal;
 pub mod store;
 pub mod submission;
+pub mod token;
