@@ -647,4 +647,65 @@ mod tests {
         assert_eq!((entry.size, entry.state), (6, RecordState::New));
         assert_eq!(entry.recipients, vec!["K".to_string()]);
     }
+
+    fn committed(store: &Store, now: SystemTime) -> Receipt {
+        let mut p = store.create().expect("create");
+        p.write_all(b"ciphertext").expect("write");
+        store.commit(p, vec![], now).expect("commit").0
+    }
+
+    #[test]
+    fn acknowledging_records_the_day_durably_and_deletes_the_spool_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_123);
+        let r = committed(&store, now);
+        let e = store.mark_exported(&r).expect("export").expect("known");
+        assert_eq!(e.state, RecordState::Exported);
+        let e = store.ack(&r, now).expect("ack").expect("known");
+        assert_eq!(
+            (e.state, e.acked_day.as_deref()),
+            (RecordState::Acked, Some("2027-01-15"))
+        );
+        assert!(!store.path_of(&r).exists());
+        // Exporting an acknowledged record does not bring it back.
+        let e = store.mark_exported(&r).expect("export").expect("known");
+        assert_eq!(e.state, RecordState::Acked);
+        assert!(store.ack(&Receipt::random(), now).expect("ack").is_none());
+        drop(store);
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+        assert_eq!(
+            store.get(&r).expect("get").expect("kept").state,
+            RecordState::Acked
+        );
+    }
+
+    #[test]
+    fn purge_deletes_acknowledged_records_after_acked_days_and_unread_ones_only_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let day = 86_400;
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let acked = committed(&store, t0);
+        let unread = committed(&store, t0);
+        let exported = committed(&store, t0);
+        store.ack(&acked, t0).expect("ack");
+        store.mark_exported(&exported).expect("export");
+        let later = t0 + Duration::from_secs(400 * day);
+        // Without unacked_days, unread records survive any purge.
+        let p = store.purge(Some(10), None, t0).expect("purge");
+        assert_eq!(p, Purged::default());
+        let p = store.purge(Some(0), None, later).expect("purge");
+        assert_eq!((p.acked, p.unacked), (1, 0));
+        assert!(store.get(&acked).expect("get").is_none());
+        assert!(store.get(&unread).expect("get").is_some() && store.path_of(&unread).exists());
+        assert!(store.get(&exported).expect("get").is_some());
+        // With unacked_days set, old unread records go, file and entry.
+        let p = store.purge(Some(0), Some(500), later).expect("purge");
+        assert_eq!(p, Purged::default());
+        let p = store.purge(Some(0), Some(30), later).expect("purge");
+        assert_eq!((p.acked, p.unacked), (0, 2));
+        assert!(store.list().expect("list").is_empty());
+        assert!(!store.path_of(&unread).exists() && !store.path_of(&exported).exists());
+    }
 }

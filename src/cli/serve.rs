@@ -34,6 +34,8 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let local = listener.local_addr()?;
+        // This line first: scripts (and the tests) read the address from it.
+        tracing::info!("listening on http://{local}/");
         let state = AppState::new(intake);
         let staff = &state.intake().config.staff;
         if let (true, Some(staff_addr)) = (staff.enabled, staff.listen) {
@@ -41,7 +43,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
                 .await
                 .with_context(|| format!("while binding the staff API to {staff_addr}"))?;
             let staff_local = staff_listener.local_addr()?;
-            tracing::info!("staff API listening on http://{staff_local}/");
+            tracing::info!("staff API on http://{staff_local}/");
             let app = http::staff::router(http::staff::StaffState::new(state.intake_arc()));
             tokio::spawn(async move {
                 let served = axum::serve(staff_listener, app)
@@ -53,7 +55,6 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
             });
         }
         spawn_daily_retention(&state);
-        tracing::info!("listening on http://{local}/");
         http::serve(state, listener, http::shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
