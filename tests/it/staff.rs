@@ -719,6 +719,11 @@ fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() 
             assert_eq!(read(&p), read(&fx.record(receipt)), "{name} is complete");
         }
     }
+    // And a kill in the middle of writing a file leaves only a hidden
+    // `.part` file, which the next run removes.
+    let any = fx.records()[0].clone();
+    let stem = any.file_stem().and_then(|s| s.to_str()).expect("stem");
+    std::fs::write(bundle.join(format!(".{stem}.pgp.part")), &read(&any)[..100]).expect("part");
     let out = run_ok(&pull_args);
     assert!(out.contains("0 failed"), "{out}");
     let manifest: Value =
@@ -749,4 +754,28 @@ fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() 
         .json()
         .expect("json");
     assert_eq!(listing["submissions"].as_array().expect("list").len(), 20);
+}
+
+#[tokio::test]
+async fn decrypt_never_opens_a_socket() {
+    let fx = Fixture::new(&[TestKey::Ed25519], DEFAULT_FORMS, "");
+    submit(&fx, 2).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let trace = work.path().join("trace");
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%network", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_sealform"))
+        .args(["decrypt", "--csv", "--key"])
+        .arg(TestKey::Ed25519.secret())
+        .arg("--out")
+        .arg(work.path().join("plain"))
+        .arg(fx.spool_dir())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("strace (scripts/setup installs it)");
+    assert!(status.success());
+    assert_eq!(decrypted_dirs(&work.path().join("plain")).len(), 2);
+    let calls = String::from_utf8(read(&trace)).expect("trace");
+    assert!(calls.trim().is_empty(), "network system calls:\n{calls}");
 }
