@@ -9,9 +9,9 @@
 //! `sealform pull` and `sealform export` write the same bundle; `decrypt`
 //! and `ack` check files against the manifest. A record is written to
 //! `DIR/.<receipt>.pgp.part`, fsynced, checked and only then renamed into
-//! place, and the manifest is replaced atomically after each record: an
-//! interrupted run leaves no file that looks complete, and the next run
-//! removes the `.part` leftovers. Bundles hold only ciphertext; nothing
+//! place, and the manifest is replaced atomically after each batch of
+//! records: an interrupted run leaves no file that looks complete, and the
+//! next run removes the `.part` leftovers. Bundles hold only ciphertext; nothing
 //! here decrypts.
 
 use std::collections::BTreeMap;
@@ -201,8 +201,9 @@ impl Bundle {
     }
 
     /// Adds a record: checks `bytes` against `expected_sha256` when given
-    /// (from the server), writes it durably under its final name, and
-    /// rewrites the manifest.
+    /// (from the server) and writes it durably under its final name. It is
+    /// listed in the manifest at the next [`Bundle::save`]; until then a
+    /// later run fetches it again.
     pub fn add(
         &mut self,
         receipt: &Receipt,
@@ -237,11 +238,11 @@ impl Bundle {
                 recipients: recipients.to_vec(),
             },
         );
-        self.save()
+        Ok(())
     }
 
-    /// Replaces `MANIFEST.json` atomically.
-    fn save(&self) -> Result<(), BundleError> {
+    /// Replaces `MANIFEST.json` atomically with every record added so far.
+    pub fn save(&self) -> Result<(), BundleError> {
         let manifest = Manifest {
             version: 1,
             records: self.records.values().cloned().collect(),
@@ -287,6 +288,7 @@ mod tests {
         let mut b = Bundle::open(dir.path()).expect("open");
         b.add(&r, b"cipher", None, "2027-01-15", &["FPR".into()])
             .expect("add");
+        b.save().expect("save");
         fs::write(dir.path().join(".x.pgp.part"), b"half").expect("leftover");
         let b = Bundle::open(dir.path()).expect("reopen");
         assert!(b.has_verified(&r));

@@ -226,10 +226,18 @@ pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> 
     fetch_into(&source, out, all, false)
 }
 
+/// Records written between two manifest saves. The manifest is rewritten
+/// whole, so saving after every record would cost O(n²) for big bundles.
+const SAVE_EVERY: usize = 64;
+
 fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(out)?;
     let listed = source.list(all)?;
     let (mut fetched, mut present, mut acked, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    // Written but not yet in the saved manifest: marked exported (and
+    // acknowledged) only after the manifest that lists them is durable, so
+    // an interrupted run never leaves a record exported but unlisted.
+    let mut pending: Vec<Receipt> = Vec::new();
     for item in listed.iter().filter(|l| l.state != RecordState::Acked) {
         let Some(receipt) = Receipt::parse(&item.receipt) else {
             eprintln!("skipping a listing entry that is not a receipt");
@@ -258,15 +266,12 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
             }
             fetched += 1;
         }
-        source.mark_exported(&receipt)?;
-        if ack {
-            bundle
-                .verify(&receipt)
-                .with_context(|| format!("while verifying {receipt} before acknowledging it"))?;
-            source.ack(&receipt)?;
-            acked += 1;
+        pending.push(receipt);
+        if pending.len() >= SAVE_EVERY {
+            acked += settle(source, &bundle, &mut pending, ack)?;
         }
     }
+    acked += settle(source, &bundle, &mut pending, ack)?;
     println!(
         "{}: {fetched} fetched, {present} already in the bundle, {acked} acknowledged, {failed} failed",
         out.display()
@@ -276,6 +281,30 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Saves the manifest, then marks `pending` exported on the source (and,
+/// with `ack`, acknowledges each one whose copy verifies). Returns how many
+/// were acknowledged.
+fn settle(
+    source: &Source,
+    bundle: &Bundle,
+    pending: &mut Vec<Receipt>,
+    ack: bool,
+) -> anyhow::Result<usize> {
+    bundle.save()?;
+    let mut acked = 0;
+    for receipt in pending.drain(..) {
+        source.mark_exported(&receipt)?;
+        if ack {
+            bundle
+                .verify(&receipt)
+                .with_context(|| format!("while verifying {receipt} before acknowledging it"))?;
+            source.ack(&receipt)?;
+            acked += 1;
+        }
+    }
+    Ok(acked)
 }
 
 /// `sealform ack`: acknowledge every record of the bundle at `dir` whose

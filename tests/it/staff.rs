@@ -702,7 +702,16 @@ fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() 
         .spawn()
         .expect("spawn pull");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !bundle.join("MANIFEST.json").exists() && Instant::now() < deadline {
+    let has_a_record = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".pgp") && !n.starts_with('.')
+            })
+        })
+    };
+    while !has_a_record(&bundle) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().expect("kill");
@@ -778,4 +787,57 @@ async fn decrypt_never_opens_a_socket() {
     assert_eq!(decrypted_dirs(&work.path().join("plain")).len(), 2);
     let calls = String::from_utf8(read(&trace)).expect("trace");
     assert!(calls.trim().is_empty(), "network system calls:\n{calls}");
+}
+
+#[test]
+fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    for i in 0..3 {
+        let res = client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": fields_for(i) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        "--out",
+        path_str(&bundle),
+        "--ack-after-verify",
+    ]);
+    assert!(
+        out.contains("3 fetched, 0 already in the bundle, 3 acknowledged"),
+        "{out}"
+    );
+    assert!(fx.records().is_empty());
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    let items = listing["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i["state"] == "acked"));
+    // The bundle still holds every record, verified.
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("decrypted 3, skipped 0, failed 0"), "{out}");
 }
