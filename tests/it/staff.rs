@@ -841,3 +841,47 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
     ]);
     assert!(out.contains("decrypted 3, skipped 0, failed 0"), "{out}");
 }
+
+#[tokio::test]
+async fn serve_applies_retention_when_it_starts() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
+    let receipts = submit(&fx, 2).await;
+    {
+        let app = fx.app();
+        let (res, _) = send(
+            &app,
+            Request::post(format!("/api/v1/staff/submissions/{}/ack", receipts[0]))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let server = Server::start(&fx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("retention applied") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listing: Value = reqwest::Client::new()
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let left: Vec<&str> = listing["submissions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["receipt"].as_str().expect("receipt"))
+        .collect();
+    assert_eq!(left, vec![receipts[1].as_str()]);
+    assert!(
+        server.log_text().contains("acked=1 unacked=0"),
+        "{}",
+        server.log_text()
+    );
+}
