@@ -369,6 +369,18 @@ async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decry
     assert!(plain.join(&receipts[0]).join("fields.json").exists());
     assert!(plain.join(&receipts[2]).join("fields.json").exists());
     assert!(!plain.join(&receipts[1]).exists());
+    // Running it again skips what is already there and says why.
+    let (code, out, _) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("decrypted 0, skipped 2, failed 1"), "{out}");
+    assert!(out.contains("already decrypted in"), "{out}");
 
     // `ack` refuses the damaged copy too, and acknowledges the rest.
     let (code, out, _) = sealform(&["ack", "--config", path_str(&config), path_str(&bundle)]);
@@ -884,4 +896,26 @@ async fn serve_applies_retention_when_it_starts() {
         "{}",
         server.log_text()
     );
+}
+
+#[tokio::test]
+async fn records_with_hidden_recipients_decrypt_by_trying_every_key() {
+    let forms = DEFAULT_FORMS.replace(
+        "description = \"Test form\"",
+        "description = \"Test form\"\nhide_recipients = true",
+    );
+    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], &forms, "");
+    let receipts = submit(&fx, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&fx.spool_dir()),
+    ]);
+    assert!(out.contains("decrypted 1, skipped 0, failed 0"), "{out}");
+    assert!(plain.join(&receipts[0]).join("message.txt").exists());
 }
