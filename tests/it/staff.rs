@@ -232,6 +232,47 @@ async fn the_staff_api_answers_the_same_401_for_wrong_and_missing_tokens_and_429
         serde_json::from_slice::<Value>(&body).expect("json")["submissions"],
         json!([])
     );
+    // With the token: the record as ciphertext, and clear 4xx for the rest.
+    drop(app);
+    let receipt = submit(&fx, 1).await.remove(0);
+    let app = fx.app();
+    let (res, body) = send(
+        &app,
+        staff_get(
+            &format!("/api/v1/staff/submissions/{receipt}"),
+            Some(&token),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/pgp-encrypted");
+    assert_eq!(body, read(&fx.record(&receipt)));
+    assert_eq!(
+        res.headers()["x-sealform-sha256"],
+        sealform::bundle::sha256_hex(&body).as_str()
+    );
+    let cases = [
+        (
+            "/api/v1/staff/submissions?state=bogus",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/staff/submissions/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/staff/submissions/..%2F..%2Fetc%2Fpasswd",
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (path, status) in cases {
+        let (res, body) = send(&app, staff_get(path, Some(&token))).await;
+        assert_eq!(res.status(), status, "{path}");
+        assert!(
+            serde_json::from_slice::<Value>(&body).is_ok(),
+            "{path}: JSON error"
+        );
+    }
     let mut statuses = Vec::new();
     for _ in 0..20 {
         let (res, _) = send(&app, staff_get("/api/v1/staff/submissions", Some("wrong"))).await;
@@ -435,6 +476,33 @@ async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg
     let armored = String::from_utf8(read(&secret)).expect("armored");
     assert!(armored.contains("PRIVATE KEY"));
 
+    {
+        use sequoia_openpgp::cert::Preferences;
+        use sequoia_openpgp::parse::Parse;
+        use sequoia_openpgp::policy::StandardPolicy;
+        let cert = sequoia_openpgp::Cert::from_file(&public).expect("cert");
+        assert!(!cert.is_tsk());
+        assert_eq!(cert.primary_key().key().version(), 4);
+        let p = StandardPolicy::new();
+        let valid = cert.with_policy(&p, None).expect("valid now");
+        let features = valid.features().expect("features");
+        assert!(features.supports_seipdv1() && !features.supports_seipdv2());
+        let expiry = valid.primary_key().key_expiration_time().expect("expires");
+        let left = expiry
+            .duration_since(std::time::SystemTime::now())
+            .expect("in the future");
+        let days = left.as_secs() / 86_400;
+        assert!((728..=730).contains(&days), "{days} days");
+        let enc: Vec<_> = valid
+            .keys()
+            .subkeys()
+            .for_storage_encryption()
+            .for_transport_encryption()
+            .collect();
+        assert_eq!(enc.len(), 1);
+        let tsk = sequoia_openpgp::Cert::from_file(&secret).expect("tsk");
+        assert!(tsk.keys().secret().all(|k| k.key().secret().is_encrypted()));
+    }
     let fx = Fixture::new(&[TestKey::Protected], DEFAULT_FORMS, "");
     std::fs::copy(&public, fx.keys_dir().join("keygen.asc")).expect("copy");
     let (code, out, err) = sealform(&["check", "--config", path_str(&fx.config_path())]);
