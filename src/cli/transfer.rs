@@ -199,7 +199,9 @@ impl Source {
                 self.request(reqwest::Method::POST, &format!("submissions/{receipt}/ack"))?;
             }
             Source::Local(store) => {
-                store.ack(receipt, SystemTime::now())?;
+                if store.ack(receipt, SystemTime::now())?.is_none() {
+                    bail!("the store does not know this record (purged already?)");
+                }
             }
         }
         Ok(())
@@ -331,10 +333,14 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
             continue;
         };
         match bundle.verify(&receipt) {
-            Ok(()) => {
-                source.ack(&receipt)?;
-                acked += 1;
-            }
+            Ok(()) => match source.ack(&receipt) {
+                Ok(()) => acked += 1,
+                // E.g. already purged on the server: say so, go on.
+                Err(e) => {
+                    eprintln!("{receipt}: not acknowledged: {e:#}");
+                    refused += 1;
+                }
+            },
             Err(e) => {
                 eprintln!("not acknowledged: {e}");
                 refused += 1;
