@@ -2,9 +2,13 @@
 //! command.
 
 mod check;
+mod decrypt;
 mod demo;
 pub mod keygen;
+mod purge;
 mod serve;
+mod token;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +54,87 @@ pub enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    /// Mint a staff API token and print the line for the config.
+    Token {
+        /// Write the token to this new file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// (Online machine) Fetch records over the staff API into a bundle
+    /// folder: DIR/<receipt>.pgp and DIR/MANIFEST.json.
+    Pull {
+        /// Base URL of the staff API, e.g. http://127.0.0.1:8081.
+        #[arg(long)]
+        url: String,
+        /// File holding the staff token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The bundle folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fetch every stored record, not only new ones.
+        #[arg(long)]
+        all: bool,
+        /// Acknowledge each record (deleting it on the server) once its copy
+        /// is verified against the manifest.
+        #[arg(long)]
+        ack_after_verify: bool,
+    },
+    /// (Shell on the server, `serve` stopped) Copy records from the store
+    /// into a bundle folder, like `pull`.
+    Export {
+        /// The bundle folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Export every stored record, not only new ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge the records of a bundle whose files match its manifest:
+    /// over the staff API (--url, --token-file) or in the store (--config).
+    Ack {
+        /// Base URL of the staff API.
+        #[arg(long, requires = "token_file")]
+        url: Option<String>,
+        /// File holding the staff token.
+        #[arg(long, requires = "url")]
+        token_file: Option<PathBuf>,
+        /// The bundle folder.
+        bundle: PathBuf,
+    },
+    /// (Offline machine) Decrypt records: bundle folders or .pgp files.
+    Decrypt {
+        /// A secret key file (`gpg --export-secret-keys --armor`); repeat for more.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// File with the passphrase of protected keys (else you are asked).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Output folder (one folder per record).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write one CSV per form (a row per record, a column per field).
+        #[arg(long)]
+        csv: bool,
+        /// Bundle folders or .pgp files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Apply the [retention] settings now (`serve` does it daily).
+    Purge,
+    /// (Offline machine) Make a staff key: a GnuPG-compatible v4 cert
+    /// (ed25519 + cv25519, two years), the secret key passphrase-protected.
+    Keygen {
+        /// User ID, e.g. "Jane Doe <jane@example.org>".
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key and the public certificate.
+        #[arg(long)]
+        out: PathBuf,
+        /// File with the passphrase (else you are asked twice).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
 }
 
 /// Parses `std::env::args` and runs the command.
@@ -59,6 +144,42 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => serve::run(&cli.config, listen),
         Command::Check => check::run(&cli.config),
         Command::Demo { dir, listen, fresh } => demo::run(&dir, listen, fresh),
+        Command::Token { out } => token::run(out.as_deref()),
+        Command::Pull {
+            url,
+            token_file,
+            out,
+            all,
+            ack_after_verify,
+        } => transfer::pull(&url, &token_file, &out, all, ack_after_verify),
+        Command::Export { out, all } => transfer::export(&cli.config, &out, all),
+        Command::Ack {
+            url,
+            token_file,
+            bundle,
+        } => {
+            let remote = url.as_deref().zip(token_file.as_deref());
+            transfer::ack(&bundle, remote, &cli.config)
+        }
+        Command::Decrypt {
+            keys,
+            passphrase_file,
+            out,
+            csv,
+            inputs,
+        } => decrypt::run(&decrypt::Options {
+            keys: &keys,
+            passphrase_file: passphrase_file.as_deref(),
+            out: &out,
+            inputs: &inputs,
+            csv,
+        }),
+        Command::Purge => purge::run(&cli.config),
+        Command::Keygen {
+            name,
+            out,
+            passphrase_file,
+        } => keygen::run(&name, &out, passphrase_file.as_deref()),
     }
 }
 

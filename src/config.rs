@@ -42,6 +42,12 @@ pub struct Config {
     /// Form tokens, origin checks and process hardening (`[abuse]`).
     #[serde(default)]
     pub abuse: AbuseConfig,
+    /// The token-authenticated staff API.
+    #[serde(default)]
+    pub staff: StaffConfig,
+    /// How long records are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Where the file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -89,6 +95,50 @@ pub struct ServerConfig {
     /// gets 503. They do not take the sealing slots of small submissions.
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
+}
+
+/// The `[staff]` table: the API staff use to fetch and acknowledge records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Serve the staff API at all (default true; with no token every request
+    /// is refused anyway).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Serve the staff API on this address only (e.g. loopback, a VPN
+    /// address, or the port an authenticated onion service points to)
+    /// instead of next to the public forms.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Accepted tokens, as `sha256:<64 hex>` lines printed by
+    /// `sealform token`; the tokens themselves are never stored here.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+impl Default for StaffConfig {
+    fn default() -> Self {
+        StaffConfig {
+            enabled: true,
+            listen: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// The `[retention]` table. Nothing is deleted unless asked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Delete the index entries of acknowledged records this many days after
+    /// they were acknowledged (their files are already gone).
+    #[serde(default)]
+    pub acked_days: Option<u32>,
+    /// Delete records never acknowledged this many days after they arrived.
+    /// Off by default: an unread tip is never deleted unless the operator
+    /// asks.
+    #[serde(default)]
+    pub unacked_days: Option<u32>,
 }
 
 /// One `[[forms]]` entry.
@@ -374,6 +424,14 @@ impl Config {
         }
         abuse::validate(&self.limits, &self.abuse)
             .map_err(|(key, problem)| invalid(key.into(), problem))?;
+        for (i, t) in self.staff.tokens.iter().enumerate() {
+            if crate::token::TokenHash::parse(t).is_none() {
+                return Err(invalid(
+                    format!("staff.tokens[{i}]"),
+                    "must be \"sha256:<64 hex digits>\" as printed by `sealform token`".into(),
+                ));
+            }
+        }
         if self.forms.is_empty() {
             return Err(invalid(
                 "forms".into(),

@@ -14,6 +14,7 @@ mod error;
 pub mod limits;
 mod pages;
 mod security_headers;
+pub mod staff;
 pub mod tokens;
 mod upload;
 
@@ -68,8 +69,9 @@ impl AppState {
         }
     }
 
-    /// The intake pipeline, shared with a blocking sealer thread.
-    fn intake_arc(&self) -> Arc<Intake> {
+    /// A shared handle on the intake pipeline (for a blocking sealer thread
+    /// or the staff API).
+    pub fn intake_arc(&self) -> Arc<Intake> {
         Arc::clone(&self.inner.intake)
     }
 
@@ -147,6 +149,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::limit_submissions,
         ))
+        .merge(staff_routes_here(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -186,6 +189,16 @@ pub fn router(state: AppState) -> Router {
         security_headers::add,
     ))
     .with_state(state)
+}
+
+/// The staff API, when it is enabled and not on its own listen address.
+fn staff_routes_here(state: &AppState) -> Router<AppState> {
+    let staff = &state.intake().config.staff;
+    if staff.enabled && staff.listen.is_none() {
+        staff::routes(staff::StaffState::new(state.intake_arc()))
+    } else {
+        Router::new()
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -21,6 +21,7 @@
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
 //! Uploads with files take the same path as a stream, through [`upload`].
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod envelope;
@@ -29,7 +30,9 @@ pub mod http;
 pub mod i18n;
 pub mod intake;
 pub mod keys;
+pub mod record;
 pub mod seal;
 pub mod store;
 pub mod submission;
+pub mod token;
 pub mod upload;

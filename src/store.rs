@@ -97,6 +97,9 @@ pub struct IndexEntry {
     /// Primary fingerprints of the certificates it is encrypted to (key IDs
     /// for keys not in the keyring; empty for hidden recipients).
     pub recipients: Vec<String>,
+    /// Day the record was acknowledged, `YYYY-MM-DD` (UTC), for retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_day: Option<String>,
 }
 
 /// Why a storage operation failed.
@@ -180,7 +183,10 @@ pub struct Recovery {
 pub struct Store {
     spool: PathBuf,
     tmp: PathBuf,
+    index: PathBuf,
     db: sled::Db,
+    /// Serializes read-modify-write of index entries (state changes, purge).
+    changes: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -202,7 +208,13 @@ impl Store {
             .path(&index)
             .cache_capacity(cache_bytes)
             .open()?;
-        let store = Store { spool, tmp, db };
+        let store = Store {
+            spool,
+            tmp,
+            index,
+            db,
+            changes: std::sync::Mutex::new(()),
+        };
         let recovery = store.recover(recipients_of)?;
         Ok((store, recovery))
     }
@@ -230,6 +242,7 @@ impl Store {
                         size: meta.len(),
                         state: RecordState::New,
                         recipients: recipients_of(&path),
+                        acked_day: None,
                     };
                     self.put(&receipt, &entry)?;
                     recovery.reindexed += 1;
@@ -315,6 +328,7 @@ impl Store {
             size,
             state: RecordState::New,
             recipients,
+            acked_day: None,
         };
         self.put(&pending.receipt, &entry)?;
         self.db.flush()?;
@@ -352,11 +366,132 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a record as copied into an export bundle (only a `new` record
+    /// changes). `None` if the receipt is unknown.
+    pub fn mark_exported(&self, receipt: &Receipt) -> Result<Option<IndexEntry>, StoreError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut entry) = self.get(receipt)? else {
+            return Ok(None);
+        };
+        if entry.state == RecordState::New {
+            entry.state = RecordState::Exported;
+            self.put(receipt, &entry)?;
+            self.db.flush()?;
+        }
+        Ok(Some(entry))
+    }
+
+    /// Acknowledges a record: records the state and the day (nothing finer),
+    /// makes the index durable, and only then deletes the spool file and
+    /// syncs the spool directory. A crash in between is finished by
+    /// [`Store::open`]. `None` if the receipt is unknown; acknowledging twice
+    /// is harmless.
+    pub fn ack(
+        &self,
+        receipt: &Receipt,
+        now: SystemTime,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut entry) = self.get(receipt)? else {
+            return Ok(None);
+        };
+        if entry.state != RecordState::Acked {
+            entry.state = RecordState::Acked;
+            entry.acked_day = Some(day_string(now));
+            self.put(receipt, &entry)?;
+            self.sync_index()?;
+        }
+        self.remove_spool_file(receipt)?;
+        Ok(Some(entry))
+    }
+
+    /// Applies retention at `now`: deletes the index entries of records
+    /// acknowledged at least `acked_days` ago and, only when
+    /// `unacked_days` is set, the files and entries of records that arrived
+    /// at least that many days ago and were never acknowledged. Nothing else
+    /// keeps a deleted record.
+    pub fn purge(
+        &self,
+        acked_days: Option<u32>,
+        unacked_days: Option<u32>,
+        now: SystemTime,
+    ) -> Result<Purged, StoreError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let today = day_string(now);
+        let mut purged = Purged::default();
+        for (receipt, entry) in self.list()? {
+            let due = |day: &str, keep: Option<u32>| {
+                keep.is_some_and(|k| {
+                    days_between(day, &today).is_some_and(|age| age >= i64::from(k))
+                })
+            };
+            let delete = match entry.state {
+                RecordState::Acked => {
+                    due(entry.acked_day.as_deref().unwrap_or(&entry.day), acked_days)
+                }
+                RecordState::New | RecordState::Exported => due(&entry.day, unacked_days),
+            };
+            if !delete {
+                continue;
+            }
+            // Index first: a crash before the unlink leaves a file that is
+            // indexed again at start (and purged again), never an entry
+            // pointing at nothing.
+            self.db.remove(receipt.key())?;
+            self.sync_index()?;
+            self.remove_spool_file(&receipt)?;
+            match entry.state {
+                RecordState::Acked => purged.acked += 1,
+                _ => purged.unacked += 1,
+            }
+        }
+        Ok(purged)
+    }
+
+    fn remove_spool_file(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let path = self.path_of(receipt);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.spool),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing record", &path)(e)),
+        }
+    }
+
+    /// Flushes sled, then fsyncs its data file: sled's own flush does not
+    /// reach the disk cache, and an unlink must never overtake the index
+    /// update that explains it.
+    fn sync_index(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        let db_file = self.index.join("db");
+        match File::open(&db_file) {
+            Ok(f) => f.sync_all().map_err(io_err("syncing", &db_file))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("opening", &db_file)(e)),
+        }
+        sync_dir(&self.index)
+    }
+
     /// Flushes the index (at shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// What [`Store::purge`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Acknowledged records whose index entry was deleted.
+    pub acked: usize,
+    /// Never-acknowledged records deleted (file and entry).
+    pub unacked: usize,
+}
+
+/// Whole days from `from` to `to` (both `YYYY-MM-DD`); `None` if either
+/// does not parse.
+fn days_between(from: &str, to: &str) -> Option<i64> {
+    let parse = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    Some((parse(to)? - parse(from)?).num_days())
 }
 
 /// A record being written in `spool/tmp/`. Dropping it without
@@ -521,5 +656,66 @@ mod tests {
         let entry = store.get(&r).expect("get").expect("indexed");
         assert_eq!((entry.size, entry.state), (6, RecordState::New));
         assert_eq!(entry.recipients, vec!["K".to_string()]);
+    }
+
+    fn committed(store: &Store, now: SystemTime) -> Receipt {
+        let mut p = store.create().expect("create");
+        p.write_all(b"ciphertext").expect("write");
+        store.commit(p, vec![], now).expect("commit").0
+    }
+
+    #[test]
+    fn acknowledging_records_the_day_durably_and_deletes_the_spool_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_123);
+        let r = committed(&store, now);
+        let e = store.mark_exported(&r).expect("export").expect("known");
+        assert_eq!(e.state, RecordState::Exported);
+        let e = store.ack(&r, now).expect("ack").expect("known");
+        assert_eq!(
+            (e.state, e.acked_day.as_deref()),
+            (RecordState::Acked, Some("2027-01-15"))
+        );
+        assert!(!store.path_of(&r).exists());
+        // Exporting an acknowledged record does not bring it back.
+        let e = store.mark_exported(&r).expect("export").expect("known");
+        assert_eq!(e.state, RecordState::Acked);
+        assert!(store.ack(&Receipt::random(), now).expect("ack").is_none());
+        drop(store);
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+        assert_eq!(
+            store.get(&r).expect("get").expect("kept").state,
+            RecordState::Acked
+        );
+    }
+
+    #[test]
+    fn purge_deletes_acknowledged_records_after_acked_days_and_unread_ones_only_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let day = 86_400;
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let acked = committed(&store, t0);
+        let unread = committed(&store, t0);
+        let exported = committed(&store, t0);
+        store.ack(&acked, t0).expect("ack");
+        store.mark_exported(&exported).expect("export");
+        let later = t0 + Duration::from_secs(400 * day);
+        // Without unacked_days, unread records survive any purge.
+        let p = store.purge(Some(10), None, t0).expect("purge");
+        assert_eq!(p, Purged::default());
+        let p = store.purge(Some(0), None, later).expect("purge");
+        assert_eq!((p.acked, p.unacked), (1, 0));
+        assert!(store.get(&acked).expect("get").is_none());
+        assert!(store.get(&unread).expect("get").is_some() && store.path_of(&unread).exists());
+        assert!(store.get(&exported).expect("get").is_some());
+        // With unacked_days set, old unread records go, file and entry.
+        let p = store.purge(Some(0), Some(500), later).expect("purge");
+        assert_eq!(p, Purged::default());
+        let p = store.purge(Some(0), Some(30), later).expect("purge");
+        assert_eq!((p.acked, p.unacked), (0, 2));
+        assert!(store.list().expect("list").is_empty());
+        assert!(!store.path_of(&unread).exists() && !store.path_of(&exported).exists());
     }
 }

@@ -1,4 +1,5 @@
-//! Making a GnuPG-compatible recipient key (used by `sealform demo`).
+//! Making a GnuPG-compatible recipient key: `sealform keygen` on the
+//! offline machine, and `sealform demo`.
 //!
 //! This is one of the two places a secret key exists in sealform (the other
 //! is offline decryption). The secret is returned to the caller to write to
@@ -37,4 +38,95 @@ pub fn generate(
         .set_password(password)
         .generate()?;
     Ok(cert)
+}
+
+/// How long a key made by `sealform keygen` is valid: two years, so a lost
+/// key stops being used by itself.
+pub const KEYGEN_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 60 * 60);
+
+/// `sealform keygen`: makes a staff key on the offline machine. Writes
+/// `DIR/<fingerprint>-secret.asc` (passphrase-protected, mode 0600) and
+/// `DIR/<fingerprint>-public.asc` (for the server's keys_dir), and prints
+/// the fingerprint.
+pub fn run(
+    name: &str,
+    out: &std::path::Path,
+    passphrase_file: Option<&std::path::Path>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::{Context as _, bail};
+    use openpgp::serialize::SerializeInto;
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use zeroize::Zeroizing;
+
+    if name.trim().is_empty() {
+        bail!("--name must not be empty (e.g. \"Jane Doe <jane@example.org>\")");
+    }
+    let passphrase = match passphrase_file {
+        Some(p) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("while reading {}", p.display()))?,
+            );
+            Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        None => {
+            let a = Zeroizing::new(
+                rpassword::prompt_password("Passphrase for the new secret key: ")
+                    .context("while reading the passphrase (or give --passphrase-file)")?,
+            );
+            let b = Zeroizing::new(
+                rpassword::prompt_password("Repeat the passphrase: ")
+                    .context("while reading the passphrase")?,
+            );
+            if a != b {
+                bail!("the passphrases differ");
+            }
+            a
+        }
+    };
+    if passphrase.chars().count() < 8 {
+        bail!("the passphrase must have at least 8 characters");
+    }
+    let cert = generate(
+        name,
+        Some(KEYGEN_VALIDITY),
+        Some(Password::from(passphrase.as_str())),
+    )?;
+    drop(passphrase);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out)
+        .with_context(|| format!("while creating {}", out.display()))?;
+    let fpr = cert.fingerprint().to_hex();
+    let secret_path = out.join(format!("{fpr}-secret.asc"));
+    let public_path = out.join(format!("{fpr}-public.asc"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret_path)
+        .with_context(|| format!("while creating {}", secret_path.display()))?;
+    f.write_all(&cert.as_tsk().armored().to_vec()?)?;
+    f.sync_all()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&public_path)
+        .with_context(|| format!("while creating {}", public_path.display()))?;
+    f.write_all(&cert.armored().to_vec()?)?;
+    f.sync_all()?;
+    println!("fingerprint: {fpr}");
+    println!(
+        "secret key (stays on this machine, passphrase-protected): {}",
+        secret_path.display()
+    );
+    println!(
+        "public certificate (copy into the server's keys_dir): {}",
+        public_path.display()
+    );
+    println!("valid for two years; make a new one before it expires");
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -37,11 +37,60 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let local = listener.local_addr()?;
+        // This line first: scripts (and the tests) read the address from it.
         tracing::info!("listening on http://{local}/");
-        http::serve(AppState::new(intake), listener, shutdown).await?;
+        let state = AppState::new(intake);
+        let staff = &state.intake().config.staff;
+        if let (true, Some(staff_addr)) = (staff.enabled, staff.listen) {
+            let staff_listener = tokio::net::TcpListener::bind(staff_addr)
+                .await
+                .with_context(|| format!("while binding the staff API to {staff_addr}"))?;
+            let staff_local = staff_listener.local_addr()?;
+            tracing::info!("staff API on http://{staff_local}/");
+            let app = http::staff::router(http::staff::StaffState::new(state.intake_arc()));
+            let staff_shutdown = http::shutdown_signal();
+            tokio::spawn(async move {
+                let served = axum::serve(staff_listener, app)
+                    .with_graceful_shutdown(staff_shutdown)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the staff API listener failed");
+                }
+            });
+        }
+        spawn_daily_retention(&state);
+        http::serve(state, listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Applies `[retention]` at start and then every 24 hours, when configured.
+fn spawn_daily_retention(state: &AppState) {
+    let retention = state.intake().config.retention.clone();
+    if retention.acked_days.is_none() && retention.unacked_days.is_none() {
+        return;
+    }
+    let intake = state.intake_arc();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+        loop {
+            every.tick().await;
+            let intake = std::sync::Arc::clone(&intake);
+            let (acked, unacked) = (retention.acked_days, retention.unacked_days);
+            let done = tokio::task::spawn_blocking(move || {
+                intake.store.purge(acked, unacked, SystemTime::now())
+            })
+            .await;
+            match done {
+                Ok(Ok(p)) => {
+                    tracing::info!(acked = p.acked, unacked = p.unacked, "retention applied")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "applying retention failed"),
+                Err(e) => tracing::error!(error = %e, "applying retention failed"),
+            }
+        }
+    });
 }
 
 /// One error listing every problem, each on its own line.

@@ -18,4 +18,5 @@ mod pages;
 mod routes;
 mod sealing;
 mod smoke;
+mod staff;
 mod upload;

@@ -1,0 +1,439 @@
+//! `sealform decrypt`: the offline machine's command. Sealed records (bundle
+//! folders or `.pgp` files) in, one folder of plaintext per record out.
+//!
+//! ```text
+//! DIR/<receipt>/message.txt          the human-readable part
+//! DIR/<receipt>/fields.json          the machine-readable part
+//! DIR/<receipt>/message.eml          the whole decrypted MIME message
+//! DIR/<receipt>/attachments/<name>   attachment parts, under safe names
+//! DIR/<form>.csv                     with --csv: one row per record
+//! ```
+//!
+//! It never opens a network connection (nothing on this path links one).
+//! Every file is checked against its bundle's manifest first; a record that
+//! does not match, or that no key decrypts, is reported and skipped. Every
+//! name that comes from inside a record goes through
+//! [`crate::record::safe_file_name`]. Each record is written into a hidden
+//! temporary folder and renamed into place when complete, so an interrupted
+//! run leaves no folder that looks finished.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use sequoia_openpgp::crypto::Password;
+use zeroize::Zeroizing;
+
+use crate::bundle::{Manifest, read_manifest, sha256_file};
+use crate::record::{Parsed, SecretKeys, parse, safe_file_name};
+use crate::store::Receipt;
+
+/// Show a progress bar from this many records on (on a terminal).
+const PROGRESS_FROM: usize = 10;
+
+/// What `decrypt` was asked to do.
+pub struct Options<'a> {
+    /// Secret key files.
+    pub keys: &'a [PathBuf],
+    /// File holding the passphrase of protected keys.
+    pub passphrase_file: Option<&'a Path>,
+    /// Output folder.
+    pub out: &'a Path,
+    /// Bundle folders or `.pgp` files.
+    pub inputs: &'a [PathBuf],
+    /// Also write one CSV per form.
+    pub csv: bool,
+}
+
+/// One record to open, with the manifest digest it must match.
+struct Job {
+    path: PathBuf,
+    expected_sha256: Option<String>,
+}
+
+/// One row of a form's CSV.
+struct Row {
+    receipt: String,
+    received_at: String,
+    fields: Vec<(String, String)>,
+}
+
+/// Runs `decrypt`.
+pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let passphrase = match opts.passphrase_file {
+        Some(p) => {
+            let text = Zeroizing::new(
+                fs::read_to_string(p).with_context(|| format!("while reading {}", p.display()))?,
+            );
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            Some(Password::from(line))
+        }
+        None => None,
+    };
+    let key_paths: Vec<&Path> = opts.keys.iter().map(PathBuf::as_path).collect();
+    if key_paths.is_empty() {
+        bail!(
+            "give at least one --key (a secret key exported with `gpg --export-secret-keys --armor`)"
+        );
+    }
+    let mut keys = SecretKeys::load(&key_paths, |fpr| match &passphrase {
+        Some(p) => Some(p.clone()),
+        None => rpassword::prompt_password(format!("Passphrase for key {fpr}: "))
+            .ok()
+            .map(|s| Password::from(Zeroizing::new(s).as_str())),
+    })?;
+    drop(passphrase);
+
+    let jobs = collect(opts.inputs)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(opts.out)
+        .with_context(|| format!("while creating {}", opts.out.display()))?;
+
+    let mut decrypted = 0usize;
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    let progress = jobs.len() >= PROGRESS_FROM && std::io::stderr().is_terminal();
+    for (i, job) in jobs.iter().enumerate() {
+        if progress {
+            draw_progress(i, jobs.len());
+        }
+        let shown = job.path.display().to_string();
+        match open_one(&mut keys, job, opts.out) {
+            Ok(Outcome::Written(dir, parsed)) => {
+                decrypted += 1;
+                if opts.csv {
+                    add_row(&mut rows, &dir, &parsed);
+                }
+            }
+            Ok(Outcome::AlreadyThere(dir)) => {
+                skipped.push((shown, format!("already decrypted in {}", dir.display())));
+                if opts.csv {
+                    if let Some(parsed) = reread(&dir) {
+                        add_row(&mut rows, &dir, &parsed);
+                    }
+                }
+            }
+            Err(why) => failed.push((shown, format!("{why:#}"))),
+        }
+    }
+    if progress {
+        draw_progress(jobs.len(), jobs.len());
+        eprintln!();
+    }
+    if opts.csv {
+        for (form, rows) in &rows {
+            write_csv(opts.out, form, rows)?;
+        }
+    }
+    println!(
+        "decrypted {decrypted}, skipped {}, failed {} (into {})",
+        skipped.len(),
+        failed.len(),
+        opts.out.display()
+    );
+    for (path, why) in &skipped {
+        println!("  skipped {path}: {why}");
+    }
+    for (path, why) in &failed {
+        println!("  FAILED  {path}: {why}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The records named by the inputs, with their manifest digests.
+fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    let manifest_sha = |m: &Option<Manifest>, path: &Path| -> Option<String> {
+        let stem = path.file_stem()?.to_str()?;
+        m.as_ref()?
+            .records
+            .iter()
+            .find(|e| e.receipt == stem)
+            .map(|e| e.sha256.clone())
+    };
+    for input in inputs {
+        if input.is_dir() {
+            let manifest = read_manifest(input)?;
+            let mut files: Vec<PathBuf> = fs::read_dir(input)
+                .with_context(|| format!("while listing {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "pgp")
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| !n.starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            for path in files {
+                let expected_sha256 = manifest_sha(&manifest, &path);
+                jobs.push(Job {
+                    path,
+                    expected_sha256,
+                });
+            }
+        } else if input.is_file() {
+            let manifest = match input.parent() {
+                Some(dir) => read_manifest(dir).unwrap_or(None),
+                None => None,
+            };
+            jobs.push(Job {
+                expected_sha256: manifest_sha(&manifest, input),
+                path: input.clone(),
+            });
+        } else {
+            bail!("{} is neither a folder nor a file", input.display());
+        }
+    }
+    Ok(jobs)
+}
+
+enum Outcome {
+    Written(PathBuf, Parsed),
+    AlreadyThere(PathBuf),
+}
+
+fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outcome> {
+    if let Some(expected) = &job.expected_sha256 {
+        let found = sha256_file(&job.path)?;
+        if &found != expected {
+            bail!(
+                "refused: its sha256 does not match MANIFEST.json (expected {expected}, found {found}); \
+                 the file was altered or damaged in transit; fetch it again"
+            );
+        }
+    }
+    let file_receipt = job
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(Receipt::parse);
+    if let Some(r) = file_receipt {
+        let dir = out.join(r.to_string());
+        if dir.exists() {
+            return Ok(Outcome::AlreadyThere(dir));
+        }
+    }
+    let plain = keys.decrypt(&job.path)?;
+    let parsed = parse(&plain);
+    // The file name is ours (from the bundle); the header comes from inside
+    // the ciphertext and is only used, after checking, when there is none.
+    let name = match file_receipt {
+        Some(r) => r.to_string(),
+        None => match parsed.receipt.as_deref().and_then(Receipt::parse) {
+            Some(r) => r.to_string(),
+            None => {
+                let stem = job
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                safe_file_name(&stem, "record")
+            }
+        },
+    };
+    let dir = out.join(&name);
+    if dir.exists() {
+        return Ok(Outcome::AlreadyThere(dir));
+    }
+    let tmp = out.join(format!(
+        ".{name}.partial-{}",
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
+    write_record(&tmp, &plain, &parsed).inspect_err(|_| {
+        let _ = fs::remove_dir_all(&tmp);
+    })?;
+    fs::rename(&tmp, &dir).with_context(|| format!("while moving {} into place", dir.display()))?;
+    Ok(Outcome::Written(dir, parsed))
+}
+
+fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow::Result<()> {
+    let mkdir = |p: &Path| {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(p)
+            .with_context(|| format!("while creating {}", p.display()))
+    };
+    mkdir(dir)?;
+    write_new(&dir.join("message.eml"), plain)?;
+    if let Some(text) = &parsed.text {
+        write_new(&dir.join("message.txt"), text)?;
+    }
+    if let Some(json) = &parsed.json {
+        let mut pretty = Zeroizing::new(serde_json::to_vec_pretty(json)?);
+        pretty.push(b'\n');
+        write_new(&dir.join("fields.json"), &pretty)?;
+    }
+    if !parsed.attachments.is_empty() {
+        let adir = dir.join("attachments");
+        mkdir(&adir)?;
+        let mut used = std::collections::HashSet::new();
+        for (i, (raw, bytes)) in parsed.attachments.iter().enumerate() {
+            let base = safe_file_name(raw, &format!("attachment-{}", i + 1));
+            let mut name = base.clone();
+            let mut n = 2;
+            while !used.insert(name.to_ascii_lowercase()) {
+                name = format!("{n}-{base}");
+                n += 1;
+            }
+            write_new(&adir.join(&name), bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates a new file (never follows or replaces an existing one).
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("while creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("while writing {}", path.display()))
+}
+
+/// A record decrypted by an earlier run, for the CSV.
+fn reread(dir: &Path) -> Option<Parsed> {
+    let json = serde_json::from_slice(&fs::read(dir.join("fields.json")).ok()?).ok()?;
+    Some(Parsed {
+        json: Some(json),
+        ..Parsed::default()
+    })
+}
+
+fn add_row(rows: &mut BTreeMap<String, Vec<Row>>, dir: &Path, parsed: &Parsed) {
+    let Some(json) = &parsed.json else { return };
+    let form = json["form"]
+        .as_str()
+        .or(parsed.form.as_deref())
+        .unwrap_or("unknown-form");
+    let form = safe_file_name(form, "unknown-form");
+    let receipt = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let received_at = json["received_at"].as_str().unwrap_or("").to_owned();
+    let fields = json["fields"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.entry(form).or_default().push(Row {
+        receipt,
+        received_at,
+        fields,
+    });
+}
+
+/// Writes `DIR/<form>.csv` (RFC 4180, CRLF), replacing an older one
+/// atomically. Columns: receipt, received_at, then every field name in the
+/// order first seen.
+fn write_csv(out: &Path, form: &str, rows: &[Row]) -> anyhow::Result<()> {
+    let mut columns: Vec<&str> = Vec::new();
+    for row in rows {
+        for (k, _) in &row.fields {
+            if !columns.contains(&k.as_str()) {
+                columns.push(k);
+            }
+        }
+    }
+    let mut text = Zeroizing::new(String::new());
+    let mut header = vec![csv_cell("receipt"), csv_cell("received_at")];
+    header.extend(columns.iter().map(|c| csv_cell(c)));
+    text.push_str(&header.join(","));
+    text.push_str("\r\n");
+    for row in rows {
+        let mut cells = vec![csv_cell(&row.receipt), csv_cell(&row.received_at)];
+        for c in &columns {
+            let v = row
+                .fields
+                .iter()
+                .find(|(k, _)| k == c)
+                .map_or("", |(_, v)| v.as_str());
+            cells.push(csv_cell(v));
+        }
+        text.push_str(&cells.join(","));
+        text.push_str("\r\n");
+    }
+    let path = out.join(format!("{form}.csv"));
+    let tmp = out.join(format!(".{form}.csv.tmp"));
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, text.as_bytes())?;
+    fs::rename(&tmp, &path).with_context(|| format!("while writing {}", path.display()))?;
+    Ok(())
+}
+
+/// One CSV cell: quoted when needed; a leading `=`, `+`, `-`, `@`, tab or
+/// CR gets a `'` so a spreadsheet shows the text instead of running it as a
+/// formula (the value comes from an anonymous submitter).
+fn csv_cell(v: &str) -> String {
+    let guarded = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn draw_progress(done: usize, total: usize) {
+    const WIDTH: usize = 30;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    eprint!(
+        "\r[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_are_defused() {
+        let cases = [
+            ("plain", "plain"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("@SUM(A1)", "'@SUM(A1)"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(csv_cell(v), want, "{v:?}");
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `sealform purge`: apply the `[retention]` settings now (`serve` does the
+//! same once a day). Deletion unlinks the file and removes the index entry;
+//! nothing else keeps the record.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Runs `purge` with the config at `config_path`.
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let (store, _) = Store::open(
+        &config.server.data_dir,
+        config.server.index_cache_bytes,
+        |_| Vec::new(),
+    )
+    .context(
+        "while opening the store (is `sealform serve` running? It applies retention daily \
+         itself; stop it to purge by hand)",
+    )?;
+    let r = &config.retention;
+    if r.acked_days.is_none() && r.unacked_days.is_none() {
+        println!(
+            "retention is not configured ([retention] acked_days / unacked_days): nothing to do"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let purged = store.purge(r.acked_days, r.unacked_days, SystemTime::now())?;
+    println!(
+        "purged {} acknowledged and {} unacknowledged record(s)",
+        purged.acked, purged.unacked
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,40 @@
+//! `sealform token`: mint a staff API token and print the line its hash
+//! takes in the config. The token is shown once (or written to a 0600 file)
+//! and stored nowhere by sealform.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::token::{TokenHash, mint};
+
+/// Mints a token; writes it to `out` (new file, mode 0600) or prints it.
+pub fn run(out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let token = mint();
+    let hash = TokenHash::of(&token);
+    match out {
+        Some(path) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("while creating {}", path.display()))?;
+            writeln!(f, "{}", token.as_str())?;
+            println!(
+                "token written to {} (give it to staff: `sealform pull --token-file`)",
+                path.display()
+            );
+        }
+        None => {
+            println!("token (shown once; give it to staff, keep it in a file for --token-file):");
+            println!("  {}", token.as_str());
+        }
+    }
+    println!("add this line to the [staff] tokens list in config.toml, then restart the server:");
+    println!("  tokens = [\"{hash}\"]");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,356 @@
+//! `sealform pull`, `sealform export` and `sealform ack`: moving ciphertext
+//! from the server into a bundle, and acknowledging what arrived intact.
+//!
+//! `pull` talks to the staff API over HTTP (from an online machine);
+//! `export` opens the store directly (a shell on the server, with `serve`
+//! stopped: the sled index admits one process). Both write the same bundle
+//! (see [`crate::bundle`]) and mark each record exported only once its file
+//! is durably in place. Nothing here decrypts, and acknowledging a record
+//! (which deletes it on the server) happens only after its bundle copy has
+//! been checked against the manifest.
+//!
+//! The HTTP client is reqwest's blocking client without TLS (the crate was
+//! already in the build for the tests, so it adds no new dependency tree):
+//! the staff API is meant to be reached over loopback, an SSH tunnel, a VPN
+//! or an authenticated onion service, never over the open internet.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::bundle::Bundle;
+use crate::config::Config;
+use crate::store::{Receipt, RecordState, Store};
+
+/// One record as a source lists it.
+#[derive(Debug, Deserialize)]
+struct Listed {
+    receipt: String,
+    #[serde(default)]
+    size: u64,
+    day: String,
+    state: RecordState,
+    #[serde(default)]
+    recipients: Vec<String>,
+}
+
+/// Where records come from: the staff API or the store itself.
+enum Source {
+    Remote {
+        client: reqwest::blocking::Client,
+        base: String,
+        token: Zeroizing<String>,
+    },
+    Local(Store),
+}
+
+impl Source {
+    fn remote(url: &str, token_file: &Path) -> anyhow::Result<Source> {
+        let token = Zeroizing::new(
+            std::fs::read_to_string(token_file)
+                .with_context(|| format!("while reading {}", token_file.display()))?,
+        );
+        let token = Zeroizing::new(token.trim().to_owned());
+        if token.is_empty() {
+            bail!(
+                "{} is empty; put the staff token in it",
+                token_file.display()
+            );
+        }
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("while setting up the HTTP client")?;
+        Ok(Source::Remote {
+            client,
+            base: url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    fn local(config_path: &Path) -> anyhow::Result<Source> {
+        let config = Config::load(config_path)?;
+        let (store, _) = Store::open(
+            &config.server.data_dir,
+            config.server.index_cache_bytes,
+            |path| {
+                crate::seal::record_recipients(path)
+                    .map(|hs| {
+                        hs.into_iter()
+                            .flatten()
+                            .map(|h| sequoia_openpgp::KeyID::from(&h).to_hex())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            },
+        )
+        .context(
+            "while opening the store (is `sealform serve` running? The index admits one \
+             process: stop the server, or use `sealform pull` against its staff API)",
+        )?;
+        Ok(Source::Local(store))
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        let Source::Remote {
+            client,
+            base,
+            token,
+        } = self
+        else {
+            bail!("not a remote source");
+        };
+        let res = client
+            .request(method, format!("{base}/api/v1/staff/{path}"))
+            .bearer_auth(token.as_str())
+            .send()
+            .context("while contacting the staff API")?;
+        match res.status().as_u16() {
+            200..=299 => Ok(res),
+            401 => bail!(
+                "the server refused the token (401): check --token-file and the server's staff.tokens"
+            ),
+            404 if path == "submissions" || path.starts_with("submissions?") => {
+                bail!(
+                    "there is no staff API at this URL (404): is it disabled, or served on its own address (staff.listen)?"
+                )
+            }
+            429 => bail!("too many failed token attempts (429): wait a minute and try again"),
+            s => bail!("the staff API answered {s}"),
+        }
+    }
+
+    fn list(&self, all: bool) -> anyhow::Result<Vec<Listed>> {
+        match self {
+            Source::Remote { .. } => {
+                #[derive(Deserialize)]
+                struct Listing {
+                    submissions: Vec<Listed>,
+                }
+                let state = if all { "all" } else { "new" };
+                let listing: Listing = self
+                    .request(reqwest::Method::GET, &format!("submissions?state={state}"))?
+                    .json()
+                    .context("while reading the listing")?;
+                Ok(listing.submissions)
+            }
+            Source::Local(store) => Ok(store
+                .list()?
+                .into_iter()
+                .filter(|(_, e)| all || e.state == RecordState::New)
+                .map(|(r, e)| Listed {
+                    receipt: r.to_string(),
+                    size: e.size,
+                    day: e.day,
+                    state: e.state,
+                    recipients: e.recipients,
+                })
+                .collect()),
+        }
+    }
+
+    /// The record's bytes and, from the server, their SHA-256.
+    fn fetch(&self, receipt: &Receipt) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+        match self {
+            Source::Remote { .. } => {
+                let res = self.request(reqwest::Method::GET, &format!("submissions/{receipt}"))?;
+                let sha = res
+                    .headers()
+                    .get("x-sealform-sha256")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let bytes = res.bytes().context("while downloading a record")?;
+                Ok((bytes.to_vec(), sha))
+            }
+            Source::Local(store) => {
+                let path = store.path_of(receipt);
+                let bytes = std::fs::read(&path).context("while reading a spool file")?;
+                Ok((bytes, None))
+            }
+        }
+    }
+
+    fn mark_exported(&self, receipt: &Receipt) -> anyhow::Result<()> {
+        match self {
+            Source::Remote { .. } => {
+                self.request(
+                    reqwest::Method::POST,
+                    &format!("submissions/{receipt}/exported"),
+                )?;
+            }
+            Source::Local(store) => {
+                store.mark_exported(receipt)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ack(&self, receipt: &Receipt) -> anyhow::Result<()> {
+        match self {
+            Source::Remote { .. } => {
+                self.request(reqwest::Method::POST, &format!("submissions/{receipt}/ack"))?;
+            }
+            Source::Local(store) => {
+                if store.ack(receipt, SystemTime::now())?.is_none() {
+                    bail!("the store does not know this record (purged already?)");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sealform pull`: fetch new (or `all`) records over the staff API into
+/// the bundle at `out`; with `ack_after_verify`, acknowledge each one once
+/// its copy is verified.
+pub fn pull(
+    url: &str,
+    token_file: &Path,
+    out: &Path,
+    all: bool,
+    ack_after_verify: bool,
+) -> anyhow::Result<ExitCode> {
+    let source = Source::remote(url, token_file)?;
+    fetch_into(&source, out, all, ack_after_verify)
+}
+
+/// `sealform export`: the same as `pull`, reading the store directly.
+pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> {
+    let source = Source::local(config)?;
+    fetch_into(&source, out, all, false)
+}
+
+/// Records written between two manifest saves. The manifest is rewritten
+/// whole, so saving after every record would cost O(n²) for big bundles.
+const SAVE_EVERY: usize = 64;
+
+fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Result<ExitCode> {
+    let mut bundle = Bundle::open(out)?;
+    let listed = source.list(all)?;
+    let (mut fetched, mut present, mut acked, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    // Written but not yet in the saved manifest: marked exported (and
+    // acknowledged) only after the manifest that lists them is durable, so
+    // an interrupted run never leaves a record exported but unlisted.
+    let mut pending: Vec<Receipt> = Vec::new();
+    for item in listed.iter().filter(|l| l.state != RecordState::Acked) {
+        let Some(receipt) = Receipt::parse(&item.receipt) else {
+            eprintln!("skipping a listing entry that is not a receipt");
+            failed += 1;
+            continue;
+        };
+        if bundle.has_verified(&receipt) {
+            present += 1;
+        } else {
+            let (bytes, sha) = source.fetch(&receipt)?;
+            if bytes.len() as u64 != item.size && item.size != 0 {
+                eprintln!("{receipt}: size differs from the listing; not written");
+                failed += 1;
+                continue;
+            }
+            if let Err(e) = bundle.add(
+                &receipt,
+                &bytes,
+                sha.as_deref(),
+                &item.day,
+                &item.recipients,
+            ) {
+                eprintln!("{receipt}: {e}");
+                failed += 1;
+                continue;
+            }
+            fetched += 1;
+        }
+        pending.push(receipt);
+        if pending.len() >= SAVE_EVERY {
+            acked += settle(source, &bundle, &mut pending, ack)?;
+        }
+    }
+    acked += settle(source, &bundle, &mut pending, ack)?;
+    println!(
+        "{}: {fetched} fetched, {present} already in the bundle, {acked} acknowledged, {failed} failed",
+        out.display()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Saves the manifest, then marks `pending` exported on the source (and,
+/// with `ack`, acknowledges each one whose copy verifies). Returns how many
+/// were acknowledged.
+fn settle(
+    source: &Source,
+    bundle: &Bundle,
+    pending: &mut Vec<Receipt>,
+    ack: bool,
+) -> anyhow::Result<usize> {
+    bundle.save()?;
+    let mut acked = 0;
+    for receipt in pending.drain(..) {
+        source.mark_exported(&receipt)?;
+        if ack {
+            bundle
+                .verify(&receipt)
+                .with_context(|| format!("while verifying {receipt} before acknowledging it"))?;
+            source.ack(&receipt)?;
+            acked += 1;
+        }
+    }
+    Ok(acked)
+}
+
+/// `sealform ack`: acknowledge every record of the bundle at `dir` whose
+/// file matches the manifest, over the staff API (`url` + `token_file`) or
+/// directly in the store (`config`).
+pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::Result<ExitCode> {
+    let source = match remote {
+        Some((url, token_file)) => Source::remote(url, token_file)?,
+        None => Source::local(config)?,
+    };
+    if crate::bundle::read_manifest(dir)?.is_none() {
+        bail!(
+            "{} has no {}: nothing can be verified, nothing acknowledged",
+            dir.display(),
+            crate::bundle::MANIFEST
+        );
+    }
+    let bundle = Bundle::open(dir)?;
+    let (mut acked, mut refused) = (0usize, 0usize);
+    for entry in bundle.entries() {
+        let Some(receipt) = Receipt::parse(&entry.receipt) else {
+            eprintln!("skipping a manifest entry that is not a receipt");
+            refused += 1;
+            continue;
+        };
+        match bundle.verify(&receipt) {
+            Ok(()) => match source.ack(&receipt) {
+                Ok(()) => acked += 1,
+                // E.g. already purged on the server: say so, go on.
+                Err(e) => {
+                    eprintln!("{receipt}: not acknowledged: {e:#}");
+                    refused += 1;
+                }
+            },
+            Err(e) => {
+                eprintln!("not acknowledged: {e}");
+                refused += 1;
+            }
+        }
+    }
+    println!("{acked} acknowledged, {refused} refused");
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,315 @@
+//! The staff API: token-authenticated listing, download and
+//! acknowledgement of sealed records.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/staff/submissions?state=new\|exported\|all` | `{"submissions": [{receipt, size, day, state, recipients}]}` |
+//! | `GET /api/v1/staff/submissions/{receipt}` | the record, `application/pgp-encrypted`, with its SHA-256 in `x-sealform-sha256` |
+//! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle |
+//! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file |
+//!
+//! Every request carries `Authorization: Bearer <token>`; the token's hash
+//! is compared in constant time with the configured ones. A wrong or missing
+//! token is the same 401, with no hint which. Failed attempts are rate
+//! limited globally (peers behind an onion service or a proxy all share one
+//! address, so a per-address limit would mean nothing): once the failure
+//! budget is spent, every staff request is answered 429 until it refills,
+//! *before* any token is looked at, so guessing gains nothing. Tokens are
+//! 256 random bits; the limit is about noise, not entropy.
+//!
+//! Errors are JSON (`{"error": {"code", "message"}}`), and nothing here logs
+//! a receipt or a token. The API only ever hands out ciphertext.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::intake::Intake;
+use crate::store::{IndexEntry, Receipt, RecordState};
+use crate::token::TokenSet;
+
+/// Failed attempts allowed in a burst before 429.
+const FAILURE_BURST: u32 = 10;
+/// One more failed attempt is allowed every this long.
+const FAILURE_REFILL: Duration = Duration::from_secs(6);
+
+/// What the staff handlers share.
+#[derive(Clone)]
+pub struct StaffState {
+    intake: Arc<Intake>,
+    tokens: Arc<TokenSet>,
+    failures: Arc<DefaultDirectRateLimiter>,
+    blocked_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl StaffState {
+    /// State over `intake`, with the tokens its config lists.
+    pub fn new(intake: Arc<Intake>) -> StaffState {
+        let tokens = TokenSet::from_config(&intake.config.staff.tokens);
+        let quota = Quota::with_period(FAILURE_REFILL)
+            .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(FAILURE_BURST).unwrap_or(NonZeroU32::MIN));
+        StaffState {
+            intake,
+            tokens: Arc::new(tokens),
+            failures: Arc::new(RateLimiter::direct(quota)),
+            blocked_until: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), StaffError> {
+        let mut blocked = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
+        if blocked.is_some_and(|until| Instant::now() < until) {
+            return Err(StaffError::TooManyAttempts);
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
+        if !presented.is_empty() && self.tokens.accepts(presented) {
+            return Ok(());
+        }
+        match self.failures.check() {
+            Ok(()) => Err(StaffError::Unauthorized),
+            Err(not_until) => {
+                let clock = governor::clock::DefaultClock::default();
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                *blocked = Some(Instant::now() + wait);
+                tracing::warn!("staff API: too many failed token attempts, refusing for a while");
+                Err(StaffError::TooManyAttempts)
+            }
+        }
+    }
+}
+
+/// The staff routes over `state`, for merging into a router of any state.
+pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> {
+    Router::new()
+        .route("/api/v1/staff/submissions", get(list))
+        .route("/api/v1/staff/submissions/{receipt}", get(download))
+        .route(
+            "/api/v1/staff/submissions/{receipt}/exported",
+            post(mark_exported),
+        )
+        .route("/api/v1/staff/submissions/{receipt}/ack", post(ack))
+        .with_state(state)
+}
+
+/// A whole app holding only the staff API, for its own listen address.
+pub fn router(state: StaffState) -> Router {
+    routes(state)
+        .fallback(|| async { StaffError::NotFound })
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("(unmatched)", |m| m.as_str());
+                    tracing::info_span!("staff", method = %req.method(), route = %route)
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_failure(()),
+        )
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// Why a staff request failed. Rendered as a JSON error.
+#[derive(Debug, thiserror::Error)]
+pub enum StaffError {
+    /// Missing, malformed or unknown token (one answer for all three).
+    #[error("a valid staff token is required")]
+    Unauthorized,
+    /// Too many failed token attempts recently.
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts,
+    /// Unknown receipt, or a record that is no longer stored.
+    #[error("there is no such record")]
+    NotFound,
+    /// A query parameter is not one of the accepted values.
+    #[error("state must be new, exported or all")]
+    BadState,
+    /// Our own failure; the cause is logged once when answered.
+    #[error("the server failed; please try again later")]
+    Internal(String),
+}
+
+impl IntoResponse for StaffError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            StaffError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            StaffError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            StaffError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            StaffError::BadState => (StatusCode::BAD_REQUEST, "malformed"),
+            StaffError::Internal(cause) => {
+                tracing::error!(error = %cause, "staff request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let mut res = (
+            status,
+            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sealform-staff\""),
+            );
+        }
+        res
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> StaffError {
+    StaffError::Internal(e.to_string())
+}
+
+/// Runs blocking store work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StaffError> + Send + 'static,
+) -> Result<T, StaffError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+fn parse_receipt(s: &str) -> Result<Receipt, StaffError> {
+    Receipt::parse(s).ok_or(StaffError::NotFound)
+}
+
+fn entry_json(receipt: &Receipt, e: &IndexEntry) -> serde_json::Value {
+    json!({
+        "receipt": receipt.to_string(),
+        "size": e.size,
+        "day": e.day,
+        "state": e.state,
+        "recipients": e.recipients,
+    })
+}
+
+/// The `?state=` of the listing.
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, StaffError> {
+    st.authorize(&headers)?;
+    let query = query.map_err(|_| StaffError::BadState)?;
+    let wanted = match query.state.as_deref() {
+        None | Some("new") => Some(RecordState::New),
+        Some("exported") => Some(RecordState::Exported),
+        Some("all") => None,
+        Some(_) => return Err(StaffError::BadState),
+    };
+    let intake = Arc::clone(&st.intake);
+    let entries = blocking(move || intake.store.list().map_err(internal)).await?;
+    let mut items: Vec<_> = entries
+        .iter()
+        .filter(|(_, e)| wanted.is_none_or(|w| e.state == w))
+        .collect();
+    // Receipts are random, so this order says nothing about arrival.
+    items.sort_by_key(|(r, _)| *r);
+    let list: Vec<_> = items.iter().map(|(r, e)| entry_json(r, e)).collect();
+    Ok(Json(json!({ "submissions": list })))
+}
+
+async fn download(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+    Path(receipt): Path<String>,
+) -> Result<Response, StaffError> {
+    st.authorize(&headers)?;
+    let receipt = parse_receipt(&receipt)?;
+    let intake = Arc::clone(&st.intake);
+    let bytes = blocking(
+        move || match intake.store.get(&receipt).map_err(internal)? {
+            Some(e) if e.state != RecordState::Acked => {
+                match std::fs::read(intake.store.path_of(&receipt)) {
+                    Ok(b) => Ok(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StaffError::NotFound),
+                    Err(e) => Err(internal(e)),
+                }
+            }
+            _ => Err(StaffError::NotFound),
+        },
+    )
+    .await?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let mut res = bytes.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pgp-encrypted"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&sha) {
+        h.insert("x-sealform-sha256", v);
+    }
+    Ok(res)
+}
+
+async fn mark_exported(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+    Path(receipt): Path<String>,
+) -> Result<Json<serde_json::Value>, StaffError> {
+    st.authorize(&headers)?;
+    let receipt = parse_receipt(&receipt)?;
+    let intake = Arc::clone(&st.intake);
+    let entry = blocking(move || {
+        intake
+            .store
+            .mark_exported(&receipt)
+            .map_err(internal)?
+            .ok_or(StaffError::NotFound)
+    })
+    .await?;
+    Ok(Json(entry_json(&receipt, &entry)))
+}
+
+async fn ack(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+    Path(receipt): Path<String>,
+) -> Result<Json<serde_json::Value>, StaffError> {
+    st.authorize(&headers)?;
+    let receipt = parse_receipt(&receipt)?;
+    let intake = Arc::clone(&st.intake);
+    let entry = blocking(move || {
+        intake
+            .store
+            .ack(&receipt, SystemTime::now())
+            .map_err(internal)?
+            .ok_or(StaffError::NotFound)
+    })
+    .await?;
+    Ok(Json(entry_json(&receipt, &entry)))
+}

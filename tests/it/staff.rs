@@ -1,0 +1,989 @@
+//! The staff routine end to end: the token-authenticated staff API, `pull`
+//! and `export` bundles, offline `decrypt` (with gpg-made and
+//! `sealform keygen` keys), `ack`, retention and hostile record contents.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A fixture whose `[staff]` table accepts one fresh token; returns the
+/// fixture and the token (also written to `dir/token`).
+fn staff_fixture(keys: &[TestKey], staff_extra: &str) -> (Fixture, String) {
+    let token = sealform::token::mint().to_string();
+    let hash = sealform::token::TokenHash::of(&token);
+    let fx = Fixture::new(
+        keys,
+        DEFAULT_FORMS,
+        &format!("[staff]\ntokens = [\"{hash}\"]\n{staff_extra}\n"),
+    );
+    std::fs::write(fx.path().join("token"), format!("{token}\n")).expect("token file");
+    (fx, token)
+}
+
+fn staff_get(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut r = Request::get(path);
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::empty()).expect("request")
+}
+
+fn fields_for(i: usize) -> Value {
+    json!({
+        "message": format!("message number {i}: the chief said «no budget»"),
+        "contact": format!("signal-contact-{i}"),
+        "email": format!("person{i}@example.org"),
+        "topic": "schools",
+        "publish": i % 2 == 0,
+    })
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let (code, out, err) = sealform(args);
+    assert_eq!(
+        code, 0,
+        "sealform {args:?} failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    out
+}
+
+/// The receipt folders under a decrypt output.
+fn decrypted_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("out dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn twenty_records_pulled_from_a_real_server_decrypt_with_every_value_and_ack_empties_the_spool() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519, TestKey::Rsa], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let mut receipts = Vec::new();
+    for i in 0..20 {
+        let res = client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": fields_for(i) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = res.json().expect("json");
+        receipts.push(body["receipt"].as_str().expect("receipt").to_owned());
+    }
+    // The listing shows only days, never a finer time.
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=new"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    let items = listing["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 20);
+    for item in items {
+        let day = item["day"].as_str().expect("day");
+        assert_eq!(day.len(), 10, "{item}");
+        assert_eq!(item["state"], "new");
+    }
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let token_file = fx.path().join("token");
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&token_file),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("20 fetched"), "{out}");
+    let manifest: Value =
+        serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
+    assert_eq!(manifest["records"].as_array().expect("records").len(), 20);
+    for r in manifest["records"].as_array().expect("records") {
+        assert!(
+            r["recipients"]
+                .as_array()
+                .expect("recipients")
+                .contains(&json!(TestKey::Ed25519.fingerprint()))
+        );
+    }
+    // A second pull finds nothing new.
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&token_file),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("0 fetched"), "{out}");
+
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        "--csv",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("decrypted 20, skipped 0, failed 0"), "{out}");
+    let csv = String::from_utf8(read(&plain.join("tip.csv"))).expect("csv");
+    assert_eq!(csv.lines().count(), 21, "{csv}");
+    assert!(csv.starts_with("receipt,received_at,message,contact,email,topic,publish\r\n"));
+    for (i, receipt) in receipts.iter().enumerate() {
+        let dir = plain.join(receipt);
+        let text = String::from_utf8(read(&dir.join("message.txt"))).expect("utf-8");
+        let fields: Value = serde_json::from_slice(&read(&dir.join("fields.json"))).expect("json");
+        assert!(read(&dir.join("message.eml")).starts_with(b"Date: "));
+        assert_eq!(fields["receipt"], receipt.as_str());
+        for (name, value) in fields_for(i).as_object().expect("object") {
+            assert_eq!(&fields["fields"][name], value, "{name}");
+            let shown = match value {
+                Value::Bool(true) => "yes".to_owned(),
+                Value::Bool(false) => "no".to_owned(),
+                v => v.as_str().expect("string").to_owned(),
+            };
+            assert!(text.contains(&shown), "{name} missing from message.txt");
+            assert!(csv.contains(&shown), "{name} missing from the CSV");
+        }
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with(receipt.as_str()))
+            .expect("row");
+        assert!(row.contains(&format!("signal-contact-{i},person{i}@example.org,schools")));
+    }
+
+    let out = run_ok(&[
+        "ack",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&token_file),
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("20 acknowledged, 0 refused"), "{out}");
+    assert!(fx.records().is_empty(), "the spool is empty");
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    let items = listing["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 20);
+    assert!(items.iter().all(|i| i["state"] == "acked"), "{listing}");
+    // The log never names a receipt or the token.
+    let log = server.log_text();
+    assert!(!log.contains(&token));
+    assert!(receipts.iter().all(|r| !log.contains(r.as_str())));
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn the_staff_api_answers_the_same_401_for_wrong_and_missing_tokens_and_429_after_twenty_failures()
+ {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let app = fx.app();
+    let bad_requests = [
+        staff_get("/api/v1/staff/submissions", None),
+        staff_get(
+            "/api/v1/staff/submissions",
+            Some("sealform_0000000000000000000000000000000000000000000000000000000000000000"),
+        ),
+        staff_get("/api/v1/staff/submissions", Some("")),
+        Request::get("/api/v1/staff/submissions")
+            .header("authorization", format!("Basic {token}"))
+            .body(Body::empty())
+            .expect("request"),
+        Request::post(format!("/api/v1/staff/submissions/{}/ack", "a".repeat(26)))
+            .body(Body::empty())
+            .expect("request"),
+    ];
+    let mut bodies = Vec::new();
+    for req in bad_requests {
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "no hint which");
+    let (res, body) = send(&app, staff_get("/api/v1/staff/submissions", Some(&token))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("json")["submissions"],
+        json!([])
+    );
+    // With the token: the record as ciphertext, and clear 4xx for the rest.
+    drop(app);
+    let receipt = submit(&fx, 1).await.remove(0);
+    let app = fx.app();
+    let (res, body) = send(
+        &app,
+        staff_get(
+            &format!("/api/v1/staff/submissions/{receipt}"),
+            Some(&token),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/pgp-encrypted");
+    assert_eq!(body, read(&fx.record(&receipt)));
+    assert_eq!(
+        res.headers()["x-sealform-sha256"],
+        sealform::bundle::sha256_hex(&body).as_str()
+    );
+    let cases = [
+        (
+            "/api/v1/staff/submissions?state=bogus",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/staff/submissions/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/staff/submissions/..%2F..%2Fetc%2Fpasswd",
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (path, status) in cases {
+        let (res, body) = send(&app, staff_get(path, Some(&token))).await;
+        assert_eq!(res.status(), status, "{path}");
+        assert!(
+            serde_json::from_slice::<Value>(&body).is_ok(),
+            "{path}: JSON error"
+        );
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let (res, _) = send(&app, staff_get("/api/v1/staff/submissions", Some("wrong"))).await;
+        statuses.push(res.status());
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // While limited, even the right token waits: guessing gains nothing.
+    let (res, body) = send(&app, staff_get("/api/v1/staff/submissions", Some(&token))).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("json")["error"]["code"],
+        "rate_limited"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_or_separately_served_staff_api_is_not_on_the_public_router() {
+    for extra in ["enabled = false", "listen = \"127.0.0.1:0\""] {
+        let (fx, token) = staff_fixture(&[TestKey::Ed25519], extra);
+        let app = fx.app();
+        let (res, body) = send(&app, staff_get("/api/v1/staff/submissions", Some(&token))).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{extra}");
+        assert!(String::from_utf8_lossy(&body).contains("not_found"));
+    }
+}
+
+#[test]
+fn the_staff_api_can_listen_on_its_own_address() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "listen = \"127.0.0.1:0\"");
+    let server = Server::start(&fx);
+    let log = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = server.log_text();
+            if log.contains("staff API on http://") || Instant::now() > deadline {
+                break log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let staff_addr = log
+        .split("staff API on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("staff address in the log")
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let on_staff = client
+        .get(format!("http://{staff_addr}/api/v1/staff/submissions"))
+        .bearer_auth(&token)
+        .send()
+        .expect("staff");
+    assert_eq!(on_staff.status().as_u16(), 200);
+    let on_public = client
+        .get(server.url("/api/v1/staff/submissions"))
+        .bearer_auth(&token)
+        .send()
+        .expect("public");
+    assert_eq!(on_public.status().as_u16(), 404);
+    let forms_on_staff = client
+        .get(format!("http://{staff_addr}/api/v1/forms"))
+        .send()
+        .expect("staff");
+    assert_eq!(forms_on_staff.status().as_u16(), 404);
+}
+
+/// Submits `n` records through the in-process app; returns their receipts.
+async fn submit(fx: &Fixture, n: usize) -> Vec<String> {
+    let app = fx.app();
+    let mut receipts = Vec::new();
+    for i in 0..n {
+        let (res, body) = send(&app, api_post("tip", &json!({ "fields": fields_for(i) }))).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        receipts.push(v["receipt"].as_str().expect("receipt").to_owned());
+    }
+    receipts
+}
+
+#[tokio::test]
+async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decrypt() {
+    let fx = Fixture::standard();
+    let receipts = submit(&fx, 3).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let config = fx.config_path();
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(
+        out.contains("0 fetched"),
+        "exported records are not exported again: {out}"
+    );
+
+    let victim = bundle.join(format!("{}.pgp", receipts[1]));
+    let mut bytes = read(&victim);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&victim, bytes).expect("tamper");
+
+    let plain = work.path().join("plain");
+    let (code, out, err) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("decrypted 2, skipped 0, failed 1"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}.pgp: refused: its sha256 does not match MANIFEST.json",
+            receipts[1]
+        )),
+        "{out}"
+    );
+    assert!(plain.join(&receipts[0]).join("fields.json").exists());
+    assert!(plain.join(&receipts[2]).join("fields.json").exists());
+    assert!(!plain.join(&receipts[1]).exists());
+    // Running it again skips what is already there and says why.
+    let (code, out, _) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("decrypted 0, skipped 2, failed 1"), "{out}");
+    assert!(out.contains("already decrypted in"), "{out}");
+
+    // `ack` refuses the damaged copy too, and acknowledges the rest.
+    let (code, out, _) = sealform(&["ack", "--config", path_str(&config), path_str(&bundle)]);
+    assert_eq!(code, 1);
+    assert!(out.contains("2 acknowledged, 1 refused"), "{out}");
+    assert_eq!(fx.records(), vec![fx.record(&receipts[1])]);
+}
+
+#[tokio::test]
+async fn a_record_no_given_key_opens_is_reported_and_skipped() {
+    let fx = Fixture::new(&[TestKey::Rsa], DEFAULT_FORMS, "");
+    submit(&fx, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = work.path().join("plain");
+    let (code, out, _) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&fx.spool_dir()),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("decrypted 0, skipped 0, failed 1"), "{out}");
+    assert!(out.contains("cannot decrypt"), "{out}");
+    assert!(decrypted_dirs(&plain).is_empty());
+}
+
+#[tokio::test]
+async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg_reads_keygen_records()
+ {
+    let work = tempfile::tempdir().expect("tempdir");
+    let keydir = work.path().join("offline-keys");
+    let pass = work.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").expect("pass");
+    let out = run_ok(&[
+        "keygen",
+        "--name",
+        "Test Staff (test only) <staff@example.org>",
+        "--out",
+        path_str(&keydir),
+        "--passphrase-file",
+        path_str(&pass),
+    ]);
+    let fpr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .expect("fingerprint printed")
+        .to_owned();
+    let secret = keydir.join(format!("{fpr}-secret.asc"));
+    let public = keydir.join(format!("{fpr}-public.asc"));
+    let armored = String::from_utf8(read(&secret)).expect("armored");
+    assert!(armored.contains("PRIVATE KEY"));
+
+    {
+        use sequoia_openpgp::cert::Preferences;
+        use sequoia_openpgp::parse::Parse;
+        use sequoia_openpgp::policy::StandardPolicy;
+        let cert = sequoia_openpgp::Cert::from_file(&public).expect("cert");
+        assert!(!cert.is_tsk());
+        assert_eq!(cert.primary_key().key().version(), 4);
+        let p = StandardPolicy::new();
+        let valid = cert.with_policy(&p, None).expect("valid now");
+        let features = valid.features().expect("features");
+        assert!(features.supports_seipdv1() && !features.supports_seipdv2());
+        let expiry = valid.primary_key().key_expiration_time().expect("expires");
+        let left = expiry
+            .duration_since(std::time::SystemTime::now())
+            .expect("in the future");
+        let days = left.as_secs() / 86_400;
+        assert!((728..=730).contains(&days), "{days} days");
+        let enc: Vec<_> = valid
+            .keys()
+            .subkeys()
+            .for_storage_encryption()
+            .for_transport_encryption()
+            .collect();
+        assert_eq!(enc.len(), 1);
+        let tsk = sequoia_openpgp::Cert::from_file(&secret).expect("tsk");
+        assert!(tsk.keys().secret().all(|k| k.key().secret().is_encrypted()));
+    }
+    let fx = Fixture::new(&[TestKey::Protected], DEFAULT_FORMS, "");
+    std::fs::copy(&public, fx.keys_dir().join("keygen.asc")).expect("copy");
+    let (code, out, err) = sealform(&["check", "--config", path_str(&fx.config_path())]);
+    assert_eq!(code, 0, "a keygen cert is a valid recipient: {out}{err}");
+    let receipts = submit(&fx, 1).await;
+    let record = fx.record(&receipts[0]);
+
+    // sealform decrypt with each key.
+    for (key, passfile) in [
+        (
+            TestKey::Protected.secret(),
+            data_dir().join("test-only-protected-passphrase.txt"),
+        ),
+        (secret.clone(), pass.clone()),
+    ] {
+        let plain = tempfile::tempdir().expect("tempdir");
+        let out = run_ok(&[
+            "decrypt",
+            "--key",
+            path_str(&key),
+            "--passphrase-file",
+            path_str(&passfile),
+            "--out",
+            path_str(plain.path()),
+            path_str(&record),
+        ]);
+        assert!(out.contains("decrypted 1,"), "{out}");
+        let fields: Value =
+            serde_json::from_slice(&read(&plain.path().join(&receipts[0]).join("fields.json")))
+                .expect("json");
+        assert_eq!(fields["fields"]["contact"], "signal-contact-0");
+    }
+    // A wrong passphrase is a clear error, not a crash.
+    let plain = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&secret),
+        "--passphrase-file",
+        path_str(&TestKey::Protected.secret()),
+        "--out",
+        path_str(plain.path()),
+        path_str(&record),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("passphrase-protected"), "{err}");
+
+    // The real gpg reads a record sealed to the keygen key.
+    let gpg = Gpg::with_secret_keys(&[]);
+    let import = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(gpg.home.path())
+        .args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase-file",
+        ])
+        .arg(&pass)
+        .arg("--import")
+        .arg(&secret)
+        .output()
+        .expect("gpg import");
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let dec = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(gpg.home.path())
+        .args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase-file",
+        ])
+        .arg(&pass)
+        .arg("--decrypt")
+        .arg(&record)
+        .output()
+        .expect("gpg decrypt");
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    assert_eq!(
+        json_part(&dec.stdout)["fields"]["contact"],
+        "signal-contact-0"
+    );
+}
+
+#[test]
+fn hostile_names_inside_a_record_end_up_as_safe_names_inside_the_output_folder() {
+    use sealform::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
+    use std::io::Write;
+
+    let fx = Fixture::new(&[TestKey::Ed25519], DEFAULT_FORMS, "");
+    let config = sealform::config::Config::load(&fx.config_path()).expect("config");
+    let (keyring, _) =
+        sealform::keys::Keyring::load(&config, std::time::SystemTime::now()).expect("keys");
+    let recipients = keyring.for_form("tip").expect("route");
+    let work = tempfile::tempdir().expect("tempdir");
+    let inbox = work.path().join("in");
+    std::fs::create_dir(&inbox).expect("in");
+    let names = [
+        "../../etc/passwd",
+        "/abs",
+        "con",
+        "a\0b",
+        "two\nlines",
+        "..",
+        "\u{202E}txt.exe",
+    ];
+    let mut ct = Vec::new();
+    sealform::seal::seal(&mut ct, &recipients, |w| {
+        let head = Head {
+            form: "../../evil-form",
+            title: "x",
+            receipt: "../../etc/passwd",
+            received_at: chrono::Utc::now(),
+        };
+        let fields = [EnvelopeField {
+            name: "../x",
+            label: "L",
+            value: FieldValue::Text("v"),
+        }];
+        let mut env = EnvelopeWriter::start(w, &head)?;
+        env.text_part("x", &fields)?;
+        for n in names {
+            let mut a = env.attachment("file", n, "text/plain")?;
+            a.write_all(b"payload")?;
+            a.finish()?;
+        }
+        env.json_part(&head, &fields)?;
+        env.finish()?;
+        Ok(())
+    })
+    .expect("seal");
+    std::fs::write(inbox.join("hostile.pgp"), &ct).expect("write");
+
+    let deep = work.path().join("a/b");
+    let plain = deep.join("out");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--csv",
+        "--out",
+        path_str(&plain),
+        path_str(&inbox),
+    ]);
+    assert!(out.contains("decrypted 1,"), "{out}");
+    // The hostile receipt header is not used as a folder name.
+    assert_eq!(decrypted_dirs(&plain), vec![plain.join("hostile")]);
+    let mut got: Vec<String> = std::fs::read_dir(plain.join("hostile/attachments"))
+        .expect("attachments")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        "_.._etc_passwd",
+        "_abs",
+        "_con",
+        "a_b",
+        "two_lines",
+        "attachment-6",
+        "_txt.exe",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    for name in &got {
+        assert_eq!(
+            read(&plain.join("hostile/attachments").join(name)),
+            b"payload"
+        );
+    }
+    assert!(plain.join("_.._evil-form.csv").exists());
+    // Nothing escaped the output folder.
+    let mut outside: Vec<PathBuf> = Vec::new();
+    for dir in [
+        work.path().to_path_buf(),
+        work.path().join("a"),
+        deep.clone(),
+    ] {
+        for e in std::fs::read_dir(&dir).expect("dir") {
+            outside.push(e.expect("entry").path());
+        }
+    }
+    outside.sort();
+    let mut expected = vec![
+        work.path().join("a"),
+        work.path().join("in"),
+        deep.clone(),
+        plain.clone(),
+    ];
+    expected.sort();
+    assert_eq!(outside, expected);
+}
+
+#[tokio::test]
+async fn purge_with_acked_days_zero_removes_acknowledged_records_only() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
+    let receipts = submit(&fx, 3).await;
+    {
+        let app = fx.app();
+        let (res, _) = send(
+            &app,
+            Request::post(format!("/api/v1/staff/submissions/{}/ack", receipts[0]))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(fx.records().len(), 2);
+    let out = run_ok(&["purge", "--config", path_str(&fx.config_path())]);
+    assert!(
+        out.contains("purged 1 acknowledged and 0 unacknowledged"),
+        "{out}"
+    );
+    let out = run_ok(&["purge", "--config", path_str(&fx.config_path())]);
+    assert!(
+        out.contains("purged 0 acknowledged and 0 unacknowledged"),
+        "{out}"
+    );
+    let app = fx.app();
+    let (_, body) = send(
+        &app,
+        staff_get("/api/v1/staff/submissions?state=all", Some(&token)),
+    )
+    .await;
+    let listing: Value = serde_json::from_slice(&body).expect("json");
+    let mut left: Vec<&str> = listing["submissions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["receipt"].as_str().expect("receipt"))
+        .collect();
+    left.sort();
+    let mut want = vec![receipts[1].as_str(), receipts[2].as_str()];
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(fx.records().len(), 2, "unacknowledged records survive");
+}
+
+#[test]
+fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    for i in 0..20 {
+        let res = client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": fields_for(i) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let token_file = fx.path().join("token");
+    let pull_args = [
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&token_file),
+        "--out",
+        path_str(&bundle),
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+        .args(pull_args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pull");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let has_a_record = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".pgp") && !n.starts_with('.')
+            })
+        })
+    };
+    while !has_a_record(&bundle) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // Whatever the killed run left under a final name is complete.
+    for e in std::fs::read_dir(&bundle).expect("bundle") {
+        let p = e.expect("entry").path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        if let Some(receipt) = name.strip_suffix(".pgp").filter(|_| !name.starts_with('.')) {
+            assert_eq!(read(&p), read(&fx.record(receipt)), "{name} is complete");
+        }
+    }
+    // And a kill in the middle of writing a file leaves only a hidden
+    // `.part` file, which the next run removes.
+    let any = fx.records()[0].clone();
+    let stem = any.file_stem().and_then(|s| s.to_str()).expect("stem");
+    std::fs::write(bundle.join(format!(".{stem}.pgp.part")), &read(&any)[..100]).expect("part");
+    let out = run_ok(&pull_args);
+    assert!(out.contains("0 failed"), "{out}");
+    let manifest: Value =
+        serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
+    let records = manifest["records"].as_array().expect("records");
+    assert_eq!(records.len(), 20);
+    let mut files: Vec<String> = std::fs::read_dir(&bundle)
+        .expect("bundle")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        21,
+        "20 records and the manifest, nothing else: {files:?}"
+    );
+    for r in records {
+        let receipt = r["receipt"].as_str().expect("receipt");
+        let bytes = read(&bundle.join(format!("{receipt}.pgp")));
+        assert_eq!(bytes, read(&fx.record(receipt)));
+        assert_eq!(r["sha256"], sealform::bundle::sha256_hex(&bytes));
+    }
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=exported"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    assert_eq!(listing["submissions"].as_array().expect("list").len(), 20);
+}
+
+#[tokio::test]
+async fn decrypt_never_opens_a_socket() {
+    let fx = Fixture::new(&[TestKey::Ed25519], DEFAULT_FORMS, "");
+    submit(&fx, 2).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let trace = work.path().join("trace");
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%network", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_sealform"))
+        .args(["decrypt", "--csv", "--key"])
+        .arg(TestKey::Ed25519.secret())
+        .arg("--out")
+        .arg(work.path().join("plain"))
+        .arg(fx.spool_dir())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("strace (scripts/setup installs it)");
+    assert!(status.success());
+    assert_eq!(decrypted_dirs(&work.path().join("plain")).len(), 2);
+    let calls = String::from_utf8(read(&trace)).expect("trace");
+    assert!(calls.trim().is_empty(), "network system calls:\n{calls}");
+}
+
+#[test]
+fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    for i in 0..3 {
+        let res = client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": fields_for(i) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        "--out",
+        path_str(&bundle),
+        "--ack-after-verify",
+    ]);
+    assert!(
+        out.contains("3 fetched, 0 already in the bundle, 3 acknowledged"),
+        "{out}"
+    );
+    assert!(fx.records().is_empty());
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    let items = listing["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i["state"] == "acked"));
+    // The bundle still holds every record, verified.
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("decrypted 3, skipped 0, failed 0"), "{out}");
+}
+
+#[tokio::test]
+async fn serve_applies_retention_when_it_starts() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
+    let receipts = submit(&fx, 2).await;
+    {
+        let app = fx.app();
+        let (res, _) = send(
+            &app,
+            Request::post(format!("/api/v1/staff/submissions/{}/ack", receipts[0]))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let server = Server::start(&fx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("retention applied") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listing: Value = reqwest::Client::new()
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let left: Vec<&str> = listing["submissions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["receipt"].as_str().expect("receipt"))
+        .collect();
+    assert_eq!(left, vec![receipts[1].as_str()]);
+    assert!(
+        server.log_text().contains("acked=1 unacked=0"),
+        "{}",
+        server.log_text()
+    );
+}
+
+#[tokio::test]
+async fn records_with_hidden_recipients_decrypt_by_trying_every_key() {
+    let forms = DEFAULT_FORMS.replace(
+        "description = \"Test form\"",
+        "description = \"Test form\"\nhide_recipients = true",
+    );
+    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], &forms, "");
+    let receipts = submit(&fx, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&fx.spool_dir()),
+    ]);
+    assert!(out.contains("decrypted 1, skipped 0, failed 0"), "{out}");
+    assert!(plain.join(&receipts[0]).join("message.txt").exists());
+}
