@@ -9,7 +9,8 @@ setup:
 demo: setup
 	cargo run --locked -- demo
 
-test: setup
+test:
+	./scripts/setup --test
 	cargo test --locked --all-targets
 
 lint: setup
