@@ -43,11 +43,18 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
          \x20  gpg --homedir {gnupg} --batch --import {secret}\n\
          \x20  for f in {spool}/*.pgp; do gpg --homedir {gnupg} --batch --decrypt \"$f\"; done\n\
          \n\
+         \x20  or, with sealform's own offline decryptor (a folder per record, a CSV per form):\n\
+         \n\
+         \x20  {exe} decrypt --key {secret} --csv --out {out} {spool}\n\
+         \n\
          Each record is a MIME message (save one as .eml to open it in a mail client).\n\
          Stop the server with Ctrl-C. Run `sealform demo --fresh` to start over.\n",
         secret = secret.display(),
         gnupg = gnupg.display(),
         spool = spool.display(),
+        out = dir.join("decrypted").display(),
+        exe =
+            std::env::current_exe().map_or_else(|_| "sealform".into(), |p| p.display().to_string()),
     );
     super::serve::run(&dir.join("config.toml"), Some(listen))
 }
