@@ -78,11 +78,11 @@ pub struct ServerConfig {
     /// Submissions sealed at the same time; more wait their turn.
     #[serde(default = "default_max_concurrent_seals")]
     pub max_concurrent_seals: usize,
-    /// Seconds a client has to send a whole request before it gets 408.
-    /// For uploads (`multipart/form-data`) it is the longest pause between
-    /// two pieces of the body instead.
-    #[serde(default = "default_request_timeout_secs")]
-    pub request_timeout_secs: u64,
+    /// The longest pause, in seconds, between two pieces of an upload's
+    /// (`multipart/form-data`) body before it gets 408. Other bodies have
+    /// `limits.body_timeout_secs` for the whole of them.
+    #[serde(default = "default_upload_stall_secs")]
+    pub upload_stall_secs: u64,
     /// Seconds a client has to send a whole `multipart/form-data` upload
     /// before it gets 408.
     #[serde(default = "default_upload_timeout_secs")]
@@ -171,7 +171,7 @@ pub struct FormConfig {
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
     /// Largest single attached file, in bytes.
-    #[serde(default = "default_max_total_bytes")]
+    #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: u64,
     /// Most files one submission may attach.
     #[serde(default = "default_max_files")]
@@ -404,9 +404,9 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        if s.request_timeout_secs == 0 {
+        if s.upload_stall_secs == 0 {
             return Err(invalid(
-                "server.request_timeout_secs".into(),
+                "server.upload_stall_secs".into(),
                 "must be at least 1".into(),
             ));
         }
@@ -660,7 +660,7 @@ fn default_true() -> bool {
 fn default_max_concurrent_seals() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
-fn default_request_timeout_secs() -> u64 {
+fn default_upload_stall_secs() -> u64 {
     30
 }
 fn default_upload_timeout_secs() -> u64 {
@@ -674,6 +674,9 @@ fn default_max_concurrent_uploads() -> usize {
 }
 fn default_max_files() -> usize {
     20
+}
+fn default_max_file_bytes() -> u64 {
+    2 * 1024 * 1024 * 1024
 }
 fn default_max_total_bytes() -> u64 {
     2 * 1024 * 1024 * 1024

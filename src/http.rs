@@ -125,14 +125,6 @@ impl AppState {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let config = &state.intake().config;
-    let body_limit = config.server.max_body_bytes;
-    let deadlines = upload::Deadlines {
-        request: Duration::from_secs(config.server.request_timeout_secs),
-        upload: Duration::from_secs(config.server.upload_timeout_secs),
-    };
-    let access_log = config.abuse.access_log;
-    let headers = security_headers::SecurityHeaders::new(&config.abuse);
     let app = Router::new()
         .route("/", get(pages::index))
         .route("/forms/{form}", get(pages::form).post(upload::page_submit))
@@ -151,7 +143,25 @@ pub fn router(state: AppState) -> Router {
         ))
         .merge(staff_routes_here(&state))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_common_layers(app, &state)
+}
+
+/// The staff API alone, for its own listen address (`staff.listen`), with
+/// the same body limits, deadlines, logging rules and headers as the rest.
+pub fn staff_router(state: AppState) -> Router {
+    let app = staff::routes(staff::StaffState::new(state.intake_arc()))
+        .fallback(|| async { staff::StaffError::NotFound });
+    with_common_layers(app, &state)
+}
+
+/// What every listener's routes get: body limits and deadlines, the access
+/// log (unless turned off) and the security headers.
+fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
+    let config = &state.intake().config;
+    let body_limit = config.server.max_body_bytes;
+    let headers = security_headers::SecurityHeaders::new(&config.abuse);
+    let app = app
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             body_limit,
@@ -161,7 +171,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             conn::body_deadline,
         ));
-    let app = if access_log {
+    let app = if config.abuse.access_log {
         app.layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -178,17 +188,14 @@ pub fn router(state: AppState) -> Router {
     } else {
         app
     };
-    // Uploads get a longer deadline than other requests (and enforce a
-    // stall limit themselves): see `upload::deadline`.
+    // No deadline on the handler as a whole: a submission's body has its
+    // deadline (`conn::body_deadline`, or the upload's own), and a handler
+    // cut off while sealing would answer 408 for a record that is stored.
     app.layer(axum::middleware::from_fn_with_state(
-        deadlines,
-        upload::deadline,
-    ))
-    .layer(axum::middleware::from_fn_with_state(
         headers,
         security_headers::add,
     ))
-    .with_state(state)
+    .with_state(state.clone())
 }
 
 /// The staff API, when it is enabled and not on its own listen address.
@@ -237,16 +244,17 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(ct.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-/// Runs the app on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish (their records are durable when they answer) and flushes
-/// the index. Each connection is bounded in number and in time (see
+/// Runs the app on `listener` (and the staff API on `staff_listener`, when
+/// it has its own) until `shutdown` resolves, then lets in-flight requests
+/// finish (their records are durable when they answer) and flushes the
+/// index. Each connection is bounded in number and in time (see
 /// `[limits]`); idle clients are forgotten by the rate limiters every minute.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
+    staff_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state.clone());
     let housekeeping = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -261,9 +269,32 @@ pub async fn serve(
     let server = &state.intake().config.server;
     let limits = &state.intake().config.limits;
     let grace = Duration::from_secs(
-        server.request_timeout_secs + limits.header_timeout_secs + limits.body_timeout_secs,
+        server.upload_stall_secs + limits.header_timeout_secs + limits.body_timeout_secs,
     );
-    conn::accept_loop(&state, app, listener, shutdown, grace).await;
+    // One stop signal for both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public = conn::accept_loop(
+        &state,
+        router(state.clone()),
+        listener,
+        stopped(stop_rx.clone()),
+        grace,
+    );
+    let staff = async {
+        if let Some(l) = staff_listener {
+            let app = staff_router(state.clone());
+            conn::accept_loop(&state, app, l, stopped(stop_rx.clone()), grace).await;
+        }
+    };
+    tokio::join!(public, staff);
+    relay.abort();
     housekeeping.abort();
     if let Err(e) = state.intake().store.flush() {
         tracing::error!(error = %e, "flushing the index at shutdown failed");

@@ -41,25 +41,18 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         tracing::info!("listening on http://{local}/");
         let state = AppState::new(intake);
         let staff = &state.intake().config.staff;
-        if let (true, Some(staff_addr)) = (staff.enabled, staff.listen) {
-            let staff_listener = tokio::net::TcpListener::bind(staff_addr)
-                .await
-                .with_context(|| format!("while binding the staff API to {staff_addr}"))?;
-            let staff_local = staff_listener.local_addr()?;
-            tracing::info!("staff API on http://{staff_local}/");
-            let app = http::staff::router(http::staff::StaffState::new(state.intake_arc()));
-            let staff_shutdown = http::shutdown_signal();
-            tokio::spawn(async move {
-                let served = axum::serve(staff_listener, app)
-                    .with_graceful_shutdown(staff_shutdown)
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the staff API listener failed");
-                }
-            });
-        }
+        let staff_listener = match (staff.enabled, staff.listen) {
+            (true, Some(staff_addr)) => {
+                let l = tokio::net::TcpListener::bind(staff_addr)
+                    .await
+                    .with_context(|| format!("while binding the staff API to {staff_addr}"))?;
+                tracing::info!("staff API on http://{}/", l.local_addr()?);
+                Some(l)
+            }
+            _ => None,
+        };
         spawn_daily_retention(&state);
-        http::serve(state, listener, shutdown).await?;
+        http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

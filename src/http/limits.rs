@@ -365,7 +365,10 @@ pub async fn limit_submissions(
         .map(MatchedPath::as_str)
     {
         Some("/forms/{form}") => {
-            let id = req.uri().path().trim_start_matches("/forms/");
+            // Decoded as the `Path` extractor decodes it: `/forms/%74ip` is
+            // the `tip` form and must meet `tip`'s limit.
+            let raw = req.uri().path().trim_start_matches("/forms/");
+            let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
             Route::Form(state.intake().config.forms.iter().position(|f| f.id == id))
         }
         Some("/api/v1/forms/{form}/submissions") => Route::Api,

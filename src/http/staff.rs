@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,9 +35,6 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::intake::Intake;
 use crate::store::{IndexEntry, Receipt, RecordState};
@@ -72,11 +69,12 @@ impl StaffState {
         }
     }
 
+    /// A valid token always passes: it is a 256-bit secret compared in
+    /// constant time, so there is nothing to guess, and checking it first
+    /// means nobody can lock staff out by failing on purpose. Failures are
+    /// what is limited: past the burst, a wrong or missing token is answered
+    /// 429 until the limiter refills.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), StaffError> {
-        let mut blocked = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
-        if blocked.is_some_and(|until| Instant::now() < until) {
-            return Err(StaffError::TooManyAttempts);
-        }
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -85,6 +83,10 @@ impl StaffState {
             .map_or("", |(_, token)| token.trim());
         if !presented.is_empty() && self.tokens.accepts(presented) {
             return Ok(());
+        }
+        let mut blocked = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
+        if blocked.is_some_and(|until| Instant::now() < until) {
+            return Err(StaffError::TooManyAttempts);
         }
         match self.failures.check() {
             Ok(()) => Err(StaffError::Unauthorized),
@@ -110,33 +112,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> 
         )
         .route("/api/v1/staff/submissions/{receipt}/ack", post(ack))
         .with_state(state)
-}
-
-/// A whole app holding only the staff API, for its own listen address.
-pub fn router(state: StaffState) -> Router {
-    routes(state)
-        .fallback(|| async { StaffError::NotFound })
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let route = req
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map_or("(unmatched)", |m| m.as_str());
-                    tracing::info_span!("staff", method = %req.method(), route = %route)
-                })
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
-                .on_failure(()),
-        )
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
 }
 
 /// Why a staff request failed. Rendered as a JSON error.
@@ -250,31 +225,71 @@ async fn download(
     st.authorize(&headers)?;
     let receipt = parse_receipt(&receipt)?;
     let intake = Arc::clone(&st.intake);
-    let bytes = blocking(
-        move || match intake.store.get(&receipt).map_err(internal)? {
-            Some(e) if e.state != RecordState::Acked => {
-                match std::fs::read(intake.store.path_of(&receipt)) {
-                    Ok(b) => Ok(b),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StaffError::NotFound),
-                    Err(e) => Err(internal(e)),
-                }
+    // Records can be gigabytes: hash the open file in one pass, then stream
+    // the same file (an ack in between cannot pull it away) in chunks.
+    let (file, len, sha) = blocking(move || {
+        use std::io::{Read, Seek};
+        match intake.store.get(&receipt).map_err(internal)? {
+            Some(e) if e.state != RecordState::Acked => {}
+            _ => return Err(StaffError::NotFound),
+        }
+        let mut file = match std::fs::File::open(intake.store.path_of(&receipt)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StaffError::NotFound),
+            Err(e) => return Err(internal(e)),
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; DOWNLOAD_CHUNK];
+        let mut len = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(internal)?;
+            if n == 0 {
+                break;
             }
-            _ => Err(StaffError::NotFound),
-        },
-    )
+            hasher.update(&buf[..n]);
+            len += n as u64;
+        }
+        file.rewind().map_err(internal)?;
+        Ok((file, len, hex::encode(hasher.finalize())))
+    })
     .await?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    let mut res = bytes.into_response();
+    let chunks = futures_util::stream::unfold(
+        (tokio::fs::File::from_std(file), len),
+        |(mut file, left)| async move {
+            use tokio::io::AsyncReadExt;
+            if left == 0 {
+                return None;
+            }
+            let want = usize::try_from(left).map_or(DOWNLOAD_CHUNK, |l| l.min(DOWNLOAD_CHUNK));
+            let mut buf = vec![0u8; want];
+            match file.read(&mut buf).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                    (file, 0),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(axum::body::Bytes::from(buf)), (file, left - n as u64)))
+                }
+                Err(e) => Some((Err(e), (file, 0))),
+            }
+        },
+    );
+    let mut res = axum::body::Body::from_stream(chunks).into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/pgp-encrypted"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&sha) {
         h.insert("x-sealform-sha256", v);
     }
     Ok(res)
 }
+
+/// Bytes read at a time when a record is hashed and sent.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
 async fn mark_exported(
     State(st): State<StaffState>,

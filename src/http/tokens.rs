@@ -51,19 +51,6 @@ pub enum TokenError {
     Busy,
 }
 
-impl TokenError {
-    /// A stable machine-readable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            TokenError::Invalid => "form_token_invalid",
-            TokenError::Expired => "form_token_expired",
-            TokenError::Replayed => "form_token_replayed",
-            TokenError::TooFast => "form_too_fast",
-            TokenError::Busy => "busy",
-        }
-    }
-}
-
 /// Issues and checks form tokens.
 pub struct FormTokens {
     key: Zeroizing<[u8; 32]>,

@@ -10,7 +10,7 @@
 //! Limits are enforced while the body streams: a file over `max_file_bytes`,
 //! files over `max_total_bytes` or more than `max_files` files stop the
 //! request with 413 at once; a body that pauses longer than
-//! `request_timeout_secs` or takes longer than `upload_timeout_secs` gets
+//! `upload_stall_secs` or takes longer than `upload_timeout_secs` gets
 //! 408; a broken body gets 400; free space under `min_free_bytes` (before or
 //! while writing) gets 503. In every case the channel is closed, the sealer
 //! drops its pending record (deleting the temp file), and the handler waits
@@ -35,7 +35,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -125,6 +124,18 @@ pub async fn api_submit(
     let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
         return ApiError(HttpError::unknown_form()).into_response();
     };
+    // A browser may send a multipart post cross-site without a CORS
+    // preflight (JSON needs one): refuse it as the HTML form route does, so
+    // no web page can make its visitors submit here.
+    let abuse = &state.intake().config.abuse;
+    if abuse.check_origin && pages::is_cross_site(req.headers(), abuse.public_origin()) {
+        return ApiError(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "the request came from another web site; nothing was stored",
+        ))
+        .into_response();
+    }
     match receive(&state, form_index, req, Gate::Api).await {
         Ok(receipt) => (
             StatusCode::CREATED,
@@ -147,31 +158,6 @@ pub fn is_upload(req: &Request) -> bool {
             .extensions()
             .get::<MatchedPath>()
             .is_some_and(|m| UPLOAD_ROUTES.contains(&m.as_str()))
-}
-
-/// The time limits of [`deadline`].
-#[derive(Clone, Copy)]
-pub struct Deadlines {
-    /// Any request but an upload.
-    pub request: Duration,
-    /// An upload (which enforces its own body deadline; this is a backstop
-    /// that also covers the final commit).
-    pub upload: Duration,
-}
-
-/// Middleware: 408 when a request takes longer than its deadline; uploads
-/// (multipart POSTs to an upload route) get the long one.
-pub async fn deadline(State(d): State<Deadlines>, req: Request, next: Next) -> Response {
-    let upload = is_upload(&req);
-    let limit = if upload {
-        d.upload + d.request
-    } else {
-        d.request
-    };
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
-    }
 }
 
 /// Why feeding the sealer stopped early.
@@ -267,7 +253,7 @@ async fn receive(
 
     let limits = Limits {
         body_deadline: Instant::now() + Duration::from_secs(server.upload_timeout_secs),
-        idle: Duration::from_secs(server.request_timeout_secs),
+        idle: Duration::from_secs(server.upload_stall_secs),
     };
     let delivered = Arc::new(AtomicU64::new(0));
     let body = Metered {

@@ -916,3 +916,42 @@ fn connections_beyond_the_cap_wait_until_a_slot_frees_up() {
     drop(idle);
     assert!(server.terminate().success());
 }
+
+#[tokio::test]
+async fn a_percent_encoded_form_address_meets_the_same_per_form_limit() {
+    let tables = r#"
+[limits]
+form_client = { burst = 100000, per_minute = 100000 }
+form_each = { burst = 2, per_minute = 1 }
+form_global = { burst = 100000, per_minute = 100000 }
+
+[abuse]
+form_tokens = false
+"#;
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", tables);
+    let app = fx.app();
+    let mut statuses = Vec::new();
+    for path in ["tip", "tip", "%74ip", "%74%69%70"] {
+        let (res, _) = send(&app, form_post(path, "message=hello")).await;
+        statuses.push(res.status().as_u16());
+    }
+    // `/forms/%74ip` is the `tip` form (the router decodes it), so it may
+    // not slip past `tip`'s own limit.
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!(fx.records().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cross_site_multipart_post_to_the_api_is_refused() {
+    let fx = Fixture::standard();
+    let app = fx.app();
+    let body = "--b\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nhello\r\n--b--\r\n";
+    let req = axum::http::Request::post("/api/v1/forms/tip/submissions")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("sec-fetch-site", "cross-site")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let (res, _) = send(&app, req).await;
+    assert_eq!(res.status(), axum::http::StatusCode::FORBIDDEN);
+    assert!(fx.records().is_empty());
+}

@@ -806,7 +806,7 @@ async fn a_client_that_drops_the_connection_mid_upload_leaves_nothing_and_others
 
 #[tokio::test]
 async fn a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing() {
-    let fx = fixture("request_timeout_secs = 1");
+    let fx = fixture("upload_stall_secs = 1");
     let server = Server::start(&fx);
     let body_head = Multipart::new().file_head("file", "slow.bin").body;
     let mut s = raw_upload_head(&server, body_head.len() + 1_000_000).await;
