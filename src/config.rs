@@ -425,7 +425,7 @@ impl Config {
         abuse::validate(&self.limits, &self.abuse)
             .map_err(|(key, problem)| invalid(key.into(), problem))?;
         for (i, t) in self.staff.tokens.iter().enumerate() {
-            if crate::token::TokenHash::parse(t).is_none() {
+            if crate::staff_token::TokenHash::parse(t).is_none() {
                 return Err(invalid(
                     format!("staff.tokens[{i}]"),
                     "must be \"sha256:<64 hex digits>\" as printed by `sealform token`".into(),

@@ -11,11 +11,11 @@ mod api;
 mod conn;
 mod early_limit;
 mod error;
+pub mod form_tokens;
 pub mod limits;
 mod pages;
 mod security_headers;
 pub mod staff;
-pub mod tokens;
 mod upload;
 
 use std::future::Future;
@@ -48,7 +48,7 @@ struct StateInner {
     seal_permits: Semaphore,
     upload_permits: Arc<Semaphore>,
     limits: limits::Limits,
-    tokens: tokens::FormTokens,
+    tokens: form_tokens::FormTokens,
 }
 
 impl AppState {
@@ -57,7 +57,7 @@ impl AppState {
         let permits = intake.config.server.max_concurrent_seals;
         let uploads = intake.config.server.max_concurrent_uploads;
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
-        let tokens = tokens::FormTokens::new(&intake.config.abuse);
+        let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
@@ -92,7 +92,7 @@ impl AppState {
     }
 
     /// The form-token issuer and checker.
-    pub fn tokens(&self) -> &tokens::FormTokens {
+    pub fn tokens(&self) -> &form_tokens::FormTokens {
         &self.inner.tokens
     }
 

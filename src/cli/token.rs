@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::token::{TokenHash, mint};
+use crate::staff_token::{TokenHash, mint};
 
 /// Mints a token; writes it to `out` (new file, mode 0600) or prints it.
 pub fn run(out: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -22,7 +22,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
-use super::tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
+use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
 use super::{AppState, media_type};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};

@@ -37,8 +37,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::intake::Intake;
+use crate::staff_token::TokenSet;
 use crate::store::{IndexEntry, Receipt, RecordState};
-use crate::token::TokenSet;
 
 /// Failed attempts allowed in a burst before 429.
 const FAILURE_BURST: u32 = 10;

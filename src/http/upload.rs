@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::error::{ApiError, HttpError};
-use super::tokens::{HONEYPOT_FIELD, TOKEN_FIELD};
+use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD};
 use super::{AppState, api, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
 use crate::store::Receipt;

@@ -14,8 +14,8 @@ use crate::support::*;
 /// A fixture whose `[staff]` table accepts one fresh token; returns the
 /// fixture and the token (also written to `dir/token`).
 fn staff_fixture(keys: &[TestKey], staff_extra: &str) -> (Fixture, String) {
-    let token = sealform::token::mint().to_string();
-    let hash = sealform::token::TokenHash::of(&token);
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
     let fx = Fixture::new(
         keys,
         DEFAULT_FORMS,
