@@ -40,7 +40,8 @@ pub struct AppState {
 
 struct StateInner {
     intake: Arc<Intake>,
-    seal_permits: Semaphore,
+    /// Bounds the CPU half of intake (sealing), not the wait for the disk.
+    seal_permits: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -50,7 +51,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
-                seal_permits: Semaphore::new(permits),
+                seal_permits: Arc::new(Semaphore::new(permits)),
             }),
         }
     }
@@ -63,16 +64,19 @@ impl AppState {
     /// Seals a validated submission on a blocking thread and waits until it
     /// is durable.
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        let _permit = self
-            .inner
-            .seal_permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.seal_permits)
+            .acquire_owned()
             .await
             .map_err(|_| HttpError::unavailable())?;
         let intake = Arc::clone(&self.inner.intake);
         let sealed = tokio::task::spawn_blocking(move || {
             let form = &intake.config.forms[form_index];
-            intake.seal_submission(form, &submission, SystemTime::now())
+            let now = SystemTime::now();
+            let sealed = intake.seal_pending(form, &submission, now)?;
+            // Sealing is done: waiting for the fsyncs needs no CPU slot, and
+            // commits waiting together share their syncs (see `store`).
+            drop(permit);
+            intake.commit(sealed, now)
         })
         .await;
         match sealed {
