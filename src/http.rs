@@ -9,6 +9,7 @@
 
 mod api;
 mod error;
+pub mod openapi;
 mod pages;
 
 use std::future::Future;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(healthz))
         .route("/api/v1/forms", get(api::forms))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/forms/{form}/submissions",
             axum::routing::post(api::submit),

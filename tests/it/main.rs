@@ -7,5 +7,6 @@
 
 mod support;
 
+mod openapi;
 mod props;
 mod smoke;
