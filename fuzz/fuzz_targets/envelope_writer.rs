@@ -76,6 +76,13 @@ fuzz_target!(|data: &[u8]| {
     let json = base64::engine::general_purpose::STANDARD
         .decode(json_b64.replace("\r\n", ""))
         .expect("base64");
+    // serde_json (with `raw_value`, which a dependency turns on) reads an
+    // object whose key is its private RawValue token as a raw value, not a
+    // map; real field names are `[a-z0-9_-]+` (config validation), so only
+    // this harness can produce one.
+    if fields.iter().any(|f| f.name.starts_with("$serde_json::")) {
+        return;
+    }
     let json: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
     let decoded = json["fields"].as_object().expect("fields");
     for f in &fields {
