@@ -13,6 +13,7 @@ mod early_limit;
 mod error;
 pub mod form_tokens;
 pub mod limits;
+pub mod openapi;
 mod pages;
 mod security_headers;
 pub mod staff;
@@ -45,7 +46,8 @@ pub struct AppState {
 
 struct StateInner {
     intake: Arc<Intake>,
-    seal_permits: Semaphore,
+    /// Bounds the CPU half of intake (sealing), not the wait for the disk.
+    seal_permits: Arc<Semaphore>,
     upload_permits: Arc<Semaphore>,
     limits: limits::Limits,
     tokens: form_tokens::FormTokens,
@@ -61,7 +63,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
-                seal_permits: Semaphore::new(permits),
+                seal_permits: Arc::new(Semaphore::new(permits)),
                 upload_permits: Arc::new(Semaphore::new(uploads)),
                 limits,
                 tokens,
@@ -99,16 +101,19 @@ impl AppState {
     /// Seals a validated submission on a blocking thread and waits until it
     /// is durable.
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        let _permit = self
-            .inner
-            .seal_permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.seal_permits)
+            .acquire_owned()
             .await
             .map_err(|_| HttpError::unavailable())?;
         let intake = Arc::clone(&self.inner.intake);
         let sealed = tokio::task::spawn_blocking(move || {
             let form = &intake.config.forms[form_index];
-            intake.seal_submission(form, &submission, SystemTime::now())
+            let now = SystemTime::now();
+            let sealed = intake.seal_pending(form, &submission, now)?;
+            // Sealing is done: waiting for the fsyncs needs no CPU slot, and
+            // commits waiting together share their syncs (see `store`).
+            drop(permit);
+            intake.commit(sealed, now)
         })
         .await;
         match sealed {
@@ -133,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(healthz))
         .route("/api/v1/forms", get(api::forms))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/forms/{form}/submissions",
             axum::routing::post(upload::api_submit),

@@ -3,7 +3,9 @@
 //!
 //! [`Intake::seal_submission`] writes the envelope through the sealer into a
 //! pending spool file and commits it. It is blocking (encryption and fsync):
-//! the HTTP layer calls it on a blocking thread. Handlers never build packets
+//! the HTTP layer calls it on a blocking thread, in its two halves
+//! ([`Intake::seal_pending`], CPU; [`Intake::commit`], disk) so that a slot
+//! for CPU work is not held while waiting for an fsync. Handlers never build packets
 //! and this module never sees HTTP.
 
 use std::io::{BufWriter, Write};
@@ -16,7 +18,7 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, Receipt, Store, StoreError};
+use crate::store::{IndexEntry, PendingRecord, Receipt, Store, StoreError};
 use crate::submission::Submission;
 
 /// Ciphertext is written to the spool in chunks of this size.
@@ -103,6 +105,18 @@ impl Intake {
         submission: &Submission,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
+        let sealed = self.seal_pending(form, submission, now)?;
+        self.commit(sealed, now)
+    }
+
+    /// The CPU half of [`Intake::seal_submission`]: writes the envelope
+    /// through the sealer into a pending spool file, not yet durable.
+    pub fn seal_pending(
+        &self,
+        form: &FormConfig,
+        submission: &Submission,
+        now: SystemTime,
+    ) -> Result<SealedPending, IntakeError> {
         let recipients = self
             .keyring
             .for_form(&form.id)
@@ -129,13 +143,33 @@ impl Intake {
             .into_inner()
             .map_err(|e| SealError::Io(e.into_error()))?;
         // Hidden recipients stay hidden from a store thief too.
-        let listed = if recipients.hidden {
+        let recipients = if recipients.hidden {
             Vec::new()
         } else {
             recipients.certs.iter().map(|f| f.to_hex()).collect()
         };
-        Ok(self.store.commit(pending, listed, now)?)
+        Ok(SealedPending {
+            pending,
+            recipients,
+        })
     }
+
+    /// The I/O half of [`Intake::seal_submission`]: makes a sealed record
+    /// durable and indexed (mostly waiting for the disk).
+    pub fn commit(
+        &self,
+        sealed: SealedPending,
+        now: SystemTime,
+    ) -> Result<(Receipt, IndexEntry), IntakeError> {
+        Ok(self.store.commit(sealed.pending, sealed.recipients, now)?)
+    }
+}
+
+/// A sealed record in `spool/tmp/`, waiting for [`Intake::commit`].
+/// Dropping it deletes the file.
+pub struct SealedPending {
+    pending: PendingRecord,
+    recipients: Vec<String>,
 }
 
 /// Names the recipients of a spool file from its PKESK packets: certificate

@@ -14,6 +14,11 @@
 //! was acknowledged: leftovers in `spool/tmp/` are deleted by [`Store::open`],
 //! and a spool file without an index entry is indexed again.
 //!
+//! Commits running at the same time share the directory fsync and the index
+//! flush (group commit): each commit takes a ticket after its rename and
+//! index insert, and returns once a sync that *started after* its ticket has
+//! finished. Each record's own file is still fsynced by its own commit.
+//!
 //! sled alone is not durable (its flush skips the disk cache and big values go
 //! to never-synced blob files), so ciphertext never goes into it, and nothing
 //! in it is finer than a day. Everything here is blocking I/O: call it from a
@@ -24,6 +29,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -186,7 +192,30 @@ pub struct Store {
     index: PathBuf,
     db: sled::Db,
     /// Serializes read-modify-write of index entries (state changes, purge).
-    changes: std::sync::Mutex<()>,
+    changes: Mutex<()>,
+    /// Lets concurrent commits share a directory fsync and an index flush.
+    group: GroupSync,
+}
+
+/// Shares one directory fsync and one index flush among the commits that
+/// are waiting for one.
+#[derive(Default)]
+struct GroupSync {
+    state: Mutex<SyncState>,
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Tickets handed out so far; ticket `n` was taken after commit `n`'s
+    /// rename and index insert.
+    issued: u64,
+    /// Every ticket up to this one is durable.
+    synced: u64,
+    /// Every ticket up to this one was covered by a sync that failed.
+    failed: u64,
+    /// A commit is running the sync right now.
+    running: bool,
 }
 
 impl Store {
@@ -213,7 +242,8 @@ impl Store {
             tmp,
             index,
             db,
-            changes: std::sync::Mutex::new(()),
+            changes: Mutex::new(()),
+            group: GroupSync::default(),
         };
         let recovery = store.recover(recipients_of)?;
         Ok((store, recovery))
@@ -331,8 +361,60 @@ impl Store {
             acked_day: None,
         };
         self.put(&pending.receipt, &entry)?;
-        self.db.flush()?;
+        self.sync_group()?;
         Ok((pending.receipt, entry))
+    }
+
+    /// Returns once the spool directory has been fsynced and the index
+    /// flushed by a sync that started after this call: every rename and
+    /// insert made before the call is then durable. Whoever finds no sync
+    /// running runs one for everybody waiting; the others wait for it.
+    fn sync_group(&self) -> Result<(), StoreError> {
+        let lock = || {
+            self.group
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let mut state = lock();
+        state.issued += 1;
+        let ticket = state.issued;
+        loop {
+            if state.synced >= ticket {
+                return Ok(());
+            }
+            if state.failed >= ticket {
+                return Err(StoreError::Io {
+                    action: "syncing (grouped with another commit)",
+                    path: self.spool.clone(),
+                    source: io::Error::other("the shared directory fsync or index flush failed"),
+                });
+            }
+            if state.running {
+                state = self
+                    .group
+                    .finished
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.running = true;
+            let upto = state.issued;
+            drop(state);
+            let result = sync_dir(&self.spool).and_then(|()| {
+                self.db.flush()?;
+                Ok(())
+            });
+            state = lock();
+            state.running = false;
+            if result.is_ok() {
+                state.synced = state.synced.max(upto);
+            } else {
+                state.failed = state.failed.max(upto);
+            }
+            self.group.finished.notify_all();
+            result?;
+        }
     }
 
     /// The spool path of a record (whether or not it exists).
@@ -622,6 +704,49 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn concurrent_commits_sharing_syncs_are_all_in_the_spool_and_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let receipts: Vec<Receipt> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..25)
+                            .map(|_| {
+                                let mut p = store.create().expect("create");
+                                p.write_all(b"ciphertext").expect("write");
+                                store
+                                    .commit(p, vec![], SystemTime::now())
+                                    .expect("commit")
+                                    .0
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("worker"))
+                .collect()
+        });
+        assert_eq!(receipts.len(), 200);
+        let state = store.group.state.lock().expect("state");
+        assert_eq!(
+            (state.issued, state.synced, state.running),
+            (200, 200, false)
+        );
+        drop(state);
+        for r in &receipts {
+            assert!(store.path_of(r).is_file());
+            assert!(store.get(r).expect("get").is_some());
+        }
+        assert_eq!(store.list().expect("list").len(), 200);
+        drop(store);
+        let (_, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+        assert_eq!(recovery, Recovery::default());
     }
 
     #[test]

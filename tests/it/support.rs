@@ -532,3 +532,14 @@ title = "Plain"
   label = "Message"
   kind = "textarea"
 "#;
+
+/// An answer's text without the `<form>` element when it is a 422: a
+/// fixable mistake on the HTML form gives the form back with what was typed
+/// in its inputs (as a person expects); everywhere else in the answer, and
+/// in every error message, nothing sent may appear.
+pub fn outside_refilled_form(text: &str, status: u16) -> String {
+    match (text.find("<form "), text.find("</form>")) {
+        (Some(a), Some(b)) if status == 422 => format!("{}{}", &text[..a], &text[b..]),
+        _ => text.to_owned(),
+    }
+}

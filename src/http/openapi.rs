@@ -1,0 +1,172 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of the public
+//! API, generated from the running configuration so that every form's
+//! submission schema (field names, kinds, lengths, options, required) is
+//! exactly what the server enforces.
+//!
+//! It describes only what the server does; it never includes a recipient's
+//! key material or anything about stored records.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use crate::config::{FieldKind, FormConfig};
+
+/// `GET /api/v1/openapi.json`
+pub async fn document(State(state): State<AppState>) -> Json<Value> {
+    Json(describe(&state.intake().config.forms))
+}
+
+/// The OpenAPI document for these forms.
+pub fn describe(forms: &[FormConfig]) -> Value {
+    let mut paths = Map::new();
+    paths.insert(
+        "/api/v1/forms".into(),
+        json!({ "get": {
+            "summary": "Every form's schema and recipient fingerprints",
+            "operationId": "listForms",
+            "responses": { "200": { "description": "The forms", "content": {
+                "application/json": { "schema": { "type": "object" } } } } }
+        }}),
+    );
+    paths.insert(
+        "/healthz".into(),
+        json!({ "get": {
+            "summary": "Liveness check; says nothing else",
+            "operationId": "health",
+            "responses": { "200": { "description": "The server runs" } }
+        }}),
+    );
+    paths.insert(
+        "/keys/{fingerprint}.asc".into(),
+        json!({ "get": {
+            "summary": "A recipient's armored public certificate",
+            "operationId": "recipientKey",
+            "parameters": [{ "name": "fingerprint", "in": "path", "required": true,
+                             "schema": { "type": "string", "pattern": "^[0-9A-Fa-f]{40}$" } }],
+            "responses": {
+                "200": { "description": "The certificate",
+                         "content": { "application/pgp-keys": { "schema": { "type": "string" } } } },
+                "404": { "description": "No such recipient" }
+            }
+        }}),
+    );
+    for form in forms {
+        paths.insert(
+            format!("/api/v1/forms/{}/submissions", form.id),
+            json!({ "post": {
+                "summary": format!("Submit \"{}\"", form.title),
+                "description": "The submission is encrypted to the form's recipients before it is \
+                    stored. A 201 means the record is durable; its receipt is the only copy the \
+                    client gets.",
+                "operationId": format!("submit_{}", form.id.replace('-', "_")),
+                "requestBody": { "required": true, "content": request_content(form) },
+                "responses": submission_responses(),
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sealform",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Public API of a sealform server: form schemas and sealed submissions. \
+                Errors are {\"error\": {\"code\", \"message\", \"field\"?}} and never repeat a \
+                submitted value.",
+        },
+        "paths": paths,
+        "components": { "schemas": {
+            "Receipt": { "type": "object", "required": ["receipt"], "properties": {
+                "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" } } },
+            "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                "type": "object", "required": ["code", "message"], "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                    "field": { "type": "string" } } } } },
+        } },
+    })
+}
+
+/// The request bodies a form's submission route takes: JSON, and for a form
+/// with file fields also `multipart/form-data` (files cannot travel in JSON).
+fn request_content(form: &FormConfig) -> Value {
+    let mut content = Map::new();
+    content.insert(
+        "application/json".into(),
+        json!({ "schema": { "type": "object", "additionalProperties": false,
+                            "required": ["fields"],
+                            "properties": { "fields": fields_schema(form, false) } } }),
+    );
+    if form.takes_files() {
+        content.insert(
+            "multipart/form-data".into(),
+            json!({ "schema": fields_schema(form, true) }),
+        );
+    }
+    Value::Object(content)
+}
+
+/// The fields of one form as a schema: one property per field, as
+/// validated; `file` fields only in the multipart form.
+fn fields_schema(form: &FormConfig, multipart: bool) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for field in &form.fields {
+        let mut schema = match field.kind {
+            FieldKind::File if !multipart => continue,
+            FieldKind::File => {
+                let file = json!({ "type": "string",
+                                   "contentMediaType": "application/octet-stream" });
+                if field.multiple {
+                    json!({ "type": "array", "items": file, "maxItems": form.max_files })
+                } else {
+                    file
+                }
+            }
+            FieldKind::Checkbox => json!({
+                "description": "A boolean, or one of \"on\", \"yes\", \"true\", \"1\", \
+                    \"off\", \"no\", \"false\", \"0\", \"\"",
+                "oneOf": [{ "type": "boolean" }, { "type": "string" }],
+            }),
+            FieldKind::Select => json!({ "type": "string", "enum": field.options }),
+            FieldKind::Email => json!({ "type": "string", "maxLength": field.max_len(),
+                                        "description": "local@domain" }),
+            FieldKind::Text | FieldKind::Textarea => {
+                json!({ "type": "string", "maxLength": field.max_len() })
+            }
+        };
+        if let Value::Object(m) = &mut schema {
+            m.insert("title".into(), field.label.clone().into());
+        }
+        if field.required {
+            required.push(field.name.clone());
+        }
+        properties.insert(field.name.clone(), schema);
+    }
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+        "required": required,
+    })
+}
+
+fn submission_responses() -> Value {
+    let error = |description: &str| {
+        json!({ "description": description, "content": { "application/json": {
+            "schema": { "$ref": "#/components/schemas/Error" } } } })
+    };
+    json!({
+        "201": { "description": "Sealed and stored durably", "content": { "application/json": {
+            "schema": { "$ref": "#/components/schemas/Receipt" } } } },
+        "400": error("The body is malformed (not JSON, duplicate or too many fields, bad UTF-8)"),
+        "404": error("No such form"),
+        "408": error("The request took too long to arrive"),
+        "413": error("The body is too large"),
+        "415": error("The content type is not application/json"),
+        "422": error("A field breaks the form's rules (unknown, missing, too long, wrong type or option)"),
+        "429": error("Too many requests"),
+        "503": error("The server cannot store submissions right now"),
+    })
+}
