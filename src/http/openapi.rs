@@ -3,8 +3,9 @@
 //! submission schema (field names, kinds, lengths, options, required) is
 //! exactly what the server enforces.
 //!
-//! It describes only what the server does; it never includes a recipient's
-//! key material or anything about stored records.
+//! The staff API (token-authenticated) is described too when this listener
+//! serves it. The document describes only what the server does; it never
+//! includes a recipient's key material or anything about stored records.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,12 +16,17 @@ use crate::config::{FieldKind, FormConfig};
 
 /// `GET /api/v1/openapi.json`
 pub async fn document(State(state): State<AppState>) -> Json<Value> {
-    Json(describe(&state.intake().config.forms))
+    let config = &state.intake().config;
+    let staff_here = config.staff.enabled && config.staff.listen.is_none();
+    Json(describe(&config.forms, staff_here))
 }
 
-/// The OpenAPI document for these forms.
-pub fn describe(forms: &[FormConfig]) -> Value {
+/// The OpenAPI document for these forms (and the staff API, if `staff`).
+pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
     let mut paths = Map::new();
+    if staff {
+        describe_staff(&mut paths);
+    }
     paths.insert(
         "/api/v1/forms".into(),
         json!({ "get": {
@@ -76,7 +82,10 @@ pub fn describe(forms: &[FormConfig]) -> Value {
                 submitted value.",
         },
         "paths": paths,
-        "components": { "schemas": {
+        "components": {
+          "securitySchemes": { "staffToken": { "type": "http", "scheme": "bearer",
+              "description": "A token minted by `sealform token`; the server keeps only its hash" } },
+          "schemas": {
             "Receipt": { "type": "object", "required": ["receipt"], "properties": {
                 "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" } } },
             "Error": { "type": "object", "required": ["error"], "properties": { "error": {
@@ -84,8 +93,86 @@ pub fn describe(forms: &[FormConfig]) -> Value {
                     "code": { "type": "string" },
                     "message": { "type": "string" },
                     "field": { "type": "string" } } } } },
+            "StaffRecord": { "type": "object",
+                "required": ["receipt", "size", "day", "state", "recipients"], "properties": {
+                "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" },
+                "size": { "type": "integer", "minimum": 0 },
+                "day": { "type": "string", "format": "date",
+                         "description": "Day of arrival (UTC); nothing finer is kept" },
+                "state": { "type": "string", "enum": ["new", "exported", "acked"] },
+                "recipients": { "type": "array", "items": { "type": "string" } } } },
         } },
     })
+}
+
+/// The token-authenticated staff routes.
+fn describe_staff(paths: &mut Map<String, Value>) {
+    let auth = json!([{ "staffToken": [] }]);
+    let receipt = json!({ "name": "receipt", "in": "path", "required": true,
+                          "schema": { "type": "string", "pattern": "^[a-z2-7]{26}$" } });
+    let common = json!({
+        "401": { "description": "Missing or wrong token (one answer for both)" },
+        "429": { "description": "Too many failed token attempts" },
+    });
+    let with = |extra: Value| {
+        let mut r = common.clone();
+        if let (Value::Object(r), Value::Object(e)) = (&mut r, extra) {
+            r.extend(e);
+        }
+        r
+    };
+    paths.insert(
+        "/api/v1/staff/submissions".into(),
+        json!({ "get": {
+            "summary": "Stored records (ciphertext metadata only)",
+            "operationId": "staffList",
+            "security": auth,
+            "parameters": [{ "name": "state", "in": "query", "required": false,
+                             "schema": { "type": "string", "enum": ["new", "exported", "all"] } }],
+            "responses": with(json!({ "200": { "description": "The records", "content": {
+                "application/json": { "schema": { "type": "object", "properties": {
+                    "submissions": { "type": "array",
+                        "items": { "$ref": "#/components/schemas/StaffRecord" } } } } } } } })),
+        }}),
+    );
+    paths.insert(
+        "/api/v1/staff/submissions/{receipt}".into(),
+        json!({ "get": {
+            "summary": "One record: a binary OpenPGP message",
+            "operationId": "staffDownload",
+            "security": auth,
+            "parameters": [receipt],
+            "responses": with(json!({
+                "200": { "description": "The record; header x-sealform-sha256 holds its SHA-256",
+                         "content": { "application/pgp-encrypted": {
+                             "schema": { "type": "string", "contentMediaType": "application/pgp-encrypted" } } } },
+                "404": { "description": "No such record (or already acknowledged)" } })),
+        }}),
+    );
+    for (action, summary, id) in [
+        (
+            "exported",
+            "Mark a record as copied into a bundle",
+            "staffMarkExported",
+        ),
+        (
+            "ack",
+            "Acknowledge a record: the server deletes its copy",
+            "staffAck",
+        ),
+    ] {
+        paths.insert(
+            format!("/api/v1/staff/submissions/{{receipt}}/{action}"),
+            json!({ "post": {
+                "summary": summary,
+                "operationId": id,
+                "security": auth,
+                "parameters": [receipt],
+                "responses": with(json!({ "200": { "description": "Done" },
+                                          "404": { "description": "No such record" } })),
+            }}),
+        );
+    }
 }
 
 /// The request bodies a form's submission route takes: JSON, and for a form

@@ -35,6 +35,15 @@ async fn the_openapi_document_describes_each_form_as_the_server_validates_it() {
     assert!(post["responses"]["201"].is_object());
     assert!(post["responses"]["422"].is_object());
 
+    // The staff API served on this listener is described, behind its token.
+    let list = &doc["paths"]["/api/v1/staff/submissions"]["get"];
+    assert_eq!(list["security"], json!([{ "staffToken": [] }]));
+    assert!(doc["paths"]["/api/v1/staff/submissions/{receipt}/ack"]["post"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["staffToken"]["scheme"],
+        "bearer"
+    );
+
     // What the document calls valid, the server accepts; what it calls
     // unknown, the server refuses.
     let valid = json!({"fields": {"message": "x", "topic": "schools", "publish": true}});
