@@ -296,18 +296,7 @@ async fn mark_exported(
     headers: HeaderMap,
     Path(receipt): Path<String>,
 ) -> Result<Json<serde_json::Value>, StaffError> {
-    st.authorize(&headers)?;
-    let receipt = parse_receipt(&receipt)?;
-    let intake = Arc::clone(&st.intake);
-    let entry = blocking(move || {
-        intake
-            .store
-            .mark_exported(&receipt)
-            .map_err(internal)?
-            .ok_or(StaffError::NotFound)
-    })
-    .await?;
-    Ok(Json(entry_json(&receipt, &entry)))
+    change_state(st, &headers, &receipt, |store, r| store.mark_exported(r)).await
 }
 
 async fn ack(
@@ -315,13 +304,34 @@ async fn ack(
     headers: HeaderMap,
     Path(receipt): Path<String>,
 ) -> Result<Json<serde_json::Value>, StaffError> {
-    st.authorize(&headers)?;
-    let receipt = parse_receipt(&receipt)?;
+    change_state(st, &headers, &receipt, |store, r| {
+        store.ack(r, SystemTime::now())
+    })
+    .await
+}
+
+/// Authorizes, then applies a state change to one record on a blocking
+/// thread; answers its new index entry, or 404 when the store has no such
+/// record.
+async fn change_state<F>(
+    st: StaffState,
+    headers: &HeaderMap,
+    receipt: &str,
+    change: F,
+) -> Result<Json<serde_json::Value>, StaffError>
+where
+    F: FnOnce(
+            &crate::store::Store,
+            &Receipt,
+        ) -> Result<Option<IndexEntry>, crate::store::StoreError>
+        + Send
+        + 'static,
+{
+    st.authorize(headers)?;
+    let receipt = parse_receipt(receipt)?;
     let intake = Arc::clone(&st.intake);
     let entry = blocking(move || {
-        intake
-            .store
-            .ack(&receipt, SystemTime::now())
+        change(&intake.store, &receipt)
             .map_err(internal)?
             .ok_or(StaffError::NotFound)
     })

@@ -348,6 +348,21 @@ fn the_staff_api_can_listen_on_its_own_address() {
 }
 
 /// Submits `n` records through the in-process app; returns their receipts.
+/// Acknowledges one record through the in-process staff API (the app is
+/// dropped again, releasing the index for a CLI command).
+async fn ack_through_the_api(fx: &Fixture, token: &str, receipt: &str) {
+    let app = fx.app();
+    let (res, _) = send(
+        &app,
+        Request::post(format!("/api/v1/staff/submissions/{receipt}/ack"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 async fn submit(fx: &Fixture, n: usize) -> Vec<String> {
     let app = fx.app();
     let mut receipts = Vec::new();
@@ -712,18 +727,7 @@ fn hostile_names_inside_a_record_end_up_as_safe_names_inside_the_output_folder()
 async fn purge_with_acked_days_zero_removes_acknowledged_records_only() {
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
     let receipts = submit(&fx, 3).await;
-    {
-        let app = fx.app();
-        let (res, _) = send(
-            &app,
-            Request::post(format!("/api/v1/staff/submissions/{}/ack", receipts[0]))
-                .header("authorization", format!("Bearer {token}"))
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::OK);
-    }
+    ack_through_the_api(&fx, &token, &receipts[0]).await;
     assert_eq!(fx.records().len(), 2);
     let out = run_ok(&["purge", "--config", path_str(&fx.config_path())]);
     assert!(
@@ -930,18 +934,7 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
 async fn serve_applies_retention_when_it_starts() {
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
     let receipts = submit(&fx, 2).await;
-    {
-        let app = fx.app();
-        let (res, _) = send(
-            &app,
-            Request::post(format!("/api/v1/staff/submissions/{}/ack", receipts[0]))
-                .header("authorization", format!("Bearer {token}"))
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::OK);
-    }
+    ack_through_the_api(&fx, &token, &receipts[0]).await;
     let server = Server::start(&fx);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.log_text().contains("retention applied") && Instant::now() < deadline {
