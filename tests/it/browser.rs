@@ -48,7 +48,16 @@ fn a_person_fills_the_form_in_chromium_with_and_without_javascript_and_gpg_reads
             return;
         }
     };
-    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], I18N_FORMS, "");
+    // The real abuse defaults (form tokens, minimum fill time, honeypot,
+    // cross-site check): a person in a real browser must pass them all.
+    // Only the rate limits are raised, for the test's many posts.
+    let tables = r#"
+[limits]
+form_client = { burst = 1000, per_minute = 1000 }
+form_each = { burst = 1000, per_minute = 1000 }
+form_global = { burst = 1000, per_minute = 1000 }
+"#;
+    let fx = Fixture::with_tables(&[TestKey::Ed25519, TestKey::Rsa], I18N_FORMS, "", tables);
     let server = Server::start(&fx);
     let shots = tempfile::Builder::new()
         .prefix("sealform-screenshots-")
