@@ -142,15 +142,9 @@ impl Intake {
         let pending = out
             .into_inner()
             .map_err(|e| SealError::Io(e.into_error()))?;
-        // Hidden recipients stay hidden from a store thief too.
-        let recipients = if recipients.hidden {
-            Vec::new()
-        } else {
-            recipients.certs.iter().map(|f| f.to_hex()).collect()
-        };
         Ok(SealedPending {
             pending,
-            recipients,
+            recipients: recipients.index_listing(),
         })
     }
 

@@ -431,6 +431,19 @@ pub struct Recipients {
     pub seipdv1_only: bool,
 }
 
+impl Recipients {
+    /// What the index records as a record's recipients: the certificate
+    /// fingerprints, or nothing when they are hidden (a store thief must not
+    /// learn from the index what the ciphertext hides).
+    pub fn index_listing(&self) -> Vec<String> {
+        if self.hidden {
+            Vec::new()
+        } else {
+            self.certs.iter().map(|f| f.to_hex()).collect()
+        }
+    }
+}
+
 /// The usable certificates and the recipients of every form.
 pub struct Keyring {
     certs: Vec<RecipientCert>,

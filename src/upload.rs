@@ -247,14 +247,9 @@ pub fn seal_upload(
         .map_err(|e| IntakeError::from(SealError::Io(e.into_error())))?
         .into_inner()
         .pending;
-    let listed = if recipients.hidden {
-        Vec::new()
-    } else {
-        recipients.certs.iter().map(|f| f.to_hex()).collect()
-    };
     Ok(intake
         .store
-        .commit(pending, listed, now)
+        .commit(pending, recipients.index_listing(), now)
         .map_err(IntakeError::from)?)
 }
 
