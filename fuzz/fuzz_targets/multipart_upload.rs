@@ -35,8 +35,8 @@ keys_dir = "keys"
 min_free_bytes = 0
 
 [limits]
-api_client = { burst = 1000000000, per_minute = 1000000000 }
-api_global = { burst = 1000000000, per_minute = 1000000000 }
+api_client = { burst = 1000000, per_minute = 60000000 }
+api_global = { burst = 1000000, per_minute = 60000000 }
 max_inflight_per_client = 1000
 
 [[forms]]
