@@ -376,7 +376,12 @@ impl Config {
 
     /// The form with this id.
     pub fn form(&self, id: &str) -> Option<&FormConfig> {
-        self.forms.iter().find(|f| f.id == id)
+        self.form_index(id).map(|i| &self.forms[i])
+    }
+
+    /// The position of the form with this id in [`Config::forms`].
+    pub fn form_index(&self, id: &str) -> Option<usize> {
+        self.forms.iter().position(|f| f.id == id)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -224,11 +224,7 @@ async fn not_found(req: Request) -> Response {
         "not_found",
         "there is nothing at this address",
     );
-    if req.uri().path().starts_with("/api/") {
-        error::ApiError(e).into_response()
-    } else {
-        error::PageError(e).into_response()
-    }
+    error::for_path(req.uri().path(), e)
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -237,11 +233,7 @@ async fn method_not_allowed(req: Request) -> Response {
         "method_not_allowed",
         "this address does not accept that method",
     );
-    if req.uri().path().starts_with("/api/") {
-        error::ApiError(e).into_response()
-    } else {
-        error::PageError(e).into_response()
-    }
+    error::for_path(req.uri().path(), e)
 }
 
 /// The media type of a request body, lowercased, without parameters.

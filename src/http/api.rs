@@ -60,11 +60,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let config = &state.intake().config;
-    let form_index = config
-        .forms
-        .iter()
-        .position(|f| f.id == id)
-        .ok_or_else(HttpError::unknown_form)?;
+    let form_index = config.form_index(&id).ok_or_else(HttpError::unknown_form)?;
     if media_type(&headers).as_deref() != Some("application/json") {
         return Err(
             HttpError::unsupported_media_type("application/json or multipart/form-data").into(),

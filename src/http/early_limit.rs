@@ -11,9 +11,9 @@
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::error::{ApiError, HttpError, PageError};
+use super::error::HttpError;
 
 /// Middleware: 413 when `Content-Length` exceeds `limit` (JSON on the API,
 /// a page elsewhere); otherwise passes the request on.
@@ -34,11 +34,7 @@ pub async fn refuse_announced_oversize(
             "payload_too_large",
             "the request body is larger than this server accepts",
         );
-        return if req.uri().path().starts_with("/api/") {
-            ApiError(e).into_response()
-        } else {
-            PageError(e).into_response()
-        };
+        return super::error::for_path(req.uri().path(), e);
     }
     next.run(req).await
 }

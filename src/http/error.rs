@@ -159,3 +159,13 @@ impl IntoResponse for PageError {
         (e.status, Html(page)).into_response()
     }
 }
+
+/// `e` as JSON on an `/api/` path and as a page elsewhere, for answers given
+/// before any route's own error type applies (fallbacks, early limits).
+pub fn for_path(path: &str, e: HttpError) -> Response {
+    if path.starts_with("/api/") {
+        ApiError(e).into_response()
+    } else {
+        PageError(e).into_response()
+    }
+}

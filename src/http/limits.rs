@@ -369,7 +369,7 @@ pub async fn limit_submissions(
             // the `tip` form and must meet `tip`'s limit.
             let raw = req.uri().path().trim_start_matches("/forms/");
             let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-            Route::Form(state.intake().config.forms.iter().position(|f| f.id == id))
+            Route::Form(state.intake().config.form_index(&id))
         }
         Some("/api/v1/forms/{form}/submissions") => Route::Api,
         _ => return next.run(req).await,

@@ -598,7 +598,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, FormPageError> {
     let config = &state.intake().config;
-    let Some(form_index) = config.forms.iter().position(|f| f.id == id) else {
+    let Some(form_index) = config.form_index(&id) else {
         let page = Page::negotiate(&headers, query.as_deref(), "/");
         return Err(FormPageError::new(page, None, HttpError::unknown_form()));
     };

@@ -83,7 +83,7 @@ pub async fn page_submit(
             Err(e) => e.into_response(),
         };
     }
-    let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
+    let Some(form_index) = state.intake().config.form_index(&id) else {
         return pages::unknown_form_response(&headers, query.as_deref());
     };
     let abuse = &state.intake().config.abuse;
@@ -121,7 +121,7 @@ pub async fn api_submit(
             Err(e) => e.into_response(),
         };
     }
-    let Some(form_index) = state.intake().config.forms.iter().position(|f| f.id == id) else {
+    let Some(form_index) = state.intake().config.form_index(&id) else {
         return ApiError(HttpError::unknown_form()).into_response();
     };
     // A browser may send a multipart post cross-site without a CORS
