@@ -33,6 +33,22 @@ fn staff_get(path: &str, token: Option<&str>) -> Request<Body> {
     r.body(Body::empty()).expect("request")
 }
 
+/// `n` API submissions (`fields_for(0..n)`) to a real server; their receipts.
+fn submit_to(server: &Server, client: &reqwest::blocking::Client, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let res = client
+                .post(server.url("/api/v1/forms/tip/submissions"))
+                .json(&json!({ "fields": fields_for(i) }))
+                .send()
+                .expect("submit");
+            assert_eq!(res.status().as_u16(), 201);
+            let body: Value = res.json().expect("json");
+            body["receipt"].as_str().expect("receipt").to_owned()
+        })
+        .collect()
+}
+
 fn fields_for(i: usize) -> Value {
     json!({
         "message": format!("message number {i}: the chief said «no budget»"),
@@ -72,17 +88,7 @@ fn twenty_records_pulled_from_a_real_server_decrypt_with_every_value_and_ack_emp
     let (fx, token) = staff_fixture(&[TestKey::Ed25519, TestKey::Rsa], "");
     let server = Server::start(&fx);
     let client = reqwest::blocking::Client::new();
-    let mut receipts = Vec::new();
-    for i in 0..20 {
-        let res = client
-            .post(server.url("/api/v1/forms/tip/submissions"))
-            .json(&json!({ "fields": fields_for(i) }))
-            .send()
-            .expect("submit");
-        assert_eq!(res.status().as_u16(), 201);
-        let body: Value = res.json().expect("json");
-        receipts.push(body["receipt"].as_str().expect("receipt").to_owned());
-    }
+    let receipts = submit_to(&server, &client, 20);
     // The listing shows only days, never a finer time.
     let listing: Value = client
         .get(server.url("/api/v1/staff/submissions?state=new"))
@@ -764,14 +770,7 @@ fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() 
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
     let server = Server::start(&fx);
     let client = reqwest::blocking::Client::new();
-    for i in 0..20 {
-        let res = client
-            .post(server.url("/api/v1/forms/tip/submissions"))
-            .json(&json!({ "fields": fields_for(i) }))
-            .send()
-            .expect("submit");
-        assert_eq!(res.status().as_u16(), 201);
-    }
+    submit_to(&server, &client, 20);
     let work = tempfile::tempdir().expect("tempdir");
     let bundle = work.path().join("bundle");
     let token_file = fx.path().join("token");
@@ -882,14 +881,7 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
     let server = Server::start(&fx);
     let client = reqwest::blocking::Client::new();
-    for i in 0..3 {
-        let res = client
-            .post(server.url("/api/v1/forms/tip/submissions"))
-            .json(&json!({ "fields": fields_for(i) }))
-            .send()
-            .expect("submit");
-        assert_eq!(res.status().as_u16(), 201);
-    }
+    submit_to(&server, &client, 3);
     let work = tempfile::tempdir().expect("tempdir");
     let bundle = work.path().join("bundle");
     let out = run_ok(&[
