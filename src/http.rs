@@ -34,7 +34,7 @@ use tracing::Level;
 
 pub use error::HttpError;
 
-use crate::intake::Intake;
+use crate::intake::{Intake, IntakeError};
 use crate::store::Receipt;
 use crate::submission::Submission;
 
@@ -106,24 +106,28 @@ impl AppState {
             .await
             .map_err(|_| HttpError::unavailable())?;
         let intake = Arc::clone(&self.inner.intake);
-        let sealed = tokio::task::spawn_blocking(move || {
+        let queued = tokio::task::spawn_blocking(move || {
             let form = &intake.config.forms[form_index];
             let now = SystemTime::now();
             let sealed = intake.seal_pending(form, &submission, now)?;
-            // Sealing is done: waiting for the fsyncs needs no CPU slot, and
-            // commits waiting together share their syncs (see `store`).
+            // Sealing is done: the commit needs no CPU slot and no thread of
+            // ours; the store's committer batches it with others.
             drop(permit);
-            intake.commit(sealed, now)
+            intake.enqueue(sealed, now)
         })
         .await;
-        match sealed {
-            Ok(Ok((receipt, _))) => Ok(receipt),
-            Ok(Err(e)) if e.is_storage_full() => {
+        let committed = match queued {
+            Ok(Ok(committing)) => committing.finished().await.map_err(IntakeError::from),
+            Ok(Err(e)) => Err(e),
+            Err(join) => return Err(HttpError::internal(&join)),
+        };
+        match committed {
+            Ok((receipt, _)) => Ok(receipt),
+            Err(e) if e.is_storage_full() => {
                 tracing::error!(error = %e, "cannot store a submission: storage is full");
                 Err(HttpError::unavailable())
             }
-            Ok(Err(e)) => Err(HttpError::internal(&e)),
-            Err(join) => Err(HttpError::internal(&join)),
+            Err(e) => Err(HttpError::internal(&e)),
         }
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! [`Intake::seal_submission`] writes the envelope through the sealer into a
 //! pending spool file and commits it. It is blocking (encryption and fsync):
-//! the HTTP layer calls it on a blocking thread, in its two halves
-//! ([`Intake::seal_pending`], CPU; [`Intake::commit`], disk) so that a slot
-//! for CPU work is not held while waiting for an fsync. Handlers never build packets
+//! the HTTP layer calls it in its two halves: [`Intake::seal_pending`] (CPU)
+//! on a blocking thread, then [`Intake::enqueue`], whose commit it awaits
+//! without holding a thread or a slot for CPU work. Handlers never build packets
 //! and this module never sees HTTP.
 
 use std::io::{BufWriter, Write};
@@ -18,7 +18,7 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, PendingRecord, Receipt, Store, StoreError};
+use crate::store::{Committing, IndexEntry, PendingRecord, Receipt, Store, StoreError};
 use crate::submission::Submission;
 
 /// Ciphertext is written to the spool in chunks of this size.
@@ -155,7 +155,17 @@ impl Intake {
         sealed: SealedPending,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        Ok(self.store.commit(sealed.pending, sealed.recipients, now)?)
+        Ok(self.enqueue(sealed, now)?.wait()?)
+    }
+
+    /// [`Intake::commit`] without the wait: queues the record for the
+    /// store's committer; await [`Committing::finished`] for the answer.
+    pub fn enqueue(
+        &self,
+        sealed: SealedPending,
+        now: SystemTime,
+    ) -> Result<Committing, IntakeError> {
+        Ok(self.store.enqueue(sealed.pending, sealed.recipients, now)?)
     }
 }
 
