@@ -26,6 +26,11 @@ use sealform::seal::seal;
 use sealform::store::Receipt;
 use sealform::submission::{Submission, decode_json};
 
+// The same allocator as the `sealform` binary (see src/main.rs), so that the
+// ceiling and the server differ only in what the server does besides sealing.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Args {
     config: PathBuf,
     body: PathBuf,

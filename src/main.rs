@@ -12,3 +12,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// jemalloc, not glibc's malloc: Sequoia allocates two 4 MiB write buffers
+/// per sealed message, and under load glibc handed that memory back to the
+/// kernel after each message and faulted it in again for the next one (a
+/// `madvise`, page faults and TLB shootdowns per submission: about a fifth of
+/// the end-to-end throughput; see BENCHMARKS.md). jemalloc keeps freed pages
+/// for a few seconds before returning them; the server's memory at rest is
+/// the same as with glibc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
