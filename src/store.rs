@@ -9,21 +9,19 @@
 //! ```
 //!
 //! The durability contract lives here: a commit ([`Store::commit`], or
-//! [`Store::enqueue`] and then [`Committing`]) finishes only after the file's
-//! data and inode are on disk, the file is renamed into place, the directory
-//! fsynced, and the index entry inserted and flushed. A crash at any point
-//! loses nothing that was acknowledged: leftovers in `spool/tmp/` are deleted
-//! by [`Store::open`], and a spool file without an index entry is indexed
-//! again.
+//! [`Store::enqueue`] and then [`Committing`]) finishes only after the file is
+//! fsynced, renamed into place, the directory fsynced, and the index entry
+//! inserted and flushed. A crash at any point loses nothing that was
+//! acknowledged: leftovers in `spool/tmp/` are deleted by [`Store::open`], and
+//! a spool file without an index entry is indexed again.
 //!
-//! Commits are done in batches by one committer thread (group commit): it
-//! takes every record waiting, makes all their files durable with one
-//! `syncfs(2)` of the spool's filesystem (what PostgreSQL's
-//! `recovery_init_sync_method = syncfs` relies on too), renames them, fsyncs
-//! the directory once, inserts their index entries and flushes the index
-//! once. Under load a batch holds dozens of records, so a record costs its
-//! rename and insert, not three device flushes and as many thread wake-ups;
-//! alone, a record pays the same three syncs as before, in the same order.
+//! Each file is fsynced by the thread that wrote it; the rest is done in
+//! batches by one committer thread (group commit): it takes every fsynced
+//! record waiting, renames them all, fsyncs the directory once, inserts their
+//! index entries and flushes the index once. Under load a batch holds dozens
+//! of records, so a record costs its own fsync, rename and insert, not three
+//! syncs and a thread waiting on each; alone, a record pays the same syncs as
+//! before, in the same order.
 //!
 //! sled alone is not durable (its flush skips the disk cache and big values go
 //! to never-synced blob files), so ciphertext never goes into it, and nothing
@@ -205,8 +203,8 @@ pub struct Store {
     changes: Mutex<()>,
     /// The committer thread and its queue; `None` only while dropping.
     committer: Option<Committer>,
-    /// Batches committed so far (each one syncfs, one directory fsync and
-    /// one index flush).
+    /// Batches committed so far (each one directory fsync and one index
+    /// flush).
     batches: Arc<AtomicU64>,
 }
 
@@ -322,7 +320,12 @@ impl Store {
 
     /// Starts a record: picks a receipt and creates its file in `spool/tmp/`.
     pub fn create(&self) -> Result<PendingRecord, StoreError> {
-        let receipt = Receipt::random();
+        self.create_for(Receipt::random())
+    }
+
+    /// Starts a record with a receipt already chosen (by
+    /// [`Receipt::random`]): creates its file in `spool/tmp/`.
+    pub fn create_for(&self, receipt: Receipt) -> Result<PendingRecord, StoreError> {
         let path = self.tmp.join(receipt.to_string());
         let file = OpenOptions::new()
             .write(true)
@@ -350,9 +353,9 @@ impl Store {
         self.enqueue(pending, recipients, now)?.wait()
     }
 
-    /// Closes a finished record (its mtime set to the start of its day) and
-    /// queues it for the committer. Quick: the waiting is in the returned
-    /// [`Committing`].
+    /// Sets a finished record's mtime to the start of its day, fsyncs and
+    /// closes it, and queues it for the committer; the rest of the commit is
+    /// awaited with the returned [`Committing`].
     pub fn enqueue(
         &self,
         mut pending: PendingRecord,
@@ -370,6 +373,7 @@ impl Store {
             .len();
         file.set_modified(start_of_day(now))
             .map_err(io_err("setting the day on", &pending.path))?;
+        file.sync_all().map_err(io_err("syncing", &pending.path))?;
         drop(file);
         let entry = IndexEntry {
             day: day_string(now),
@@ -402,7 +406,6 @@ impl Store {
     fn start_committer(&self) -> Result<Committer, StoreError> {
         let (queue, jobs) = mpsc::channel();
         let worker = BatchCommitter {
-            spool_dir: File::open(&self.spool).map_err(io_err("opening", &self.spool))?,
             spool: self.spool.clone(),
             db: self.db.clone(),
             batches: Arc::clone(&self.batches),
@@ -604,8 +607,6 @@ fn committer_died(spool: &Path) -> StoreError {
 /// The committer thread: commits whatever is queued, a batch at a time.
 struct BatchCommitter {
     spool: PathBuf,
-    /// The spool directory, for `syncfs`.
-    spool_dir: File,
     db: sled::Db,
     batches: Arc<AtomicU64>,
 }
@@ -625,16 +626,12 @@ impl BatchCommitter {
         }
     }
 
-    /// Commits a batch in the contract's order; every job gets its answer.
-    /// A failure after a rename leaves the file in the spool unacknowledged
-    /// (it is indexed at the next start); one before leaves nothing.
+    /// Commits a batch of fsynced records in the contract's order; every
+    /// job gets its answer. A failure after a rename leaves the file in the
+    /// spool unacknowledged (it is indexed at the next start); one before
+    /// leaves nothing.
     fn commit(&self, batch: Vec<CommitJob>) {
-        // 1. Every file's data and inode, before any of them gets its name.
-        if let Err(e) = rustix::fs::syncfs(&self.spool_dir) {
-            let e = io::Error::from(e);
-            return fail_all(batch, "syncing the filesystem of", &self.spool, &e);
-        }
-        // 2. The names.
+        // 1. The names.
         let mut renamed = Vec::with_capacity(batch.len());
         for mut job in batch {
             let receipt = job.pending.receipt;
@@ -654,11 +651,11 @@ impl BatchCommitter {
         if renamed.is_empty() {
             return;
         }
-        // 3. The directory that holds them.
+        // 2. The directory that holds them.
         if let Err(e) = File::open(&self.spool).and_then(|d| d.sync_all()) {
             return fail_all(renamed, "syncing directory", &self.spool, &e);
         }
-        // 4. The index.
+        // 3. The index.
         let mut indexed = Vec::with_capacity(renamed.len());
         for job in renamed {
             let receipt = job.pending.receipt;
@@ -879,6 +876,43 @@ mod tests {
         drop(store);
         let (_, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
         assert_eq!(recovery, Recovery::default());
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_renamed_gets_an_error_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let mut blocked = store.create().expect("create");
+        blocked.write_all(b"ciphertext").expect("write");
+        // A directory where the record's name should go: the rename fails.
+        let in_the_way = store.path_of(&blocked.receipt());
+        fs::create_dir(&in_the_way).expect("mkdir");
+        fs::write(in_the_way.join("x"), b"").expect("non-empty");
+        let mut fine = store.create().expect("create");
+        fine.write_all(b"ciphertext").expect("write");
+        let blocked = store
+            .enqueue(blocked, vec![], SystemTime::now())
+            .expect("queued");
+        let fine = store
+            .enqueue(fine, vec![], SystemTime::now())
+            .expect("queued");
+        let err = blocked.wait().expect_err("the rename must fail");
+        assert!(
+            err.to_string().starts_with("moving into the spool"),
+            "{err}"
+        );
+        // Its neighbour in the batch is committed, and the committer lives on.
+        let (receipt, _) = fine.wait().expect("the other record");
+        assert!(store.get(&receipt).expect("get").is_some());
+        assert_eq!(store.list().expect("list").len(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("spool/tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+        committed(&store, SystemTime::now());
+        assert_eq!(store.list().expect("list").len(), 2);
     }
 
     #[test]
