@@ -109,12 +109,12 @@ impl AppState {
         let queued = tokio::task::spawn_blocking(move || {
             let form = &intake.config.forms[form_index];
             let now = SystemTime::now();
-            let sealed = intake.seal_in_memory(form, &submission, now)?;
-            // Sealing is done: writing and syncing the file needs no CPU slot,
-            // and the rest of the commit not even this thread (the store's
-            // committer batches it with others).
+            let sealed = intake.seal_pending(form, &submission, now)?;
+            // Sealing is done: the file's fsync (in `enqueue`) needs no CPU
+            // slot, and the rest of the commit not even this thread (the
+            // store's committer batches it with others).
             drop(permit);
-            intake.enqueue(intake.write_pending(sealed)?, now)
+            intake.enqueue(sealed, now)
         })
         .await;
         let committed = match queued {

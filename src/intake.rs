@@ -3,13 +3,13 @@
 //!
 //! [`Intake::seal_submission`] writes the envelope through the sealer into a
 //! pending spool file and commits it. It is blocking (encryption and fsync):
-//! the HTTP layer calls it in its parts: [`Intake::seal_in_memory`] (CPU
-//! only) holding a slot for CPU work, [`Intake::write_pending`] and
-//! [`Intake::enqueue`] (the file and its fsync) on the same blocking thread
-//! without the slot, then it awaits the commit without holding a thread. Handlers never build packets
+//! the HTTP layer calls it in its two halves: [`Intake::seal_pending`] (CPU)
+//! on a blocking thread holding a slot for CPU work, then, without the slot,
+//! [`Intake::enqueue`] (the file's fsync), whose commit it awaits without
+//! holding a thread. Handlers never build packets
 //! and this module never sees HTTP.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -22,9 +22,8 @@ use crate::seal::{SealError, seal};
 use crate::store::{Committing, IndexEntry, PendingRecord, Receipt, Store, StoreError};
 use crate::submission::Submission;
 
-/// Room for the ciphertext of an ordinary submission (the smallest padded
-/// envelope is 8 KiB); bigger ones grow the buffer.
-const CIPHERTEXT_CAPACITY: usize = 16 * 1024;
+/// Ciphertext is written to the spool in chunks of this size.
+const SPOOL_BUFFER: usize = 64 * 1024;
 
 /// Everything a submission needs on its way to the spool.
 pub struct Intake {
@@ -107,58 +106,46 @@ impl Intake {
         submission: &Submission,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        let sealed = self.seal_in_memory(form, submission, now)?;
-        self.commit(self.write_pending(sealed)?, now)
+        let sealed = self.seal_pending(form, submission, now)?;
+        self.commit(sealed, now)
     }
 
-    /// The CPU half of [`Intake::seal_submission`]: seals the envelope into
-    /// memory (ciphertext only: the plaintext never leaves the sealer's
-    /// zeroizing buffers). Nothing here waits for the disk, so the caller's
-    /// slot for CPU work is never held by a blocked thread.
-    pub fn seal_in_memory(
+    /// The CPU half of [`Intake::seal_submission`]: writes the envelope
+    /// through the sealer into a pending spool file, not yet durable.
+    pub fn seal_pending(
         &self,
         form: &FormConfig,
         submission: &Submission,
         now: SystemTime,
-    ) -> Result<SealedInMemory, IntakeError> {
+    ) -> Result<SealedPending, IntakeError> {
         let recipients = self
             .keyring
             .for_form(&form.id)
             .ok_or(IntakeError::NoRoute)?;
-        let receipt = Receipt::random();
-        let receipt_text = receipt.to_string();
+        let pending = self.store.create()?;
+        let receipt = pending.receipt().to_string();
         let head = Head {
             form: &form.id,
             title: &form.title,
-            receipt: &receipt_text,
+            receipt: &receipt,
             received_at: DateTime::<Utc>::from(now),
         };
         let fields = submission.envelope_fields(form);
-        let mut ciphertext = Vec::with_capacity(CIPHERTEXT_CAPACITY);
-        seal(&mut ciphertext, &recipients, |w| {
+        let mut out = BufWriter::with_capacity(SPOOL_BUFFER, pending);
+        seal(&mut out, &recipients, |w| {
             let mut envelope = EnvelopeWriter::start(w, &head)?;
             envelope.text_part(&form.title, &fields)?;
             envelope.json_part(&head, &fields)?;
             envelope.finish()?;
             Ok(())
         })?;
-        Ok(SealedInMemory {
-            receipt,
-            ciphertext,
-            recipients: recipients.index_listing(),
-        })
-    }
-
-    /// Writes a record sealed in memory to its pending spool file (the
-    /// file's own fsync is part of the commit).
-    pub fn write_pending(&self, sealed: SealedInMemory) -> Result<SealedPending, IntakeError> {
-        let mut pending = self.store.create_for(sealed.receipt)?;
-        pending
-            .write_all(&sealed.ciphertext)
-            .map_err(SealError::Io)?;
+        out.flush().map_err(SealError::Io)?;
+        let pending = out
+            .into_inner()
+            .map_err(|e| SealError::Io(e.into_error()))?;
         Ok(SealedPending {
             pending,
-            recipients: sealed.recipients,
+            recipients: recipients.index_listing(),
         })
     }
 
@@ -181,13 +168,6 @@ impl Intake {
     ) -> Result<Committing, IntakeError> {
         Ok(self.store.enqueue(sealed.pending, sealed.recipients, now)?)
     }
-}
-
-/// A sealed record in memory, waiting for [`Intake::write_pending`].
-pub struct SealedInMemory {
-    receipt: Receipt,
-    ciphertext: Vec<u8>,
-    recipients: Vec<String>,
 }
 
 /// A sealed record in `spool/tmp/`, waiting for [`Intake::commit`].

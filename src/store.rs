@@ -320,12 +320,7 @@ impl Store {
 
     /// Starts a record: picks a receipt and creates its file in `spool/tmp/`.
     pub fn create(&self) -> Result<PendingRecord, StoreError> {
-        self.create_for(Receipt::random())
-    }
-
-    /// Starts a record with a receipt already chosen (by
-    /// [`Receipt::random`]): creates its file in `spool/tmp/`.
-    pub fn create_for(&self, receipt: Receipt) -> Result<PendingRecord, StoreError> {
+        let receipt = Receipt::random();
         let path = self.tmp.join(receipt.to_string());
         let file = OpenOptions::new()
             .write(true)
