@@ -159,8 +159,9 @@ impl Intake {
         Ok(self.enqueue(sealed, now)?.wait()?)
     }
 
-    /// [`Intake::commit`] without the wait: queues the record for the
-    /// store's committer; await [`Committing::finished`] for the answer.
+    /// [`Intake::commit`] without the wait: fsyncs the record's file
+    /// (blocking: call it on a blocking thread) and queues it for the store's
+    /// committer; await [`Committing::finished`] for the answer.
     pub fn enqueue(
         &self,
         sealed: SealedPending,

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
 /// kernel after each message and faulted it in again for the next one (a
 /// `madvise`, page faults and TLB shootdowns per submission: about a fifth of
 /// the end-to-end throughput; see BENCHMARKS.md). jemalloc keeps freed pages
-/// for a few seconds before returning them; the server's memory at rest is
-/// the same as with glibc.
+/// for a second before returning them zero-filled to the kernel (options in
+/// `.cargo/config.toml`; a background thread does it when the server is
+/// idle); the server's memory at rest is the same as with glibc.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

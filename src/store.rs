@@ -32,6 +32,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -337,8 +338,9 @@ impl Store {
 
     /// Makes a finished record durable and indexed, in the order the
     /// durability contract requires. When this returns `Ok`, the record
-    /// survives a crash. Blocking: from async code use [`Store::enqueue`]
-    /// and await [`Committing::finished`].
+    /// survives a crash. Blocking, and it panics if called from async code:
+    /// there, call [`Store::enqueue`] on a blocking thread and await
+    /// [`Committing::finished`].
     pub fn commit(
         &self,
         pending: PendingRecord,
@@ -349,8 +351,9 @@ impl Store {
     }
 
     /// Sets a finished record's mtime to the start of its day, fsyncs and
-    /// closes it, and queues it for the committer; the rest of the commit is
-    /// awaited with the returned [`Committing`].
+    /// closes it (blocking: call it on a blocking thread), and queues it for
+    /// the committer; the rest of the commit is awaited with the returned
+    /// [`Committing`].
     pub fn enqueue(
         &self,
         mut pending: PendingRecord,
@@ -402,6 +405,7 @@ impl Store {
         let (queue, jobs) = mpsc::channel();
         let worker = BatchCommitter {
             spool: self.spool.clone(),
+            index: self.index.clone(),
             db: self.db.clone(),
             batches: Arc::clone(&self.batches),
         };
@@ -574,7 +578,8 @@ pub struct Committing {
 }
 
 impl Committing {
-    /// Waits on this thread for the commit (not from async code).
+    /// Waits on this thread for the commit. Panics if called from async
+    /// code: await [`Committing::finished`] there.
     pub fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
         let spool = self.spool;
         self.finished
@@ -602,6 +607,7 @@ fn committer_died(spool: &Path) -> StoreError {
 /// The committer thread: commits whatever is queued, a batch at a time.
 struct BatchCommitter {
     spool: PathBuf,
+    index: PathBuf,
     db: sled::Db,
     batches: Arc<AtomicU64>,
 }
@@ -616,7 +622,16 @@ impl BatchCommitter {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            // A panic must not stop all storing: the batch's jobs are dropped
+            // (their waiters get an error, their temp files are removed or,
+            // once renamed, indexed at the next start) and the next batch is
+            // committed as usual. Nothing about the batch is logged: a
+            // panic message might name a receipt.
+            if catch_unwind(AssertUnwindSafe(|| self.commit(batch))).is_err() {
+                tracing::error!(
+                    "the committer failed on a batch of records; they were not acknowledged"
+                );
+            }
             self.batches.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -665,8 +680,12 @@ impl BatchCommitter {
             }
         }
         if let Err(e) = self.db.flush() {
-            let e = io::Error::other(format!("index flush failed: {e}"));
-            return fail_all(indexed, "flushing the index of", &self.spool, &e);
+            // Keep an I/O error's kind: a full disk is a 503, not a 500.
+            let e = match e {
+                sled::Error::Io(io) => io,
+                other => io::Error::other(format!("index flush failed: {other}")),
+            };
+            return fail_all(indexed, "flushing the index of", &self.index, &e);
         }
         for job in indexed {
             let receipt = job.pending.receipt;

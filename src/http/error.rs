@@ -75,7 +75,7 @@ impl HttpError {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "the server failed to store the submission; nothing was stored, please try again later",
+            "the server could not confirm that the submission was stored; please try again later",
         )
     }
 }
