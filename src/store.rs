@@ -443,8 +443,7 @@ impl Store {
     }
 
     fn put(&self, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
-        self.db.insert(receipt.key(), serde_json::to_vec(entry)?)?;
-        Ok(())
+        put(&self.db, receipt, entry)
     }
 
     /// Marks a record as copied into an export bundle (only a `new` record
@@ -669,10 +668,7 @@ impl BatchCommitter {
         let mut indexed = Vec::with_capacity(renamed.len());
         for job in renamed {
             let receipt = job.pending.receipt;
-            let put = serde_json::to_vec(&job.entry)
-                .map_err(StoreError::from)
-                .and_then(|v| Ok(self.db.insert(receipt.key(), v).map(drop)?));
-            match put {
+            match put(&self.db, &receipt, &job.entry) {
                 Ok(()) => indexed.push(job),
                 Err(e) => {
                     let _ = job.done.send(Err(e));
@@ -692,6 +688,12 @@ impl BatchCommitter {
             let _ = job.done.send(Ok((receipt, job.entry)));
         }
     }
+}
+
+/// Inserts (or replaces) a record's index entry, not yet flushed.
+fn put(db: &sled::Db, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
+    db.insert(receipt.key(), serde_json::to_vec(entry)?)?;
+    Ok(())
 }
 
 /// Answers every job of a batch with (a copy of) one error; the error kind is
