@@ -75,7 +75,9 @@ pub struct ServerConfig {
     /// Refuse certificates and message formats GnuPG 2.2 cannot read.
     #[serde(default = "default_true")]
     pub gnupg_compat: bool,
-    /// Submissions sealed at the same time; more wait their turn.
+    /// Submissions sealed at the same time: the number of sealing threads
+    /// (default: one per CPU core); more wait their turn. Uploads have
+    /// their own slots (`max_concurrent_uploads`).
     #[serde(default = "default_max_concurrent_seals")]
     pub max_concurrent_seals: usize,
     /// The longest pause, in seconds, between two pieces of an upload's
@@ -663,7 +665,7 @@ fn default_true() -> bool {
     true
 }
 fn default_max_concurrent_seals() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 fn default_upload_stall_secs() -> u64 {
     30

@@ -3,7 +3,8 @@
 //! shutdown.
 //!
 //! Handlers parse and validate, then hand the submission to
-//! [`crate::intake`] on a blocking thread; they never build packets. Logging
+//! [`crate::intake`] on a sealing thread ([`crate::sealer`]); they never
+//! build packets. Logging
 //! is one line per request with method, matched route, status and duration:
 //! never a peer address, header, query string, body, value or receipt.
 
@@ -28,13 +29,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::HttpError;
 
 use crate::intake::{Intake, IntakeError};
+use crate::sealer::Sealer;
 use crate::store::Receipt;
 use crate::submission::Submission;
 
@@ -46,29 +48,30 @@ pub struct AppState {
 
 struct StateInner {
     intake: Arc<Intake>,
-    /// Bounds the CPU half of intake (sealing), not the wait for the disk.
-    seal_permits: Arc<Semaphore>,
+    /// The threads for the CPU half of intake (sealing), not the wait for
+    /// the disk.
+    sealer: Sealer,
     upload_permits: Arc<Semaphore>,
     limits: limits::Limits,
     tokens: form_tokens::FormTokens,
 }
 
 impl AppState {
-    /// Wraps a ready intake pipeline.
-    pub fn new(intake: Intake) -> AppState {
-        let permits = intake.config.server.max_concurrent_seals;
+    /// Wraps a ready intake pipeline and starts its sealing threads.
+    pub fn new(intake: Intake) -> std::io::Result<AppState> {
+        let sealer = Sealer::start(intake.config.server.max_concurrent_seals)?;
         let uploads = intake.config.server.max_concurrent_uploads;
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
         let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
-        AppState {
+        Ok(AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
-                seal_permits: Arc::new(Semaphore::new(permits)),
+                sealer,
                 upload_permits: Arc::new(Semaphore::new(uploads)),
                 limits,
                 tokens,
             }),
-        }
+        })
     }
 
     /// A shared handle on the intake pipeline (for a blocking sealer thread
@@ -98,29 +101,43 @@ impl AppState {
         &self.inner.tokens
     }
 
-    /// Seals a validated submission on a blocking thread and waits until it
-    /// is durable.
+    /// Seals a validated submission on a sealing thread and waits until it
+    /// is durable: the file's fsync runs on a blocking thread (it needs no
+    /// CPU slot), and the rest of the commit on the store's committer, which
+    /// batches it with others.
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        let permit = Arc::clone(&self.inner.seal_permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| HttpError::unavailable())?;
+        let (answer, answered) = oneshot::channel();
         let intake = Arc::clone(&self.inner.intake);
-        let queued = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::current();
+        let job = move || {
+            // The client went away while this waited its turn: nobody would
+            // get the receipt, so the submission is dropped (and zeroized)
+            // unsealed, as it would have been before it was queued.
+            if answer.is_closed() {
+                return;
+            }
             let form = &intake.config.forms[form_index];
             let now = SystemTime::now();
-            let sealed = intake.seal_pending(form, &submission, now)?;
-            // Sealing is done: the file's fsync (in `enqueue`) needs no CPU
-            // slot, and the rest of the commit not even this thread (the
-            // store's committer batches it with others).
-            drop(permit);
-            intake.enqueue(sealed, now)
-        })
-        .await;
-        let committed = match queued {
+            match intake.seal_pending(form, &submission, now) {
+                Ok(sealed) => {
+                    drop(submission);
+                    runtime.spawn_blocking(move || {
+                        let _ = answer.send(intake.enqueue(sealed, now));
+                    });
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                }
+            }
+        };
+        if self.inner.sealer.submit(job).await.is_err() {
+            return Err(HttpError::unavailable());
+        }
+        let committed = match answered.await {
             Ok(Ok(committing)) => committing.finished().await.map_err(IntakeError::from),
             Ok(Err(e)) => Err(e),
-            Err(join) => return Err(HttpError::internal(&join)),
+            // The sealing job panicked (it logged that) or was dropped.
+            Err(closed) => return Err(HttpError::internal(&closed)),
         };
         match committed {
             Ok((receipt, _)) => Ok(receipt),

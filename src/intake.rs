@@ -4,10 +4,10 @@
 //! [`Intake::seal_submission`] writes the envelope through the sealer into a
 //! pending spool file and commits it. It is blocking (encryption and fsync):
 //! the HTTP layer calls it in its two halves: [`Intake::seal_pending`] (CPU)
-//! on a blocking thread holding a slot for CPU work, then, without the slot,
-//! [`Intake::enqueue`] (the file's fsync), whose commit it awaits without
-//! holding a thread. Handlers never build packets
-//! and this module never sees HTTP.
+//! on one of the sealing threads ([`crate::sealer`]), then
+//! [`Intake::enqueue`] (the file's fsync) on a blocking thread, and awaits
+//! the commit without holding a thread. Handlers never build packets and
+//! this module never sees HTTP.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;

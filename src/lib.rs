@@ -32,6 +32,7 @@ pub mod intake;
 pub mod keys;
 pub mod record;
 pub mod seal;
+pub mod sealer;
 pub mod staff_token;
 pub mod store;
 pub mod submission;

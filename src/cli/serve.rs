@@ -39,7 +39,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         let local = listener.local_addr()?;
         // This line first: scripts (and the tests) read the address from it.
         tracing::info!("listening on http://{local}/");
-        let state = AppState::new(intake);
+        let state = AppState::new(intake).context("while starting the sealing threads")?;
         let staff = &state.intake().config.staff;
         let staff_listener = match (staff.enabled, staff.listen) {
             (true, Some(staff_addr)) => {
