@@ -405,10 +405,10 @@ impl Config {
                 "must be at least 1048576 (1 MiB)".into(),
             ));
         }
-        if s.max_concurrent_seals == 0 {
+        if !(1..=MAX_SEALING_THREADS).contains(&s.max_concurrent_seals) {
             return Err(invalid(
                 "server.max_concurrent_seals".into(),
-                "must be at least 1".into(),
+                format!("must be from 1 to {MAX_SEALING_THREADS} (one thread each)"),
             ));
         }
         if s.upload_stall_secs == 0 {
@@ -664,6 +664,9 @@ fn default_index_cache_bytes() -> u64 {
 fn default_true() -> bool {
     true
 }
+/// The most sealing threads a config may ask for.
+const MAX_SEALING_THREADS: usize = 1024;
+
 fn default_max_concurrent_seals() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
@@ -824,6 +827,14 @@ required = true
             (
                 MINIMAL.replace("[server]", "[server]\nupload_timeout_secs = 0"),
                 "server.upload_timeout_secs",
+            ),
+            (
+                MINIMAL.replace("[server]", "[server]\nmax_concurrent_seals = 0"),
+                "server.max_concurrent_seals",
+            ),
+            (
+                MINIMAL.replace("[server]", "[server]\nmax_concurrent_seals = 1025"),
+                "server.max_concurrent_seals",
             ),
             (
                 format!(

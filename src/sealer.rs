@@ -29,8 +29,10 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Jobs that may wait in the queue, per sealing thread.
 pub const QUEUED_PER_THREAD: usize = 2;
 
-/// The sealing threads and their queue. Dropping it lets the threads finish
-/// the queued jobs, then joins them.
+/// The sealing threads and their queue. Dropping it closes the queue; the
+/// threads finish the jobs already queued and end. Outside an async runtime
+/// the drop also waits for that; inside one (where the last handle on the
+/// app is often dropped) it does not, so that no runtime worker blocks.
 pub struct Sealer {
     queue: Option<Sender<Job>>,
     /// Room in the queue: a job holds one until a thread starts it.
@@ -38,7 +40,8 @@ pub struct Sealer {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The sealing threads are gone (only while the [`Sealer`] is dropped).
+/// The sealing threads are gone (they stop only when the [`Sealer`] is
+/// dropped, so in practice never while it is used).
 #[derive(Debug, thiserror::Error)]
 #[error("the sealing threads have stopped")]
 pub struct Stopped;
@@ -86,6 +89,9 @@ impl Sealer {
 impl Drop for Sealer {
     fn drop(&mut self) {
         self.queue = None;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
         for t in self.threads.drain(..) {
             // A thread only ends by panicking outside a job, which `run`
             // does not do; nothing to report either way.
@@ -103,9 +109,9 @@ fn run(jobs: &Mutex<Receiver<Job>>) {
         let Ok(job) = next else { return };
         // A panicking job drops its answer channel (its waiter gets an
         // error); the thread itself stays for the next job. The payload is
-        // not logged: it could quote a value.
+        // not logged here: it could quote a value.
         if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            tracing::error!("a sealing job panicked; its submission was not stored");
+            tracing::error!("a sealing job panicked; its submission was not acknowledged");
         }
     }
 }
@@ -232,8 +238,14 @@ mod tests {
     fn dropping_it_finishes_the_queued_jobs() {
         let sealer = Sealer::start(1).expect("threads start");
         let ran = Arc::new(AtomicUsize::new(0));
+        let (release, released) = sync_channel::<()>(0);
         block_on(async {
-            for _ in 0..20 {
+            // The thread is held by the first job while the others queue.
+            sealer
+                .submit(move || released.recv().expect("sent"))
+                .await
+                .expect("queued");
+            for _ in 0..QUEUED_PER_THREAD {
                 let ran = Arc::clone(&ran);
                 sealer
                     .submit(move || {
@@ -243,7 +255,11 @@ mod tests {
                     .expect("queued");
             }
         });
-        drop(sealer);
-        assert_eq!(ran.load(Ordering::SeqCst), 20);
+        let dropping = std::thread::spawn(move || drop(sealer));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a queued job ran early");
+        release.send(()).expect("received");
+        dropping.join().expect("dropped");
+        assert_eq!(ran.load(Ordering::SeqCst), QUEUED_PER_THREAD);
     }
 }

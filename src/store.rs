@@ -906,7 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_counts_as_syncing_only_while_it_is_fsynced() {
+    fn a_record_no_longer_counts_as_syncing_once_queued() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
         let p = store.create().expect("create");
@@ -931,15 +931,15 @@ mod tests {
         assert_eq!(gather(1, &rx, &syncing, long), vec![1, 2, 3]);
         assert!(started.elapsed() < long / 2, "waited with nothing coming");
 
-        // One being written: waits for it (queued, then no longer counted,
+        // One in its fsync: waits for it (no longer counted, then queued,
         // as `Store::enqueue` does).
         syncing.store(1, Ordering::SeqCst);
         let late = {
             let (tx, syncing) = (tx.clone(), Arc::clone(&syncing));
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                tx.send(5).expect("received");
+                std::thread::sleep(Duration::from_millis(200));
                 syncing.fetch_sub(1, Ordering::SeqCst);
+                tx.send(5).expect("received");
             })
         };
         assert_eq!(gather(4, &rx, &syncing, long), vec![4, 5]);
