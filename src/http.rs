@@ -109,7 +109,12 @@ impl AppState {
         let (answer, answered) = oneshot::channel();
         let intake = Arc::clone(&self.inner.intake);
         let runtime = tokio::runtime::Handle::current();
+        // Until a sealing thread takes it, the committer waits a little for
+        // this submission rather than committing small batches (see
+        // `store::Expected`); dropped with the job if it never runs.
+        let expected = intake.store.expect();
         let job = move || {
+            drop(expected);
             // The client went away while this waited its turn: nobody would
             // get the receipt, so the submission is dropped (and zeroized)
             // unsealed, as it would have been before it was queued.

@@ -222,3 +222,57 @@ fn sigterm_right_after_the_server_says_it_listens_is_a_graceful_stop() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+/// A submission waiting for a sealing thread holds the committer's batches
+/// open (`store::Expected`). Each must stop counting once its job starts,
+/// is skipped because its client left, or is dropped before it was queued:
+/// one left over would make every later batch wait its full gathering time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_is_expected_by_the_committer_only_until_a_sealing_thread_takes_it() {
+    // One sealing thread and two queue places for twelve submissions at once.
+    let tables = TEST_TABLES.replace(
+        "[abuse]",
+        "max_inflight_submissions = 64\nmax_inflight_per_client = 64\n\n[abuse]",
+    );
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "max_concurrent_seals = 1",
+        &tables,
+    );
+    let (app, state) = fx.app_and_state();
+    let store = &state.intake().store;
+    let clients: Vec<_> = (0..12)
+        .map(|i| {
+            let app = app.clone();
+            let body = json!({"fields": {"message": format!("queued submission {i}")}});
+            tokio::spawn(async move { send(&app, api_post("tip", &body)).await.0.status() })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.expected() == 0 {
+        assert!(Instant::now() < deadline, "no submission was ever expected");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The last four clients leave while (most likely) still waiting.
+    let mut stay = clients;
+    for client in stay.split_off(8) {
+        client.abort();
+    }
+    for client in stay {
+        let status = client.await;
+        assert_eq!(status.ok(), Some(axum::http::StatusCode::CREATED));
+    }
+    while store.expected() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} submission(s) still expected after every client was answered or left",
+            store.expected()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A client that left may have left after its record was sealed.
+    let stored = fx.records().len();
+    assert!((8..=12).contains(&stored), "{stored} records");
+}
