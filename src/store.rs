@@ -36,7 +36,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -230,12 +230,13 @@ struct CommitJob {
 /// waiting behind an unbounded rename loop.
 const MAX_BATCH: usize = 512;
 
-/// How long the committer may wait for records still being fsynced before it
-/// commits the ones it has. Every batch costs a directory fsync and an index
-/// flush; at a few thousand records a second these made up an eighth of all
-/// the server's CPU time when batches held one or two records. The wait only
-/// happens while other records are in their fsync, about to be queued (a
-/// lone submission is committed at once), and this bounds it on a slow disk.
+/// How long the committer may wait for [`Expected`] records (in their fsync,
+/// or waiting for a sealing thread) before it commits the ones it has. Every
+/// batch costs a directory fsync and an index flush; at a few thousand
+/// records a second these made up an eighth of all the server's CPU time
+/// when batches held one or two records. The wait only happens while records
+/// are expected (a lone submission is committed at once), and this bounds it
+/// on a slow disk or behind a long seal.
 const GATHER: Duration = Duration::from_millis(2);
 
 impl Store {
@@ -371,7 +372,7 @@ impl Store {
 
     /// How many records are [`Expected`] now.
     pub fn expected(&self) -> usize {
-        self.expected.count.load(Ordering::Acquire)
+        self.expected.count.load(Ordering::SeqCst)
     }
 
     /// Sets a finished record's mtime to the start of its day, fsyncs and
@@ -395,7 +396,7 @@ impl Store {
             .len();
         file.set_modified(start_of_day(now))
             .map_err(io_err("setting the day on", &pending.path))?;
-        let syncing = self.expect();
+        let expected = self.expect();
         file.sync_all().map_err(io_err("syncing", &pending.path))?;
         drop(file);
         let entry = IndexEntry {
@@ -421,7 +422,7 @@ impl Store {
         committer.queue.send(job).map_err(|_| stopped())?;
         // Expected until it is queued: if it was the last one, this drop wakes
         // a committer that was waiting for it, and the job is there to take.
-        drop(syncing);
+        drop(expected);
         Ok(Committing {
             finished,
             spool: self.spool.clone(),
@@ -728,18 +729,29 @@ fn gather<T>(
 ) -> Vec<T> {
     let deadline = Instant::now() + wait;
     let mut batch = vec![first];
+    // Set before the count is read, and the drop reads it after taking the
+    // count down (all SeqCst): either this sees the count at zero, or that
+    // drop sees this flag and wakes the thread. Outside `gather` no drop
+    // wakes the committer, so a lone submission costs no extra wake-up.
+    expected.gathering.store(true, Ordering::SeqCst);
     loop {
+        // Read before draining: a record queued and then no longer expected
+        // in between is in the queue when it is drained.
+        let more = expected.count.load(Ordering::SeqCst) > 0;
+        let mut closed = false;
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
-        if batch.len() >= MAX_BATCH || expected.count.load(Ordering::Acquire) == 0 {
-            return batch;
-        }
         let now = Instant::now();
-        if now >= deadline {
+        if batch.len() >= MAX_BATCH || !more || closed || now >= deadline {
+            expected.gathering.store(false, Ordering::SeqCst);
             return batch;
         }
         // Woken early by the drop that takes the count to zero; a wake-up
@@ -801,26 +813,30 @@ pub struct PendingRecord {
 /// one nearly always is, so every batch would wait the full 2 ms and the
 /// clients, waiting for their answers, would send the next submissions too
 /// late to keep the sealing threads busy (measured: −30 % at 8 connections).
+#[must_use = "a record is expected only while its guard lives"]
 pub struct Expected(Arc<Expectations>);
 
 /// The count of [`Expected`] records and whom to wake when it drops to zero.
 #[derive(Default)]
 struct Expectations {
     count: AtomicUsize,
+    /// The committer is in [`gather`], waiting for the count to reach zero.
+    gathering: AtomicBool,
     /// The committer thread (set when it starts).
     committer: OnceLock<std::thread::Thread>,
 }
 
 impl Expectations {
     fn expect(this: &Arc<Expectations>) -> Expected {
-        this.count.fetch_add(1, Ordering::AcqRel);
+        this.count.fetch_add(1, Ordering::SeqCst);
         Expected(Arc::clone(this))
     }
 }
 
 impl Drop for Expected {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.gathering.load(Ordering::SeqCst)
             && let Some(committer) = self.0.committer.get()
         {
             committer.unpark();

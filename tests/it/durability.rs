@@ -224,11 +224,12 @@ fn sigterm_right_after_the_server_says_it_listens_is_a_graceful_stop() {
 }
 
 /// A submission waiting for a sealing thread holds the committer's batches
-/// open (`store::Expected`). Each must stop counting once its job starts,
-/// is skipped because its client left, or is dropped before it was queued:
-/// one left over would make every later batch wait its full gathering time.
+/// open (`store::Expected`). No such guard may outlive its submission,
+/// whether its job ran, was skipped because its client left, or was dropped
+/// before it was queued: one left over would make every later batch wait
+/// its full gathering time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submission_is_expected_by_the_committer_only_until_a_sealing_thread_takes_it() {
+async fn no_submission_stays_expected_by_the_committer_once_answered_or_abandoned() {
     // One sealing thread and two queue places for twelve submissions at once.
     let tables = TEST_TABLES.replace(
         "[abuse]",
@@ -264,6 +265,7 @@ async fn a_submission_is_expected_by_the_committer_only_until_a_sealing_thread_t
         let status = client.await;
         assert_eq!(status.ok(), Some(axum::http::StatusCode::CREATED));
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
     while store.expected() != 0 {
         assert!(
             Instant::now() < deadline,
