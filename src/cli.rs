@@ -139,6 +139,7 @@ pub enum Command {
 
 /// Parses `std::env::args` and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
+    install_panic_hook();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { listen } => serve::run(&cli.config, listen),
@@ -183,6 +184,26 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reports a panic by its place only. Rust's default hook writes the panic's
+/// message to stderr (the server's log): a message can quote what the code
+/// was handling, such as a submitted value or a decrypted field in
+/// `decrypt`, and plaintext must never reach a log. No backtrace either,
+/// whatever `RUST_BACKTRACE` says: its frames are code locations, but it is
+/// not needed to find the place, which is printed.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let place = info.location().map_or_else(
+            || "an unknown place".to_owned(),
+            |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),
+        );
+        eprintln!(
+            "sealform: thread '{thread}' panicked at {place} (its message is not shown: it could quote data)"
+        );
+    }));
+}
+
 /// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -193,4 +214,49 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "SEALFORM_PANIC_HOOK_CHILD";
+    const CANARY: &str = "CANARY-7f3a-plaintext";
+
+    #[test]
+    fn a_panic_is_reported_by_its_place_never_by_its_message() {
+        if std::env::var_os(CHILD).is_some() {
+            install_panic_hook();
+            let value = CANARY.to_owned();
+            panic!("could not handle {value}");
+        }
+        // The hook is process-wide, so the panic happens in a child: this
+        // same test binary, running only this test, with the variable set.
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "cli::tests::a_panic_is_reported_by_its_place_never_by_its_message",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "full")
+            .output()
+            .expect("child runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the child did not panic: {all}");
+        assert!(
+            all.contains("panicked at src/cli.rs:"),
+            "no place in the report: {all}"
+        );
+        assert!(!all.contains(CANARY), "the message was printed: {all}");
+        assert!(
+            !all.contains("stack backtrace"),
+            "a backtrace was printed: {all}"
+        );
+    }
 }
