@@ -35,7 +35,7 @@ use tracing::Level;
 
 pub use error::HttpError;
 
-use crate::intake::{Intake, IntakeError};
+use crate::intake::{Committed, Intake};
 use crate::sealer::Sealer;
 use crate::store::Receipt;
 use crate::submission::Submission;
@@ -104,7 +104,7 @@ impl AppState {
     /// Seals a validated submission on a sealing thread and waits until it
     /// is durable: the file's fsync runs on a blocking thread (it needs no
     /// CPU slot), and the rest of the commit on the store's committer, which
-    /// batches it with others.
+    /// batches it with others and answers this task directly.
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
         let (answer, answered) = oneshot::channel();
         let intake = Arc::clone(&self.inner.intake);
@@ -127,7 +127,10 @@ impl AppState {
                 Ok(sealed) => {
                     drop(submission);
                     runtime.spawn_blocking(move || {
-                        let _ = answer.send(intake.enqueue(sealed, now));
+                        let done: Committed = Box::new(move |committed| {
+                            let _ = answer.send(committed);
+                        });
+                        intake.enqueue_then(sealed, now, done);
                     });
                 }
                 Err(e) => {
@@ -139,13 +142,13 @@ impl AppState {
             return Err(HttpError::unavailable());
         }
         let committed = match answered.await {
-            Ok(Ok(committing)) => committing.finished().await.map_err(IntakeError::from),
-            Ok(Err(e)) => Err(e),
-            // The sealing job panicked (it logged that) or was dropped.
+            Ok(committed) => committed,
+            // The sealing job panicked (it logged that), or the committer
+            // dropped the record in a panic.
             Err(closed) => return Err(HttpError::internal(&closed)),
         };
         match committed {
-            Ok((receipt, _)) => Ok(receipt),
+            Ok(receipt) => Ok(receipt),
             Err(e) if e.is_storage_full() => {
                 tracing::error!(error = %e, "cannot store a submission: storage is full");
                 Err(HttpError::unavailable())

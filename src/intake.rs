@@ -5,9 +5,9 @@
 //! pending spool file and commits it. It is blocking (encryption and fsync):
 //! the HTTP layer calls it in its two halves: [`Intake::seal_pending`] (CPU)
 //! on one of the sealing threads ([`crate::sealer`]), then
-//! [`Intake::enqueue`] (the file's fsync) on a blocking thread, and awaits
-//! the commit without holding a thread. Handlers never build packets and
-//! this module never sees HTTP.
+//! [`Intake::enqueue_then`] (the file's fsync) on a blocking thread, and
+//! awaits the commit's answer without holding a thread. Handlers never build
+//! packets and this module never sees HTTP.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -19,8 +19,11 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{Committing, IndexEntry, PendingRecord, Receipt, Store, StoreError};
+use crate::store::{CommitAnswer, IndexEntry, PendingRecord, Receipt, Store, StoreError};
 use crate::submission::Submission;
+
+/// Receives the outcome of [`Intake::enqueue_then`].
+pub type Committed = Box<dyn FnOnce(Result<Receipt, IntakeError>) + Send>;
 
 /// Ciphertext is written to the spool in chunks of this size.
 const SPOOL_BUFFER: usize = 64 * 1024;
@@ -156,18 +159,20 @@ impl Intake {
         sealed: SealedPending,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        Ok(self.enqueue(sealed, now)?.wait()?)
+        Ok(self.store.commit(sealed.pending, sealed.recipients, now)?)
     }
 
     /// [`Intake::commit`] without the wait: fsyncs the record's file
     /// (blocking: call it on a blocking thread) and queues it for the store's
-    /// committer; await [`Committing::finished`] for the answer.
-    pub fn enqueue(
-        &self,
-        sealed: SealedPending,
-        now: SystemTime,
-    ) -> Result<Committing, IntakeError> {
-        Ok(self.store.enqueue(sealed.pending, sealed.recipients, now)?)
+    /// committer. `done` gets the receipt or the error: on this thread for an
+    /// error before the record is queued, on the committer otherwise; it is
+    /// dropped uncalled if the committer fails on the record's batch (see
+    /// [`crate::store::CommitAnswer`] for what it may do).
+    pub fn enqueue_then(&self, sealed: SealedPending, now: SystemTime, done: Committed) {
+        let done: CommitAnswer =
+            Box::new(move |outcome| done(outcome.map(|(receipt, _)| receipt).map_err(Into::into)));
+        self.store
+            .enqueue_then(sealed.pending, sealed.recipients, now, done);
     }
 }
 

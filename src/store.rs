@@ -8,12 +8,12 @@
 //!   index/                sled: receipt -> {day, size, state, recipients}
 //! ```
 //!
-//! The durability contract lives here: a commit ([`Store::commit`], or
-//! [`Store::enqueue`] and then [`Committing`]) finishes only after the file is
-//! fsynced, renamed into place, the directory fsynced, and the index entry
-//! inserted and flushed. A crash at any point loses nothing that was
-//! acknowledged: leftovers in `spool/tmp/` are deleted by [`Store::open`], and
-//! a spool file without an index entry is indexed again.
+//! The durability contract lives here: a commit ([`Store::commit`] or
+//! [`Store::enqueue_then`]) answers only after the file is fsynced, renamed
+//! into place, the directory fsynced, and the index entry inserted and
+//! flushed. A crash at any point loses nothing that was acknowledged:
+//! leftovers in `spool/tmp/` are deleted by [`Store::open`], and a spool file
+//! without an index entry is indexed again.
 //!
 //! Each file is fsynced by the thread that wrote it; the rest is done in
 //! batches by one committer thread (group commit): it takes every fsynced
@@ -223,8 +223,17 @@ struct Committer {
 struct CommitJob {
     pending: PendingRecord,
     entry: IndexEntry,
-    done: oneshot::Sender<Result<(Receipt, IndexEntry), StoreError>>,
+    done: CommitAnswer,
 }
+
+/// Receives the outcome of a record's commit ([`Store::enqueue_then`]). It is
+/// called at most once: on the committer thread, or on the caller's for an
+/// error before the record was queued. It is dropped without being called
+/// when the committer panics on the record's batch or stops with the record
+/// queued, so a caller must notice that drop (a closed channel does). It must
+/// be quick, must not panic (the rest of its batch would go unanswered) and
+/// must not call into the [`Store`]: it runs on the committer.
+pub type CommitAnswer = Box<dyn FnOnce(Result<(Receipt, IndexEntry), StoreError>) + Send>;
 
 /// A batch is cut at this many records so that the first of them is not kept
 /// waiting behind an unbounded rename loop.
@@ -353,15 +362,15 @@ impl Store {
     /// Makes a finished record durable and indexed, in the order the
     /// durability contract requires. When this returns `Ok`, the record
     /// survives a crash. Blocking, and it panics if called from async code:
-    /// there, call [`Store::enqueue`] on a blocking thread and await
-    /// [`Committing::finished`].
+    /// there, call [`Store::enqueue_then`] on a blocking thread with a
+    /// `done` that sends to the task.
     pub fn commit(
         &self,
         pending: PendingRecord,
         recipients: Vec<String>,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), StoreError> {
-        self.enqueue(pending, recipients, now)?.wait()
+        self.enqueue(pending, recipients, now).wait()
     }
 
     /// Counts a record as [`Expected`] by the committer until the guard is
@@ -377,14 +386,81 @@ impl Store {
 
     /// Sets a finished record's mtime to the start of its day, fsyncs and
     /// closes it (blocking: call it on a blocking thread), and queues it for
-    /// the committer; the rest of the commit is awaited with the returned
-    /// [`Committing`].
-    pub fn enqueue(
+    /// the committer; the outcome, including an error before the record was
+    /// queued, is waited for with [`Committing::wait`].
+    fn enqueue(
+        &self,
+        pending: PendingRecord,
+        recipients: Vec<String>,
+        now: SystemTime,
+    ) -> Committing {
+        let (done, finished) = oneshot::channel();
+        let done: CommitAnswer = Box::new(move |outcome| {
+            let _ = done.send(outcome);
+        });
+        self.enqueue_then(pending, recipients, now, done);
+        Committing {
+            finished,
+            spool: self.spool.clone(),
+        }
+    }
+
+    /// [`Store::commit`] without the wait, for a caller with its own way to
+    /// be told: sets the record's day as its mtime, fsyncs and closes it
+    /// (blocking: call it on a blocking thread) and queues it for the
+    /// committer. `done` gets the outcome ([`CommitAnswer`]): on this thread
+    /// if the record fails before it is queued (its file already deleted), on
+    /// the committer thread otherwise. An async caller is answered by the
+    /// committer directly, with no thread to wake in between.
+    pub fn enqueue_then(
         &self,
         mut pending: PendingRecord,
         recipients: Vec<String>,
         now: SystemTime,
-    ) -> Result<Committing, StoreError> {
+        done: CommitAnswer,
+    ) {
+        let (entry, expected) = match self.sync_pending(&mut pending, recipients, now) {
+            Ok(synced) => synced,
+            Err(e) => {
+                drop(pending); // deletes its file
+                done(Err(e));
+                return;
+            }
+        };
+        let stopped = || StoreError::Io {
+            action: "committing to",
+            path: self.spool.clone(),
+            source: io::Error::other("the committer has stopped"),
+        };
+        let Some(committer) = self.committer.as_ref() else {
+            drop(pending);
+            done(Err(stopped()));
+            return;
+        };
+        let job = CommitJob {
+            pending,
+            entry,
+            done,
+        };
+        if let Err(mpsc::SendError(CommitJob { pending, done, .. })) = committer.queue.send(job) {
+            drop(pending);
+            done(Err(stopped()));
+            return;
+        }
+        // Expected until it is queued: if it was the last one, this drop wakes
+        // a committer that was waiting for it, and the job is there to take.
+        drop(expected);
+    }
+
+    /// The part of a commit done by the thread that wrote the record: the
+    /// day as mtime, the fsync, the close. The record is [`Expected`] from
+    /// just before its fsync; the guard is returned.
+    fn sync_pending(
+        &self,
+        pending: &mut PendingRecord,
+        recipients: Vec<String>,
+        now: SystemTime,
+    ) -> Result<(IndexEntry, Expected), StoreError> {
         let file = pending.file.take().ok_or_else(|| StoreError::Io {
             action: "committing",
             path: pending.path.clone(),
@@ -406,27 +482,7 @@ impl Store {
             recipients,
             acked_day: None,
         };
-        let (done, finished) = oneshot::channel();
-        let job = CommitJob {
-            pending,
-            entry,
-            done,
-        };
-        let stopped = || StoreError::Io {
-            action: "committing to",
-            path: self.spool.clone(),
-            source: io::Error::other("the committer has stopped"),
-        };
-        // A job that cannot be sent is dropped here, deleting its file.
-        let committer = self.committer.as_ref().ok_or_else(stopped)?;
-        committer.queue.send(job).map_err(|_| stopped())?;
-        // Expected until it is queued: if it was the last one, this drop wakes
-        // a committer that was waiting for it, and the job is there to take.
-        drop(expected);
-        Ok(Committing {
-            finished,
-            spool: self.spool.clone(),
-        })
+        Ok((entry, expected))
     }
 
     /// Starts the committer thread (after recovery, which it must not race).
@@ -599,7 +655,8 @@ impl Drop for Store {
     }
 }
 
-/// A record queued for commit. Dropping it does not cancel the commit.
+/// The outcome of a record's commit, to come. Dropping it does not cancel the
+/// commit.
 #[must_use = "a record is durable only once its commit has finished"]
 pub struct Committing {
     finished: oneshot::Receiver<Result<(Receipt, IndexEntry), StoreError>>,
@@ -608,19 +665,11 @@ pub struct Committing {
 
 impl Committing {
     /// Waits on this thread for the commit. Panics if called from async
-    /// code: await [`Committing::finished`] there.
+    /// code: use [`Store::enqueue_then`] there.
     pub fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
         let spool = self.spool;
         self.finished
             .blocking_recv()
-            .unwrap_or_else(|_| Err(committer_died(&spool)))
-    }
-
-    /// Waits for the commit without holding a thread.
-    pub async fn finished(self) -> Result<(Receipt, IndexEntry), StoreError> {
-        let spool = self.spool;
-        self.finished
-            .await
             .unwrap_or_else(|_| Err(committer_died(&spool)))
     }
 }
@@ -648,8 +697,9 @@ impl BatchCommitter {
         while let Ok(first) = jobs.recv() {
             let batch = gather(first, jobs, &self.expected, GATHER);
             // A panic must not stop all storing: the batch's jobs are dropped
-            // (their waiters get an error, their temp files are removed or,
-            // once renamed, indexed at the next start) and the next batch is
+            // (their `done` is dropped uncalled, so a waiter on a channel sees
+            // it closed; their temp files are removed or, once renamed,
+            // indexed at the next start) and the next batch is
             // committed as usual. Nothing about the batch is logged: a
             // panic message might name a receipt.
             if catch_unwind(AssertUnwindSafe(|| self.commit(batch))).is_err() {
@@ -677,9 +727,9 @@ impl BatchCommitter {
                     renamed.push(job);
                 }
                 Err(e) => {
-                    let _ = job
-                        .done
-                        .send(Err(io_err("moving into the spool", &final_path)(e)));
+                    let CommitJob { pending, done, .. } = job;
+                    drop(pending); // deletes its file before the answer
+                    done(Err(io_err("moving into the spool", &final_path)(e)));
                 }
             }
         }
@@ -696,9 +746,7 @@ impl BatchCommitter {
             let receipt = job.pending.receipt;
             match put(&self.db, &receipt, &job.entry) {
                 Ok(()) => indexed.push(job),
-                Err(e) => {
-                    let _ = job.done.send(Err(e));
-                }
+                Err(e) => (job.done)(Err(e)),
             }
         }
         if let Err(e) = self.db.flush() {
@@ -711,7 +759,7 @@ impl BatchCommitter {
         }
         for job in indexed {
             let receipt = job.pending.receipt;
-            let _ = job.done.send(Ok((receipt, job.entry)));
+            (job.done)(Ok((receipt, job.entry)));
         }
     }
 }
@@ -771,7 +819,7 @@ fn put(db: &sled::Db, receipt: &Receipt, entry: &IndexEntry) -> Result<(), Store
 fn fail_all(jobs: Vec<CommitJob>, action: &'static str, path: &Path, e: &io::Error) {
     for job in jobs {
         let copy = io::Error::new(e.kind(), e.to_string());
-        let _ = job.done.send(Err(io_err(action, path)(copy)));
+        (job.done)(Err(io_err(action, path)(copy)));
     }
 }
 
@@ -803,8 +851,8 @@ pub struct PendingRecord {
 /// forms a batch and the queue is empty, the committer waits for such
 /// records ([`GATHER`] at most) instead of committing a batch of one.
 ///
-/// Two kinds are expected: a record in its fsync ([`Store::enqueue`] holds
-/// one), and a submission waiting for a sealing thread (the HTTP layer holds
+/// Two kinds are expected: a record in its fsync ([`Store::enqueue_then`]
+/// holds one), and a submission waiting for a sealing thread (the HTTP layer holds
 /// one from the moment it asks for a sealing thread until the job starts).
 /// The second kind means that every sealing thread is busy: holding a batch
 /// open then costs latency, not throughput, and it takes the index flushes
@@ -972,9 +1020,7 @@ mod tests {
         let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
         let p = store.create().expect("create");
         assert_eq!(store.expected(), 0);
-        let committing = store
-            .enqueue(p, vec![], SystemTime::now())
-            .expect("enqueue");
+        let committing = store.enqueue(p, vec![], SystemTime::now());
         assert_eq!(store.expected(), 0);
         committing.wait().expect("commit");
 
@@ -1004,8 +1050,8 @@ mod tests {
         assert!(started.elapsed() < long / 2, "waited with nothing coming");
 
         // Two expected (in their fsync, or waiting for a sealing thread):
-        // waits for both, queued then no longer counted as `Store::enqueue`
-        // does; the last one's drop wakes the gathering thread.
+        // waits for both, queued then no longer counted as
+        // `Store::enqueue_then` does; the last one's drop wakes the gathering thread.
         let (first, second) = (
             Expectations::expect(&expectations),
             Expectations::expect(&expectations),
@@ -1087,6 +1133,104 @@ mod tests {
     }
 
     #[test]
+    fn answers_come_from_the_committer_and_a_failure_after_its_file_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let (tx, answers) = mpsc::channel();
+        let answer = |tmp: PathBuf| -> CommitAnswer {
+            let tx = tx.clone();
+            Box::new(move |outcome| {
+                let thread = std::thread::current().name().map(str::to_owned);
+                // What the answer's receiver may rely on when it gets it.
+                let tmp_left = tmp.exists();
+                let _ = tx.send((thread, outcome.map(|(r, _)| r), tmp_left));
+            })
+        };
+        let mut blocked = store.create().expect("create");
+        blocked.write_all(b"ciphertext").expect("write");
+        let in_the_way = store.path_of(&blocked.receipt());
+        fs::create_dir(&in_the_way).expect("mkdir");
+        fs::write(in_the_way.join("x"), b"").expect("non-empty");
+        let mut fine = store.create().expect("create");
+        fine.write_all(b"ciphertext").expect("write");
+        let (fine_receipt, blocked_receipt) = (fine.receipt(), blocked.receipt());
+        let tmp = |r: Receipt| dir.path().join("spool/tmp").join(r.to_string());
+        store.enqueue_then(fine, vec![], SystemTime::now(), answer(tmp(fine_receipt)));
+        store.enqueue_then(
+            blocked,
+            vec![],
+            SystemTime::now(),
+            answer(tmp(blocked_receipt)),
+        );
+        let mut got: Vec<_> = (0..2)
+            .map(|_| {
+                answers
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("answered")
+            })
+            .collect();
+        got.sort_by_key(|(_, outcome, _)| outcome.is_err());
+        let (thread, outcome, tmp_left) = &got[0];
+        assert_eq!(thread.as_deref(), Some("committer"));
+        assert_eq!(outcome.as_ref().expect("committed"), &fine_receipt);
+        assert!(!tmp_left);
+        assert!(store.get(&fine_receipt).expect("get").is_some());
+        let (thread, outcome, tmp_left) = &got[1];
+        assert_eq!(thread.as_deref(), Some("committer"));
+        let err = outcome.as_ref().expect_err("the rename must fail");
+        assert!(
+            err.to_string().starts_with("moving into the spool"),
+            "{err}"
+        );
+        assert!(!tmp_left, "answered before its temporary file was deleted");
+    }
+
+    #[test]
+    fn an_error_before_queueing_is_answered_at_once_on_the_callers_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let mut p = store.create().expect("create");
+        let tmp = p.path.clone();
+        p.file = None; // as if already committed: refused before its fsync
+        let (tx, answers) = mpsc::channel();
+        let here = std::thread::current().id();
+        store.enqueue_then(
+            p,
+            vec![],
+            SystemTime::now(),
+            Box::new(move |outcome| {
+                let _ = tx.send((std::thread::current().id(), outcome.is_err(), tmp.exists()));
+            }),
+        );
+        // Answered before `enqueue_then` returned.
+        let (thread, failed, tmp_left) = answers.try_recv().expect("answered at once");
+        assert_eq!(thread, here);
+        assert!(failed);
+        assert!(!tmp_left, "answered before its temporary file was deleted");
+        assert_eq!(store.expected(), 0);
+    }
+
+    #[test]
+    fn an_answer_that_panics_costs_its_batch_its_answers_but_not_the_committer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let mut p = store.create().expect("create");
+        p.write_all(b"ciphertext").expect("write");
+        store.enqueue_then(
+            p,
+            vec![],
+            SystemTime::now(),
+            Box::new(|_| panic!("a broken answer")),
+        );
+        // Whether or not it shared that batch, this one gets an answer.
+        let mut q = store.create().expect("create");
+        q.write_all(b"ciphertext").expect("write");
+        let _ = store.enqueue(q, vec![], SystemTime::now()).wait();
+        // And the committer still commits.
+        committed(&store, SystemTime::now());
+    }
+
+    #[test]
     fn a_record_that_cannot_be_renamed_gets_an_error_and_leaves_no_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
@@ -1098,12 +1242,8 @@ mod tests {
         fs::write(in_the_way.join("x"), b"").expect("non-empty");
         let mut fine = store.create().expect("create");
         fine.write_all(b"ciphertext").expect("write");
-        let blocked = store
-            .enqueue(blocked, vec![], SystemTime::now())
-            .expect("queued");
-        let fine = store
-            .enqueue(fine, vec![], SystemTime::now())
-            .expect("queued");
+        let blocked = store.enqueue(blocked, vec![], SystemTime::now());
+        let fine = store.enqueue(fine, vec![], SystemTime::now());
         let err = blocked.wait().expect_err("the rename must fail");
         assert!(
             err.to_string().starts_with("moving into the spool"),
