@@ -852,8 +852,9 @@ pub struct PendingRecord {
 /// records ([`GATHER`] at most) instead of committing a batch of one.
 ///
 /// Two kinds are expected: a record in its fsync ([`Store::enqueue_then`]
-/// holds one), and a submission waiting for a sealing thread (the HTTP layer holds
-/// one from the moment it asks for a sealing thread until the job starts).
+/// holds one), and a submission waiting for a sealing thread (the HTTP layer
+/// holds one from the moment it asks for a sealing thread until the job
+/// starts).
 /// The second kind means that every sealing thread is busy: holding a batch
 /// open then costs latency, not throughput, and it takes the index flushes
 /// (each one wakes all of sled's I/O threads) from about two records each to
@@ -1132,6 +1133,19 @@ mod tests {
         assert_eq!(recovery, Recovery::default());
     }
 
+    /// Two written records: the first cannot be renamed into the spool (a
+    /// non-empty directory is in the way of its name), the second can.
+    fn a_blocked_and_a_fine_record(store: &Store) -> (PendingRecord, PendingRecord) {
+        let mut blocked = store.create().expect("create");
+        blocked.write_all(b"ciphertext").expect("write");
+        let in_the_way = store.path_of(&blocked.receipt());
+        fs::create_dir(&in_the_way).expect("mkdir");
+        fs::write(in_the_way.join("x"), b"").expect("non-empty");
+        let mut fine = store.create().expect("create");
+        fine.write_all(b"ciphertext").expect("write");
+        (blocked, fine)
+    }
+
     #[test]
     fn answers_come_from_the_committer_and_a_failure_after_its_file_is_gone() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1146,13 +1160,7 @@ mod tests {
                 let _ = tx.send((thread, outcome.map(|(r, _)| r), tmp_left));
             })
         };
-        let mut blocked = store.create().expect("create");
-        blocked.write_all(b"ciphertext").expect("write");
-        let in_the_way = store.path_of(&blocked.receipt());
-        fs::create_dir(&in_the_way).expect("mkdir");
-        fs::write(in_the_way.join("x"), b"").expect("non-empty");
-        let mut fine = store.create().expect("create");
-        fine.write_all(b"ciphertext").expect("write");
+        let (blocked, fine) = a_blocked_and_a_fine_record(&store);
         let (fine_receipt, blocked_receipt) = (fine.receipt(), blocked.receipt());
         let tmp = |r: Receipt| dir.path().join("spool/tmp").join(r.to_string());
         store.enqueue_then(fine, vec![], SystemTime::now(), answer(tmp(fine_receipt)));
@@ -1234,14 +1242,7 @@ mod tests {
     fn a_record_that_cannot_be_renamed_gets_an_error_and_leaves_no_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
-        let mut blocked = store.create().expect("create");
-        blocked.write_all(b"ciphertext").expect("write");
-        // A directory where the record's name should go: the rename fails.
-        let in_the_way = store.path_of(&blocked.receipt());
-        fs::create_dir(&in_the_way).expect("mkdir");
-        fs::write(in_the_way.join("x"), b"").expect("non-empty");
-        let mut fine = store.create().expect("create");
-        fine.write_all(b"ciphertext").expect("write");
+        let (blocked, fine) = a_blocked_and_a_fine_record(&store);
         let blocked = store.enqueue(blocked, vec![], SystemTime::now());
         let fine = store.enqueue(fine, vec![], SystemTime::now());
         let err = blocked.wait().expect_err("the rename must fail");
