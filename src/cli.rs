@@ -61,7 +61,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// (Online machine) Fetch records over the staff API into a bundle
-    /// folder: DIR/<receipt>.pgp and DIR/MANIFEST.json.
+    /// folder: `DIR/<receipt>.pgp` and `DIR/MANIFEST.json`.
     Pull {
         /// Base URL of the staff API, e.g. http://127.0.0.1:8081.
         #[arg(long)]
@@ -120,7 +120,7 @@ pub enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
-    /// Apply the [retention] settings now (`serve` does it daily).
+    /// Apply the `[retention]` settings now (`serve` does it daily).
     Purge,
     /// (Offline machine) Make a staff key: a GnuPG-compatible v4 cert
     /// (ed25519 + cv25519, two years), the secret key passphrase-protected.
