@@ -20,10 +20,9 @@
 //! record waiting, renames them all, fsyncs the directory once, inserts their
 //! index entries and flushes the index once. While more records are
 //! [`Expected`] soon (in their fsync, or waiting for a sealing thread) it
-//! waits for them (2 ms at most), so that under load a batch
-//! holds several records rather than one or two; a lone record is committed
-//! at once. Alone, a record pays the same syncs as before, in the same
-//! order.
+//! waits for them (2 ms at most), so that under load a batch holds several
+//! records rather than one or two; a lone record is committed at once.
+//! Alone, a record pays the same syncs as before, in the same order.
 //!
 //! sled alone is not durable (its flush skips the disk cache and big values go
 //! to never-synced blob files), so ciphertext never goes into it, and nothing
