@@ -20,9 +20,9 @@
 //! record waiting, renames them all, fsyncs the directory once, inserts their
 //! index entries and flushes the index once. While more records are
 //! [`Expected`] soon (in their fsync, or waiting for a sealing thread) it
-//! waits for them (2 ms at most), so that under load a batch holds several
-//! records rather than one or two; a lone record is committed at once.
-//! Alone, a record pays the same syncs as before, in the same order.
+//! waits for them (`GATHER`, 2 ms at most), so that under load a batch holds
+//! several records rather than one or two; a lone record is committed at
+//! once. Alone, a record pays the same syncs as before, in the same order.
 //!
 //! sled alone is not durable (its flush skips the disk cache and big values go
 //! to never-synced blob files), so ciphertext never goes into it, and nothing
@@ -848,7 +848,7 @@ pub struct PendingRecord {
 
 /// A record the committer will soon have, counted while this lives: when it
 /// forms a batch and the queue is empty, the committer waits for such
-/// records (2 ms at most) instead of committing a batch of one.
+/// records (`GATHER`, 2 ms at most) instead of committing a batch of one.
 ///
 /// Two kinds are expected: a record in its fsync ([`Store::enqueue_then`]
 /// holds one), and a submission waiting for a sealing thread (the HTTP layer
