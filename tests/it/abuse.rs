@@ -732,6 +732,14 @@ async fn no_log_line_or_stored_file_holds_a_client_address_user_agent_or_receipt
         access_lines >= 8,
         "the access log is on and written:\n{log}"
     );
+    // A line names the route's pattern, never the path or the query.
+    for line in [
+        "method=POST route=/api/v1/forms/{form}/submissions status=201",
+        "method=POST route=/forms/{form} status=200",
+        "method=GET route=(unmatched) status=404",
+    ] {
+        assert!(log.contains(line), "no access line like {line}:\n{log}");
+    }
     for line in log.lines() {
         assert!(
             !line.contains(canary_ip),
