@@ -473,9 +473,12 @@ impl Keyring {
             let chosen: Vec<&RecipientCert> = if form.recipients.is_empty() {
                 certs.iter().collect()
             } else {
-                let mut chosen = Vec::new();
+                let mut chosen: Vec<&RecipientCert> = Vec::new();
                 for wanted in &form.recipients {
                     match find_cert(&certs, wanted) {
+                        // Named twice (perhaps spelled differently): one
+                        // PKESK and one index entry, in first-named order.
+                        Some(c) if chosen.iter().any(|k| k.fingerprint() == c.fingerprint()) => {}
                         Some(c) => chosen.push(c),
                         None => problems.push(KeyProblem::UnknownRecipient {
                             config: config.path.clone(),
@@ -484,7 +487,6 @@ impl Keyring {
                         }),
                     }
                 }
-                chosen.dedup_by_key(|c| c.fingerprint());
                 chosen
             };
             if chosen.is_empty() {

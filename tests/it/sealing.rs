@@ -49,6 +49,32 @@ fn two_recipient_fixture() -> Fixture {
     )
 }
 
+#[test]
+fn a_recipient_named_twice_is_routed_once() {
+    // Not next to each other, and once by a lowercase fingerprint.
+    let ed = TestKey::Ed25519.fingerprint().to_string();
+    let forms = DEFAULT_FORMS.replacen(
+        "description = \"Test form\"",
+        &format!(
+            "description = \"Test form\"\nrecipients = [\"{ed}\", \"{}\", \"{}\"]",
+            TestKey::Rsa.fingerprint(),
+            ed.to_lowercase()
+        ),
+        1,
+    );
+    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], &forms, "");
+    let config = sealform::config::Config::load(&fx.config_path()).expect("config");
+    let (intake, _) =
+        sealform::intake::Intake::open(config, std::time::SystemTime::now()).expect("intake");
+    let to = intake.keyring.for_form("tip").expect("route");
+    let certs: Vec<String> = to.certs.iter().map(Fingerprint::to_hex).collect();
+    assert_eq!(
+        certs,
+        [TestKey::Ed25519.fingerprint(), TestKey::Rsa.fingerprint()]
+    );
+    assert_eq!(to.keys.len(), 2, "one encryption key per certificate");
+}
+
 /// What Sequoia sees in a record, decrypting it with `secret`.
 #[derive(Debug)]
 struct Shape {
