@@ -89,6 +89,13 @@ pub struct ServerConfig {
     /// before it gets 408.
     #[serde(default = "default_upload_timeout_secs")]
     pub upload_timeout_secs: u64,
+    /// The slowest an upload may arrive on average, in bytes of its fields
+    /// and files per second, counted from `upload_stall_secs` after it
+    /// started; 408 when it falls behind. It keeps a client that sends a
+    /// byte now and then from holding an upload slot for
+    /// `upload_timeout_secs`. 0 turns the check off.
+    #[serde(default = "default_upload_min_bytes_per_sec")]
+    pub upload_min_bytes_per_sec: u64,
     /// Free space (bytes) that must remain in `data_dir`: an upload that would
     /// leave less is refused or stopped with 503 and its partial file removed.
     #[serde(default = "default_min_free_bytes")]
@@ -673,6 +680,9 @@ fn default_max_concurrent_seals() -> usize {
 fn default_upload_stall_secs() -> u64 {
     30
 }
+fn default_upload_min_bytes_per_sec() -> u64 {
+    1024
+}
 fn default_upload_timeout_secs() -> u64 {
     3600
 }
@@ -770,6 +780,7 @@ required = true
         assert_eq!(form.max_file_bytes, 2 << 30);
         assert_eq!(form.max_files, 20);
         assert_eq!(c.server.upload_timeout_secs, 3600);
+        assert_eq!(c.server.upload_min_bytes_per_sec, 1024);
         assert!(!parse(MINIMAL).expect("valid").forms[0].takes_files());
     }
 

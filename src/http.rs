@@ -26,12 +26,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::{Semaphore, oneshot};
 
 pub use error::HttpError;
+pub(crate) use error::join_failure;
 
 use crate::intake::{Committed, Intake};
 use crate::sealer::Sealer;
@@ -237,7 +238,7 @@ fn staff_routes_here(state: &AppState) -> Router<AppState> {
 /// CPU as the rest of the logging.
 async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    let method = method_name(req.method());
     let route = req.extensions().get::<MatchedPath>().cloned();
     let res = next.run(req).await;
     let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
@@ -251,17 +252,59 @@ async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
     res
 }
 
+/// A request's method as the access log names it: a standard method by its
+/// name, anything else as `other`. hyper accepts any token as a method, up
+/// to the size of the request head, and the log must not carry what a
+/// client chose to write there.
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The one parameter of a route (`{form}`, `{file}`, `{receipt}`) as text.
+/// A segment whose bytes are not UTF-8 (`%FF`) names nothing here: 404 in
+/// the format of the path (JSON under `/api/`), where axum's own `Path`
+/// would answer a plain-text 400.
+pub(crate) struct Segment(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Segment, Response> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(s)) => Ok(Segment(s)),
+            Err(_) => Err(error::for_path(parts.uri.path(), nothing_here())),
+        }
+    }
+}
+
+fn nothing_here() -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "there is nothing at this address",
+    )
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
 async fn not_found(req: Request) -> Response {
-    let e = HttpError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "there is nothing at this address",
-    );
-    error::for_path(req.uri().path(), e)
+    error::for_path(req.uri().path(), nothing_here())
 }
 
 async fn method_not_allowed(req: Request) -> Response {

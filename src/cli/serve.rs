@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
 use crate::keys::KeyProblem;
 
@@ -80,7 +80,7 @@ fn spawn_daily_retention(state: &AppState) {
                     tracing::info!(acked = p.acked, unacked = p.unacked, "retention applied")
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "applying retention failed"),
-                Err(e) => tracing::error!(error = %e, "applying retention failed"),
+                Err(e) => tracing::error!(error = join_failure(&e), "applying retention failed"),
             }
         }
     });

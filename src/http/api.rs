@@ -5,13 +5,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, HttpError};
-use super::{AppState, media_type};
+use super::{AppState, Segment, media_type};
 use crate::submission::{Submission, decode_json};
 
 /// `GET /api/v1/forms`: every form's schema and recipients.
@@ -55,7 +55,7 @@ pub async fn forms(State(state): State<AppState>) -> Json<Value> {
 /// (multipart bodies are taken by `upload::api_submit` first).
 pub async fn submit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -160,6 +160,19 @@ impl IntoResponse for PageError {
     }
 }
 
+/// What to log of a blocking task that did not finish: whether it panicked
+/// or was cancelled, never the panic's message. tokio's `JoinError` displays
+/// the message, and a panic in a task that handles a submission could quote
+/// a submitted value (the panic hook keeps it out of stderr for the same
+/// reason).
+pub(crate) fn join_failure(e: &tokio::task::JoinError) -> &'static str {
+    if e.is_panic() {
+        "a blocking task panicked"
+    } else {
+        "a blocking task was cancelled"
+    }
+}
+
 /// `e` as JSON on an `/api/` path and as a page elsewhere, for answers given
 /// before any route's own error type applies (fallbacks, early limits).
 pub fn for_path(path: &str, e: HttpError) -> Response {
@@ -167,5 +180,20 @@ pub fn for_path(path: &str, e: HttpError) -> Response {
         ApiError(e).into_response()
     } else {
         PageError(e).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_failure;
+
+    #[tokio::test]
+    async fn a_panicked_task_is_described_without_its_message() {
+        let join = tokio::task::spawn_blocking(|| panic!("field value 4711"))
+            .await
+            .expect_err("the task panicked");
+        // What tokio would have put in the log line.
+        assert!(join.to_string().contains("field value 4711"));
+        assert_eq!(join_failure(&join), "a blocking task panicked");
     }
 }

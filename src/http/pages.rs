@@ -15,7 +15,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
 use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
-use super::{AppState, media_type};
+use super::{AppState, Segment, media_type};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 use crate::keys::RecipientCert;
@@ -226,7 +226,7 @@ impl Echo {
 /// `GET /forms/{form}`
 pub async fn form(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FormPageError> {
@@ -592,7 +592,7 @@ fn is_ticked(value: &str) -> bool {
 /// else gets a page saying that nothing was stored.
 pub async fn submit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -841,7 +841,7 @@ pub async fn keys(
 /// `GET /keys/{fingerprint}.asc`
 pub async fn key_file(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    Segment(file): Segment,
 ) -> Result<Response, PageError> {
     let not_found = || HttpError::new(StatusCode::NOT_FOUND, "unknown_key", "there is no such key");
     let fpr = file.strip_suffix(".asc").ok_or_else(not_found)?;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +36,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::Segment;
+use super::error::join_failure;
 use crate::intake::Intake;
 use crate::staff_token::TokenSet;
 use crate::store::{IndexEntry, Receipt, RecordState};
@@ -169,7 +171,9 @@ fn internal(e: impl std::fmt::Display) -> StaffError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StaffError> + Send + 'static,
 ) -> Result<T, StaffError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(join_failure(&e)))?
 }
 
 fn parse_receipt(s: &str) -> Result<Receipt, StaffError> {
@@ -220,7 +224,7 @@ async fn list(
 async fn download(
     State(st): State<StaffState>,
     headers: HeaderMap,
-    Path(receipt): Path<String>,
+    Segment(receipt): Segment,
 ) -> Result<Response, StaffError> {
     st.authorize(&headers)?;
     let receipt = parse_receipt(&receipt)?;
@@ -294,7 +298,7 @@ const DOWNLOAD_CHUNK: usize = 64 * 1024;
 async fn mark_exported(
     State(st): State<StaffState>,
     headers: HeaderMap,
-    Path(receipt): Path<String>,
+    Segment(receipt): Segment,
 ) -> Result<Json<serde_json::Value>, StaffError> {
     change_state(st, &headers, &receipt, |store, r| store.mark_exported(r)).await
 }
@@ -302,7 +306,7 @@ async fn mark_exported(
 async fn ack(
     State(st): State<StaffState>,
     headers: HeaderMap,
-    Path(receipt): Path<String>,
+    Segment(receipt): Segment,
 ) -> Result<Json<serde_json::Value>, StaffError> {
     change_state(st, &headers, &receipt, |store, r| {
         store.ack(r, SystemTime::now())

@@ -10,8 +10,9 @@
 //! Limits are enforced while the body streams: a file over `max_file_bytes`,
 //! files over `max_total_bytes` or more than `max_files` files stop the
 //! request with 413 at once; a body that pauses longer than
-//! `upload_stall_secs` or takes longer than `upload_timeout_secs` gets
-//! 408; a broken body gets 400; free space under `min_free_bytes` (before or
+//! `upload_stall_secs`, falls below `upload_min_bytes_per_sec` on average
+//! after that grace, or takes longer than `upload_timeout_secs` gets 408;
+//! a broken body gets 400; free space under `min_free_bytes` (before or
 //! while writing) gets 503. In every case the channel is closed, the sealer
 //! drops its pending record (deleting the temp file), and the handler waits
 //! for that before it answers. If the client goes away, the handler future
@@ -33,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, MatchedPath, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -41,9 +42,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::error::{ApiError, HttpError};
+use super::error::{ApiError, HttpError, join_failure};
 use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD};
-use super::{AppState, api, media_type, pages};
+use super::{AppState, Segment, api, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
 use crate::store::Receipt;
 use crate::submission::{RawValue, Rejection};
@@ -71,14 +72,15 @@ const UPLOAD_ROUTES: [&str; 2] = ["/forms/{form}", "/api/v1/forms/{form}/submiss
 /// `POST /forms/{form}`: multipart here, urlencoded in [`pages::submit`].
 pub async fn page_submit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     req: Request,
 ) -> Response {
     let query = req.uri().query().map(str::to_owned);
     let headers = req.headers().clone();
     if !is_multipart(&headers) {
         let body = Bytes::from_request(req, &state).await;
-        return match pages::submit(State(state), Path(id), headers, RawQuery(query), body).await {
+        return match pages::submit(State(state), Segment(id), headers, RawQuery(query), body).await
+        {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
@@ -110,13 +112,13 @@ pub async fn page_submit(
 /// `{"receipt"}`), JSON in [`api::submit`].
 pub async fn api_submit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     req: Request,
 ) -> Response {
     if !is_multipart(req.headers()) {
         let headers = req.headers().clone();
         let body = Bytes::from_request(req, &state).await;
-        return match api::submit(State(state), Path(id), headers, body).await {
+        return match api::submit(State(state), Segment(id), headers, body).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
@@ -251,11 +253,15 @@ async fn receive(
         seal_upload(&sealer_intake, form, rx, SystemTime::now())
     });
 
-    let limits = Limits {
-        body_deadline: Instant::now() + Duration::from_secs(server.upload_timeout_secs),
-        idle: Duration::from_secs(server.upload_stall_secs),
-    };
     let delivered = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let limits = Limits {
+        started,
+        body_deadline: started + Duration::from_secs(server.upload_timeout_secs),
+        idle: Duration::from_secs(server.upload_stall_secs),
+        min_rate: server.upload_min_bytes_per_sec,
+        delivered: Arc::clone(&delivered),
+    };
     let body = Metered {
         inner: req.into_body().into_data_stream(),
         consumed: 0,
@@ -289,19 +295,26 @@ async fn receive(
             Err(HttpError::unavailable())
         }
         Ok(Err(e)) => Err(HttpError::internal(&e)),
-        Err(join) => Err(HttpError::internal(&join)),
+        Err(join) => Err(HttpError::internal(&join_failure(&join))),
     }
 }
 
 struct Limits {
+    started: Instant,
     body_deadline: Instant,
     idle: Duration,
+    /// `upload_min_bytes_per_sec`: 0 for no minimum.
+    min_rate: u64,
+    /// Bytes of fields and files received so far.
+    delivered: Arc<AtomicU64>,
 }
 
 impl Limits {
-    /// Awaits `fut` unless the body stalls or its deadline passes (408).
+    /// Awaits `fut` unless the body stalls, falls behind the minimum rate
+    /// or passes its deadline (408).
     async fn timed<T>(&self, fut: impl Future<Output = T>) -> Result<T, HttpError> {
         let until = self.body_deadline.min(Instant::now() + self.idle);
+        let until = until.min(self.behind_at().unwrap_or(until));
         tokio::time::timeout_at(until, fut).await.map_err(|_| {
             HttpError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -309,6 +322,23 @@ impl Limits {
                 "the request body arrived too slowly; nothing was stored",
             )
         })
+    }
+
+    /// When the body falls behind `min_rate` unless more of it arrives: it
+    /// must have delivered `min_rate` bytes for every second after the first
+    /// `idle` ones (the grace that lets a slow start or a short server-side
+    /// wait pass). `None` without a minimum.
+    fn behind_at(&self) -> Option<Instant> {
+        let rate = self.min_rate;
+        if rate == 0 {
+            return None;
+        }
+        let bytes = self.delivered.load(Ordering::Relaxed);
+        let covered = Duration::from_secs(bytes / rate)
+            + Duration::from_nanos((bytes % rate).saturating_mul(1_000_000_000) / rate);
+        self.idle
+            .checked_add(covered)
+            .and_then(|d| self.started.checked_add(d))
     }
 }
 

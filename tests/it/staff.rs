@@ -976,3 +976,34 @@ async fn records_with_hidden_recipients_decrypt_by_trying_every_key() {
     assert!(out.contains("decrypted 1, skipped 0, failed 0"), "{out}");
     assert!(plain.join(&receipts[0]).join("message.txt").exists());
 }
+
+#[tokio::test]
+async fn a_route_parameter_that_is_not_utf8_is_a_404_in_the_routes_own_format() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let app = fx.app();
+    let cases = [
+        ("GET", "/forms/%FF", false),
+        ("POST", "/forms/t%C3%28ip", false),
+        ("GET", "/keys/%FF.asc", false),
+        ("POST", "/api/v1/forms/%FF/submissions", true),
+        ("GET", "/api/v1/staff/submissions/%FF", true),
+        ("POST", "/api/v1/staff/submissions/%FF%FE/ack", true),
+    ];
+    for (method, path, json) in cases {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("request");
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        if json {
+            let v: Value = serde_json::from_slice(&body).expect("an API error is JSON");
+            assert_eq!(v["error"]["code"], "not_found", "{method} {path}");
+        } else {
+            assert!(body.starts_with(b"<!DOCTYPE html>"), "{method} {path}");
+        }
+    }
+}

@@ -825,6 +825,40 @@ async fn a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_below_the_minimum_rate_gets_408_and_leaves_nothing() {
+    // Never a pause as long as upload_stall_secs, but 1000 bytes/s against
+    // a minimum of 2000: behind after the 1 s grace plus 1000 t / 2000 s,
+    // that is about 2 s in.
+    let fx = fixture("upload_stall_secs = 1\nupload_min_bytes_per_sec = 2000");
+    let server = Server::start(&fx);
+    let body_head = Multipart::new().file_head("file", "slow.bin").body;
+    let s = raw_upload_head(&server, body_head.len() + 1_000_000).await;
+    let started = Instant::now();
+    let (mut reader, mut writer) = s.into_split();
+    writer.write_all(&body_head).await.expect("write");
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(&[0u8; 250]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer))
+        .await
+        .expect("the server answers")
+        .expect("read");
+    let took = started.elapsed();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took > Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "refused when behind, not before: {took:?}"
+    );
+    wait_until("the temp file is removed", || fx.partials() == 0).await;
+    assert!(fx.records().is_empty());
+}
+
+#[tokio::test]
 async fn canary_bytes_in_attachment_content_and_names_never_reach_disk_or_logs() {
     let fx = fixture("");
     let server = Server::start(&fx);
