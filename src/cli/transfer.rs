@@ -249,7 +249,17 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
         if bundle.has_verified(&receipt) {
             present += 1;
         } else {
-            let (bytes, sha) = source.fetch(&receipt)?;
+            // One record that cannot be read (its file is gone, or another
+            // staff member acknowledged it since the listing) must not stop
+            // the records after it from being saved.
+            let (bytes, sha) = match source.fetch(&receipt) {
+                Ok(got) => got,
+                Err(e) => {
+                    eprintln!("{receipt}: {e:#}; not written");
+                    failed += 1;
+                    continue;
+                }
+            };
             if bytes.len() as u64 != item.size && item.size != 0 {
                 eprintln!("{receipt}: size differs from the listing; not written");
                 failed += 1;

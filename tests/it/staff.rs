@@ -1007,3 +1007,29 @@ async fn a_route_parameter_that_is_not_utf8_is_a_404_in_the_routes_own_format() 
         }
     }
 }
+
+#[tokio::test]
+async fn export_goes_on_past_a_record_it_cannot_read_and_says_so() {
+    let fx = Fixture::standard();
+    let receipts = submit(&fx, 3).await;
+    std::fs::remove_file(fx.record(&receipts[0])).expect("remove a spool file");
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let (code, out, err) = sealform(&[
+        "export",
+        "--config",
+        path_str(&fx.config_path()),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("2 fetched") && out.contains("1 failed"),
+        "{out}"
+    );
+    assert!(err.contains(&format!("{}: ", receipts[0])), "{err}");
+    assert!(!bundle.join(format!("{}.pgp", receipts[0])).exists());
+    for r in &receipts[1..] {
+        assert!(bundle.join(format!("{r}.pgp")).exists(), "{r}");
+    }
+}
