@@ -204,6 +204,15 @@ pub enum KeyWarning {
         /// Whole days left.
         days: u64,
     },
+    /// Every encryption key of a certificate has expired since the server
+    /// started. Submissions are still sealed to it (GnuPG decrypts them with
+    /// the secret key as before), but the next start refuses it.
+    Expired {
+        /// The file.
+        path: PathBuf,
+        /// The certificate.
+        fingerprint: Fingerprint,
+    },
 }
 
 impl fmt::Display for KeyWarning {
@@ -216,7 +225,15 @@ impl fmt::Display for KeyWarning {
             } => write!(
                 f,
                 "{}: certificate {fingerprint} can be encrypted to for only {days} more day(s); \
-                 extend its expiry or replace it before submissions start failing",
+                 extend its expiry or replace it before then: sealform refuses to start with an \
+                 expired certificate",
+                path.display()
+            ),
+            KeyWarning::Expired { path, fingerprint } => write!(
+                f,
+                "{}: certificate {fingerprint} has expired; this server still seals to it, but \
+                 will refuse it at its next start: put a certificate with a later expiry (or a \
+                 new one) in keys_dir and restart",
                 path.display()
             ),
         }
@@ -517,6 +534,31 @@ impl Keyring {
     /// The recipients of form `form_id`.
     pub fn for_form(&self, form_id: &str) -> Option<Arc<Recipients>> {
         self.routes.get(form_id).cloned()
+    }
+
+    /// What to say about expiry at `now`, for a server that has been
+    /// running since the keyring was loaded: each certificate that has
+    /// expired meanwhile, or will within [`EXPIRY_WARNING`].
+    pub fn expiry_warnings(&self, now: SystemTime) -> Vec<KeyWarning> {
+        let mut out = Vec::new();
+        for c in &self.certs {
+            let Some(expires) = c.expires else { continue };
+            let warning = match expires.duration_since(now) {
+                Ok(left) if !left.is_zero() => {
+                    (left < EXPIRY_WARNING).then(|| KeyWarning::ExpiresSoon {
+                        path: c.source.clone(),
+                        fingerprint: c.fingerprint(),
+                        days: left.as_secs() / 86_400,
+                    })
+                }
+                _ => Some(KeyWarning::Expired {
+                    path: c.source.clone(),
+                    fingerprint: c.fingerprint(),
+                }),
+            };
+            out.extend(warning);
+        }
+        out
     }
 
     /// Every usable certificate, in file order.

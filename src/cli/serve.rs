@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
-use crate::keys::KeyProblem;
+use crate::keys::{KeyProblem, KeyWarning};
 
 /// Runs the server with the config at `config_path`.
 pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
@@ -52,6 +52,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
             _ => None,
         };
         spawn_daily_retention(&state);
+        spawn_daily_key_check(&state);
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
@@ -81,6 +82,26 @@ fn spawn_daily_retention(state: &AppState) {
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "applying retention failed"),
                 Err(e) => tracing::error!(error = join_failure(&e), "applying retention failed"),
+            }
+        }
+    });
+}
+
+/// Says once a day which certificates have expired since the start, or
+/// will within 30 days (the start itself said so for the first day). The
+/// keys stay in use: a record sealed to an expired key still decrypts.
+fn spawn_daily_key_check(state: &AppState) {
+    let intake = state.intake_arc();
+    tokio::spawn(async move {
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
+        loop {
+            every.tick().await;
+            for w in intake.keyring.expiry_warnings(SystemTime::now()) {
+                match w {
+                    KeyWarning::ExpiresSoon { .. } => tracing::warn!("WARNING: {w}"),
+                    KeyWarning::Expired { .. } => tracing::error!("{w}"),
+                }
             }
         }
     });

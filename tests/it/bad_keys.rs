@@ -244,6 +244,29 @@ fn a_cert_expiring_within_30_days_starts_with_a_loud_warning() {
     );
     assert!(stderr.contains("9 more day"), "{stderr}");
 
+    // What a server running since then says once a day.
+    let config = sealform::config::Config::load(&fx.config_path()).expect("config");
+    let (intake, _) = sealform::intake::Intake::open(config, SystemTime::now()).expect("intake");
+    let said = |days: u64| -> Vec<String> {
+        let at = SystemTime::now() + Duration::from_secs(days * 86_400);
+        let w = intake.keyring.expiry_warnings(at);
+        w.iter().map(ToString::to_string).collect()
+    };
+    let soon = said(2);
+    assert_eq!(soon.len(), 1, "{soon:?}");
+    assert!(
+        soon[0].contains("expiring.asc") && soon[0].contains("7 more day"),
+        "{soon:?}"
+    );
+    let gone = said(11);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(
+        gone[0].contains("expiring.asc") && gone[0].contains("has expired"),
+        "{gone:?}"
+    );
+    assert!(said(0).iter().all(|w| !w.contains("has expired")));
+    drop(intake);
+
     let server = Server::start(&fx);
     let log = server.log_text();
     assert!(
