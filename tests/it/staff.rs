@@ -1033,3 +1033,83 @@ async fn export_goes_on_past_a_record_it_cannot_read_and_says_so() {
         assert!(bundle.join(format!("{r}.pgp")).exists(), "{r}");
     }
 }
+
+/// `gpg --export-secret-subkeys` of `key` (armored), made by the real gpg in
+/// a throwaway home: the primary key becomes a gnu-dummy stub (S2K 101).
+fn secret_subkeys_export(key: TestKey, dir: &Path) -> PathBuf {
+    let gpg = Gpg::with_secret_keys(&[&key.secret()]);
+    let out = gpg
+        .cmd()
+        .args(["--armor", "--export-secret-subkeys", key.fingerprint()])
+        .output()
+        .expect("gpg --export-secret-subkeys");
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets = {
+        let file = dir.join("export-for-list.asc");
+        std::fs::write(&file, &out.stdout).expect("write");
+        gpg.list_packets(&file)
+    };
+    assert!(packets.contains("gnu-dummy"), "{packets}");
+    let path = dir.join("test-only-secret-subkeys.asc");
+    std::fs::write(&path, &out.stdout).expect("write export");
+    path
+}
+
+#[tokio::test]
+async fn decrypt_opens_records_with_a_subkey_only_export_whose_primary_is_a_stub() {
+    // An RSA primary is encryption-capable by algorithm, so this is the case
+    // where a stub primary used to be asked for a passphrase.
+    for key in [TestKey::Rsa, TestKey::Ed25519] {
+        let fx = Fixture::new(&[key], DEFAULT_FORMS, "");
+        let receipts = submit(&fx, 1).await;
+        let work = tempfile::tempdir().expect("tempdir");
+        let export = secret_subkeys_export(key, work.path());
+        let plain = work.path().join("plain");
+        let (code, out, err) = sealform(&[
+            "decrypt",
+            "--key",
+            path_str(&export),
+            "--out",
+            path_str(&plain),
+            path_str(&fx.spool_dir()),
+        ]);
+        assert_eq!(code, 0, "{key:?}\nstdout:\n{out}\nstderr:\n{err}");
+        assert!(out.contains("decrypted 1, skipped 0, failed 0"), "{out}");
+        let fields: Value =
+            serde_json::from_slice(&read(&plain.join(&receipts[0]).join("fields.json")))
+                .expect("json");
+        assert_eq!(fields["fields"]["contact"], "signal-contact-0");
+    }
+}
+
+#[tokio::test]
+async fn a_key_the_passphrase_does_not_unlock_is_skipped_when_another_key_decrypts() {
+    let fx = Fixture::new(&[TestKey::Rsa], DEFAULT_FORMS, "");
+    submit(&fx, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let wrong = work.path().join("wrong-passphrase");
+    std::fs::write(&wrong, "not the passphrase\n").expect("write");
+    let plain = work.path().join("plain");
+    let (code, out, err) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Protected.secret()),
+        "--key",
+        path_str(&TestKey::Rsa.secret()),
+        "--passphrase-file",
+        path_str(&wrong),
+        "--out",
+        path_str(&plain),
+        path_str(&fx.spool_dir()),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("decrypted 1, skipped 0, failed 0"), "{out}");
+    assert!(
+        err.contains(TestKey::Protected.encryption_subkey()) && err.contains("skipped"),
+        "{err}"
+    );
+}
