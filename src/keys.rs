@@ -401,14 +401,7 @@ pub fn validate(cert: openpgp::Cert, path: &Path, now: SystemTime, gnupg_compat:
     } else {
         encryption_keys.iter().filter_map(|k| k.expires).max()
     };
-    let warning = expires.and_then(|t| {
-        let left = t.duration_since(now).unwrap_or_default();
-        (left < EXPIRY_WARNING).then(|| KeyWarning::ExpiresSoon {
-            path: path.to_owned(),
-            fingerprint: fingerprint.clone(),
-            days: left.as_secs() / 86_400,
-        })
-    });
+    let warning = expires.and_then(|t| expiry_warning(path, &fingerprint, t, now));
     let user_ids = vc
         .userids()
         .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
@@ -427,6 +420,27 @@ pub fn validate(cert: openpgp::Cert, path: &Path, now: SystemTime, gnupg_compat:
         armored,
     };
     Ok((cert, warning))
+}
+
+/// What to say at `now` of a certificate whose last encryption key is
+/// usable until `expires`: nothing while more than [`EXPIRY_WARNING`] is left.
+fn expiry_warning(
+    path: &Path,
+    fingerprint: &Fingerprint,
+    expires: SystemTime,
+    now: SystemTime,
+) -> Option<KeyWarning> {
+    match expires.duration_since(now) {
+        Ok(left) if !left.is_zero() => (left < EXPIRY_WARNING).then(|| KeyWarning::ExpiresSoon {
+            path: path.to_owned(),
+            fingerprint: fingerprint.clone(),
+            days: left.as_secs() / 86_400,
+        }),
+        _ => Some(KeyWarning::Expired {
+            path: path.to_owned(),
+            fingerprint: fingerprint.clone(),
+        }),
+    }
 }
 
 fn error_chain(e: &anyhow::Error) -> String {
@@ -540,25 +554,10 @@ impl Keyring {
     /// running since the keyring was loaded: each certificate that has
     /// expired meanwhile, or will within [`EXPIRY_WARNING`].
     pub fn expiry_warnings(&self, now: SystemTime) -> Vec<KeyWarning> {
-        let mut out = Vec::new();
-        for c in &self.certs {
-            let Some(expires) = c.expires else { continue };
-            let warning = match expires.duration_since(now) {
-                Ok(left) if !left.is_zero() => {
-                    (left < EXPIRY_WARNING).then(|| KeyWarning::ExpiresSoon {
-                        path: c.source.clone(),
-                        fingerprint: c.fingerprint(),
-                        days: left.as_secs() / 86_400,
-                    })
-                }
-                _ => Some(KeyWarning::Expired {
-                    path: c.source.clone(),
-                    fingerprint: c.fingerprint(),
-                }),
-            };
-            out.extend(warning);
-        }
-        out
+        self.certs
+            .iter()
+            .filter_map(|c| expiry_warning(&c.source, &c.fingerprint(), c.expires?, now))
+            .collect()
     }
 
     /// Every usable certificate, in file order.

@@ -273,7 +273,7 @@ async fn receive(
         Gate::FormPage => Some(state),
         Gate::Api => None,
     };
-    let fed = match feed(form, &mut multipart, &tx, &limits, &delivered, gate).await {
+    let fed = match feed(form, &mut multipart, &tx, &limits, gate).await {
         Ok(()) => tx
             .send(UploadEvent::End)
             .await
@@ -322,6 +322,11 @@ impl Limits {
                 "the request body arrived too slowly; nothing was stored",
             )
         })
+    }
+
+    /// Counts `n` bytes of fields and files received.
+    fn count(&self, n: usize) {
+        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// When the body falls behind `min_rate` unless more of it arrives: it
@@ -378,7 +383,6 @@ async fn feed(
     multipart: &mut multer::Multipart<'_>,
     tx: &mpsc::Sender<UploadEvent>,
     limits: &Limits,
-    delivered: &AtomicU64,
     gate: Option<&AppState>,
 ) -> Result<(), Stop> {
     let mut gate_pairs: Vec<(String, RawValue)> = Vec::new();
@@ -408,7 +412,7 @@ async fn feed(
                 }
                 let mut value = ZeroizingBuf::new(GATE_VALUE_CAP);
                 while let Some(chunk) = limits.timed(part.chunk()).await?.map_err(broken)? {
-                    delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    limits.count(chunk.len());
                     if value.len() + chunk.len() > GATE_VALUE_CAP {
                         return Err(Rejection::Malformed("an oversized form control").into());
                     }
@@ -436,7 +440,7 @@ async fn feed(
             let cap = field.max_len().saturating_mul(4);
             let mut value = ZeroizingBuf::new(cap.min(16 * 1024));
             while let Some(chunk) = limits.timed(part.chunk()).await?.map_err(broken)? {
-                delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                limits.count(chunk.len());
                 if value.len() + chunk.len() > cap {
                     return Err(Rejection::TooLong(field.name.clone(), field.max_len()).into());
                 }
@@ -494,7 +498,7 @@ async fn feed(
             if chunk.is_empty() {
                 continue;
             }
-            delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            limits.count(chunk.len());
             size += chunk.len() as u64;
             total += chunk.len() as u64;
             if size > form.max_file_bytes {
