@@ -494,10 +494,10 @@ impl Config {
                     "a form needs at least one [[forms.fields]] entry".into(),
                 ));
             }
-            if form.max_files == 0 {
+            if form.max_files == 0 || form.max_files > MAX_FILES_LIMIT {
                 return Err(invalid(
                     format!("{at}.max_files"),
-                    "must be at least 1".into(),
+                    format!("must be between 1 and {MAX_FILES_LIMIT}"),
                 ));
             }
             if form.max_file_bytes == 0 || form.max_total_bytes == 0 {
@@ -692,6 +692,15 @@ fn default_min_free_bytes() -> u64 {
 fn default_max_concurrent_uploads() -> usize {
     16
 }
+/// Most files a form may accept per submission. Each file is one MIME part
+/// of the record, and `decrypt` refuses records of more than
+/// [`crate::record::MAX_PARTS`] parts; this keeps every record a form can
+/// make well inside that.
+pub const MAX_FILES_LIMIT: usize = 1000;
+
+// A record has at most two text parts and one JSON part besides its files.
+const _: () = assert!(MAX_FILES_LIMIT + 3 <= crate::record::MAX_PARTS);
+
 fn default_max_files() -> usize {
     20
 }
@@ -832,6 +841,13 @@ required = true
                 MINIMAL.replace(
                     "title = \"Send a tip\"",
                     "title = \"Send a tip\"\nmax_files = 0",
+                ),
+                "forms[0].max_files",
+            ),
+            (
+                MINIMAL.replace(
+                    "title = \"Send a tip\"",
+                    "title = \"Send a tip\"\nmax_files = 1001",
                 ),
                 "forms[0].max_files",
             ),

@@ -19,7 +19,9 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{CommitAnswer, IndexEntry, PendingRecord, Receipt, Store, StoreError};
+use crate::store::{
+    CommitAnswer, IndexEntry, PendingRecord, Receipt, Recovery, Store, StoreError,
+};
 use crate::submission::Submission;
 
 /// Receives the outcome of [`Intake::enqueue_then`].
@@ -85,12 +87,24 @@ impl Intake {
             config.server.index_cache_bytes,
             |path| record_recipients(&keyring, path),
         )?;
-        if recovery != Default::default() {
+        let repaired = Recovery {
+            missing_files: 0,
+            ..recovery.clone()
+        };
+        if repaired != Recovery::default() {
             tracing::info!(
                 removed_partial = recovery.removed_partial,
                 reindexed = recovery.reindexed,
                 finished_acks = recovery.finished_acks,
                 "store recovered after an unclean stop"
+            );
+        }
+        if recovery.missing_files > 0 {
+            tracing::error!(
+                missing = recovery.missing_files,
+                "records in the index have no file in spool/: they were deleted outside \
+                 sealform, or spool/ and index/ were restored from different backups; staff \
+                 see them listed but cannot download them"
             );
         }
         let intake = Intake {

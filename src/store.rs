@@ -29,6 +29,7 @@
 //! in it is finer than a day. Everything here is blocking I/O: call it from a
 //! blocking thread.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -193,6 +194,11 @@ pub struct Recovery {
     pub reindexed: usize,
     /// Acknowledged records whose spool file was still there, now deleted.
     pub finished_acks: usize,
+    /// Records indexed as unacknowledged whose spool file is gone (deleted
+    /// outside sealform, or a spool and an index restored from different
+    /// backups). Nothing can bring them back; they are counted so that the
+    /// operator hears of it at start rather than from a staff download.
+    pub missing_files: usize,
 }
 
 /// The spool and its index.
@@ -294,7 +300,9 @@ impl Store {
         if recovery.removed_partial > 0 {
             sync_dir(&self.tmp)?;
         }
-        for (receipt, path) in self.spool_files()? {
+        let files = self.spool_files()?;
+        let present: HashSet<Receipt> = files.iter().map(|(r, _)| *r).collect();
+        for (receipt, path) in files {
             match self.get(&receipt)? {
                 None => {
                     let meta = fs::metadata(&path).map_err(io_err("reading", &path))?;
@@ -320,6 +328,11 @@ impl Store {
         if recovery.finished_acks > 0 {
             sync_dir(&self.spool)?;
         }
+        recovery.missing_files = self
+            .list()?
+            .iter()
+            .filter(|(r, e)| e.state != RecordState::Acked && !present.contains(r))
+            .count();
         self.db.flush()?;
         Ok(recovery)
     }
@@ -1292,9 +1305,35 @@ mod tests {
             Store::open(dir.path(), 1 << 20, |_| vec!["K".into()]).expect("reopen");
         assert_eq!(recovery.removed_partial, 1);
         assert_eq!(recovery.reindexed, 1);
+        assert_eq!(recovery.missing_files, 0);
         let entry = store.get(&r).expect("get").expect("indexed");
         assert_eq!((entry.size, entry.state), (6, RecordState::New));
         assert_eq!(entry.recipients, vec!["K".to_string()]);
+    }
+
+    #[test]
+    fn opening_counts_unacknowledged_records_whose_file_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let (kept, lost, acked) = {
+            let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+            let ids = (
+                committed(&store, now),
+                committed(&store, now),
+                committed(&store, now),
+            );
+            store.ack(&ids.2, now).expect("ack");
+            fs::remove_file(store.path_of(&ids.1)).expect("lose");
+            ids
+        };
+        let (store, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+        // The acknowledged record's file is gone by design; only the lost
+        // one counts, and nothing is removed from the index.
+        assert_eq!(recovery.missing_files, 1);
+        assert_eq!(recovery.reindexed, 0);
+        for r in [kept, lost, acked] {
+            assert!(store.get(&r).expect("get").is_some());
+        }
     }
 
     fn committed(store: &Store, now: SystemTime) -> Receipt {

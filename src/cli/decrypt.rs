@@ -10,8 +10,12 @@
 //! ```
 //!
 //! It never opens a network connection (nothing on this path links one).
-//! Every file is checked against its bundle's manifest first; a record that
-//! does not match, or that no key decrypts, is reported and skipped. Every
+//! In a bundle (a folder with a `MANIFEST.json`), every file is checked
+//! against the manifest first: a file it does not list or whose SHA-256
+//! differs is refused, and a record it lists that is missing is reported. A
+//! folder without a manifest (the spool itself, loose files) is not checked.
+//! A record that is refused, or that no key decrypts, is reported and
+//! skipped, and the run ends with exit code 1. Every
 //! name that comes from inside a record goes through
 //! [`crate::record::safe_file_name`]. Each record is written into a hidden
 //! temporary folder and renamed into place when complete, so an interrupted
@@ -28,7 +32,7 @@ use anyhow::{Context as _, bail};
 use sequoia_openpgp::crypto::Password;
 use zeroize::Zeroizing;
 
-use crate::bundle::{Manifest, read_manifest, sha256_file};
+use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
 use crate::record::{Parsed, SecretKeys, parse, safe_file_name};
 use crate::store::Receipt;
 
@@ -49,10 +53,28 @@ pub struct Options<'a> {
     pub csv: bool,
 }
 
-/// One record to open, with the manifest digest it must match.
+/// One record to open, and what its file is checked against first.
 struct Job {
     path: PathBuf,
-    expected_sha256: Option<String>,
+    check: Check,
+}
+
+/// What a record's file is checked against before it is opened.
+enum Check {
+    /// Its bundle's manifest lists it with this SHA-256.
+    Listed(String),
+    /// Its folder has a manifest that does not list it.
+    Unlisted,
+    /// Its folder has no manifest (a spool folder, loose files).
+    NoManifest,
+}
+
+/// The records named by the inputs, and what their manifests list that is
+/// not there.
+struct Collected {
+    jobs: Vec<Job>,
+    /// `(path, why)` for each record a manifest lists whose file is missing.
+    missing: Vec<(String, String)>,
 }
 
 /// One row of a form's CSV.
@@ -92,7 +114,7 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
         eprintln!("note: skipped secret key {skipped}");
     }
 
-    let jobs = collect(opts.inputs)?;
+    let Collected { jobs, missing } = collect(opts.inputs)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -101,7 +123,7 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
 
     let mut decrypted = 0usize;
     let mut skipped: Vec<(String, String)> = Vec::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<(String, String)> = missing;
     let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let progress = jobs.len() >= PROGRESS_FROM && std::io::stderr().is_terminal();
     for (i, job) in jobs.iter().enumerate() {
@@ -155,16 +177,23 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The records named by the inputs, with their manifest digests.
-fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+/// The records named by the inputs, each with its manifest check.
+///
+/// A folder or file next to a `MANIFEST.json` is a bundle: each file must be
+/// listed there, and each listed record must be there. A manifest that
+/// cannot be read is an error, not a reason to skip the checks.
+fn collect(inputs: &[PathBuf]) -> anyhow::Result<Collected> {
     let mut jobs = Vec::new();
-    let manifest_sha = |m: &Option<Manifest>, path: &Path| -> Option<String> {
-        let stem = path.file_stem()?.to_str()?;
-        m.as_ref()?
-            .records
-            .iter()
-            .find(|e| e.receipt == stem)
-            .map(|e| e.sha256.clone())
+    let mut missing = Vec::new();
+    let check = |m: &Option<Manifest>, path: &Path| -> Check {
+        let Some(m) = m else {
+            return Check::NoManifest;
+        };
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        match m.records.iter().find(|e| Some(e.receipt.as_str()) == stem) {
+            Some(e) => Check::Listed(e.sha256.clone()),
+            None => Check::Unlisted,
+        }
     };
     for input in inputs {
         if input.is_dir() {
@@ -180,27 +209,42 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
                 })
                 .collect();
             files.sort();
+            if let Some(m) = &manifest {
+                let present: HashSet<&str> = files
+                    .iter()
+                    .filter_map(|p| p.file_stem()?.to_str())
+                    .collect();
+                for entry in m.records.iter().filter(|e| !present.contains(e.receipt.as_str())) {
+                    missing.push((
+                        input
+                            .join(format!("{}.pgp", entry.receipt.escape_default()))
+                            .display()
+                            .to_string(),
+                        format!(
+                            "listed in {MANIFEST} but missing from the folder; \
+                             copy it again from where the bundle was made"
+                        ),
+                    ));
+                }
+            }
             for path in files {
-                let expected_sha256 = manifest_sha(&manifest, &path);
-                jobs.push(Job {
-                    path,
-                    expected_sha256,
-                });
+                let check = check(&manifest, &path);
+                jobs.push(Job { path, check });
             }
         } else if input.is_file() {
             let manifest = match input.parent() {
-                Some(dir) => read_manifest(dir).unwrap_or(None),
+                Some(dir) => read_manifest(dir)?,
                 None => None,
             };
             jobs.push(Job {
-                expected_sha256: manifest_sha(&manifest, input),
+                check: check(&manifest, input),
                 path: input.clone(),
             });
         } else {
             bail!("{} is neither a folder nor a file", input.display());
         }
     }
-    Ok(jobs)
+    Ok(Collected { jobs, missing })
 }
 
 enum Outcome {
@@ -209,14 +253,22 @@ enum Outcome {
 }
 
 fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outcome> {
-    if let Some(expected) = &job.expected_sha256 {
-        let found = sha256_file(&job.path)?;
-        if &found != expected {
-            bail!(
-                "refused: its sha256 does not match MANIFEST.json (expected {expected}, found {found}); \
-                 the file was altered or damaged in transit; fetch it again"
-            );
+    match &job.check {
+        Check::Listed(expected) => {
+            let found = sha256_file(&job.path)?;
+            if &found != expected {
+                bail!(
+                    "refused: its sha256 does not match {MANIFEST} (expected {expected}, found {found}); \
+                     the file was altered or damaged in transit; fetch it again"
+                );
+            }
         }
+        Check::Unlisted => bail!(
+            "refused: it is not listed in its folder's {MANIFEST}, so it cannot be checked; \
+             an interrupted pull or export lists it when run again (to open it anyway, \
+             move it out of the bundle folder)"
+        ),
+        Check::NoManifest => {}
     }
     let file_receipt = job
         .path

@@ -456,6 +456,76 @@ async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decry
 }
 
 #[tokio::test]
+async fn a_bundle_file_the_manifest_does_not_list_is_refused_and_a_listed_one_that_is_gone_is_reported()
+ {
+    let fx = Fixture::standard();
+    let receipts = submit(&fx, 3).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&fx.config_path()),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+    // A genuine record that this bundle never listed is put in it, and a
+    // listed one is lost on the way.
+    let planted = submit(&fx, 1).await.remove(0);
+    std::fs::copy(fx.record(&planted), bundle.join(format!("{planted}.pgp"))).expect("plant");
+    std::fs::remove_file(bundle.join(format!("{}.pgp", receipts[2]))).expect("lose");
+
+    let plain = work.path().join("plain");
+    let decrypt = |input: &Path| {
+        sealform(&[
+            "decrypt",
+            "--key",
+            path_str(&TestKey::Rsa.secret()),
+            "--out",
+            path_str(&plain),
+            path_str(input),
+        ])
+    };
+    let (code, out, err) = decrypt(&bundle);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("decrypted 2, skipped 0, failed 2"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{planted}.pgp: refused: it is not listed in its folder's MANIFEST.json"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}.pgp: listed in MANIFEST.json but missing from the folder",
+            receipts[2]
+        )),
+        "{out}"
+    );
+    assert!(!plain.join(&planted).exists());
+    let mut want = vec![plain.join(&receipts[0]), plain.join(&receipts[1])];
+    want.sort();
+    assert_eq!(decrypted_dirs(&plain), want);
+
+    // Named alone, the planted file is refused the same way.
+    let (code, out, _) = decrypt(&bundle.join(format!("{planted}.pgp")));
+    assert_eq!(code, 1);
+    assert!(out.contains("decrypted 0, skipped 0, failed 1"), "{out}");
+    assert!(out.contains("not listed in its folder's MANIFEST.json"), "{out}");
+
+    // A manifest that cannot be read stops the run instead of being skipped.
+    std::fs::write(bundle.join("MANIFEST.json"), b"{\"version\": 1, \"rec").expect("damage");
+    std::fs::remove_dir_all(&plain).expect("clean");
+    for input in [bundle.clone(), bundle.join(format!("{}.pgp", receipts[0]))] {
+        let (code, out, err) = decrypt(&input);
+        assert_ne!(code, 0, "{out}{err}");
+        assert!(err.contains("MANIFEST.json is not a valid manifest"), "{err}");
+        assert!(!plain.exists() || decrypted_dirs(&plain).is_empty());
+    }
+}
+
+#[tokio::test]
 async fn a_record_no_given_key_opens_is_reported_and_skipped() {
     let fx = Fixture::new(&[TestKey::Rsa], DEFAULT_FORMS, "");
     submit(&fx, 1).await;
