@@ -400,10 +400,13 @@ impl Config {
             problem,
         };
         let s = &self.server;
-        if s.max_body_bytes < 1024 {
+        if !(1024..=MAX_BODY_LIMIT).contains(&s.max_body_bytes) {
             return Err(invalid(
                 "server.max_body_bytes".into(),
-                "must be at least 1024".into(),
+                format!(
+                    "must be from 1024 to {MAX_BODY_LIMIT} (64 MiB): such a body is held in \
+                     memory; files go through file fields, which max_file_bytes bounds"
+                ),
             ));
         }
         if s.index_cache_bytes < 1 << 20 {
@@ -418,22 +421,28 @@ impl Config {
                 format!("must be from 1 to {MAX_SEALING_THREADS} (one thread each)"),
             ));
         }
-        if s.upload_stall_secs == 0 {
-            return Err(invalid(
-                "server.upload_stall_secs".into(),
-                "must be at least 1".into(),
-            ));
+        // Bounded so that no deadline or semaphore can overflow.
+        const WEEK: u64 = 7 * 86_400;
+        let ranges = [
+            ("server.upload_stall_secs", s.upload_stall_secs, WEEK),
+            ("server.upload_timeout_secs", s.upload_timeout_secs, WEEK),
+            (
+                "server.max_concurrent_uploads",
+                s.max_concurrent_uploads as u64,
+                1_000_000,
+            ),
+        ];
+        for (key, n, max) in ranges {
+            if !(1..=max).contains(&n) {
+                return Err(invalid(key.into(), format!("must be from 1 to {max}")));
+            }
         }
-        if s.upload_timeout_secs == 0 {
+        if self.retention.unacked_days == Some(0) {
             return Err(invalid(
-                "server.upload_timeout_secs".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if s.max_concurrent_uploads == 0 {
-            return Err(invalid(
-                "server.max_concurrent_uploads".into(),
-                "must be at least 1".into(),
+                "retention.unacked_days".into(),
+                "0 would delete every unread record at once; leave the key out to keep unread \
+                 records, or give the days to keep them (at least 1)"
+                    .into(),
             ));
         }
         abuse::validate(&self.limits, &self.abuse)
@@ -692,6 +701,10 @@ fn default_min_free_bytes() -> u64 {
 fn default_max_concurrent_uploads() -> usize {
     16
 }
+/// Largest `server.max_body_bytes`: a non-file body is read into memory
+/// whole before it is checked.
+pub const MAX_BODY_LIMIT: usize = 64 << 20;
+
 /// Most files a form may accept per submission. Each file is one MIME part
 /// of the record, and `decrypt` refuses records of more than
 /// [`crate::record::MAX_PARTS`] parts; this keeps every record a form can
@@ -854,6 +867,21 @@ required = true
             (
                 MINIMAL.replace("[server]", "[server]\nupload_timeout_secs = 0"),
                 "server.upload_timeout_secs",
+            ),
+            (
+                MINIMAL.replace(
+                    "[server]",
+                    "[server]\nupload_timeout_secs = 9223372036854775807",
+                ),
+                "server.upload_timeout_secs",
+            ),
+            (
+                MINIMAL.replace("[server]", "[server]\nmax_body_bytes = 1073741824"),
+                "server.max_body_bytes",
+            ),
+            (
+                format!("{MINIMAL}\n[retention]\nunacked_days = 0\n"),
+                "retention.unacked_days",
             ),
             (
                 MINIMAL.replace("[server]", "[server]\nmax_concurrent_seals = 0"),

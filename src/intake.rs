@@ -19,9 +19,7 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{
-    CommitAnswer, IndexEntry, PendingRecord, Receipt, Recovery, Store, StoreError,
-};
+use crate::store::{CommitAnswer, IndexEntry, PendingRecord, Receipt, Recovery, Store, StoreError};
 use crate::submission::Submission;
 
 /// Receives the outcome of [`Intake::enqueue_then`].

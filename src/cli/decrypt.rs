@@ -214,7 +214,11 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Collected> {
                     .iter()
                     .filter_map(|p| p.file_stem()?.to_str())
                     .collect();
-                for entry in m.records.iter().filter(|e| !present.contains(e.receipt.as_str())) {
+                for entry in m
+                    .records
+                    .iter()
+                    .filter(|e| !present.contains(e.receipt.as_str()))
+                {
                     missing.push((
                         input
                             .join(format!("{}.pgp", entry.receipt.escape_default()))

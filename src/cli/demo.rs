@@ -17,9 +17,26 @@ use sequoia_openpgp::serialize::SerializeInto;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml");
 
+/// How the config of a demo folder starts. Only such a folder is reused or,
+/// with `--fresh`, deleted.
+const DEMO_MARKER: &str = "# Written by `sealform demo`";
+
+/// Whether `dir` holds a demo: its `config.toml` starts with [`DEMO_MARKER`].
+fn is_demo(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("config.toml")).is_ok_and(|c| c.starts_with(DEMO_MARKER))
+}
+
 /// Sets up `dir` (unless it already holds a demo) and serves it on `listen`.
 pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCode> {
     let config_path = dir.join("config.toml");
+    let is_empty_dir = |d: &Path| fs::read_dir(d).is_ok_and(|mut e| e.next().is_none());
+    if dir.exists() && !is_demo(dir) && !is_empty_dir(dir) {
+        anyhow::bail!(
+            "{} is not a folder `sealform demo` made (its config.toml does not start with {DEMO_MARKER:?}); \
+             nothing was changed. Give an empty or new folder with --dir",
+            dir.display()
+        );
+    }
     if fresh && dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("while removing {}", dir.display()))?;
     }
@@ -76,8 +93,7 @@ fn create(dir: &Path) -> anyhow::Result<()> {
         dir.join("keys/README.md"),
         "Public certificates of the demo recipients. Secret keys never go here.\n",
     )?;
-    let config =
-        format!("# Written by `sealform demo` from config.example.toml.\n{EXAMPLE_CONFIG}");
+    let config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
     fs::write(dir.join("config.toml"), config)?;
     Ok(())
 }

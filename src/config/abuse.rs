@@ -166,34 +166,51 @@ pub(super) fn validate(
             return Err((key, "per_minute must be at most 60000000".into()));
         }
     }
-    let at_least_one = [
-        ("limits.max_tracked_clients", limits.max_tracked_clients),
-        ("limits.max_connections", limits.max_connections),
+    // Counts and durations: at least 1, and bounded, so that no setting can
+    // make a semaphore, a deadline or a sum of timeouts overflow.
+    const COUNT: u64 = 100_000_000;
+    const DAY: u64 = 86_400;
+    let ranges = [
+        (
+            "limits.max_tracked_clients",
+            limits.max_tracked_clients as u64,
+            COUNT,
+        ),
+        (
+            "limits.max_connections",
+            limits.max_connections as u64,
+            COUNT,
+        ),
         (
             "limits.max_inflight_submissions",
-            limits.max_inflight_submissions,
+            limits.max_inflight_submissions as u64,
+            COUNT,
         ),
         (
             "limits.max_inflight_per_client",
-            limits.max_inflight_per_client,
+            limits.max_inflight_per_client as u64,
+            COUNT,
         ),
-        ("abuse.max_tracked_tokens", abuse.max_tracked_tokens),
+        (
+            "abuse.max_tracked_tokens",
+            abuse.max_tracked_tokens as u64,
+            COUNT,
+        ),
         (
             "abuse.token_lifetime_secs",
-            abuse.token_lifetime_secs as usize,
+            abuse.token_lifetime_secs,
+            30 * DAY,
         ),
         (
             "limits.header_timeout_secs",
-            limits.header_timeout_secs as usize,
+            limits.header_timeout_secs,
+            DAY,
         ),
-        (
-            "limits.body_timeout_secs",
-            limits.body_timeout_secs as usize,
-        ),
+        ("limits.body_timeout_secs", limits.body_timeout_secs, DAY),
     ];
-    for (key, n) in at_least_one {
-        if n == 0 {
-            return Err((key, "must be at least 1".into()));
+    for (key, n, max) in ranges {
+        if !(1..=max).contains(&n) {
+            return Err((key, format!("must be from 1 to {max}")));
         }
     }
     if abuse.min_fill_secs >= abuse.token_lifetime_secs {
@@ -305,6 +322,18 @@ mod tests {
             ),
             ("[limits]\napi_global = { burst = 1 }", "per_minute"),
             ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            (
+                "[limits]\nmax_connections = 2305843009213693952",
+                "limits.max_connections",
+            ),
+            (
+                "[abuse]\ntoken_lifetime_secs = 9223372036854775807",
+                "abuse.token_lifetime_secs",
+            ),
+            (
+                "[limits]\nbody_timeout_secs = 9223372036854775807",
+                "limits.body_timeout_secs",
+            ),
             ("[limits]\ntrusted_proxies = [\"nginx\"]", "trusted_proxies"),
             ("[limits]\nheader_timeout = 3", "header_timeout"),
             (

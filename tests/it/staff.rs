@@ -512,7 +512,10 @@ async fn a_bundle_file_the_manifest_does_not_list_is_refused_and_a_listed_one_th
     let (code, out, _) = decrypt(&bundle.join(format!("{planted}.pgp")));
     assert_eq!(code, 1);
     assert!(out.contains("decrypted 0, skipped 0, failed 1"), "{out}");
-    assert!(out.contains("not listed in its folder's MANIFEST.json"), "{out}");
+    assert!(
+        out.contains("not listed in its folder's MANIFEST.json"),
+        "{out}"
+    );
 
     // A manifest that cannot be read stops the run instead of being skipped.
     std::fs::write(bundle.join("MANIFEST.json"), b"{\"version\": 1, \"rec").expect("damage");
@@ -520,7 +523,10 @@ async fn a_bundle_file_the_manifest_does_not_list_is_refused_and_a_listed_one_th
     for input in [bundle.clone(), bundle.join(format!("{}.pgp", receipts[0]))] {
         let (code, out, err) = decrypt(&input);
         assert_ne!(code, 0, "{out}{err}");
-        assert!(err.contains("MANIFEST.json is not a valid manifest"), "{err}");
+        assert!(
+            err.contains("MANIFEST.json is not a valid manifest"),
+            "{err}"
+        );
         assert!(!plain.exists() || decrypted_dirs(&plain).is_empty());
     }
 }
