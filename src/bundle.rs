@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +85,14 @@ pub enum BundleError {
         /// The digest of the file.
         found: String,
     },
+    /// A record's length is not what its source said it would be.
+    #[error("{}: the download {problem}; not written", path.display())]
+    Size {
+        /// The record's file in the bundle.
+        path: PathBuf,
+        /// What was wrong.
+        problem: String,
+    },
     /// The manifest does not list this record.
     #[error("{} is not listed in {MANIFEST}", path.display())]
     NotListed {
@@ -127,6 +135,21 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, BundleError> {
     }
 }
 
+/// Whether `name` is a file an interrupted run of ours leaves behind: a
+/// `.<receipt>.pgp.part` or the manifest's `.MANIFEST.json.tmp`. Nothing
+/// else in the folder is ever removed (it may be a home folder).
+fn is_leftover(name: &str) -> bool {
+    name == MANIFEST_TMP
+        || name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".pgp.part"))
+            .and_then(Receipt::parse)
+            .is_some()
+}
+
+/// The manifest while it is written, before it replaces [`MANIFEST`].
+const MANIFEST_TMP: &str = ".MANIFEST.json.tmp";
+
 /// A bundle folder being written.
 pub struct Bundle {
     dir: PathBuf,
@@ -145,7 +168,7 @@ impl Bundle {
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
             let path = entry.map_err(io_err("listing", dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('.') && (name.ends_with(".part") || name.ends_with(".tmp")) {
+            if is_leftover(name) {
                 fs::remove_file(&path).map_err(io_err("removing leftover", &path))?;
             }
         }
@@ -200,32 +223,48 @@ impl Bundle {
         Ok(())
     }
 
-    /// Adds a record: checks `bytes` against `expected_sha256` when given
-    /// (from the server) and writes it durably under its final name. It is
-    /// listed in the manifest at the next [`Bundle::save`]; until then a
-    /// later run fetches it again.
+    /// Adds a record: streams `body` into a hidden `.part` file, checks its
+    /// length against `size` and its digest against `expected_sha256` (both
+    /// from the source, when it gives them), fsyncs it and only then moves
+    /// it under its final name. At most `size` bytes are read, or `limit`
+    /// when the size is not known: the record is never held in memory, and
+    /// a source that sends more than it said (or an endless body) is cut
+    /// off. It is listed in the manifest at the
+    /// next [`Bundle::save`]; until then a later run fetches it again.
     pub fn add(
         &mut self,
         receipt: &Receipt,
-        bytes: &[u8],
+        body: &mut dyn Read,
+        size: Option<u64>,
+        limit: u64,
         expected_sha256: Option<&str>,
         day: &str,
         recipients: &[String],
     ) -> Result<(), BundleError> {
         let final_path = self.path_of(receipt);
-        let sha256 = sha256_hex(bytes);
-        if let Some(expected) = expected_sha256 {
-            if !expected.eq_ignore_ascii_case(&sha256) {
-                return Err(BundleError::Mismatch {
-                    path: final_path,
-                    what: "the server's sha256",
-                    expected: expected.to_owned(),
-                    found: sha256,
+        let part = self.dir.join(format!(".{receipt}.pgp.part"));
+        let written = write_part(&part, body, size.unwrap_or(limit)).and_then(|(len, sha256)| {
+            if let Some(expected) = size.filter(|&s| s != len) {
+                return Err(BundleError::Size {
+                    path: final_path.clone(),
+                    problem: format!("has {len} bytes where the listing says {expected}"),
                 });
             }
-        }
-        let part = self.dir.join(format!(".{receipt}.pgp.part"));
-        write_synced(&part, bytes)?;
+            if let Some(expected) = expected_sha256 {
+                if !expected.eq_ignore_ascii_case(&sha256) {
+                    return Err(BundleError::Mismatch {
+                        path: final_path.clone(),
+                        what: "the server's sha256",
+                        expected: expected.to_owned(),
+                        found: sha256,
+                    });
+                }
+            }
+            Ok((len, sha256))
+        });
+        let (len, sha256) = written.inspect_err(|_| {
+            let _ = fs::remove_file(&part);
+        })?;
         fs::rename(&part, &final_path).map_err(io_err("moving into place", &final_path))?;
         sync_dir(&self.dir)?;
         self.records.insert(
@@ -233,7 +272,7 @@ impl Bundle {
             ManifestEntry {
                 receipt: receipt.to_string(),
                 sha256,
-                size: bytes.len() as u64,
+                size: len,
                 day: day.to_owned(),
                 recipients: recipients.to_vec(),
             },
@@ -251,7 +290,7 @@ impl Bundle {
             .map_err(io::Error::other)
             .map_err(io_err("encoding", &self.dir))?;
         text.push(b'\n');
-        let tmp = self.dir.join(".MANIFEST.json.tmp");
+        let tmp = self.dir.join(MANIFEST_TMP);
         write_synced(&tmp, &text)?;
         let path = self.dir.join(MANIFEST);
         fs::rename(&tmp, &path).map_err(io_err("moving into place", &path))?;
@@ -271,6 +310,42 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     f.sync_all().map_err(io_err("syncing", path))
 }
 
+/// Copies at most `max` bytes of `body` into a new file at `path` (replacing
+/// a leftover), hashing as it goes, and fsyncs it; its length and SHA-256.
+/// More than `max` bytes is an error.
+fn write_part(path: &Path, body: &mut dyn Read, max: u64) -> Result<(u64, String), BundleError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("creating", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut len = 0u64;
+    let mut body = body.take(max.saturating_add(1));
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("downloading into", path)(e)),
+        };
+        len += n as u64;
+        if len > max {
+            return Err(BundleError::Size {
+                path: path.to_owned(),
+                problem: format!("is longer than the {max} bytes expected"),
+            });
+        }
+        hasher.update(&buf[..n]);
+        f.write_all(&buf[..n]).map_err(io_err("writing", path))?;
+    }
+    f.sync_all().map_err(io_err("syncing", path))?;
+    Ok((len, hex::encode(hasher.finalize())))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BundleError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -286,13 +361,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = Receipt::random();
         let mut b = Bundle::open(dir.path()).expect("open");
-        b.add(&r, b"cipher", None, "2027-01-15", &["FPR".into()])
-            .expect("add");
+        b.add(
+            &r,
+            &mut &b"cipher"[..],
+            Some(6),
+            100,
+            None,
+            "2027-01-15",
+            &["FPR".into()],
+        )
+        .expect("add");
         b.save().expect("save");
-        fs::write(dir.path().join(".x.pgp.part"), b"half").expect("leftover");
+        let leftover = dir.path().join(format!(".{}.pgp.part", Receipt::random()));
+        fs::write(&leftover, b"half").expect("leftover");
+        fs::write(dir.path().join(MANIFEST_TMP), b"{").expect("leftover");
+        // Not ours: the folder may be a home folder.
+        let foreign = [".bashrc.tmp", ".x.pgp.part", ".notes.part"];
+        for f in foreign {
+            fs::write(dir.path().join(f), b"keep").expect("foreign");
+        }
         let b = Bundle::open(dir.path()).expect("reopen");
         assert!(b.has_verified(&r));
-        assert!(!dir.path().join(".x.pgp.part").exists());
+        assert!(!leftover.exists());
+        assert!(!dir.path().join(MANIFEST_TMP).exists());
+        for f in foreign {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
         let m = read_manifest(dir.path()).expect("read").expect("manifest");
         assert_eq!(m.records[0].sha256, sha256_hex(b"cipher"));
         fs::write(b.path_of(&r), b"tampered").expect("tamper");
@@ -305,11 +399,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = Receipt::random();
         let mut b = Bundle::open(dir.path()).expect("open");
-        assert!(
-            b.add(&r, b"cipher", Some(&sha256_hex(b"other")), "d", &[])
-                .is_err()
-        );
+        let other = sha256_hex(b"other");
+        let mut add = |body: &[u8], size, limit, sha| {
+            let e = b.add(&r, &mut &body[..], size, limit, sha, "d", &[]);
+            e.expect_err("refused").to_string()
+        };
+        let e = add(b"cipher", None, 100, Some(other.as_str()));
+        assert!(e.contains("does not match the server's sha256"), "{e}");
+        let e = add(b"cipher", Some(5), 100, None);
+        assert!(e.contains("is longer than the 5 bytes expected"), "{e}");
+        let e = add(b"cipher", Some(7), 100, None);
+        assert!(e.contains("has 6 bytes where the listing says 7"), "{e}");
+        let e = add(b"cipher", None, 4, None);
+        assert!(e.contains("is longer than the 4 bytes expected"), "{e}");
+        // The listing's size, not the limit, bounds a record whose size is
+        // known (a form with raised limits makes larger records).
+        b.add(&r, &mut &b"cipher"[..], Some(6), 4, None, "d", &[])
+            .expect("a listed size above the limit is fetched");
+        fs::remove_file(b.path_of(&r)).expect("remove");
+        b.records.clear();
         assert!(!b.path_of(&r).exists());
         assert!(!b.has_verified(&r));
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("list").collect();
+        assert!(left.is_empty(), "no .part file is left: {left:?}");
     }
 }

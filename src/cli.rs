@@ -11,10 +11,12 @@ mod token;
 mod transfer;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
 
 /// sealform: encrypt web-form submissions to OpenPGP keys on arrival and keep
 /// only ciphertext.
@@ -184,6 +186,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The passphrase in a `--passphrase-file`: its first line, without the line
+/// ending, as `gpg --passphrase-file` reads it. `keygen` and `decrypt` read
+/// it the same way, so a file that made a key opens it.
+pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("while reading {}", path.display()))?,
+    );
+    let line = text.split('\n').next().unwrap_or("");
+    Ok(Zeroizing::new(
+        line.strip_suffix('\r').unwrap_or(line).to_owned(),
+    ))
+}
+
 /// Reports a panic by its place only. Rust's default hook writes the panic's
 /// message to stderr (the server's log): a message can quote what the code
 /// was handling, such as a submitted value or a decrypted field in
@@ -219,6 +235,23 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passphrase_file_gives_its_first_line_without_the_line_ending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        for (text, want) in [
+            ("correct horse\n", "correct horse"),
+            ("correct horse\n\n", "correct horse"),
+            ("correct horse\r\nsecond line\n", "correct horse"),
+            ("correct horse", "correct horse"),
+            (" spaced \n", " spaced "),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let got = read_passphrase_file(&path).expect("read");
+            assert_eq!(got.as_str(), want, "{text:?}");
+        }
+    }
 
     const CHILD: &str = "SEALFORM_PANIC_HOOK_CHILD";
     const CANARY: &str = "CANARY-7f3a-plaintext";

@@ -87,14 +87,7 @@ struct Row {
 /// Runs `decrypt`.
 pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
     let passphrase = match opts.passphrase_file {
-        Some(p) => {
-            let text = Zeroizing::new(
-                fs::read_to_string(p).with_context(|| format!("while reading {}", p.display()))?,
-            );
-            let line = text.strip_suffix('\n').unwrap_or(&text);
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            Some(Password::from(line))
-        }
+        Some(p) => Some(Password::from(super::read_passphrase_file(p)?.as_str())),
         None => None,
     };
     let key_paths: Vec<&Path> = opts.keys.iter().map(PathBuf::as_path).collect();

@@ -63,13 +63,7 @@ pub fn run(
         bail!("--name must not be empty (e.g. \"Jane Doe <jane@example.org>\")");
     }
     let passphrase = match passphrase_file {
-        Some(p) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("while reading {}", p.display()))?,
-            );
-            Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
-        }
+        Some(p) => super::read_passphrase_file(p)?,
         None => {
             let a = Zeroizing::new(
                 rpassword::prompt_password("Passphrase for the new secret key: ")

@@ -12,8 +12,11 @@
 //! The HTTP client is reqwest's blocking client without TLS (the crate was
 //! already in the build for the tests, so it adds no new dependency tree):
 //! the staff API is meant to be reached over loopback, an SSH tunnel, a VPN
-//! or an authenticated onion service, never over the open internet.
+//! or an authenticated onion service, never over the open internet. It
+//! ignores proxy settings from the environment, so the token goes only to
+//! `--url`. Records are streamed into the bundle, never held in memory.
 
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -24,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::bundle::Bundle;
 use crate::config::Config;
+use crate::record::MAX_RECORD_BYTES;
 use crate::store::{Receipt, RecordState, Store};
 
 /// One record as a source lists it.
@@ -61,8 +65,14 @@ impl Source {
                 token_file.display()
             );
         }
+        // The timeout bounds each wait (connecting, each read of a body),
+        // not a whole download: a 2.8 GiB record over an onion service takes
+        // far longer than any total limit would allow. No proxy from the
+        // environment: the token must go only where --url says (for an
+        // onion service, run the command under `torsocks`).
         let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
+            .timeout(STALL)
+            .no_proxy()
             .build()
             .context("while setting up the HTTP client")?;
         Ok(Source::Remote {
@@ -136,10 +146,19 @@ impl Source {
                     submissions: Vec<Listed>,
                 }
                 let state = if all { "all" } else { "new" };
-                let listing: Listing = self
-                    .request(reqwest::Method::GET, &format!("submissions?state={state}"))?
-                    .json()
+                let res =
+                    self.request(reqwest::Method::GET, &format!("submissions?state={state}"))?;
+                let mut body = Vec::new();
+                res.take(MAX_LISTING_BYTES + 1)
+                    .read_to_end(&mut body)
                     .context("while reading the listing")?;
+                if body.len() as u64 > MAX_LISTING_BYTES {
+                    bail!(
+                        "the listing is larger than {MAX_LISTING_BYTES} bytes; is --url a sealform staff API?"
+                    );
+                }
+                let listing: Listing =
+                    serde_json::from_slice(&body).context("while reading the listing")?;
                 Ok(listing.submissions)
             }
             Source::Local(store) => Ok(store
@@ -157,8 +176,9 @@ impl Source {
         }
     }
 
-    /// The record's bytes and, from the server, their SHA-256.
-    fn fetch(&self, receipt: &Receipt) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+    /// The record's bytes, as a stream, and, from the server, their
+    /// SHA-256.
+    fn fetch(&self, receipt: &Receipt) -> anyhow::Result<(Box<dyn Read>, Option<String>)> {
         match self {
             Source::Remote { .. } => {
                 let res = self.request(reqwest::Method::GET, &format!("submissions/{receipt}"))?;
@@ -167,13 +187,12 @@ impl Source {
                     .get("x-sealform-sha256")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let bytes = res.bytes().context("while downloading a record")?;
-                Ok((bytes.to_vec(), sha))
+                Ok((Box::new(res), sha))
             }
             Source::Local(store) => {
                 let path = store.path_of(receipt);
-                let bytes = std::fs::read(&path).context("while reading a spool file")?;
-                Ok((bytes, None))
+                let file = std::fs::File::open(&path).context("while reading a spool file")?;
+                Ok((Box::new(file), None))
             }
         }
     }
@@ -228,67 +247,96 @@ pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> 
     fetch_into(&source, out, all, false)
 }
 
+/// The longest wait for the staff API: to connect, for an answer, or for
+/// the next bytes of a body.
+const STALL: Duration = Duration::from_secs(300);
+
+/// A larger listing is refused rather than read into memory (a listing
+/// entry takes about 200 bytes: this is some 300,000 records).
+const MAX_LISTING_BYTES: u64 = 64 << 20;
+
 /// Records written between two manifest saves. The manifest is rewritten
 /// whole, so saving after every record would cost O(n²) for big bundles.
 const SAVE_EVERY: usize = 64;
 
+/// Where a fetched record stands until its batch is settled.
+struct Pending {
+    receipt: Receipt,
+    /// Whether it may be acknowledged with `--ack-after-verify`: it was
+    /// already in the bundle, or the server's digest of it was checked now.
+    may_ack: bool,
+}
+
+/// What a run did.
+#[derive(Default)]
+struct Tally {
+    fetched: usize,
+    present: usize,
+    acked: usize,
+    failed: usize,
+}
+
 fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(out)?;
     let listed = source.list(all)?;
-    let (mut fetched, mut present, mut acked, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let mut t = Tally::default();
     // Written but not yet in the saved manifest: marked exported (and
     // acknowledged) only after the manifest that lists them is durable, so
     // an interrupted run never leaves a record exported but unlisted.
-    let mut pending: Vec<Receipt> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for item in listed.iter().filter(|l| l.state != RecordState::Acked) {
         let Some(receipt) = Receipt::parse(&item.receipt) else {
             eprintln!("skipping a listing entry that is not a receipt");
-            failed += 1;
+            t.failed += 1;
             continue;
         };
-        if bundle.has_verified(&receipt) {
-            present += 1;
+        let may_ack = if bundle.has_verified(&receipt) {
+            t.present += 1;
+            true
         } else {
             // One record that cannot be read (its file is gone, or another
             // staff member acknowledged it since the listing) must not stop
             // the records after it from being saved.
-            let (bytes, sha) = match source.fetch(&receipt) {
+            let (mut body, sha) = match source.fetch(&receipt) {
                 Ok(got) => got,
                 Err(e) => {
                     eprintln!("{receipt}: {e:#}; not written");
-                    failed += 1;
+                    t.failed += 1;
                     continue;
                 }
             };
-            if bytes.len() as u64 != item.size && item.size != 0 {
-                eprintln!("{receipt}: size differs from the listing; not written");
-                failed += 1;
-                continue;
-            }
+            let size = (item.size != 0).then_some(item.size);
             if let Err(e) = bundle.add(
                 &receipt,
-                &bytes,
+                &mut body,
+                size,
+                MAX_RECORD_BYTES,
                 sha.as_deref(),
                 &item.day,
                 &item.recipients,
             ) {
                 eprintln!("{receipt}: {e}");
-                failed += 1;
+                t.failed += 1;
                 continue;
             }
-            fetched += 1;
-        }
-        pending.push(receipt);
+            t.fetched += 1;
+            sha.is_some()
+        };
+        pending.push(Pending { receipt, may_ack });
         if pending.len() >= SAVE_EVERY {
-            acked += settle(source, &bundle, &mut pending, ack)?;
+            settle(source, &bundle, &mut pending, ack, &mut t)?;
         }
     }
-    acked += settle(source, &bundle, &mut pending, ack)?;
+    settle(source, &bundle, &mut pending, ack, &mut t)?;
     println!(
-        "{}: {fetched} fetched, {present} already in the bundle, {acked} acknowledged, {failed} failed",
-        out.display()
+        "{}: {} fetched, {} already in the bundle, {} acknowledged, {} failed",
+        out.display(),
+        t.fetched,
+        t.present,
+        t.acked,
+        t.failed
     );
-    Ok(if failed == 0 {
+    Ok(if t.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -296,27 +344,48 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
 }
 
 /// Saves the manifest, then marks `pending` exported on the source (and,
-/// with `ack`, acknowledges each one whose copy verifies). Returns how many
-/// were acknowledged.
+/// with `ack`, acknowledges each one whose copy verifies). A record the
+/// source refuses (another staff member acknowledged it meanwhile, say) is
+/// counted as failed and the others go on; only a manifest that cannot be
+/// saved stops the run.
 fn settle(
     source: &Source,
     bundle: &Bundle,
-    pending: &mut Vec<Receipt>,
+    pending: &mut Vec<Pending>,
     ack: bool,
-) -> anyhow::Result<usize> {
+    t: &mut Tally,
+) -> anyhow::Result<()> {
     bundle.save()?;
-    let mut acked = 0;
-    for receipt in pending.drain(..) {
-        source.mark_exported(&receipt)?;
-        if ack {
-            bundle
-                .verify(&receipt)
-                .with_context(|| format!("while verifying {receipt} before acknowledging it"))?;
-            source.ack(&receipt)?;
-            acked += 1;
+    for Pending { receipt, may_ack } in pending.drain(..) {
+        if let Err(e) = source.mark_exported(&receipt) {
+            eprintln!("{receipt}: not marked exported: {e:#}");
+            t.failed += 1;
+            continue;
+        }
+        if !ack {
+            continue;
+        }
+        if !may_ack {
+            eprintln!(
+                "{receipt}: not acknowledged: the server sent no sha256 for it (a proxy in \
+                 between?), so the copy could not be checked against the original"
+            );
+            t.failed += 1;
+            continue;
+        }
+        match bundle
+            .verify(&receipt)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| source.ack(&receipt))
+        {
+            Ok(()) => t.acked += 1,
+            Err(e) => {
+                eprintln!("{receipt}: not acknowledged: {e:#}");
+                t.failed += 1;
+            }
         }
     }
-    Ok(acked)
+    Ok(())
 }
 
 /// `sealform ack`: acknowledge every record of the bundle at `dir` whose

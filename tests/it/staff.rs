@@ -998,6 +998,116 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
     assert!(out.contains("decrypted 3, skipped 0, failed 0"), "{out}");
 }
 
+/// A relay on loopback in front of `upstream` that drops the
+/// `x-sealform-sha256` header from every answer, as a careless proxy might.
+/// One request per connection (it asks the server to close).
+fn header_dropping_relay(upstream: String) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { break };
+            let mut reader = BufReader::new(client.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().expect("length");
+                }
+                if !lower.starts_with("connection:") {
+                    head.push_str(&line);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).expect("body");
+            let mut server = std::net::TcpStream::connect(&upstream).expect("upstream");
+            server
+                .write_all(format!("{head}connection: close\r\n\r\n").as_bytes())
+                .expect("forward");
+            server.write_all(&body).expect("forward body");
+            let mut answer = Vec::new();
+            server.read_to_end(&mut answer).expect("answer");
+            let split = answer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("head")
+                + 4;
+            let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+            let kept: String = head
+                .split_inclusive("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("x-sealform-sha256:"))
+                .collect();
+            let _ = client.write_all(kept.as_bytes());
+            let _ = client.write_all(&answer[split..]);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_digest_for() {
+    let (fx, _token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    submit_to(&server, &client, 3);
+    let relay = header_dropping_relay(server.addr.clone());
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let token_file = fx.path().join("token");
+    // A proxy in the environment that does not answer: the token and the
+    // records must go only where --url says.
+    let dead_proxy = "http://127.0.0.1:9";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+        .args(["pull", "--url", &relay, "--token-file"])
+        .arg(&token_file)
+        .arg("--out")
+        .arg(&bundle)
+        .arg("--ack-after-verify")
+        .envs([
+            ("http_proxy", dead_proxy),
+            ("HTTP_PROXY", dead_proxy),
+            ("all_proxy", dead_proxy),
+            ("ALL_PROXY", dead_proxy),
+        ])
+        .output()
+        .expect("run pull");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("3 fetched, 0 already in the bundle, 0 acknowledged, 3 failed"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("not acknowledged: the server sent no sha256 for it"),
+        "{stderr}"
+    );
+    assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
+    // The copies themselves are fine: `ack` checks them against the
+    // manifest and acknowledges them.
+    let out = run_ok(&[
+        "ack",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&token_file),
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("3 acknowledged, 0 refused"), "{out}");
+    assert!(fx.records().is_empty());
+}
+
 #[tokio::test]
 async fn serve_applies_retention_when_it_starts() {
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
