@@ -195,6 +195,27 @@ pub struct SealedPending {
     recipients: Vec<String>,
 }
 
+/// How the offline tools (`purge`, `export`) name the recipients of a spool
+/// file they find without an index entry: as `serve` does, by certificate
+/// fingerprint, when `keys_dir` loads; by key ID when it does not (an
+/// expired certificate must not stop an export).
+pub fn reindex_recipients(config: &Config) -> impl Fn(&Path) -> Vec<String> + use<> {
+    let keyring = Keyring::load(config, SystemTime::now())
+        .ok()
+        .map(|(k, _)| k);
+    move |path| match &keyring {
+        Some(keyring) => record_recipients(keyring, path),
+        None => crate::seal::record_recipients(path)
+            .map(|hs| {
+                hs.into_iter()
+                    .flatten()
+                    .map(|h| sequoia_openpgp::KeyID::from(&h).to_hex())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 /// Names the recipients of a spool file from its PKESK packets: certificate
 /// fingerprints where the key is known, key IDs otherwise.
 fn record_recipients(keyring: &Keyring, path: &Path) -> Vec<String> {

@@ -17,7 +17,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (store, _) = Store::open(
         &config.server.data_dir,
         config.server.index_cache_bytes,
-        |_| Vec::new(),
+        crate::intake::reindex_recipients(&config),
     )
     .context(
         "while opening the store (is `sealform serve` running? It applies retention daily \

@@ -87,16 +87,7 @@ impl Source {
         let (store, _) = Store::open(
             &config.server.data_dir,
             config.server.index_cache_bytes,
-            |path| {
-                crate::seal::record_recipients(path)
-                    .map(|hs| {
-                        hs.into_iter()
-                            .flatten()
-                            .map(|h| sequoia_openpgp::KeyID::from(&h).to_hex())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            },
+            crate::intake::reindex_recipients(&config),
         )
         .context(
             "while opening the store (is `sealform serve` running? The index admits one \

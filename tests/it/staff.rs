@@ -532,6 +532,37 @@ async fn a_bundle_file_the_manifest_does_not_list_is_refused_and_a_listed_one_th
 }
 
 #[tokio::test]
+async fn export_names_the_recipients_of_a_record_it_reindexes_by_fingerprint_as_serve_does() {
+    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], DEFAULT_FORMS, "");
+    submit(&fx, 2).await;
+    // The index is lost (restored from nothing): every record is indexed
+    // again from its file.
+    std::fs::remove_dir_all(fx.data_dir().join("index")).expect("lose the index");
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&fx.config_path()),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("2 fetched"), "{out}");
+    let manifest: Value =
+        serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
+    let mut want = vec![
+        TestKey::Ed25519.fingerprint().to_owned(),
+        TestKey::Rsa.fingerprint().to_owned(),
+    ];
+    want.sort();
+    for r in manifest["records"].as_array().expect("records") {
+        let mut got: Vec<String> = serde_json::from_value(r["recipients"].clone()).expect("list");
+        got.sort();
+        assert_eq!(got, want, "{r}");
+    }
+}
+
+#[tokio::test]
 async fn a_record_no_given_key_opens_is_reported_and_skipped() {
     let fx = Fixture::new(&[TestKey::Rsa], DEFAULT_FORMS, "");
     submit(&fx, 1).await;
