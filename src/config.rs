@@ -357,7 +357,50 @@ impl FormConfig {
     }
 }
 
+/// Bytes a browser may send per character of a form field: a character of
+/// Chinese, Japanese or Korean is 3 bytes of UTF-8, each sent as `%XX` in an
+/// urlencoded post.
+const URLENCODED_BYTES_PER_CHAR: usize = 9;
+
+/// Room for the rest of an urlencoded post: the form token, the honeypot,
+/// the separators.
+const URLENCODED_OVERHEAD: usize = 1024;
+
 impl Config {
+    /// What is allowed but probably not meant, for `check` and `serve` to
+    /// show: a form whose fields, filled to their `max_len` in a script
+    /// such as Chinese, make a post larger than `server.max_body_bytes`, so
+    /// that a person who stays within every field's limit is refused as
+    /// too large.
+    pub fn warnings(&self) -> Vec<String> {
+        let limit = self.server.max_body_bytes;
+        self.forms
+            .iter()
+            .filter(|f| !f.takes_files())
+            .filter_map(|form| {
+                let (chars, worst) = form.fields.iter().fold(
+                    (0usize, URLENCODED_OVERHEAD),
+                    |(chars, bytes), f| {
+                        let n = f.max_len();
+                        (
+                            chars + n,
+                            bytes + f.name.len() + 2 + n * URLENCODED_BYTES_PER_CHAR,
+                        )
+                    },
+                );
+                (worst > limit).then(|| {
+                    format!(
+                        "form {:?}: its fields allow {chars} characters in all; typed in Chinese, \
+                         Japanese or Korean that is up to {worst} bytes as a browser sends it, more \
+                         than server.max_body_bytes ({limit}), and such a post would be refused as \
+                         too large. Raise server.max_body_bytes to {worst} or lower the fields' max_len",
+                        form.id
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Reads, parses and validates the file at `path`; relative directories in
     /// it are resolved against the file's own directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -785,6 +828,30 @@ required = true
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.forms[0].fields[0].max_len(), 20_000);
         assert!(c.server.gnupg_compat);
+    }
+
+    #[test]
+    fn a_form_whose_fields_cannot_fit_the_body_limit_is_a_warning() {
+        assert_eq!(
+            parse(MINIMAL).expect("valid").warnings(),
+            Vec::<String>::new()
+        );
+        let long = MINIMAL.replace("required = true", "required = true\nmax_len = 100000");
+        let w = parse(&long).expect("valid, with a warning").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("form \"tip\": its fields allow 100000 characters"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("up to 901033 bytes"), "{w:?}");
+        assert!(w[0].contains("max_body_bytes (262144)"), "{w:?}");
+        // Raised to what it says, the warning goes.
+        let raised = long.replace("[server]", "[server]\nmax_body_bytes = 901033");
+        assert!(parse(&raised).expect("valid").warnings().is_empty());
+        // A form with files is posted as multipart, under the upload limits.
+        let files =
+            format!("{long}\n[[forms.fields]]\nname = \"doc\"\nlabel = \"Doc\"\nkind = \"file\"\n");
+        assert!(parse(&files).expect("valid").warnings().is_empty());
     }
 
     #[test]

@@ -65,7 +65,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             Err(p) => problems = p,
         }
     }
-    for w in &report.warnings {
+    for w in report
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .chain(config.warnings())
+    {
         eprintln!("sealform: WARNING: {w}");
     }
     if problems.is_empty() {

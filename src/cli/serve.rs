@@ -17,6 +17,9 @@ use crate::keys::{KeyProblem, KeyWarning};
 pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = Config::load(config_path)?;
+    for w in config.warnings() {
+        tracing::warn!("WARNING: {w}");
+    }
     crate::harden::harden_process(config.abuse.mlockall).context("while hardening the process")?;
     let (intake, warnings) = Intake::open(config, SystemTime::now()).map_err(|e| match e {
         OpenError::Keys(list) => problems(list),
