@@ -186,6 +186,24 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error and its causes on one line, `outer: inner: root`, as anyhow's
+/// `{:#}` prints them, but without saying a cause twice: many of our errors
+/// already end with their source's text (`cannot read config file x: No such
+/// file or directory`), which `{:#}` would then repeat.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 /// The passphrase in a `--passphrase-file`: its first line, without the line
 /// ending, as `gpg --passphrase-file` reads it. `keygen` and `decrypt` read
 /// it the same way, so a file that made a key opens it.
@@ -235,6 +253,25 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_described_with_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: "c.toml".into(),
+            source: io,
+        })
+        .context("while starting");
+        assert_eq!(
+            describe(&e),
+            "while starting: cannot read config file c.toml: No such file"
+        );
+        assert_eq!(
+            format!("{e:#}"),
+            "while starting: cannot read config file c.toml: No such file: No such file",
+            "anyhow's own form repeats it (if this changes, describe can go)"
+        );
+    }
 
     #[test]
     fn a_passphrase_file_gives_its_first_line_without_the_line_ending() {

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match sealform::cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sealform: error: {e:#}");
+            eprintln!("sealform: error: {}", sealform::cli::describe(&e));
             ExitCode::FAILURE
         }
     }

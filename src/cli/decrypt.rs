@@ -139,7 +139,7 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Err(why) => failed.push((shown, format!("{why:#}"))),
+            Err(why) => failed.push((shown, super::describe(&why))),
         }
     }
     if progress {

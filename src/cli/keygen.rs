@@ -55,8 +55,7 @@ pub fn run(
 ) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::{Context as _, bail};
     use openpgp::serialize::SerializeInto;
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     use zeroize::Zeroizing;
 
     if name.trim().is_empty() {
@@ -96,22 +95,15 @@ pub fn run(
     let fpr = cert.fingerprint().to_hex();
     let secret_path = out.join(format!("{fpr}-secret.asc"));
     let public_path = out.join(format!("{fpr}-public.asc"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret_path)
-        .with_context(|| format!("while creating {}", secret_path.display()))?;
-    f.write_all(&cert.as_tsk().armored().to_vec()?)?;
-    f.sync_all()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&public_path)
-        .with_context(|| format!("while creating {}", public_path.display()))?;
-    f.write_all(&cert.armored().to_vec()?)?;
-    f.sync_all()?;
+    let secret = Zeroizing::new(cert.as_tsk().armored().to_vec()?);
+    write_new(&secret_path, &secret, 0o600)?;
+    write_new(&public_path, &cert.armored().to_vec()?, 0o644).inspect_err(|_| {
+        // Both or neither: a secret key without its certificate is no use.
+        let _ = std::fs::remove_file(&secret_path);
+    })?;
+    std::fs::File::open(out)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("while syncing {}", out.display()))?;
     println!("fingerprint: {fpr}");
     println!(
         "secret key (stays on this machine, passphrase-protected): {}",
@@ -123,4 +115,26 @@ pub fn run(
     );
     println!("valid for two years; make a new one before it expires");
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to a new file (never over an existing one) and fsyncs it;
+/// on any failure (a full disk, say) the partial file is removed, so no
+/// truncated key is left under its final name.
+fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("while creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+        .with_context(|| format!("while writing {}", path.display()))
 }

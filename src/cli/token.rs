@@ -34,7 +34,10 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<ExitCode> {
             println!("  {}", token.as_str());
         }
     }
-    println!("add this line to the [staff] tokens list in config.toml, then restart the server:");
+    println!(
+        "add this hash to the `tokens` list under [staff] in config.toml, then restart the server:"
+    );
     println!("  tokens = [\"{hash}\"]");
+    println!("(with tokens already listed, add it to the same list, after a comma)");
     Ok(ExitCode::SUCCESS)
 }

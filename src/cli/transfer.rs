@@ -54,6 +54,13 @@ enum Source {
 
 impl Source {
     fn remote(url: &str, token_file: &Path) -> anyhow::Result<Source> {
+        if !url.to_ascii_lowercase().starts_with("http://") {
+            bail!(
+                "--url must start with http:// (got {url:?}): the staff tools speak plain HTTP, \
+                 to be carried by an SSH tunnel, a VPN or an onion service, never TLS over the \
+                 open internet (README, \"Once: a token for the staff API\")"
+            );
+        }
         let token = Zeroizing::new(
             std::fs::read_to_string(token_file)
                 .with_context(|| format!("while reading {}", token_file.display()))?,
@@ -291,7 +298,7 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
             let (mut body, sha) = match source.fetch(&receipt) {
                 Ok(got) => got,
                 Err(e) => {
-                    eprintln!("{receipt}: {e:#}; not written");
+                    eprintln!("{receipt}: {}; not written", super::describe(&e));
                     t.failed += 1;
                     continue;
                 }
@@ -349,7 +356,7 @@ fn settle(
     bundle.save()?;
     for Pending { receipt, may_ack } in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
-            eprintln!("{receipt}: not marked exported: {e:#}");
+            eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
             t.failed += 1;
             continue;
         }
@@ -371,7 +378,7 @@ fn settle(
         {
             Ok(()) => t.acked += 1,
             Err(e) => {
-                eprintln!("{receipt}: not acknowledged: {e:#}");
+                eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                 t.failed += 1;
             }
         }
@@ -385,7 +392,10 @@ fn settle(
 pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::Result<ExitCode> {
     let source = match remote {
         Some((url, token_file)) => Source::remote(url, token_file)?,
-        None => Source::local(config)?,
+        None => Source::local(config).context(
+            "acknowledging in the store itself, on the server; from another machine, give \
+             --url and --token-file",
+        )?,
     };
     if crate::bundle::read_manifest(dir)?.is_none() {
         bail!(
@@ -407,7 +417,7 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
                 Ok(()) => acked += 1,
                 // E.g. already purged on the server: say so, go on.
                 Err(e) => {
-                    eprintln!("{receipt}: not acknowledged: {e:#}");
+                    eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                     refused += 1;
                 }
             },
