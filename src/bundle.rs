@@ -298,14 +298,19 @@ impl Bundle {
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
-    let mut f = OpenOptions::new()
+/// Creates (or truncates) a file only its owner can read.
+fn create_private(path: &Path) -> Result<File, BundleError> {
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(io_err("creating", path))?;
+        .map_err(io_err("creating", path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    let mut f = create_private(path)?;
     f.write_all(bytes).map_err(io_err("writing", path))?;
     f.sync_all().map_err(io_err("syncing", path))
 }
@@ -314,13 +319,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
 /// a leftover), hashing as it goes, and fsyncs it; its length and SHA-256.
 /// More than `max` bytes is an error.
 fn write_part(path: &Path, body: &mut dyn Read, max: u64) -> Result<(u64, String), BundleError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err("creating", path))?;
+    let mut f = create_private(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 << 10];
     let mut len = 0u64;
