@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! DIR/<receipt>.pgp     one sealed record, byte for byte as stored
-//! DIR/MANIFEST.json     {"version": 1, "records": [{receipt, sha256, size, day, recipients}]}
+//! DIR/MANIFEST.json     {"version": 1, "records": [{receipt, sha256, size, day, recipients,
+//!                                                  source_checked}]}
 //! ```
 //!
 //! `sealform pull` and `sealform export` write the same bundle; `decrypt`
@@ -41,6 +42,23 @@ pub struct ManifestEntry {
     pub day: String,
     /// Fingerprints of the certificates it is encrypted to.
     pub recipients: Vec<String>,
+    /// Whether the source sent its own SHA-256 of the record and the file
+    /// matched it when it was written (a pull from a server that gave one).
+    /// Only such a record is acknowledged by `pull --ack-after-verify`: the
+    /// manifest's digest alone is of what arrived, which a proxy in between
+    /// could have altered. Absent (false) in manifests of older versions.
+    #[serde(default)]
+    pub source_checked: bool,
+}
+
+/// What the source says about a record before it is read; either may be
+/// unknown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    /// Its length in bytes.
+    pub size: Option<u64>,
+    /// Its SHA-256, hex.
+    pub sha256: Option<&'a str>,
 }
 
 /// `MANIFEST.json`.
@@ -86,7 +104,7 @@ pub enum BundleError {
         found: String,
     },
     /// A record's length is not what its source said it would be.
-    #[error("{}: the download {problem}; not written", path.display())]
+    #[error("{}: the record {problem}; not written", path.display())]
     Size {
         /// The record's file in the bundle.
         path: PathBuf,
@@ -147,6 +165,11 @@ fn is_leftover(name: &str) -> bool {
             .is_some()
 }
 
+/// The largest size a listing may give for one record (1 TiB, far beyond
+/// any form's limits): a larger one is refused before anything is read. A
+/// record whose size is not listed is bounded by the caller's limit instead.
+pub const MAX_LISTED_BYTES: u64 = 1 << 40;
+
 /// The manifest while it is written, before it replaces [`MANIFEST`].
 const MANIFEST_TMP: &str = ".MANIFEST.json.tmp";
 
@@ -204,6 +227,14 @@ impl Bundle {
         self.verify(receipt).is_ok()
     }
 
+    /// Whether the record was checked against the source's own digest when
+    /// it was written (see [`ManifestEntry::source_checked`]).
+    pub fn source_checked(&self, receipt: &Receipt) -> bool {
+        self.records
+            .get(&receipt.to_string())
+            .is_some_and(|e| e.source_checked)
+    }
+
     /// Checks the record's file against its manifest entry.
     pub fn verify(&self, receipt: &Receipt) -> Result<(), BundleError> {
         let path = self.path_of(receipt);
@@ -224,44 +255,53 @@ impl Bundle {
     }
 
     /// Adds a record: streams `body` into a hidden `.part` file, checks its
-    /// length against `size` and its digest against `expected_sha256` (both
-    /// from the source, when it gives them), fsyncs it and only then moves
-    /// it under its final name. At most `size` bytes are read, or `limit`
-    /// when the size is not known: the record is never held in memory, and
-    /// a source that sends more than it said (or an endless body) is cut
-    /// off. It is listed in the manifest at the
-    /// next [`Bundle::save`]; until then a later run fetches it again.
+    /// length and digest against what the source said (`expected`), fsyncs
+    /// it and only then moves it under its final name. At most the expected
+    /// size is read, or `limit` when the size is not known: the record is
+    /// never held in memory, and a source that sends more than it said (or
+    /// an endless body) is cut off. A listed size above [`MAX_LISTED_BYTES`]
+    /// is refused before anything is read. The record is listed in the
+    /// manifest at the next [`Bundle::save`]; until then a later run
+    /// fetches it again.
     pub fn add(
         &mut self,
         receipt: &Receipt,
         body: &mut dyn Read,
-        size: Option<u64>,
+        expected: Expected<'_>,
         limit: u64,
-        expected_sha256: Option<&str>,
         day: &str,
         recipients: &[String],
     ) -> Result<(), BundleError> {
         let final_path = self.path_of(receipt);
+        if let Some(size) = expected.size.filter(|&s| s > MAX_LISTED_BYTES) {
+            return Err(BundleError::Size {
+                path: final_path,
+                problem: format!(
+                    "is listed at {size} bytes, more than the {MAX_LISTED_BYTES} any record can be"
+                ),
+            });
+        }
         let part = self.dir.join(format!(".{receipt}.pgp.part"));
-        let written = write_part(&part, body, size.unwrap_or(limit)).and_then(|(len, sha256)| {
-            if let Some(expected) = size.filter(|&s| s != len) {
-                return Err(BundleError::Size {
-                    path: final_path.clone(),
-                    problem: format!("has {len} bytes where the listing says {expected}"),
-                });
-            }
-            if let Some(expected) = expected_sha256 {
-                if !expected.eq_ignore_ascii_case(&sha256) {
-                    return Err(BundleError::Mismatch {
+        let written = write_part(&part, &final_path, body, expected.size.unwrap_or(limit))
+            .and_then(|(len, sha256)| {
+                if let Some(size) = expected.size.filter(|&s| s != len) {
+                    return Err(BundleError::Size {
                         path: final_path.clone(),
-                        what: "the server's sha256",
-                        expected: expected.to_owned(),
-                        found: sha256,
+                        problem: format!("has {len} bytes where the source said {size}"),
                     });
                 }
-            }
-            Ok((len, sha256))
-        });
+                if let Some(theirs) = expected.sha256 {
+                    if !theirs.eq_ignore_ascii_case(&sha256) {
+                        return Err(BundleError::Mismatch {
+                            path: final_path.clone(),
+                            what: "the server's sha256",
+                            expected: theirs.to_owned(),
+                            found: sha256,
+                        });
+                    }
+                }
+                Ok((len, sha256))
+            });
         let (len, sha256) = written.inspect_err(|_| {
             let _ = fs::remove_file(&part);
         })?;
@@ -275,6 +315,7 @@ impl Bundle {
                 size: len,
                 day: day.to_owned(),
                 recipients: recipients.to_vec(),
+                source_checked: expected.sha256.is_some(),
             },
         );
         Ok(())
@@ -317,8 +358,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
 
 /// Copies at most `max` bytes of `body` into a new file at `path` (replacing
 /// a leftover), hashing as it goes, and fsyncs it; its length and SHA-256.
-/// More than `max` bytes is an error.
-fn write_part(path: &Path, body: &mut dyn Read, max: u64) -> Result<(u64, String), BundleError> {
+/// More than `max` bytes is an error, which names the `record` being written
+/// (the `.part` file is removed by the caller).
+fn write_part(
+    path: &Path,
+    record: &Path,
+    body: &mut dyn Read,
+    max: u64,
+) -> Result<(u64, String), BundleError> {
     let mut f = create_private(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 << 10];
@@ -334,7 +381,7 @@ fn write_part(path: &Path, body: &mut dyn Read, max: u64) -> Result<(u64, String
         len += n as u64;
         if len > max {
             return Err(BundleError::Size {
-                path: path.to_owned(),
+                path: record.to_owned(),
                 problem: format!("is longer than the {max} bytes expected"),
             });
         }
@@ -360,12 +407,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = Receipt::random();
         let mut b = Bundle::open(dir.path()).expect("open");
+        let digest = sha256_hex(b"cipher");
+        let listed = Expected {
+            size: Some(6),
+            sha256: Some(digest.as_str()),
+        };
         b.add(
             &r,
             &mut &b"cipher"[..],
-            Some(6),
+            listed,
             100,
-            None,
             "2027-01-15",
             &["FPR".into()],
         )
@@ -381,6 +432,7 @@ mod tests {
         }
         let b = Bundle::open(dir.path()).expect("reopen");
         assert!(b.has_verified(&r));
+        assert!(b.source_checked(&r), "the server's digest was checked");
         assert!(!leftover.exists());
         assert!(!dir.path().join(MANIFEST_TMP).exists());
         for f in foreign {
@@ -399,22 +451,35 @@ mod tests {
         let r = Receipt::random();
         let mut b = Bundle::open(dir.path()).expect("open");
         let other = sha256_hex(b"other");
-        let mut add = |body: &[u8], size, limit, sha| {
-            let e = b.add(&r, &mut &body[..], size, limit, sha, "d", &[]);
+        let named = format!("{}: the record ", b.path_of(&r).display());
+        let mut add = |body: &[u8], size, limit, sha256| {
+            let expected = Expected { size, sha256 };
+            let e = b.add(&r, &mut &body[..], expected, limit, "d", &[]);
             e.expect_err("refused").to_string()
         };
         let e = add(b"cipher", None, 100, Some(other.as_str()));
         assert!(e.contains("does not match the server's sha256"), "{e}");
         let e = add(b"cipher", Some(5), 100, None);
+        assert!(
+            e.starts_with(&named),
+            "names the record, not the .part: {e}"
+        );
         assert!(e.contains("is longer than the 5 bytes expected"), "{e}");
         let e = add(b"cipher", Some(7), 100, None);
-        assert!(e.contains("has 6 bytes where the listing says 7"), "{e}");
+        assert!(e.contains("has 6 bytes where the source said 7"), "{e}");
         let e = add(b"cipher", None, 4, None);
         assert!(e.contains("is longer than the 4 bytes expected"), "{e}");
+        let e = add(b"cipher", Some(MAX_LISTED_BYTES + 1), 100, None);
+        assert!(e.contains("more than the 1099511627776 any record"), "{e}");
         // The listing's size, not the limit, bounds a record whose size is
         // known (a form with raised limits makes larger records).
-        b.add(&r, &mut &b"cipher"[..], Some(6), 4, None, "d", &[])
+        let listed = Expected {
+            size: Some(6),
+            sha256: None,
+        };
+        b.add(&r, &mut &b"cipher"[..], listed, 4, "d", &[])
             .expect("a listed size above the limit is fetched");
+        assert!(!b.source_checked(&r), "no server digest was given");
         fs::remove_file(b.path_of(&r)).expect("remove");
         b.records.clear();
         assert!(!b.path_of(&r).exists());

@@ -12,7 +12,7 @@
 //! The HTTP client is reqwest's blocking client without TLS (the crate was
 //! already in the build for the tests, so it adds no new dependency tree):
 //! the staff API is meant to be reached over loopback, an SSH tunnel, a VPN
-//! or an authenticated onion service, never over the open internet. It
+//! or an authenticated onion service, never directly over the open internet. It
 //! ignores proxy settings from the environment, so the token goes only to
 //! `--url`. Records are streamed into the bundle, never held in memory.
 
@@ -25,7 +25,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, Expected};
 use crate::config::Config;
 use crate::record::MAX_RECORD_BYTES;
 use crate::store::{Receipt, RecordState, Store};
@@ -56,9 +56,9 @@ impl Source {
     fn remote(url: &str, token_file: &Path) -> anyhow::Result<Source> {
         if !url.to_ascii_lowercase().starts_with("http://") {
             bail!(
-                "--url must start with http:// (got {url:?}): the staff tools speak plain HTTP, \
-                 to be carried by an SSH tunnel, a VPN or an onion service, never TLS over the \
-                 open internet (README, \"Once: a token for the staff API\")"
+                "--url must start with http:// (got {url:?}): pull and ack speak plain HTTP, and \
+                 the staff API is reached over loopback, an SSH tunnel, a VPN or an onion \
+                 service, which do the encrypting (README, \"Once: a token for the staff API\")"
             );
         }
         let token = Zeroizing::new(
@@ -72,13 +72,14 @@ impl Source {
                 token_file.display()
             );
         }
-        // The timeout bounds each wait (connecting, each read of a body),
+        // The timeout bounds each wait (for an answer, each read of a body),
         // not a whole download: a 2.8 GiB record over an onion service takes
         // far longer than any total limit would allow. No proxy from the
         // environment: the token must go only where --url says (for an
         // onion service, run the command under `torsocks`).
         let client = reqwest::blocking::Client::builder()
             .timeout(STALL)
+            .connect_timeout(CONNECT)
             .no_proxy()
             .build()
             .context("while setting up the HTTP client")?;
@@ -245,9 +246,22 @@ pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> 
     fetch_into(&source, out, all, false)
 }
 
-/// The longest wait for the staff API: to connect, for an answer, or for
-/// the next bytes of a body.
+/// The longest wait for the staff API: for an answer, or for the next bytes
+/// of a body.
 const STALL: Duration = Duration::from_secs(300);
+
+/// The longest wait to connect (an onion service can take a minute to
+/// reach; a server that is down should not cost five).
+const CONNECT: Duration = Duration::from_secs(90);
+
+/// Whether `e` means the staff API cannot be reached at all (connection
+/// refused or timed out, or no answer in time), rather than refusing one
+/// record: then the run stops instead of waiting on every record in turn.
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<reqwest::Error>())
+        .any(|r| r.is_connect() || r.is_timeout())
+}
 
 /// A larger listing is refused rather than read into memory (a listing
 /// entry takes about 200 bytes: this is some 300,000 records).
@@ -257,12 +271,10 @@ const MAX_LISTING_BYTES: u64 = 64 << 20;
 /// whole, so saving after every record would cost O(n²) for big bundles.
 const SAVE_EVERY: usize = 64;
 
-/// Where a fetched record stands until its batch is settled.
+/// A record written to the bundle (or found there) whose batch is not
+/// settled yet.
 struct Pending {
     receipt: Receipt,
-    /// Whether it may be acknowledged with `--ack-after-verify`: it was
-    /// already in the bundle, or the server's digest of it was checked now.
-    may_ack: bool,
 }
 
 /// What a run did.
@@ -288,39 +300,44 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
             t.failed += 1;
             continue;
         };
-        let may_ack = if bundle.has_verified(&receipt) {
+        if bundle.has_verified(&receipt) {
             t.present += 1;
-            true
         } else {
             // One record that cannot be read (its file is gone, or another
             // staff member acknowledged it since the listing) must not stop
             // the records after it from being saved.
             let (mut body, sha) = match source.fetch(&receipt) {
                 Ok(got) => got,
+                Err(e) if unreachable(&e) => {
+                    settle(source, &bundle, &mut pending, ack, &mut t)?;
+                    return Err(e.context(stopped(out, &t)));
+                }
                 Err(e) => {
                     eprintln!("{receipt}: {}; not written", super::describe(&e));
                     t.failed += 1;
                     continue;
                 }
             };
-            let size = (item.size != 0).then_some(item.size);
-            if let Err(e) = bundle.add(
+            let expected = Expected {
+                size: (item.size != 0).then_some(item.size),
+                sha256: sha.as_deref(),
+            };
+            let added = bundle.add(
                 &receipt,
                 &mut body,
-                size,
+                expected,
                 MAX_RECORD_BYTES,
-                sha.as_deref(),
                 &item.day,
                 &item.recipients,
-            ) {
+            );
+            if let Err(e) = added {
                 eprintln!("{receipt}: {e}");
                 t.failed += 1;
                 continue;
             }
             t.fetched += 1;
-            sha.is_some()
-        };
-        pending.push(Pending { receipt, may_ack });
+        }
+        pending.push(Pending { receipt });
         if pending.len() >= SAVE_EVERY {
             settle(source, &bundle, &mut pending, ack, &mut t)?;
         }
@@ -341,11 +358,26 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
     })
 }
 
+/// What to say when a run stops because the server stopped answering.
+fn stopped(out: &Path, t: &Tally) -> String {
+    format!(
+        "the staff API stopped answering ({}: {} fetched, {} already in the bundle, {} \
+         acknowledged, {} failed so far; the manifest lists what was fetched): run the same \
+         command again to go on",
+        out.display(),
+        t.fetched,
+        t.present,
+        t.acked,
+        t.failed
+    )
+}
+
 /// Saves the manifest, then marks `pending` exported on the source (and,
-/// with `ack`, acknowledges each one whose copy verifies). A record the
-/// source refuses (another staff member acknowledged it meanwhile, say) is
-/// counted as failed and the others go on; only a manifest that cannot be
-/// saved stops the run.
+/// with `ack`, acknowledges each one whose copy verifies and was checked
+/// against the server's digest). A record the source refuses (another staff
+/// member acknowledged it meanwhile, say) is counted as failed and the
+/// others go on; a manifest that cannot be saved, or a server that can no
+/// longer be reached, stops the run.
 fn settle(
     source: &Source,
     bundle: &Bundle,
@@ -354,8 +386,11 @@ fn settle(
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     bundle.save()?;
-    for Pending { receipt, may_ack } in pending.drain(..) {
+    for Pending { receipt } in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
+            if unreachable(&e) {
+                return Err(e.context(stopped(bundle.dir(), t)));
+            }
             eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
             t.failed += 1;
             continue;
@@ -363,10 +398,11 @@ fn settle(
         if !ack {
             continue;
         }
-        if !may_ack {
+        if !bundle.source_checked(&receipt) {
             eprintln!(
-                "{receipt}: not acknowledged: the server sent no sha256 for it (a proxy in \
-                 between?), so the copy could not be checked against the original"
+                "{receipt}: not acknowledged: the server sent no sha256 for it when it was \
+                 fetched (a proxy in between?), so the copy could not be checked against the \
+                 original"
             );
             t.failed += 1;
             continue;
@@ -377,6 +413,7 @@ fn settle(
             .and_then(|()| source.ack(&receipt))
         {
             Ok(()) => t.acked += 1,
+            Err(e) if unreachable(&e) => return Err(e.context(stopped(bundle.dir(), t))),
             Err(e) => {
                 eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                 t.failed += 1;
@@ -393,8 +430,8 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
     let source = match remote {
         Some((url, token_file)) => Source::remote(url, token_file)?,
         None => Source::local(config).context(
-            "acknowledging in the store itself, on the server; from another machine, give \
-             --url and --token-file",
+            "with no --url, ack opens the store itself, on the server (from another machine, \
+             give --url and --token-file)",
         )?,
     };
     if crate::bundle::read_manifest(dir)?.is_none() {
@@ -415,6 +452,12 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
         match bundle.verify(&receipt) {
             Ok(()) => match source.ack(&receipt) {
                 Ok(()) => acked += 1,
+                Err(e) if unreachable(&e) => {
+                    return Err(e.context(format!(
+                        "the staff API stopped answering after {acked} acknowledged, {refused} \
+                         refused: run the same command again to go on"
+                    )));
+                }
                 // E.g. already purged on the server: say so, go on.
                 Err(e) => {
                     eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));

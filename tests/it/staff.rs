@@ -532,33 +532,36 @@ async fn a_bundle_file_the_manifest_does_not_list_is_refused_and_a_listed_one_th
 }
 
 #[tokio::test]
-async fn export_names_the_recipients_of_a_record_it_reindexes_by_fingerprint_as_serve_does() {
-    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], DEFAULT_FORMS, "");
-    submit(&fx, 2).await;
-    // The index is lost (restored from nothing): every record is indexed
-    // again from its file.
-    std::fs::remove_dir_all(fx.data_dir().join("index")).expect("lose the index");
-    let work = tempfile::tempdir().expect("tempdir");
-    let bundle = work.path().join("bundle");
-    let out = run_ok(&[
-        "export",
-        "--config",
-        path_str(&fx.config_path()),
-        "--out",
-        path_str(&bundle),
-    ]);
-    assert!(out.contains("2 fetched"), "{out}");
-    let manifest: Value =
-        serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
-    let mut want = vec![
-        TestKey::Ed25519.fingerprint().to_owned(),
-        TestKey::Rsa.fingerprint().to_owned(),
-    ];
-    want.sort();
-    for r in manifest["records"].as_array().expect("records") {
-        let mut got: Vec<String> = serde_json::from_value(r["recipients"].clone()).expect("list");
-        got.sort();
-        assert_eq!(got, want, "{r}");
+async fn export_and_purge_name_the_recipients_of_a_record_they_reindex_by_fingerprint_as_serve_does()
+ {
+    for first in ["export", "purge"] {
+        let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], DEFAULT_FORMS, "");
+        submit(&fx, 2).await;
+        // The index is lost (restored from nothing): the first command to
+        // open the store indexes every record again from its file.
+        std::fs::remove_dir_all(fx.data_dir().join("index")).expect("lose the index");
+        let work = tempfile::tempdir().expect("tempdir");
+        let bundle = work.path().join("bundle");
+        let config_path = fx.config_path();
+        let config = path_str(&config_path);
+        if first == "purge" {
+            run_ok(&["purge", "--config", config]);
+        }
+        let out = run_ok(&["export", "--config", config, "--out", path_str(&bundle)]);
+        assert!(out.contains("2 fetched"), "{first}: {out}");
+        let manifest: Value =
+            serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
+        let mut want = vec![
+            TestKey::Ed25519.fingerprint().to_owned(),
+            TestKey::Rsa.fingerprint().to_owned(),
+        ];
+        want.sort();
+        for r in manifest["records"].as_array().expect("records") {
+            let mut got: Vec<String> =
+                serde_json::from_value(r["recipients"].clone()).expect("list");
+            got.sort();
+            assert_eq!(got, want, "re-indexed by {first}: {r}");
+        }
     }
 }
 
@@ -1029,15 +1032,29 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
     assert!(out.contains("decrypted 3, skipped 0, failed 0"), "{out}");
 }
 
-/// A relay on loopback in front of `upstream` that drops the
-/// `x-sealform-sha256` header from every answer, as a careless proxy might.
-/// One request per connection (it asks the server to close).
-fn header_dropping_relay(upstream: String) -> String {
+/// What a test relay does to the traffic it carries.
+#[derive(Clone, Default)]
+struct Relaying {
+    /// Drop the `x-sealform-sha256` header from every answer, as a careless
+    /// proxy might.
+    drop_digest: bool,
+    /// Answer 409 itself, without forwarding, to requests whose request line
+    /// contains this (as the server does for a record another staff member
+    /// acknowledged meanwhile).
+    refuse: Option<String>,
+    /// Stop listening after this many connections: the server goes away.
+    connections: Option<usize>,
+}
+
+/// A relay on loopback in front of `upstream`, doing what `how` says. One
+/// request per connection (it asks the server to close).
+fn relay(upstream: String, how: Relaying) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
+        let limit = how.connections.unwrap_or(usize::MAX);
+        for conn in listener.incoming().take(limit) {
             let Ok(mut client) = conn else { break };
             let mut reader = BufReader::new(client.try_clone().expect("clone"));
             let mut head = String::new();
@@ -1060,6 +1077,17 @@ fn header_dropping_relay(upstream: String) -> String {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).expect("body");
+            let request_line = head.lines().next().unwrap_or("");
+            if how
+                .refuse
+                .as_deref()
+                .is_some_and(|r| request_line.contains(r))
+            {
+                let _ = client.write_all(
+                    b"HTTP/1.1 409 Conflict\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                continue;
+            }
             let mut server = std::net::TcpStream::connect(&upstream).expect("upstream");
             server
                 .write_all(format!("{head}connection: close\r\n\r\n").as_bytes())
@@ -1075,7 +1103,9 @@ fn header_dropping_relay(upstream: String) -> String {
             let head = String::from_utf8_lossy(&answer[..split]).into_owned();
             let kept: String = head
                 .split_inclusive("\r\n")
-                .filter(|l| !l.to_ascii_lowercase().starts_with("x-sealform-sha256:"))
+                .filter(|l| {
+                    !(how.drop_digest && l.to_ascii_lowercase().starts_with("x-sealform-sha256:"))
+                })
                 .collect();
             let _ = client.write_all(kept.as_bytes());
             let _ = client.write_all(&answer[split..]);
@@ -1090,7 +1120,13 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     let server = Server::start(&fx);
     let client = reqwest::blocking::Client::new();
     submit_to(&server, &client, 3);
-    let relay = header_dropping_relay(server.addr.clone());
+    let relay = relay(
+        server.addr.clone(),
+        Relaying {
+            drop_digest: true,
+            ..Relaying::default()
+        },
+    );
     let work = tempfile::tempdir().expect("tempdir");
     let bundle = work.path().join("bundle");
     let token_file = fx.path().join("token");
@@ -1109,6 +1145,8 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
             ("all_proxy", dead_proxy),
             ("ALL_PROXY", dead_proxy),
         ])
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
         .output()
         .expect("run pull");
     let (stdout, stderr) = (
@@ -1125,6 +1163,28 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
         "{stderr}"
     );
     assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
+    // Pulled again (all of them: they are marked exported now), straight
+    // from the server: the copies are already in the
+    // bundle, but were never checked against the server's digest, so they
+    // are still not acknowledged.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+        .args(["pull", "--url", &server.url(""), "--token-file"])
+        .arg(&token_file)
+        .arg("--out")
+        .arg(&bundle)
+        .args(["--all", "--ack-after-verify"])
+        .output()
+        .expect("run pull");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 fetched, 3 already in the bundle, 0 acknowledged, 3 failed"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
     // The copies themselves are fine: `ack` checks them against the
     // manifest and acknowledges them.
     let out = run_ok(&[
@@ -1137,6 +1197,128 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     ]);
     assert!(out.contains("3 acknowledged, 0 refused"), "{out}");
     assert!(fx.records().is_empty());
+}
+
+/// Runs `sealform pull` from `url` into `bundle` with the fixture's token.
+fn pull(fx: &Fixture, url: &str, bundle: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+        .args(["pull", "--url", url, "--token-file"])
+        .arg(fx.path().join("token"))
+        .arg("--out")
+        .arg(bundle)
+        .output()
+        .expect("run pull");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_away() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let receipts = submit_to(&server, &client, 3);
+    let work = tempfile::tempdir().expect("tempdir");
+    // The server refuses to mark the second record exported: the others
+    // are still marked.
+    let refusing = relay(
+        server.addr.clone(),
+        Relaying {
+            refuse: Some(format!("{}/exported", receipts[1])),
+            ..Relaying::default()
+        },
+    );
+    let (code, stdout, stderr) = pull(&fx, &refusing, &work.path().join("b1"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("3 fetched, 0 already in the bundle, 0 acknowledged, 1 failed"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: not marked exported", receipts[1])),
+        "{stderr}"
+    );
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(&token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    let exported = |r: &String| {
+        listing["submissions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|i| i["receipt"] == r.as_str() && i["state"] == "exported")
+    };
+    let marked: Vec<bool> = receipts.iter().map(exported).collect();
+    assert_eq!(marked, [true, false, true]);
+
+    // The server goes away after the listing and one record: the run stops
+    // at once (rather than waiting on each record in turn), with the one
+    // record it wrote listed in the manifest.
+    submit_to(&server, &client, 2);
+    let vanishing = relay(
+        server.addr.clone(),
+        Relaying {
+            connections: Some(2),
+            ..Relaying::default()
+        },
+    );
+    let bundle = work.path().join("b2");
+    let (code, stdout, stderr) = pull(&fx, &vanishing, &bundle);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the staff API stopped answering (")
+            && stderr
+                .contains("1 fetched, 0 already in the bundle, 0 acknowledged, 0 failed so far")
+            && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&read(&bundle.join("MANIFEST.json"))).expect("manifest");
+    assert_eq!(manifest["records"].as_array().expect("records").len(), 1);
+    // Run again against the server itself: the rest arrive.
+    let (code, stdout, stderr) = pull(&fx, &server.url(""), &bundle);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 fetched, 1 already in the bundle, 0 acknowledged, 0 failed"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn pull_refuses_a_url_that_is_not_http_and_a_listing_without_end() {
+    let (fx, _token) = staff_fixture(&[TestKey::Ed25519], "");
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let (code, _, stderr) = pull(&fx, "https://127.0.0.1:9", &bundle);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--url must start with http://"), "{stderr}");
+    // Something that is not a sealform server answers with an endless
+    // listing: it is cut off at 64 MiB, not read into memory.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+            let chunk = vec![b' '; 1 << 20];
+            while conn.write_all(&chunk).is_ok() {}
+        }
+    });
+    let (code, stdout, stderr) = pull(&fx, &format!("http://{addr}"), &bundle);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the listing is larger than 67108864 bytes"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
