@@ -389,11 +389,19 @@ impl Config {
                     },
                 );
                 (worst > limit).then(|| {
+                    let fix = if worst <= MAX_BODY_LIMIT {
+                        format!("Raise server.max_body_bytes to {worst} or lower the fields' max_len")
+                    } else {
+                        format!(
+                            "Lower the fields' max_len (server.max_body_bytes cannot go above \
+                             {MAX_BODY_LIMIT})"
+                        )
+                    };
                     format!(
                         "form {:?}: its fields allow {chars} characters in all; typed in Chinese, \
                          Japanese or Korean that is up to {worst} bytes as a browser sends it, more \
                          than server.max_body_bytes ({limit}), and such a post would be refused as \
-                         too large. Raise server.max_body_bytes to {worst} or lower the fields' max_len",
+                         too large. {fix}",
                         form.id
                     )
                 })
@@ -848,6 +856,20 @@ required = true
         // Raised to what it says, the warning goes.
         let raised = long.replace("[server]", "[server]\nmax_body_bytes = 901033");
         assert!(parse(&raised).expect("valid").warnings().is_empty());
+        assert!(
+            w[0].ends_with("Raise server.max_body_bytes to 901033 or lower the fields' max_len")
+        );
+        // Beyond what max_body_bytes may be, only max_len can give.
+        let longer: String = (0..8).fold(MINIMAL.to_owned(), |text, i| {
+            format!("{text}\n[[forms.fields]]\nname = \"f{i}\"\nlabel = \"F\"\nkind = \"textarea\"\nmax_len = 1000000\n")
+        });
+        let w = parse(&longer).expect("valid, with a warning").warnings();
+        assert!(
+            w[0].ends_with(
+                "Lower the fields' max_len (server.max_body_bytes cannot go above 67108864)"
+            ),
+            "{w:?}"
+        );
         // A form with files is posted as multipart, under the upload limits.
         let files =
             format!("{long}\n[[forms.fields]]\nname = \"doc\"\nlabel = \"Doc\"\nkind = \"file\"\n");

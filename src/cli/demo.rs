@@ -31,9 +31,14 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
     let config_path = dir.join("config.toml");
     let is_empty_dir = |d: &Path| fs::read_dir(d).is_ok_and(|mut e| e.next().is_none());
     if dir.exists() && !is_demo(dir) && !is_empty_dir(dir) {
+        let why = if config_path.exists() {
+            format!("its config.toml does not start with {DEMO_MARKER:?}")
+        } else {
+            "it is not empty and has no config.toml".to_owned()
+        };
         anyhow::bail!(
-            "{} is not a folder `sealform demo` made (its config.toml does not start with {DEMO_MARKER:?}); \
-             nothing was changed. Give an empty or new folder with --dir",
+            "{} is not a folder `sealform demo` made ({why}); nothing was changed. Give an \
+             empty or new folder with --dir",
             dir.display()
         );
     }
@@ -76,7 +81,29 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
     super::serve::run(&dir.join("config.toml"), Some(listen))
 }
 
+/// Makes the demo in a hidden folder next to `dir` and renames it into
+/// place once it is whole, so an interrupted start never leaves a half-made
+/// demo at `dir` (which would then be refused as not ours).
 fn create(dir: &Path) -> anyhow::Result<()> {
+    let name = dir
+        .file_name()
+        .with_context(|| format!("{} does not name a folder", dir.display()))?;
+    let parent = dir.parent().unwrap_or(Path::new(""));
+    fs::create_dir_all(parent)?;
+    let partial = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let made = fill(&partial).and_then(|()| Ok(fs::rename(&partial, dir)?));
+    if made.is_err() {
+        let _ = fs::remove_dir_all(&partial);
+    }
+    made
+}
+
+/// Writes a whole demo into the new folder `dir`.
+fn fill(dir: &Path) -> anyhow::Result<()> {
     let private = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
     private(dir)?;
     private(&dir.join("keys"))?;

@@ -88,6 +88,11 @@ fn demo_makes_and_remakes_its_own_folder_and_never_touches_another() {
     assert_eq!(read(&demo.join("staff-secret.asc")), secret);
     demo_serves(&demo, &["--fresh"]);
     assert_ne!(read(&demo.join("staff-secret.asc")), secret);
+    let beside: Vec<_> = std::fs::read_dir(work.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(beside, ["demo"], "made aside and renamed into place");
 
     // A folder it did not make is neither served, filled nor deleted.
     let other = work.path().join("srv");
@@ -111,4 +116,12 @@ fn demo_makes_and_remakes_its_own_folder_and_never_touches_another() {
         left.sort();
         assert_eq!(left, ["config.toml", "notes.txt"]);
     }
+    std::fs::remove_file(other.join("config.toml")).expect("remove");
+    let (code, out, err) = sealform(&["demo", "--dir", other.to_str().expect("utf-8")]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("(it is not empty and has no config.toml)"),
+        "{err}"
+    );
+    assert_eq!(read(&other.join("notes.txt")), b"keep me");
 }
