@@ -72,6 +72,32 @@ fn run_ok(args: &[&str]) -> String {
     out
 }
 
+/// Every record the server's staff API lists (`state=all`).
+fn every_record(server: &Server, client: &reqwest::blocking::Client, token: &str) -> Vec<Value> {
+    let listing: Value = client
+        .get(server.url("/api/v1/staff/submissions?state=all"))
+        .bearer_auth(token)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    listing["submissions"].as_array().expect("list").clone()
+}
+
+/// Runs `sealform ack` on `bundle` against the server's staff API; its
+/// stdout.
+fn ack_over_http(server: &Server, token_file: &Path, bundle: &Path) -> String {
+    let url = server.url("");
+    run_ok(&[
+        "ack",
+        "--url",
+        &url,
+        "--token-file",
+        path_str(token_file),
+        path_str(bundle),
+    ])
+}
+
 /// The receipt folders under a decrypt output.
 fn decrypted_dirs(out: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(out)
@@ -178,24 +204,10 @@ fn twenty_records_pulled_from_a_real_server_decrypt_with_every_value_and_ack_emp
         assert!(row.contains(&format!("signal-contact-{i},person{i}@example.org,schools")));
     }
 
-    let out = run_ok(&[
-        "ack",
-        "--url",
-        &server.url(""),
-        "--token-file",
-        path_str(&token_file),
-        path_str(&bundle),
-    ]);
+    let out = ack_over_http(&server, &token_file, &bundle);
     assert!(out.contains("20 acknowledged, 0 refused"), "{out}");
     assert!(fx.records().is_empty(), "the spool is empty");
-    let listing: Value = client
-        .get(server.url("/api/v1/staff/submissions?state=all"))
-        .bearer_auth(&token)
-        .send()
-        .expect("list")
-        .json()
-        .expect("json");
-    let items = listing["submissions"].as_array().expect("list");
+    let items = every_record(&server, &client, &token);
     assert_eq!(items.len(), 20);
     assert!(items.iter().all(|i| i["state"] == "acked"), "{listing}");
     // The log never names a receipt or the token.
@@ -1009,14 +1021,7 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
         "{out}"
     );
     assert!(fx.records().is_empty());
-    let listing: Value = client
-        .get(server.url("/api/v1/staff/submissions?state=all"))
-        .bearer_auth(&token)
-        .send()
-        .expect("list")
-        .json()
-        .expect("json");
-    let items = listing["submissions"].as_array().expect("list");
+    let items = every_record(&server, &client, &token);
     assert_eq!(items.len(), 3);
     assert!(items.iter().all(|i| i["state"] == "acked"));
     // The bundle still holds every record, verified.
@@ -1133,27 +1138,18 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     // A proxy in the environment that does not answer: the token and the
     // records must go only where --url says.
     let dead_proxy = "http://127.0.0.1:9";
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-        .args(["pull", "--url", &relay, "--token-file"])
-        .arg(&token_file)
-        .arg("--out")
-        .arg(&bundle)
-        .arg("--ack-after-verify")
-        .envs([
-            ("http_proxy", dead_proxy),
-            ("HTTP_PROXY", dead_proxy),
-            ("all_proxy", dead_proxy),
-            ("ALL_PROXY", dead_proxy),
-        ])
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .expect("run pull");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let (code, stdout, stderr) = outcome(
+        pull_command(&fx, &relay, &bundle, &["--ack-after-verify"])
+            .envs([
+                ("http_proxy", dead_proxy),
+                ("HTTP_PROXY", dead_proxy),
+                ("all_proxy", dead_proxy),
+                ("ALL_PROXY", dead_proxy),
+            ])
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy"),
     );
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
         stdout.contains("3 fetched, 0 already in the bundle, 0 acknowledged, 3 failed"),
         "{stdout}{stderr}"
@@ -1164,22 +1160,12 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     );
     assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
     // Pulled again (all of them: they are marked exported now), straight
-    // from the server: the copies are already in the
-    // bundle, but were never checked against the server's digest, so they
-    // are still not acknowledged.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-        .args(["pull", "--url", &server.url(""), "--token-file"])
-        .arg(&token_file)
-        .arg("--out")
-        .arg(&bundle)
-        .args(["--all", "--ack-after-verify"])
-        .output()
-        .expect("run pull");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // from the server: the copies are already in the bundle, but were never
+    // checked against the server's digest, so they are still not
+    // acknowledged.
+    let again = ["--all", "--ack-after-verify"];
+    let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
         stdout.contains("0 fetched, 3 already in the bundle, 0 acknowledged, 3 failed"),
         "{stdout}{stderr}"
@@ -1187,32 +1173,36 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
     // The copies themselves are fine: `ack` checks them against the
     // manifest and acknowledges them.
-    let out = run_ok(&[
-        "ack",
-        "--url",
-        &server.url(""),
-        "--token-file",
-        path_str(&token_file),
-        path_str(&bundle),
-    ]);
+    let out = ack_over_http(&server, &token_file, &bundle);
     assert!(out.contains("3 acknowledged, 0 refused"), "{out}");
     assert!(fx.records().is_empty());
 }
 
-/// Runs `sealform pull` from `url` into `bundle` with the fixture's token.
-fn pull(fx: &Fixture, url: &str, bundle: &Path) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-        .args(["pull", "--url", url, "--token-file"])
+/// `sealform pull` from `url` into `bundle` with the fixture's token and
+/// `extra` arguments, ready to run.
+fn pull_command(fx: &Fixture, url: &str, bundle: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"));
+    cmd.args(["pull", "--url", url, "--token-file"])
         .arg(fx.path().join("token"))
         .arg("--out")
         .arg(bundle)
-        .output()
-        .expect("run pull");
+        .args(extra);
+    cmd
+}
+
+/// Runs `cmd`: its exit code, stdout and stderr.
+fn outcome(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().expect("run sealform");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `sealform pull` from `url` into `bundle` with the fixture's token.
+fn pull(fx: &Fixture, url: &str, bundle: &Path) -> (Option<i32>, String, String) {
+    outcome(&mut pull_command(fx, url, bundle, &[]))
 }
 
 #[test]
@@ -1241,17 +1231,9 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
         stderr.contains(&format!("{}: not marked exported", receipts[1])),
         "{stderr}"
     );
-    let listing: Value = client
-        .get(server.url("/api/v1/staff/submissions?state=all"))
-        .bearer_auth(&token)
-        .send()
-        .expect("list")
-        .json()
-        .expect("json");
+    let items = every_record(&server, &client, &token);
     let exported = |r: &String| {
-        listing["submissions"]
-            .as_array()
-            .expect("list")
+        items
             .iter()
             .any(|i| i["receipt"] == r.as_str() && i["state"] == "exported")
     };
