@@ -277,7 +277,8 @@ impl Bundle {
             return Err(BundleError::Size {
                 path: final_path,
                 problem: format!(
-                    "is listed at {size} bytes, more than the {MAX_LISTED_BYTES} any record can be"
+                    "is listed at {size} bytes, more than the {MAX_LISTED_BYTES} (1 TiB) a \
+                     listing may give"
                 ),
             });
         }
@@ -470,7 +471,10 @@ mod tests {
         let e = add(b"cipher", None, 4, None);
         assert!(e.contains("is longer than the 4 bytes expected"), "{e}");
         let e = add(b"cipher", Some(MAX_LISTED_BYTES + 1), 100, None);
-        assert!(e.contains("more than the 1099511627776 any record"), "{e}");
+        assert!(
+            e.contains("more than the 1099511627776 (1 TiB) a listing"),
+            "{e}"
+        );
         // The listing's size, not the limit, bounds a record whose size is
         // known (a form with raised limits makes larger records).
         let listed = Expected {

@@ -13,6 +13,7 @@ mod transfer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -81,6 +82,11 @@ pub enum Command {
         /// is verified against the manifest.
         #[arg(long)]
         ack_after_verify: bool,
+        /// Seconds without an answer or without new bytes of a record after
+        /// which the server is taken to be gone and the run stops.
+        #[arg(long, default_value_t = 300,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        stall_secs: u64,
     },
     /// (Shell on the server, `serve` stopped) Copy records from the store
     /// into a bundle folder, like `pull`.
@@ -154,7 +160,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             all,
             ack_after_verify,
-        } => transfer::pull(&url, &token_file, &out, all, ack_after_verify),
+            stall_secs,
+        } => transfer::pull(
+            &url,
+            &token_file,
+            &out,
+            all,
+            ack_after_verify,
+            Duration::from_secs(stall_secs),
+        ),
         Command::Export { out, all } => transfer::export(&cli.config, &out, all),
         Command::Ack {
             url,

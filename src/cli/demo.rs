@@ -42,8 +42,18 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
             dir.display()
         );
     }
-    if fresh && dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("while removing {}", dir.display()))?;
+    if fresh && is_demo(dir) {
+        // Its contents, not the folder: it may be the working directory or
+        // a mount point.
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("while removing {}", path.display()))?;
+        }
     }
     if !config_path.exists() {
         create(dir).with_context(|| format!("while creating the demo in {}", dir.display()))?;
@@ -81,20 +91,39 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
     super::serve::run(&dir.join("config.toml"), Some(listen))
 }
 
-/// Makes the demo in a hidden folder next to `dir` and renames it into
-/// place once it is whole, so an interrupted start never leaves a half-made
-/// demo at `dir` (which would then be refused as not ours).
+/// Makes the demo at `dir`. A folder that does not exist yet is made in a
+/// hidden folder beside it and renamed into place once it is whole, so an
+/// interrupted start leaves nothing at `dir`; what such a start left beside
+/// it (holding an unprotected throwaway key) is removed first. An existing
+/// empty folder (perhaps the working directory or a mount point) is filled
+/// in place: its config.toml is written first, so a start interrupted there
+/// leaves a demo that `--fresh` remakes.
 fn create(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return fill(dir);
+    }
     let name = dir
         .file_name()
-        .with_context(|| format!("{} does not name a folder", dir.display()))?;
+        .with_context(|| format!("{} does not name a folder", dir.display()))?
+        .to_string_lossy()
+        .into_owned();
     let parent = dir.parent().unwrap_or(Path::new(""));
     fs::create_dir_all(parent)?;
-    let partial = parent.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let prefix = format!(".{name}.partial-");
+    let listing = if parent.as_os_str().is_empty() {
+        fs::read_dir(".")?
+    } else {
+        fs::read_dir(parent)?
+    };
+    for entry in listing {
+        let entry = entry?;
+        let stale = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(&prefix) && is_demo(&stale) {
+            fs::remove_dir_all(&stale)
+                .with_context(|| format!("while removing {}", stale.display()))?;
+        }
+    }
+    let partial = parent.join(format!("{prefix}{}", std::process::id()));
     let made = fill(&partial).and_then(|()| Ok(fs::rename(&partial, dir)?));
     if made.is_err() {
         let _ = fs::remove_dir_all(&partial);
@@ -102,10 +131,12 @@ fn create(dir: &Path) -> anyhow::Result<()> {
     made
 }
 
-/// Writes a whole demo into the new folder `dir`.
+/// Writes a whole demo into `dir` (new or empty), its config first.
 fn fill(dir: &Path) -> anyhow::Result<()> {
     let private = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
     private(dir)?;
+    let config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
+    fs::write(dir.join("config.toml"), config)?;
     private(&dir.join("keys"))?;
     private(&dir.join("gnupg"))?;
     let cert = super::keygen::generate("sealform demo staff (THROWAWAY, demo only)", None, None)?;
@@ -120,7 +151,5 @@ fn fill(dir: &Path) -> anyhow::Result<()> {
         dir.join("keys/README.md"),
         "Public certificates of the demo recipients. Secret keys never go here.\n",
     )?;
-    let config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
-    fs::write(dir.join("config.toml"), config)?;
     Ok(())
 }

@@ -53,7 +53,7 @@ enum Source {
 }
 
 impl Source {
-    fn remote(url: &str, token_file: &Path) -> anyhow::Result<Source> {
+    fn remote(url: &str, token_file: &Path, stall: Duration) -> anyhow::Result<Source> {
         if !url.to_ascii_lowercase().starts_with("http://") {
             bail!(
                 "--url must start with http:// (got {url:?}): pull and ack speak plain HTTP, and \
@@ -78,7 +78,7 @@ impl Source {
         // environment: the token must go only where --url says (for an
         // onion service, run the command under `torsocks`).
         let client = reqwest::blocking::Client::builder()
-            .timeout(STALL)
+            .timeout(stall)
             .connect_timeout(CONNECT)
             .no_proxy()
             .build()
@@ -228,15 +228,16 @@ impl Source {
 
 /// `sealform pull`: fetch new (or `all`) records over the staff API into
 /// the bundle at `out`; with `ack_after_verify`, acknowledge each one once
-/// its copy is verified.
+/// its copy is verified. `stall` bounds each wait for the server.
 pub fn pull(
     url: &str,
     token_file: &Path,
     out: &Path,
     all: bool,
     ack_after_verify: bool,
+    stall: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let source = Source::remote(url, token_file)?;
+    let source = Source::remote(url, token_file, stall)?;
     fetch_into(&source, out, all, ack_after_verify)
 }
 
@@ -246,21 +247,31 @@ pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> 
     fetch_into(&source, out, all, false)
 }
 
-/// The longest wait for the staff API: for an answer, or for the next bytes
-/// of a body.
+/// The longest wait for the staff API, for an answer or for the next bytes
+/// of a body, unless `pull --stall-secs` says otherwise.
 const STALL: Duration = Duration::from_secs(300);
 
 /// The longest wait to connect (an onion service can take a minute to
 /// reach; a server that is down should not cost five).
 const CONNECT: Duration = Duration::from_secs(90);
 
-/// Whether `e` means the staff API cannot be reached at all (connection
-/// refused or timed out, or no answer in time), rather than refusing one
-/// record: then the run stops instead of waiting on every record in turn.
-fn unreachable(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<reqwest::Error>())
-        .any(|r| r.is_connect() || r.is_timeout())
+/// Whether `e` is a failure of the connection to the staff API (refused,
+/// timed out, reset, cut off mid-answer, or no bytes for the stall time)
+/// rather than the server refusing one record, which it does with a status
+/// code: then the run stops instead of trying every record in turn. A body
+/// read error reaches us as an `io::Error` that wraps reqwest's error, which
+/// the error chain does not show, so that is looked into too.
+fn server_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>());
+        cause
+            .downcast_ref::<reqwest::Error>()
+            .or(wrapped)
+            .is_some_and(|r| r.status().is_none())
+    })
 }
 
 /// A larger listing is refused rather than read into memory (a listing
@@ -308,9 +319,9 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
             // the records after it from being saved.
             let (mut body, sha) = match source.fetch(&receipt) {
                 Ok(got) => got,
-                Err(e) if unreachable(&e) => {
+                Err(e) if server_gone(&e) => {
                     settle(source, &bundle, &mut pending, ack, &mut t)?;
-                    return Err(e.context(stopped(out, &t)));
+                    return Err(e.context(stopped(out, &t, ack)));
                 }
                 Err(e) => {
                     eprintln!("{receipt}: {}; not written", super::describe(&e));
@@ -331,6 +342,12 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
                 &item.recipients,
             );
             if let Err(e) = added {
+                let e = anyhow::Error::from(e);
+                if server_gone(&e) {
+                    t.failed += 1;
+                    settle(source, &bundle, &mut pending, ack, &mut t)?;
+                    return Err(e.context(stopped(out, &t, ack)));
+                }
                 eprintln!("{receipt}: {e}");
                 t.failed += 1;
                 continue;
@@ -358,12 +375,19 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
     })
 }
 
-/// What to say when a run stops because the server stopped answering.
-fn stopped(out: &Path, t: &Tally) -> String {
+/// What to say when a run stops because the connection to the server
+/// failed.
+fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
+    // Records marked exported before the stop are no longer "new": only
+    // --all fetches (and so acknowledges) them on the next run.
+    let again = if ack {
+        "run the same command again with --all to go on"
+    } else {
+        "run the same command again to go on"
+    };
     format!(
-        "the staff API stopped answering ({}: {} fetched, {} already in the bundle, {} \
-         acknowledged, {} failed so far; the manifest lists what was fetched): run the same \
-         command again to go on",
+        "the connection to the staff API failed ({}: {} fetched, {} already in the bundle, {} \
+         acknowledged, {} failed so far; the manifest lists what was fetched): {again}",
         out.display(),
         t.fetched,
         t.present,
@@ -388,8 +412,8 @@ fn settle(
     bundle.save()?;
     for Pending { receipt } in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
-            if unreachable(&e) {
-                return Err(e.context(stopped(bundle.dir(), t)));
+            if server_gone(&e) {
+                return Err(e.context(stopped(bundle.dir(), t, ack)));
             }
             eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
             t.failed += 1;
@@ -400,9 +424,10 @@ fn settle(
         }
         if !bundle.source_checked(&receipt) {
             eprintln!(
-                "{receipt}: not acknowledged: the server sent no sha256 for it when it was \
-                 fetched (a proxy in between?), so the copy could not be checked against the \
-                 original"
+                "{receipt}: not acknowledged: the bundle does not record that its copy was \
+                 checked against the server's sha256 (the server, or a proxy in between, sent \
+                 none when it was fetched, or an older sealform wrote the bundle); check the \
+                 copy, then `sealform ack`"
             );
             t.failed += 1;
             continue;
@@ -413,7 +438,7 @@ fn settle(
             .and_then(|()| source.ack(&receipt))
         {
             Ok(()) => t.acked += 1,
-            Err(e) if unreachable(&e) => return Err(e.context(stopped(bundle.dir(), t))),
+            Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, ack))),
             Err(e) => {
                 eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                 t.failed += 1;
@@ -428,7 +453,7 @@ fn settle(
 /// directly in the store (`config`).
 pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::Result<ExitCode> {
     let source = match remote {
-        Some((url, token_file)) => Source::remote(url, token_file)?,
+        Some((url, token_file)) => Source::remote(url, token_file, STALL)?,
         None => Source::local(config).context(
             "with no --url, ack opens the store itself, on the server (from another machine, \
              give --url and --token-file)",
@@ -452,10 +477,10 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
         match bundle.verify(&receipt) {
             Ok(()) => match source.ack(&receipt) {
                 Ok(()) => acked += 1,
-                Err(e) if unreachable(&e) => {
+                Err(e) if server_gone(&e) => {
                     return Err(e.context(format!(
-                        "the staff API stopped answering after {acked} acknowledged, {refused} \
-                         refused: run the same command again to go on"
+                        "the connection to the staff API failed after {acked} acknowledged, \
+                         {refused} refused: run the same command again to go on"
                     )));
                 }
                 // E.g. already purged on the server: say so, go on.

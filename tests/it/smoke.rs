@@ -93,6 +93,30 @@ fn demo_makes_and_remakes_its_own_folder_and_never_touches_another() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(beside, ["demo"], "made aside and renamed into place");
+    // An empty folder that exists (the working directory, say) is filled in
+    // place, and --fresh empties it rather than removing it.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    demo_serves(&empty, &[]);
+    let first = read(&empty.join("staff-secret.asc"));
+    demo_serves(&empty, &["--fresh"]);
+    assert_ne!(read(&empty.join("staff-secret.asc")), first);
+    // What an interrupted start left beside a new folder (a throwaway secret
+    // key among it) is removed; a look-alike that is not a demo is kept.
+    let stale = work.path().join(".next.partial-1");
+    let lookalike = work.path().join(".next.partial-2");
+    for d in [&stale, &lookalike] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::fs::write(d.join("staff-secret.asc"), "secret").expect("key");
+    }
+    std::fs::write(
+        stale.join("config.toml"),
+        "# Written by `sealform demo` from config.example.toml.\n",
+    )
+    .expect("config");
+    demo_serves(&work.path().join("next"), &[]);
+    assert!(!stale.exists(), "a stale half-made demo is removed");
+    assert!(lookalike.join("staff-secret.asc").exists());
 
     // A folder it did not make is neither served, filled nor deleted.
     let other = work.path().join("srv");

@@ -1049,6 +1049,9 @@ struct Relaying {
     refuse: Option<String>,
     /// Stop listening after this many connections: the server goes away.
     connections: Option<usize>,
+    /// Send half of each record's body, then nothing more (a stalled
+    /// link).
+    stall_records: bool,
 }
 
 /// A relay on loopback in front of `upstream`, doing what `how` says. One
@@ -1058,9 +1061,18 @@ fn relay(upstream: String, how: Relaying) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     std::thread::spawn(move || {
-        let limit = how.connections.unwrap_or(usize::MAX);
-        for conn in listener.incoming().take(limit) {
-            let Ok(mut client) = conn else { break };
+        let mut listener = Some(listener);
+        let mut left = how.connections.unwrap_or(usize::MAX);
+        while let Some(l) = &listener {
+            let Ok((mut client, _)) = l.accept() else {
+                break;
+            };
+            left -= 1;
+            if left == 0 {
+                // Closed before the last connection is served, so the
+                // client's next connection is refused, never left waiting.
+                listener = None;
+            }
             let mut reader = BufReader::new(client.try_clone().expect("clone"));
             let mut head = String::new();
             let mut length = 0usize;
@@ -1113,7 +1125,13 @@ fn relay(upstream: String, how: Relaying) -> String {
                 })
                 .collect();
             let _ = client.write_all(kept.as_bytes());
-            let _ = client.write_all(&answer[split..]);
+            let body = &answer[split..];
+            if how.stall_records && request_line.starts_with("GET /api/v1/staff/submissions/") {
+                let _ = client.write_all(&body[..body.len() / 2]);
+                std::thread::sleep(Duration::from_secs(30));
+                continue;
+            }
+            let _ = client.write_all(body);
         }
     });
     format!("http://{addr}")
@@ -1155,7 +1173,7 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
         "{stdout}{stderr}"
     );
     assert!(
-        stderr.contains("not acknowledged: the server sent no sha256 for it"),
+        stderr.contains("not acknowledged: the bundle does not record that its copy was checked"),
         "{stderr}"
     );
     assert_eq!(fx.records().len(), 3, "nothing is deleted on the server");
@@ -1255,7 +1273,7 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
     let (code, stdout, stderr) = pull(&fx, &vanishing, &bundle);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
-        stderr.contains("the staff API stopped answering (")
+        stderr.contains("the connection to the staff API failed (")
             && stderr
                 .contains("1 fetched, 0 already in the bundle, 0 acknowledged, 0 failed so far")
             && stderr.contains("run the same command again"),
@@ -1271,6 +1289,72 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
         stdout.contains("2 fetched, 1 already in the bundle, 0 acknowledged, 0 failed"),
         "{stdout}{stderr}"
     );
+
+    // `ack` stops too when the server goes away.
+    let vanishing = relay(
+        server.addr.clone(),
+        Relaying {
+            connections: Some(1),
+            ..Relaying::default()
+        },
+    );
+    let token_file = fx.path().join("token");
+    let (code, stdout, stderr) = outcome(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+            .args(["ack", "--url", &vanishing, "--token-file"])
+            .args([&token_file, &bundle]),
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the connection to the staff API failed after 1 acknowledged, 0 refused"),
+        "{stderr}"
+    );
+    // Records checked against the server's digest when an earlier run wrote
+    // them are acknowledged by a later --ack-after-verify run; so are the
+    // two this bundle lacked (exported to b1 already, hence --all).
+    let again = ["--all", "--ack-after-verify"];
+    let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 fetched, 2 already in the bundle, 4 acknowledged, 0 failed"),
+        "{stdout}{stderr}"
+    );
+    assert!(fx.records().is_empty());
+
+    // A record whose bytes stop coming ends the run after --stall-secs,
+    // leaving no partial file.
+    submit_to(&server, &client, 1);
+    let stalling = relay(
+        server.addr.clone(),
+        Relaying {
+            stall_records: true,
+            ..Relaying::default()
+        },
+    );
+    let stalled = work.path().join("b3");
+    let started = Instant::now();
+    let (code, stdout, stderr) = outcome(&mut pull_command(
+        &fx,
+        &stalling,
+        &stalled,
+        &["--stall-secs", "1"],
+    ));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the connection to the staff API failed (")
+            && stderr
+                .contains("0 fetched, 0 already in the bundle, 0 acknowledged, 1 failed so far"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "stopped by the stall time, not by the relay giving up"
+    );
+    let left: Vec<_> = std::fs::read_dir(&stalled)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["MANIFEST.json"], "no partial file is left");
 }
 
 #[test]
