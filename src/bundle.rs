@@ -104,7 +104,7 @@ pub enum BundleError {
         found: String,
     },
     /// A record's length is not what its source said it would be.
-    #[error("{}: the record {problem}; not written", path.display())]
+    #[error("{}: the record {problem}", path.display())]
     Size {
         /// The record's file in the bundle.
         path: PathBuf,

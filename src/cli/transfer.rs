@@ -282,12 +282,6 @@ const MAX_LISTING_BYTES: u64 = 64 << 20;
 /// whole, so saving after every record would cost O(n²) for big bundles.
 const SAVE_EVERY: usize = 64;
 
-/// A record written to the bundle (or found there) whose batch is not
-/// settled yet.
-struct Pending {
-    receipt: Receipt,
-}
-
 /// What a run did.
 #[derive(Default)]
 struct Tally {
@@ -304,7 +298,7 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
     // Written but not yet in the saved manifest: marked exported (and
     // acknowledged) only after the manifest that lists them is durable, so
     // an interrupted run never leaves a record exported but unlisted.
-    let mut pending: Vec<Pending> = Vec::new();
+    let mut pending: Vec<Receipt> = Vec::new();
     for item in listed.iter().filter(|l| l.state != RecordState::Acked) {
         let Some(receipt) = Receipt::parse(&item.receipt) else {
             eprintln!("skipping a listing entry that is not a receipt");
@@ -316,9 +310,10 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
         } else {
             // One record that cannot be read (its file is gone, or another
             // staff member acknowledged it since the listing) must not stop
-            // the records after it from being saved.
-            let (mut body, sha) = match source.fetch(&receipt) {
-                Ok(got) => got,
+            // the records after it from being saved; a failed connection
+            // ends the run.
+            match fetch_one(source, &mut bundle, item, &receipt) {
+                Ok(()) => t.fetched += 1,
                 Err(e) if server_gone(&e) => {
                     settle(source, &bundle, &mut pending, ack, &mut t)?;
                     return Err(e.context(stopped(out, &t, ack)));
@@ -328,33 +323,9 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
                     t.failed += 1;
                     continue;
                 }
-            };
-            let expected = Expected {
-                size: (item.size != 0).then_some(item.size),
-                sha256: sha.as_deref(),
-            };
-            let added = bundle.add(
-                &receipt,
-                &mut body,
-                expected,
-                MAX_RECORD_BYTES,
-                &item.day,
-                &item.recipients,
-            );
-            if let Err(e) = added {
-                let e = anyhow::Error::from(e);
-                if server_gone(&e) {
-                    t.failed += 1;
-                    settle(source, &bundle, &mut pending, ack, &mut t)?;
-                    return Err(e.context(stopped(out, &t, ack)));
-                }
-                eprintln!("{receipt}: {e}");
-                t.failed += 1;
-                continue;
             }
-            t.fetched += 1;
         }
-        pending.push(Pending { receipt });
+        pending.push(receipt);
         if pending.len() >= SAVE_EVERY {
             settle(source, &bundle, &mut pending, ack, &mut t)?;
         }
@@ -373,6 +344,29 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Fetches one listed record into the bundle.
+fn fetch_one(
+    source: &Source,
+    bundle: &mut Bundle,
+    item: &Listed,
+    receipt: &Receipt,
+) -> anyhow::Result<()> {
+    let (mut body, sha) = source.fetch(receipt)?;
+    let expected = Expected {
+        size: (item.size != 0).then_some(item.size),
+        sha256: sha.as_deref(),
+    };
+    bundle.add(
+        receipt,
+        &mut body,
+        expected,
+        MAX_RECORD_BYTES,
+        &item.day,
+        &item.recipients,
+    )?;
+    Ok(())
 }
 
 /// What to say when a run stops because the connection to the server
@@ -405,12 +399,12 @@ fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
 fn settle(
     source: &Source,
     bundle: &Bundle,
-    pending: &mut Vec<Pending>,
+    pending: &mut Vec<Receipt>,
     ack: bool,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     bundle.save()?;
-    for Pending { receipt } in pending.drain(..) {
+    for receipt in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
             if server_gone(&e) {
                 return Err(e.context(stopped(bundle.dir(), t, ack)));
