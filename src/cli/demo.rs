@@ -107,15 +107,13 @@ fn create(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("{} does not name a folder", dir.display()))?
         .to_string_lossy()
         .into_owned();
-    let parent = dir.parent().unwrap_or(Path::new(""));
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
     let prefix = format!(".{name}.partial-");
-    let listing = if parent.as_os_str().is_empty() {
-        fs::read_dir(".")?
-    } else {
-        fs::read_dir(parent)?
-    };
-    for entry in listing {
+    for entry in fs::read_dir(parent)? {
         let entry = entry?;
         let stale = entry.path();
         if entry.file_name().to_string_lossy().starts_with(&prefix) && is_demo(&stale) {
