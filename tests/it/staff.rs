@@ -743,6 +743,48 @@ async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg
     );
 }
 
+/// A key file keygen cannot finish writing (here: the process may write at
+/// most 512 bytes per file, as on a nearly full disk) is removed, so no
+/// truncated secret key is left under its final name, and the error says
+/// which file and why.
+#[test]
+fn keygen_removes_a_key_file_it_could_not_finish() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let keydir = work.path().join("offline-keys");
+    let pass = work.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").expect("pass");
+    // `ulimit -f 1`: files of at most one 512-byte block; with SIGXFSZ
+    // ignored (inherited through exec), a longer write fails with EFBIG.
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -f 1 && trap '' XFSZ && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_sealform"),
+            "keygen",
+            "--name",
+            "Test Staff (test only) <staff@example.org>",
+            "--out",
+            path_str(&keydir),
+            "--passphrase-file",
+            path_str(&pass),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sealform keygen");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "nothing reported as made");
+    assert!(
+        err.contains("while writing") && err.contains("-secret.asc") && err.contains("too large"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&keydir)
+        .expect("the key folder was made")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "no key file is left: {left:?}");
+}
+
 #[test]
 fn hostile_names_inside_a_record_end_up_as_safe_names_inside_the_output_folder() {
     use sealform::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
