@@ -491,8 +491,8 @@ impl Config {
         if self.retention.unacked_days == Some(0) {
             return Err(invalid(
                 "retention.unacked_days".into(),
-                "0 would delete every unread record at once; leave the key out to keep unread \
-                 records, or give the days to keep them (at least 1)"
+                "0 would delete unread records at the first midnight after they arrive; leave \
+                 the key out to keep unread records, or give the days to keep them (at least 1)"
                     .into(),
             ));
         }

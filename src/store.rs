@@ -584,9 +584,10 @@ impl Store {
     }
 
     /// Applies retention at `now`: deletes the index entries of records
-    /// acknowledged at least `acked_days` ago and, only when
-    /// `unacked_days` is set, the files and entries of records that arrived
-    /// at least that many days ago and were never acknowledged. Nothing else
+    /// acknowledged `acked_days` or more calendar days ago and, only when
+    /// `unacked_days` is set, the files and entries of never-acknowledged
+    /// records that arrived more than that many calendar days ago (so each
+    /// is kept at least `unacked_days` whole days: only its day is stored). Nothing else
     /// keeps a deleted record.
     pub fn purge(
         &self,
@@ -598,16 +599,23 @@ impl Store {
         let today = day_string(now);
         let mut purged = Purged::default();
         for (receipt, entry) in self.list()? {
-            let due = |day: &str, keep: Option<u32>| {
-                keep.is_some_and(|k| {
-                    days_between(day, &today).is_some_and(|age| age >= i64::from(k))
-                })
-            };
+            // Calendar days since `day`, the only time stored.
+            let age = |day: &str| days_between(day, &today);
             let delete = match entry.state {
-                RecordState::Acked => {
-                    due(entry.acked_day.as_deref().unwrap_or(&entry.day), acked_days)
+                // Only an index entry goes (the file went at the ack): due
+                // once `acked_days` day boundaries have passed, so 0 means
+                // at the next purge.
+                RecordState::Acked => acked_days.is_some_and(|k| {
+                    age(entry.acked_day.as_deref().unwrap_or(&entry.day))
+                        .is_some_and(|a| a >= i64::from(k))
+                }),
+                // An unread record goes only after `unacked_days` whole days
+                // however late on its day it arrived: one more boundary than
+                // the days asked (a tip from 23:59 with `unacked_days = 1`
+                // is kept until the second midnight, not the first).
+                RecordState::New | RecordState::Exported => {
+                    unacked_days.is_some_and(|k| age(&entry.day).is_some_and(|a| a > i64::from(k)))
                 }
-                RecordState::New | RecordState::Exported => due(&entry.day, unacked_days),
             };
             if !delete {
                 continue;
@@ -1395,5 +1403,19 @@ mod tests {
         assert_eq!((p.acked, p.unacked), (0, 2));
         assert!(store.list().expect("list").is_empty());
         assert!(!store.path_of(&unread).exists() && !store.path_of(&exported).exists());
+        // Kept at least the days asked: one arrived late on its day is
+        // still there the next day with unacked_days = 1, gone the day after.
+        let late = UNIX_EPOCH + Duration::from_secs(1_800_000_000 / day * day + day - 10);
+        let tip = committed(&store, late);
+        let p = store
+            .purge(None, Some(1), late + Duration::from_secs(20))
+            .expect("purge");
+        assert_eq!(p.unacked, 0);
+        assert!(store.path_of(&tip).exists());
+        let p = store
+            .purge(None, Some(1), late + Duration::from_secs(20 + day))
+            .expect("purge");
+        assert_eq!(p.unacked, 1);
+        assert!(!store.path_of(&tip).exists());
     }
 }

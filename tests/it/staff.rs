@@ -743,8 +743,20 @@ async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg
     );
 }
 
-/// A key file keygen cannot finish writing (here: the process may write at
-/// most 512 bytes per file, as on a nearly full disk) is removed, so no
+/// Runs sealform as on a nearly full disk: `ulimit -f 1` allows files of at
+/// most one 512-byte block and, with SIGXFSZ ignored (inherited through
+/// exec), a write past it fails with EFBIG ("File too large").
+fn sealform_writing_at_most_512_bytes_per_file(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .args(["-c", "ulimit -f 1 && trap '' XFSZ && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_sealform"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sealform")
+}
+
+/// A key file keygen cannot finish writing is removed, so no
 /// truncated secret key is left under its final name, and the error says
 /// which file and why.
 #[test]
@@ -753,24 +765,15 @@ fn keygen_removes_a_key_file_it_could_not_finish() {
     let keydir = work.path().join("offline-keys");
     let pass = work.path().join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").expect("pass");
-    // `ulimit -f 1`: files of at most one 512-byte block; with SIGXFSZ
-    // ignored (inherited through exec), a longer write fails with EFBIG.
-    let out = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -f 1 && trap '' XFSZ && exec \"$0\" \"$@\"",
-            env!("CARGO_BIN_EXE_sealform"),
-            "keygen",
-            "--name",
-            "Test Staff (test only) <staff@example.org>",
-            "--out",
-            path_str(&keydir),
-            "--passphrase-file",
-            path_str(&pass),
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run sealform keygen");
+    let out = sealform_writing_at_most_512_bytes_per_file(&[
+        "keygen",
+        "--name",
+        "Test Staff (test only) <staff@example.org>",
+        "--out",
+        path_str(&keydir),
+        "--passphrase-file",
+        path_str(&pass),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty(), "nothing reported as made");
@@ -1619,4 +1622,40 @@ async fn a_key_the_passphrase_does_not_unlock_is_skipped_when_another_key_decryp
         err.contains(TestKey::Protected.encryption_subkey()) && err.contains("skipped"),
         "{err}"
     );
+}
+
+/// A record decrypt cannot finish writing leaves no partial plaintext
+/// folder behind, is counted as failed, and decrypts on the next run.
+#[tokio::test]
+async fn decrypt_removes_a_record_it_could_not_finish_writing() {
+    let fx = Fixture::new(&[TestKey::Ed25519], DEFAULT_FORMS, "");
+    submit(&fx, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = work.path().join("plain");
+    let (secret, spool) = (TestKey::Ed25519.secret(), fx.spool_dir());
+    let args = [
+        "decrypt",
+        "--key",
+        path_str(&secret),
+        "--out",
+        path_str(&plain),
+        path_str(&spool),
+    ];
+    let cut = sealform_writing_at_most_512_bytes_per_file(&args);
+    let (out, err) = (
+        String::from_utf8_lossy(&cut.stdout),
+        String::from_utf8_lossy(&cut.stderr),
+    );
+    assert_eq!(cut.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("decrypted 0, skipped 0, failed 1"), "{out}");
+    assert!(format!("{out}{err}").contains("too large"), "{out}{err}");
+    let left: Vec<_> = std::fs::read_dir(&plain)
+        .expect("out dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing half-written is left: {left:?}");
+
+    let out = run_ok(&args);
+    assert!(out.contains("decrypted 1"), "{out}");
+    assert_eq!(decrypted_dirs(&plain).len(), 1);
 }
