@@ -60,6 +60,16 @@ const CHANNEL_CHUNKS: usize = 8;
 /// buffer a body without a boundary whole.
 const FRAMING_SLACK: u64 = 8 * 1024 * 1024;
 
+/// What the parser may read with nothing to show for it (no new part, no
+/// field data): a preamble, or one part's headers and boundary, at most
+/// this many bytes in at most this many chunks. A browser's are under 2 KiB
+/// in one or two chunks. The parser searches its whole buffer again for
+/// every chunk it is given, so without these bounds a preamble sent in
+/// 1-byte chunks cost quadratic time: 600 KB of chunked body kept a core
+/// busy for 7.8 s.
+const FRAMING_GAP_BYTES: u64 = 32 * 1024;
+const FRAMING_GAP_CHUNKS: u32 = 64;
+
 /// Most parts one upload may have: every text field at most once, every
 /// file, and room for the empty parts browsers send for empty file inputs.
 fn max_parts(form: &FormConfig) -> usize {
@@ -254,6 +264,7 @@ async fn receive(
     });
 
     let delivered = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let limits = Limits {
         started,
@@ -261,11 +272,15 @@ async fn receive(
         idle: Duration::from_secs(server.upload_stall_secs),
         min_rate: server.upload_min_bytes_per_sec,
         delivered: Arc::clone(&delivered),
+        progress: Arc::clone(&progress),
     };
     let body = Metered {
         inner: req.into_body().into_data_stream(),
         consumed: 0,
         delivered: Arc::clone(&delivered),
+        progress: Arc::clone(&progress),
+        seen_progress: 0,
+        since_progress: (0, 0),
         just_read: false,
     };
     let mut multipart = multer::Multipart::new(body, boundary);
@@ -307,6 +322,9 @@ struct Limits {
     min_rate: u64,
     /// Bytes of fields and files received so far.
     delivered: Arc<AtomicU64>,
+    /// Parts begun and chunks of field data received so far: what
+    /// [`Metered`] counts the framing gap from.
+    progress: Arc<AtomicU64>,
 }
 
 impl Limits {
@@ -327,6 +345,12 @@ impl Limits {
     /// Counts `n` bytes of fields and files received.
     fn count(&self, n: usize) {
         self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a part begun.
+    fn part_begun(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     /// When the body falls behind `min_rate` unless more of it arrives: it
@@ -397,6 +421,7 @@ async fn feed(
         .await?
         .map_err(broken)?
     {
+        limits.part_begun();
         parts += 1;
         if parts > max_parts(form) {
             return Err(Rejection::TooManyFields.into());
@@ -535,12 +560,19 @@ async fn feed(
 /// and it keeps a body without a boundary (or with endless part headers)
 /// buffered whole. So this stream answers `Pending` (waking itself at once)
 /// after every chunk, which lets the parser hand on what it has before it
-/// reads more, and fails once it has read [`FRAMING_SLACK`] more than the
-/// field data handed on (`delivered`, counted by [`feed`]).
+/// reads more. It fails once it has read [`FRAMING_SLACK`] more than the
+/// field data handed on (`delivered`, counted by [`feed`]), or more than
+/// [`FRAMING_GAP_BYTES`] or [`FRAMING_GAP_CHUNKS`] since the parser last
+/// showed progress (a part begun or field data handed on).
 struct Metered<S> {
     inner: S,
     consumed: u64,
     delivered: Arc<AtomicU64>,
+    progress: Arc<AtomicU64>,
+    /// `progress` when last seen, and the bytes and chunks read since it
+    /// changed.
+    seen_progress: u64,
+    since_progress: (u64, u32),
     just_read: bool,
 }
 
@@ -555,18 +587,31 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
-        if self.consumed > self.delivered.load(Ordering::Relaxed) + FRAMING_SLACK {
-            return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
-                "multipart framing too large",
-            )))));
-        }
         if std::mem::take(&mut self.just_read) {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
+        // The parser has worked on the last chunk: any progress since?
+        let progress = self.progress.load(Ordering::Relaxed);
+        if progress != self.seen_progress {
+            self.seen_progress = progress;
+            self.since_progress = (0, 0);
+        }
+        let (gap_bytes, gap_chunks) = self.since_progress;
+        if self.consumed > self.delivered.load(Ordering::Relaxed) + FRAMING_SLACK
+            || gap_bytes > FRAMING_GAP_BYTES
+            || gap_chunks >= FRAMING_GAP_CHUNKS
+        {
+            return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
+                "multipart framing too large",
+            )))));
+        }
         let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.consumed += chunk.len() as u64;
+            let n = chunk.len() as u64;
+            self.consumed += n;
+            self.since_progress.0 += n;
+            self.since_progress.1 += 1;
             self.just_read = true;
         }
         polled

@@ -4,10 +4,12 @@
 //! Records are decrypted with the real `gpg` and the MIME message is parsed
 //! with an independent parser (`mail-parser`), as a mail client would.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use futures_util::StreamExt as _;
 use mail_parser::{MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -674,6 +676,75 @@ async fn an_endless_body_without_a_boundary_is_cut_off_with_400() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "malformed");
     assert_nothing_stored(&fx);
+}
+
+/// A body in `size`-byte chunks; `pulled` counts the chunks the server took.
+fn trickled(body: Vec<u8>, size: usize, pulled: &Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    let pulled = Arc::clone(pulled);
+    let chunks: Vec<bytes::Bytes> = body
+        .chunks(size)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    Body::from_stream(futures_util::stream::iter(chunks).map(move |c| {
+        pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, std::io::Error>(c)
+    }))
+}
+
+#[tokio::test]
+async fn framing_sent_in_tiny_chunks_is_cut_off_after_a_few_chunks_and_real_parts_are_not() {
+    // The parser searches its whole buffer again for every chunk, so a
+    // preamble or a part header that never ends, sent a byte at a time, cost
+    // quadratic time until 8 MiB had been read. It stops after 64 chunks.
+    let fx = fixture("");
+    let app = fx.app();
+    let endless_header = [
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"message\"\r\nX-Pad: ")
+            .into_bytes(),
+        vec![b'y'; 60_000],
+    ]
+    .concat();
+    let cases = [
+        ("a preamble", b"--b".repeat(20_000)),
+        ("a part header", endless_header),
+    ];
+    for (what, body) in cases {
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let req = Request::post("/api/v1/forms/upload/submissions")
+            .header("content-type", content_type())
+            .body(trickled(body, 1, &pulled))
+            .expect("request");
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(error_code(&body), "malformed", "{what}");
+        let pulled = pulled.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((64..200).contains(&pulled), "{what}: {pulled} chunks read");
+        assert_nothing_stored(&fx);
+    }
+    // A whole upload in 3-byte chunks: headers of 100-odd bytes each, well
+    // within the bounds, and field data that keeps showing progress.
+    let data: Vec<u8> = (0..900u32).map(|i| (i % 251) as u8).collect();
+    let body = Multipart::new()
+        .text("message", "sent three bytes at a time")
+        .file("documents", "a.bin", "application/octet-stream", &data)
+        .finish();
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let req = Request::post("/api/v1/forms/upload/submissions")
+        .header("content-type", content_type())
+        .body(trickled(body, 3, &pulled))
+        .expect("request");
+    let (res, body) = send(&app, req).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let eml = decrypt(&fx, &receipt_of(&body));
+    assert!(
+        eml.windows(26).any(|w| w == b"sent three bytes at a time"),
+        "the text field arrived"
+    );
 }
 
 #[tokio::test]
