@@ -166,6 +166,7 @@ messages! {
     HoneypotLabel = "honeypot-label",
     RefusedTitle = "refused-title",
     RefusedAgain = "refused-again",
+    RefusedKept = "refused-kept",
     RefusedCrossSite = "refused-cross-site",
     RefusedHoneypot = "refused-honeypot",
     RefusedTokenInvalid = "refused-token-invalid",

@@ -336,7 +336,9 @@ fn render_form(
         title,
         html! {
             h1 { (title) }
-            @if let Some(why) = refusal { (refusal_notice(page, why)) }
+            @if let Some(why) = refusal {
+                (refusal_notice(page, why, echo.0.iter().any(Option::is_some)))
+            }
             @if !problems.is_empty() { (error_summary(page, form, problems)) }
             @if !form.description_in(lang).is_empty() { p { (form.description_in(lang)) } }
             (safety_box(page))
@@ -381,11 +383,12 @@ fn render_form(
 }
 
 /// Why a post was refused by an abuse check, above a fresh form.
-fn refusal_notice(page: Page<'_>, why: Msg) -> Markup {
+/// Why a post was refused; `kept`: the form below holds what was sent.
+fn refusal_notice(page: Page<'_>, why: Msg, kept: bool) -> Markup {
     html! {
         div.notice role="alert" {
             p { strong { (page.t(Msg::RefusedTitle)) } " " (page.t(why)) }
-            p { (page.t(Msg::RefusedAgain)) }
+            p { (page.t(if kept { Msg::RefusedKept } else { Msg::RefusedAgain })) }
         }
     }
 }
@@ -629,10 +632,19 @@ pub async fn submit(
     let mut raw = decode_urlencoded(&body).map_err(|e| fail(e.into()))?;
     drop(body);
 
-    // Abuse checks (none of them looks at what was written): a fresh, empty
-    // form comes back with the reason.
+    // Abuse checks (none of them looks at what was written): the form comes
+    // back with the reason and a fresh token. A person can meet each of them
+    // (sending again within seconds of a mistake, a page left open for
+    // hours, a restart, a busy moment, autofill in the hidden field), so what
+    // they wrote comes back too, as after a mistake. Not after a replay:
+    // that copy of the form reached the server before, and was answered then.
     if let Err((status, why)) = check_form_post(&state, form, &mut raw) {
-        let html = render_form(page, &state, form, &Echo::empty(form), &[], Some(why));
+        let echo = match why {
+            Msg::RefusedTokenReplayed => Echo::empty(form),
+            _ => Echo::of(form, &raw),
+        };
+        let html = render_form(page, &state, form, &echo, &[], Some(why));
+        drop(echo);
         return Ok(form_response(form, status, html));
     }
 

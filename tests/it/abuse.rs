@@ -191,17 +191,21 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
         page.contains("name=\"sf.token\""),
         "the refusal offers the form again"
     );
-    assert!(!page.contains(MESSAGE), "the refusal echoes nothing");
+    // What was written comes back with a fresh token, and the page says so.
+    assert!(page.contains(MESSAGE), "the refusal keeps what was written");
+    assert!(page.contains("still in the form"), "{page}");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let evil = [("origin", "https://evil.example")];
     let cross = [("sec-fetch-site", "cross-site")];
-    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+    // (name, request, status, the page says, the page keeps what was written)
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str, bool)> = vec![
         (
             "missing token",
             post(None, &[]),
             StatusCode::BAD_REQUEST,
             "did not come from",
+            true,
         ),
         (
             "forged token",
@@ -211,12 +215,14 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
             ),
             StatusCode::BAD_REQUEST,
             "did not come from",
+            true,
         ),
         (
             "honeypot filled",
             post(Some(&t[1]), &[("sf.homepage", "http://spam.example")]),
             StatusCode::BAD_REQUEST,
             "must stay empty",
+            true,
         ),
         (
             "cross-site origin",
@@ -224,6 +230,7 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
                 .fold(post(Some(&t[2]), &[]), |r, (k, v)| with_header(r, k, v)),
             StatusCode::FORBIDDEN,
             "another web site",
+            false,
         ),
         (
             "cross-site fetch metadata",
@@ -232,13 +239,16 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
                 .fold(post(Some(&t[3]), &[]), |r, (k, v)| with_header(r, k, v)),
             StatusCode::FORBIDDEN,
             "another web site",
+            false,
         ),
     ];
-    for (name, req, status, says) in cases {
+    for (name, req, status, says, kept) in cases {
         let (res, body) = send(&app, req).await;
         let page = String::from_utf8_lossy(&body);
         assert_eq!(res.status(), status, "{name}: {page}");
         assert!(page.contains(says), "{name}: {page}");
+        // Never for another site's post: its values are that site's words.
+        assert_eq!(page.contains(MESSAGE), kept, "{name}: {page}");
         assert!(
             page.contains("name=\"sf.token\""),
             "{name}: form offered again"
@@ -268,7 +278,10 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
 
     let (res, body) = send(&app, post(Some(&t[4]), &[])).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(String::from_utf8_lossy(&body).contains("already sent once"));
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("already sent once"), "{page}");
+    // A replay's values reached the server before (here: stored).
+    assert!(!page.contains(MESSAGE), "a replay is not offered again");
 
     // The JSON API needs no token.
     let (res, _) = send(
@@ -282,7 +295,12 @@ async fn bad_form_tokens_cross_site_posts_and_a_filled_honeypot_are_refused_and_
     tokio::time::sleep(wait).await;
     let (res, body) = send(&app, post(Some(&t[5]), &[])).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(String::from_utf8_lossy(&body).contains("expired"));
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("expired"), "{page}");
+    assert!(
+        page.contains(MESSAGE),
+        "a page left open too long keeps its text"
+    );
     assert_eq!(
         fx.records().len(),
         2,
