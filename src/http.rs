@@ -186,7 +186,8 @@ pub fn router(state: AppState) -> Router {
 /// the same body limits, deadlines, logging rules and headers as the rest.
 pub fn staff_router(state: AppState) -> Router {
     let app = staff::routes(staff::StaffState::new(state.intake_arc()))
-        .fallback(|| async { staff::StaffError::NotFound });
+        .fallback(|| async { staff::StaffError::NotFound })
+        .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 

@@ -13,9 +13,12 @@
 //! token is the same 401, with no hint which. Failed attempts are rate
 //! limited globally (peers behind an onion service or a proxy all share one
 //! address, so a per-address limit would mean nothing): once the failure
-//! budget is spent, every staff request is answered 429 until it refills,
-//! *before* any token is looked at, so guessing gains nothing. Tokens are
-//! 256 random bits; the limit is about noise, not entropy.
+//! budget is spent, a request without a valid token is answered 429 until
+//! it refills. A valid token is checked first and always passes, so nobody
+//! can lock staff out by failing on purpose; the limit therefore does not
+//! slow a guesser, who learns from a 200 either way. What makes guessing
+//! hopeless is the token itself: 256 random bits from `sealform token`. The
+//! limit is about noise in the logs, not entropy.
 //!
 //! Errors are JSON (`{"error": {"code", "message"}}`), and nothing here logs
 //! a receipt or a token. The API only ever hands out ciphertext.

@@ -363,6 +363,18 @@ fn the_staff_api_can_listen_on_its_own_address() {
         .send()
         .expect("staff");
     assert_eq!(forms_on_staff.status().as_u16(), 404);
+    // A wrong method is a JSON error there too, as on the public listener.
+    let wrong_method = client
+        .get(format!(
+            "http://{staff_addr}/api/v1/staff/submissions/{}/ack",
+            "A".repeat(26)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .expect("staff");
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    let body: Value = wrong_method.json().expect("a JSON error");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
 
 /// Submits `n` records through the in-process app; returns their receipts.
