@@ -424,7 +424,17 @@ async fn feed(
         limits.part_begun();
         parts += 1;
         if parts > max_parts(form) {
-            return Err(Rejection::TooManyFields.into());
+            return Err(HttpError {
+                status: StatusCode::BAD_REQUEST,
+                code: Rejection::TooManyFields.code(),
+                message: format!(
+                    "the upload has more parts than this form takes (at most {})",
+                    max_parts(form)
+                )
+                .into(),
+                field: None,
+            }
+            .into());
         }
         if let Some(state) = gate {
             let gate_name = part
@@ -482,7 +492,16 @@ async fn feed(
         }
         let filename = filename_of(part.headers(), part.file_name())?;
         if filename.chars().count() > MAX_FILENAME_LEN {
-            return Err(Rejection::TooLong(field.name.clone(), MAX_FILENAME_LEN).into());
+            let too_long = Rejection::TooLong(field.name.clone(), MAX_FILENAME_LEN);
+            return Err(HttpError {
+                message: format!(
+                    "a file name in field `{}` is longer than {MAX_FILENAME_LEN} characters",
+                    field.name
+                )
+                .into(),
+                ..too_long.into()
+            }
+            .into());
         }
         let content_type = part
             .content_type()

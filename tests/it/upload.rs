@@ -748,6 +748,41 @@ async fn framing_sent_in_tiny_chunks_is_cut_off_after_a_few_chunks_and_real_part
 }
 
 #[tokio::test]
+async fn a_long_file_name_and_too_many_parts_are_named_as_such() {
+    let fx = fixture("");
+    let app = fx.app();
+    let long_name = Multipart::new()
+        .text("message", "m")
+        .file("photo", &"n".repeat(256), "image/png", b"a")
+        .finish();
+    // 5 fields and 3 files: at most 13 parts.
+    let many = (0..14)
+        .fold(Multipart::new().text("message", "m"), |m, _| {
+            m.raw_part("form-data; name=\"documents\"; filename=\"\"", None, b"")
+        })
+        .finish();
+    let cases = [
+        (
+            long_name,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a file name in field `photo` is longer than 255 characters",
+        ),
+        (
+            many,
+            StatusCode::BAD_REQUEST,
+            "the upload has more parts than this form takes (at most 13)",
+        ),
+    ];
+    for (body, status, message) in cases {
+        let (res, body) = send(&app, api_upload("upload", body)).await;
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(res.status(), status, "{json}");
+        assert_eq!(json["error"]["message"], message, "{json}");
+        assert_nothing_stored(&fx);
+    }
+}
+
+#[tokio::test]
 async fn a_required_file_field_needs_a_file_on_every_route() {
     let fx = fixture("");
     let app = fx.app();
