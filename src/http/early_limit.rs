@@ -5,8 +5,10 @@
 //! a client that announces a huge body and sends nothing (or sends it
 //! slowly) holds the request open until the request timeout instead of
 //! getting its 413 at once. Bodies without a length (chunked) are still
-//! counted by the extractors. Multipart uploads have their own, per-form
-//! caps, checked the same way before reading (`upload.rs`), so they pass.
+//! counted by the extractors. Uploads (multipart posts to the two upload
+//! routes) have their own, per-form caps, checked the same way before
+//! reading (`upload.rs`), so they pass; a multipart body anywhere else does
+//! not.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -27,8 +29,7 @@ pub async fn refuse_announced_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let multipart = super::media_type(req.headers()).as_deref() == Some("multipart/form-data");
-    if !multipart && announced.is_some_and(|n| n > limit as u64) {
+    if !super::upload::is_upload(&req) && announced.is_some_and(|n| n > limit as u64) {
         let e = HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
