@@ -609,22 +609,32 @@ async fn a_record_no_given_key_opens_is_reported_and_skipped() {
     assert!(decrypted_dirs(&plain).is_empty());
 }
 
-#[tokio::test]
-async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg_reads_keygen_records()
- {
-    let work = tempfile::tempdir().expect("tempdir");
-    let keydir = work.path().join("offline-keys");
-    let pass = work.path().join("pass");
+/// A key folder to make and a passphrase file (written) under `work`.
+fn keygen_paths(work: &Path) -> (PathBuf, PathBuf) {
+    let pass = work.join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").expect("pass");
-    let out = run_ok(&[
+    (work.join("offline-keys"), pass)
+}
+
+/// `sealform keygen` for a test-only key into `keydir`.
+fn keygen_args<'a>(keydir: &'a Path, pass: &'a Path) -> [&'a str; 7] {
+    [
         "keygen",
         "--name",
         "Test Staff (test only) <staff@example.org>",
         "--out",
-        path_str(&keydir),
+        path_str(keydir),
         "--passphrase-file",
-        path_str(&pass),
-    ]);
+        path_str(pass),
+    ]
+}
+
+#[tokio::test]
+async fn decrypt_opens_records_with_a_protected_gpg_key_and_a_keygen_key_and_gpg_reads_keygen_records()
+ {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (keydir, pass) = keygen_paths(work.path());
+    let out = run_ok(&keygen_args(&keydir, &pass));
     let fpr = out
         .lines()
         .find_map(|l| l.strip_prefix("fingerprint: "))
@@ -774,18 +784,8 @@ fn sealform_writing_at_most_512_bytes_per_file(args: &[&str]) -> std::process::O
 #[test]
 fn keygen_removes_a_key_file_it_could_not_finish() {
     let work = tempfile::tempdir().expect("tempdir");
-    let keydir = work.path().join("offline-keys");
-    let pass = work.path().join("pass");
-    std::fs::write(&pass, "correct horse battery staple\n").expect("pass");
-    let out = sealform_writing_at_most_512_bytes_per_file(&[
-        "keygen",
-        "--name",
-        "Test Staff (test only) <staff@example.org>",
-        "--out",
-        path_str(&keydir),
-        "--passphrase-file",
-        path_str(&pass),
-    ]);
+    let (keydir, pass) = keygen_paths(work.path());
+    let out = sealform_writing_at_most_512_bytes_per_file(&keygen_args(&keydir, &pass));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty(), "nothing reported as made");

@@ -213,6 +213,17 @@ fn streamed_body(head: Vec<u8>, seed: u64, len: u64, tail: Vec<u8>) -> Body {
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
+/// The receipt of a 201 answer (the whole answer in the panic otherwise).
+fn created(res: &axum::http::Response<()>, body: &[u8]) -> String {
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    receipt_of(body)
+}
+
 fn receipt_of(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body).expect("json")["receipt"]
         .as_str()
@@ -283,13 +294,7 @@ async fn an_upload_decrypts_to_a_mime_message_a_mail_client_opens_with_its_attac
         .text("publish", "on")
         .finish();
     let (res, body) = send(&app, api_upload("upload", body)).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    let receipt = receipt_of(&body);
+    let receipt = created(&res, &body);
     assert_eq!(fx.records(), vec![fx.record(&receipt)]);
     assert_eq!(fx.partials(), 0);
 
@@ -423,13 +428,7 @@ async fn a_streamed_32_mib_file_comes_back_byte_identical_through_gpg() {
         .body(streamed_body(head, 42, len, tail))
         .expect("request");
     let (res, body) = send(&app, req).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    let plain = decrypt(&fx, &receipt_of(&body));
+    let plain = decrypt(&fx, &created(&res, &body));
     let message = MessageParser::default().parse(&plain).expect("MIME parses");
     let file = message
         .attachments()
@@ -734,13 +733,7 @@ async fn framing_sent_in_tiny_chunks_is_cut_off_after_a_few_chunks_and_real_part
         .body(trickled(body, 3, &pulled))
         .expect("request");
     let (res, body) = send(&app, req).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    let eml = decrypt(&fx, &receipt_of(&body));
+    let eml = decrypt(&fx, &created(&res, &body));
     assert!(
         eml.windows(26).any(|w| w == b"sent three bytes at a time"),
         "the text field arrived"
