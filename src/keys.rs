@@ -45,6 +45,10 @@ pub struct EncryptionKey {
     /// When the key stops being usable (the earlier of key and certificate
     /// expiry), if ever.
     pub expires: Option<SystemTime>,
+    /// The message formats its certificate says its owner reads (SEIPDv1
+    /// only when it says nothing, as RFC 9580 asks). Used only without
+    /// `server.gnupg_compat`, which makes every record SEIPDv1.
+    pub features: Features,
 }
 
 /// A validated recipient certificate.
@@ -371,6 +375,7 @@ pub fn validate(cert: openpgp::Cert, path: &Path, now: SystemTime, gnupg_compat:
         return Err(invalid("the certificate is revoked".into()));
     }
     let primary_expires = vc.primary_key().key_expiration_time();
+    let features = vc.features().unwrap_or_else(gnupg_features);
     let mut encryption_keys = Vec::new();
     for ka in vc
         .keys()
@@ -388,6 +393,7 @@ pub fn validate(cert: openpgp::Cert, path: &Path, now: SystemTime, gnupg_compat:
             key: ka.key().clone().role_into_unspecified(),
             cert: fingerprint.clone(),
             expires,
+            features: features.clone(),
         });
     }
     if encryption_keys.is_empty() {

@@ -16,9 +16,9 @@ use std::io::{self, Write};
 
 use sequoia_openpgp as openpgp;
 
+use openpgp::KeyHandle;
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient};
 use openpgp::types::{DataFormat, SymmetricAlgorithm};
-use openpgp::{KeyHandle, KeyID};
 
 use crate::keys::{Recipients, gnupg_features};
 
@@ -59,17 +59,22 @@ where
     W: Write + Send + Sync,
     F: FnOnce(&mut dyn Write) -> io::Result<T>,
 {
-    let features = recipients.seipdv1_only.then(gnupg_features);
+    // SEIPDv2 is chosen only when every recipient reads it: never with
+    // `seipdv1_only`, otherwise as each certificate says. A SEIPDv2 PKESK
+    // names its recipient by fingerprint, so the handle is one (a v3 PKESK
+    // takes its key ID from it); a hidden recipient has none, which both
+    // write as the wildcard.
     let recips: Vec<Recipient<'_>> = recipients
         .keys
         .iter()
         .map(|k| {
-            let handle = if recipients.hidden {
-                KeyHandle::from(KeyID::wildcard())
+            let features = if recipients.seipdv1_only {
+                gnupg_features()
             } else {
-                KeyHandle::from(k.key.keyid())
+                k.features.clone()
             };
-            Recipient::new(features.clone(), handle, &k.key)
+            let handle = (!recipients.hidden).then(|| KeyHandle::from(k.key.fingerprint()));
+            Recipient::new(features, handle, &k.key)
         })
         .collect();
     let message = Message::new(sink);

@@ -386,6 +386,120 @@ async fn gpg_decrypts_a_record_sealed_to_a_sequoia_made_cert_that_advertises_sei
     assert!(listing.contains("mdc_method: 2"), "{listing}");
 }
 
+/// The version of the SEIPD packet of `record`, and its PKESKs' recipients
+/// (`None`: the wildcard).
+fn seipd_version_and_recipients(record: &Path) -> (Option<u8>, Vec<Option<KeyID>>) {
+    let mut version = None;
+    let mut recipients = Vec::new();
+    let mut ppr = PacketParser::from_file(record).expect("parses");
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PKESK(p) => recipients.push(
+                p.recipient()
+                    .map(KeyID::from)
+                    .filter(|id| *id != KeyID::wildcard()),
+            ),
+            Packet::SEIP(seip) => version = Some(seip.version()),
+            _ => {}
+        }
+        ppr = pp.next().expect("next").1;
+    }
+    (version, recipients)
+}
+
+#[tokio::test]
+async fn without_gnupg_compat_each_record_takes_the_format_its_certificates_advertise() {
+    // A Sequoia-made certificate advertises SEIPDv2; the gpg-made test keys
+    // advertise SEIPDv1 only. Before, gnupg_compat = false made every
+    // submission fail (a SEIPDv2 PKESK named by key ID) and would have
+    // given SEIPDv2 to readers that said they read only SEIPDv1.
+    let (cert, _rev) = CertBuilder::general_purpose(Some("Sequoia Made <sq@example.org>"))
+        .generate()
+        .expect("generate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let tsk = work.path().join("test-only-sequoia-secret.asc");
+    std::fs::write(&tsk, cert.as_tsk().armored().to_vec().expect("tsk")).expect("write");
+    let hidden = DEFAULT_FORMS.replacen(
+        "description = \"Test form\"",
+        "description = \"Test form\"\nhide_recipients = true",
+        1,
+    );
+    let sequoia_id = KeyID::from(
+        cert.keys()
+            .with_policy(&StandardPolicy::new(), None)
+            .for_storage_encryption()
+            .next()
+            .expect("an encryption subkey")
+            .key()
+            .fingerprint(),
+    );
+    // (gpg-made keys, the forms, the SEIPD version, the PKESK recipients)
+    let cases = [
+        (vec![], DEFAULT_FORMS, 2, vec![Some(sequoia_id.clone())]),
+        (vec![], hidden.as_str(), 2, vec![None]),
+        (
+            vec![TestKey::Ed25519],
+            DEFAULT_FORMS,
+            1,
+            vec![
+                Some(key_id(TestKey::Ed25519.encryption_subkey())),
+                Some(sequoia_id.clone()),
+            ],
+        ),
+    ];
+    for (gpg_keys, forms, version, mut want_recipients) in cases {
+        let fx = Fixture::new(&gpg_keys, forms, "gnupg_compat = false");
+        std::fs::write(
+            fx.keys_dir().join("sequoia-made.asc"),
+            cert.armored().to_vec().expect("armor"),
+        )
+        .expect("write cert");
+        let app = fx.app();
+        let (res, body) = send(
+            &app,
+            api_post("tip", &json!({"fields": {"message": "no compat"}})),
+        )
+        .await;
+        drop(app);
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let receipt = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["receipt"]
+            .as_str()
+            .expect("receipt")
+            .to_owned();
+        let record = fx.record(&receipt);
+        let (got_version, mut got_recipients) = seipd_version_and_recipients(&record);
+        got_recipients.sort();
+        want_recipients.sort();
+        assert_eq!(got_version, Some(version), "{gpg_keys:?} {forms}");
+        assert_eq!(got_recipients, want_recipients, "{gpg_keys:?}");
+        // Our own decrypt opens every format it writes.
+        let out = work.path().join(format!("plain-{receipt}"));
+        let (code, stdout, stderr) = sealform(&[
+            "decrypt",
+            "--key",
+            tsk.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            record.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let fields =
+            std::fs::read_to_string(out.join(&receipt).join("fields.json")).expect("fields");
+        assert!(fields.contains("no compat"), "{fields}");
+        // GnuPG 2.2 reads the SEIPDv1 record with its own key.
+        if version == 1 {
+            let gpg = Gpg::with_secret_keys(&[&TestKey::Ed25519.secret()]);
+            let eml = gpg.decrypt(&record).expect("gpg decrypts SEIPDv1");
+            assert_eq!(json_part(&eml)["fields"]["message"], "no compat");
+        }
+    }
+}
+
 #[tokio::test]
 async fn identical_submissions_differ_and_short_and_long_messages_have_the_same_size() {
     // Only the ed25519 key: an ECDH PKESK always has the same length, while
