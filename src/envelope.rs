@@ -142,10 +142,15 @@ impl<W: Write> EnvelopeWriter<W> {
                 FieldValue::Checked(c) => qp.write_text(if c { " yes" } else { " no" })?,
                 FieldValue::Text(v) => {
                     // Continuation lines are indented so a value can never
-                    // pass for another field's label.
-                    for (i, line) in v.split('\n').enumerate() {
+                    // pass for another field's label. A line ends at LF,
+                    // CRLF or a lone CR (which a terminal and some mail
+                    // readers also show as a new line).
+                    let lines = v
+                        .split('\n')
+                        .flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
+                    for (i, line) in lines.enumerate() {
                         qp.write_text(if i == 0 { " " } else { "\n  " })?;
-                        qp.write_text(line.strip_suffix('\r').unwrap_or(line))?;
+                        qp.write_text(line)?;
                     }
                 }
             }
@@ -607,6 +612,27 @@ mod tests {
         );
         assert_eq!(decoded, want);
         assert!(part.contains("=09\r\n"), "trailing tab is encoded");
+    }
+
+    #[test]
+    fn a_lone_cr_starts_an_indented_line_so_it_cannot_fake_a_label() {
+        let env = envelope(&[EnvelopeField {
+            name: "m",
+            label: "Message",
+            value: FieldValue::Text("hi\rEmail: x@evil.example\r\nthird\nfourth"),
+        }]);
+        let text = String::from_utf8(env).expect("ascii");
+        let part = text
+            .split("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+            .nth(1)
+            .expect("text part")
+            .split("\r\n--sealform-")
+            .next()
+            .expect("end");
+        assert_eq!(
+            qp_decode(part),
+            "Send a tip\r\n\r\nMessage: hi\r\n  Email: x@evil.example\r\n  third\r\n  fourth\r\n"
+        );
     }
 
     #[test]

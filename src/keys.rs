@@ -337,7 +337,12 @@ fn load_file(path: &Path, now: SystemTime, gnupg_compat: bool) -> Vec<Loaded> {
     for cert in parser {
         match cert {
             Ok(cert) => out.push(validate(cert, path, now, gnupg_compat)),
-            Err(e) => return unparseable(e.to_string()),
+            // What was found before still counts: a secret key there must
+            // still be reported as exposed.
+            Err(e) => {
+                out.extend(unparseable(e.to_string()));
+                return out;
+            }
         }
     }
     if out.is_empty() {

@@ -522,12 +522,27 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, RecordError> {
             .trim_start()
             .to_ascii_lowercase()
             .starts_with("attachment");
-        if !is_attachment && ctype == "text/plain" && out.text.is_none() {
-            out.text = Some(decoded);
+        if !is_attachment && ctype == "text/plain" {
+            // An upload writes the fields sent after its files in a second
+            // text part ("(continued)"): both are the message.
+            out.text = Some(match out.text.take() {
+                None => decoded,
+                Some(first) => {
+                    let mut both =
+                        Zeroizing::new(Vec::with_capacity(first.len() + 2 + decoded.len()));
+                    both.extend_from_slice(&first);
+                    both.extend_from_slice(b"\n\n");
+                    both.extend_from_slice(&decoded);
+                    both
+                }
+            });
         } else if !is_attachment && ctype == "application/json" && out.json.is_none() {
-            match serde_json::from_slice(&decoded) {
-                Ok(v) => out.json = Some(v),
-                Err(_) => out.damaged_parts += 1,
+            match shaped_like_ours(&decoded)
+                .then(|| serde_json::from_slice(&decoded).ok())
+                .flatten()
+            {
+                Some(v) => out.json = Some(v),
+                None => out.damaged_parts += 1,
             }
         } else {
             let name = disposition_filename(disposition)
@@ -536,6 +551,50 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, RecordError> {
         }
     }
     Ok(out)
+}
+
+/// Nesting and separators (`,` `:`) allowed in a record's JSON part. Ours
+/// nests 3 deep and has a few per field and attachment (at most 256 fields
+/// and 1000 files). A parsed value takes about 80 bytes and pretty-printing
+/// puts each on its own indented line, so a hostile `[[[…0,0,0…]]]` would
+/// take 40 to 130 times its size in memory and in `fields.json`.
+const MAX_JSON_DEPTH: usize = 8;
+const MAX_JSON_SEPARATORS: usize = 100_000;
+
+/// Whether `json` stays within [`MAX_JSON_DEPTH`] and
+/// [`MAX_JSON_SEPARATORS`] (a scan of its bytes, before anything is parsed).
+fn shaped_like_ours(json: &[u8]) -> bool {
+    let (mut depth, mut separators) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' | b':' => {
+                separators += 1;
+                if separators > MAX_JSON_SEPARATORS {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Splits at the first empty line (CRLF or LF).
@@ -556,9 +615,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Unfolded headers, names lowercased. Non-UTF-8 bytes are replaced.
+/// Most bytes of a header block read (ours are under 4 KiB; a part with no
+/// empty line is all header).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Unfolded headers, names lowercased, from the first [`MAX_HEADER_BYTES`].
+/// Non-UTF-8 bytes are replaced.
 fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(head);
+    let text = String::from_utf8_lossy(&head[..head.len().min(MAX_HEADER_BYTES)]);
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -969,6 +1033,74 @@ mod tests {
         assert_eq!(p.attachments[0].0.as_str(), "../x.txt");
         assert_eq!(&p.attachments[0].1[..], &[0u8, 1, 2, 255]);
         assert_eq!(p.damaged_parts, 0);
+    }
+
+    #[test]
+    fn both_text_parts_of_an_upload_are_the_message() {
+        use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
+        let head = Head {
+            form: "tip",
+            title: "Send a tip",
+            receipt: "abcdefghijklmnopqrstuvwxyz",
+            received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+        };
+        let field = |label, value| EnvelopeField {
+            name: label,
+            label,
+            value: FieldValue::Text(value),
+        };
+        let mut w = EnvelopeWriter::start(Vec::new(), &head).expect("start");
+        w.text_part(head.title, &[field("Contact", "before the file")])
+            .expect("text");
+        w.attachment("file", "a.bin", "application/octet-stream")
+            .expect("att")
+            .finish()
+            .expect("finish");
+        w.text_part(
+            "Send a tip (continued)",
+            &[field("Message", "after the file")],
+        )
+        .expect("text");
+        w.json_part(&head, &[]).expect("json");
+        let (plain, _) = w.finish().expect("finish");
+        let p = parse(&plain).expect("parse");
+        let text = String::from_utf8(p.text.expect("text").to_vec()).expect("utf8");
+        assert!(text.contains("Contact: before the file"), "{text}");
+        assert!(text.contains("Message: after the file"), "{text}");
+        assert_eq!(
+            p.attachments.len(),
+            1,
+            "the second text part is no attachment"
+        );
+        assert_eq!(p.attachments[0].0.as_str(), "a.bin");
+    }
+
+    #[test]
+    fn a_json_part_nested_too_deep_or_with_too_many_values_is_damaged_not_parsed() {
+        let envelope = |json: &[u8]| {
+            let mut e = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+                Content-Type: application/json\r\n\r\n"
+                .to_vec();
+            e.extend_from_slice(json);
+            e.extend_from_slice(b"\r\n--b--\r\n");
+            e
+        };
+        let deep = format!("{}0{}", "[".repeat(9), "]".repeat(9));
+        let wide = format!("[{}0]", "0,".repeat(MAX_JSON_SEPARATORS + 1));
+        let fine = format!(
+            "{{\"fields\":{{\"a\":\"[[[[[[[[[[,,,:\\\"\"}},\"x\":{}0{}}}",
+            "[".repeat(7),
+            "]".repeat(7)
+        );
+        for (json, ok) in [
+            (deep.as_str(), false),
+            (wide.as_str(), false),
+            (fine.as_str(), true),
+        ] {
+            let p = parse(&envelope(json.as_bytes())).expect("parse");
+            assert_eq!(p.json.is_some(), ok, "{}", &json[..json.len().min(80)]);
+            assert_eq!(p.damaged_parts, usize::from(!ok));
+        }
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
         if progress {
             draw_progress(i, jobs.len());
         }
-        let shown = job.path.display().to_string();
+        let shown = printable(&job.path.display().to_string());
         match open_one(&mut keys, job, opts.out) {
             Ok(Outcome::Written(dir, parsed)) => {
                 decrypted += 1;
@@ -254,6 +254,7 @@ fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outc
         Check::Listed(expected) => {
             let found = sha256_file(&job.path)?;
             if &found != expected {
+                let expected = printable(expected);
                 bail!(
                     "refused: its sha256 does not match {MANIFEST} (expected {expected}, found {found}); \
                      the file was altered or damaged in transit; fetch it again"
@@ -477,11 +478,27 @@ fn csv_cell(v: &str) -> String {
     } else {
         v.to_owned()
     };
-    if guarded.contains([',', '"', '\n', '\r']) {
+    // `;` too: spreadsheets in many locales split CSV at `;`, and an
+    // unquoted `x;=1+1` would put a formula in a cell of its own.
+    if guarded.contains([',', ';', '"', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
     }
+}
+
+/// `s` with control characters escaped (`\u{1b}`), for the terminal: a file
+/// name or a manifest on the transfer medium may hold escape sequences.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn draw_progress(done: usize, total: usize) {
@@ -500,7 +517,7 @@ fn draw_progress(done: usize, total: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, attachment_names, csv_cell, csv_text};
+    use super::{Row, attachment_names, csv_cell, csv_text, printable};
 
     #[test]
     fn same_named_attachments_get_distinct_names_as_before() {
@@ -582,9 +599,18 @@ mod tests {
             ("two\nlines", "\"two\nlines\""),
             ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
             ("@SUM(A1)", "'@SUM(A1)"),
+            ("x;=1+1", "\"x;=1+1\""),
         ];
         for (v, want) in cases {
             assert_eq!(csv_cell(v), want, "{v:?}");
         }
+    }
+
+    #[test]
+    fn what_reaches_the_terminal_has_no_control_characters() {
+        assert_eq!(
+            printable("bundle/\u{1b}]0;pwned\u{7}é.pgp"),
+            "bundle/\\u{1b}]0;pwned\\u{7}é.pgp"
+        );
     }
 }

@@ -15,6 +15,7 @@ use sequoia_openpgp as openpgp;
 
 use openpgp::Profile;
 use openpgp::cert::prelude::*;
+use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::ReasonForRevocation;
@@ -135,6 +136,14 @@ fn check(fx: &Fixture) -> (i32, String, String) {
     sealform(&["check", "--config", config.to_str().expect("utf-8 path")])
 }
 
+/// The test-only secret key, binary, followed by bytes that are no packet.
+fn secret_then_garbage() -> Vec<u8> {
+    let tsk = openpgp::Cert::from_file(TestKey::Ed25519.secret()).expect("secret key");
+    let mut bytes = tsk.as_tsk().to_vec().expect("serialize");
+    bytes.extend_from_slice(&[0xff; 64]);
+    bytes
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).expect("write key file");
 }
@@ -183,6 +192,13 @@ fn serve_and_check_refuse_every_unusable_key_naming_the_file() {
             "noise.pgp",
             || vec![0xff; 64],
             &["not a readable OpenPGP"],
+        ),
+        // What was read before the garbage is still reported.
+        (
+            "secret key material, then garbage",
+            "leaked-then-noise.pgp",
+            secret_then_garbage,
+            &["SECRET", "not a readable OpenPGP"],
         ),
     ];
     for (case, file, make, words) in cases {
