@@ -113,6 +113,7 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
         .mode(0o700)
         .create(opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
+    remove_unfinished(opts.out);
 
     let mut decrypted = 0usize;
     let mut skipped: Vec<(String, String)> = Vec::new();
@@ -310,6 +311,41 @@ fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outc
     })?;
     fs::rename(&tmp, &dir).with_context(|| format!("while moving {} into place", dir.display()))?;
     Ok(Outcome::Written(dir, parsed))
+}
+
+/// Whether `name` is one of [`open_one`]'s folders in the making:
+/// `.<name>.partial-<8 hex digits>`.
+fn is_unfinished(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.rsplit_once(".partial-"))
+        .is_some_and(|(stem, tag)| {
+            !stem.is_empty() && tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
+/// Removes the folders in the making that an interrupted earlier run left
+/// in `out` (hidden, and holding plaintext); their records are decrypted
+/// again by this run.
+fn remove_unfinished(out: &Path) {
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && name.to_str().is_some_and(is_unfinished) {
+            match fs::remove_dir_all(e.path()) {
+                Ok(()) => eprintln!(
+                    "note: removed {}, left half-written by an interrupted run",
+                    printable(&e.path().display().to_string())
+                ),
+                Err(err) => eprintln!(
+                    "warning: could not remove {}, left half-written by an interrupted run: {err}",
+                    printable(&e.path().display().to_string())
+                ),
+            }
+        }
+    }
 }
 
 fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow::Result<()> {
@@ -517,7 +553,7 @@ fn draw_progress(done: usize, total: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, attachment_names, csv_cell, csv_text, printable};
+    use super::{Row, attachment_names, csv_cell, csv_text, is_unfinished, printable};
 
     #[test]
     fn same_named_attachments_get_distinct_names_as_before() {
@@ -603,6 +639,21 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(csv_cell(v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn only_our_folders_in_the_making_count_as_unfinished() {
+        for (name, want) in [
+            (".01ARZ3NDEKTSV4RRFFQ69G5FAV.partial-0a1b2c3d", true),
+            (".record.partial-DEADBEEF", true),
+            (".partial-0a1b2c3d", false),
+            ("x.partial-0a1b2c3d", false),
+            (".x.partial-0a1b2c3", false),
+            (".x.partial-0a1b2c3g", false),
+            (".x.partial-0a1b2c3d.old", false),
+        ] {
+            assert_eq!(is_unfinished(name), want, "{name}");
         }
     }
 

@@ -1667,7 +1667,21 @@ async fn decrypt_removes_a_record_it_could_not_finish_writing() {
         .collect();
     assert!(left.is_empty(), "nothing half-written is left: {left:?}");
 
-    let out = run_ok(&args);
+    // What a run killed mid-record leaves (it cannot clean up) is removed
+    // by the next run; other hidden folders are kept.
+    let killed = plain.join(".01ARZ3NDEKTSV4RRFFQ69G5FAV.partial-0a1b2c3d");
+    let mine = plain.join(".notes");
+    for d in [&killed, &mine] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::fs::write(d.join("message.txt"), "plaintext").expect("write");
+    }
+    let (code, out, err) = sealform(&args);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("decrypted 1"), "{out}");
-    assert_eq!(decrypted_dirs(&plain).len(), 1);
+    assert!(
+        err.contains("left half-written by an interrupted run"),
+        "{err}"
+    );
+    assert!(!killed.exists() && mine.exists());
+    assert_eq!(decrypted_dirs(&plain).len(), 2, "the record and .notes");
 }
