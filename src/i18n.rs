@@ -167,6 +167,7 @@ messages! {
     RefusedTitle = "refused-title",
     RefusedAgain = "refused-again",
     RefusedKept = "refused-kept",
+    FilesAgain = "files-again",
     RefusedCrossSite = "refused-cross-site",
     RefusedHoneypot = "refused-honeypot",
     RefusedTokenInvalid = "refused-token-invalid",

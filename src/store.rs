@@ -770,7 +770,6 @@ impl BatchCommitter {
             }
         }
         if let Err(e) = self.db.flush() {
-            // Keep an I/O error's kind: a full disk is a 503, not a 500.
             let e = match e {
                 sled::Error::Io(io) => io,
                 other => io::Error::other(format!("index flush failed: {other}")),
@@ -836,9 +835,14 @@ fn put(db: &sled::Db, receipt: &Receipt, entry: &IndexEntry) -> Result<(), Store
 
 /// Answers every job of a batch with (a copy of) one error; the error kind is
 /// kept so a full disk is still told apart.
+/// Answers every job of a batch whose files were renamed into the spool
+/// with `e`. Never as a full disk, even when it is one: that answer tells
+/// the client nothing was stored, and these records may well be (a file in
+/// the spool is indexed at the next start), so they get the answer that the
+/// server could not confirm it.
 fn fail_all(jobs: Vec<CommitJob>, action: &'static str, path: &Path, e: &io::Error) {
     for job in jobs {
-        let copy = io::Error::new(e.kind(), e.to_string());
+        let copy = io::Error::other(e.to_string());
         (job.done)(Err(io_err(action, path)(copy)));
     }
 }

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
 use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
+use super::upload::Failed;
 use super::{AppState, Segment, media_type};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
@@ -340,6 +341,11 @@ fn render_form(
                 (refusal_notice(page, why, echo.0.iter().any(Option::is_some)))
             }
             @if !problems.is_empty() { (error_summary(page, form, problems)) }
+            @if (refusal.is_some() || !problems.is_empty())
+                && form.fields.iter().any(|f| f.kind == FieldKind::File)
+            {
+                div.notice { p { (page.t(Msg::FilesAgain)) } }
+            }
             @if !form.description_in(lang).is_empty() { p { (form.description_in(lang)) } }
             (safety_box(page))
             // `novalidate`: the server checks, and answers in the page's
@@ -765,15 +771,18 @@ pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool
 }
 
 /// The answer to a multipart `POST /forms/{form}` (streamed by
-/// `http/upload.rs`): the receipt page, or a page in the reader's language
-/// saying that nothing was stored. (A chosen file cannot be put back into a
-/// form, so mistakes are not answered by re-rendering it.)
+/// `http/upload.rs`): the receipt page; the form again, with the text
+/// fields in `kept` (what was read of them) for a mistake or a refusal, as
+/// the urlencoded path does (a chosen file cannot be put back: the page
+/// asks for it again); or a page in the reader's language saying that
+/// nothing was stored.
 pub fn upload_response(
     state: &AppState,
     form_index: usize,
     headers: &HeaderMap,
     query: Option<&str>,
-    outcome: Result<Receipt, HttpError>,
+    outcome: Result<Receipt, Failed>,
+    kept: Vec<(String, RawValue)>,
 ) -> Response {
     let form = &state.intake().config.forms[form_index];
     let path = format!("/forms/{}", form.id);
@@ -784,13 +793,27 @@ pub fn upload_response(
             StatusCode::OK,
             render_receipt(page, form, &receipt.to_string()),
         ),
-        Err(e) => match refusal_of(e.code) {
-            Some(why) => {
-                let html = render_form(page, state, form, &Echo::empty(form), &[], Some(why));
-                form_response(form, e.status, html)
+        Err(Failed::Invalid(r)) if !r.is_malformed() => {
+            let echo = Echo::of(form, &kept);
+            let html = render_form(page, state, form, &echo, &[r], None);
+            drop(echo);
+            form_response(form, StatusCode::UNPROCESSABLE_ENTITY, html)
+        }
+        Err(failed) => {
+            let e = HttpError::from(failed);
+            match refusal_of(e.code) {
+                Some(why) => {
+                    let echo = match why {
+                        Msg::RefusedTokenReplayed | Msg::RefusedCrossSite => Echo::empty(form),
+                        _ => Echo::of(form, &kept),
+                    };
+                    let html = render_form(page, state, form, &echo, &[], Some(why));
+                    drop(echo);
+                    form_response(form, e.status, html)
+                }
+                None => FormPageError::new(page, Some(form), e).into_response(),
             }
-            None => FormPageError::new(page, Some(form), e).into_response(),
-        },
+        }
     }
 }
 

@@ -111,11 +111,20 @@ pub async fn page_submit(
             form_index,
             &headers,
             query.as_deref(),
-            Err(refused),
+            Err(refused.into()),
+            Vec::new(),
         );
     }
-    let outcome = receive(&state, form_index, req, Gate::FormPage).await;
-    pages::upload_response(&state, form_index, &headers, query.as_deref(), outcome)
+    let mut kept = Vec::new();
+    let outcome = receive(&state, form_index, req, Gate::FormPage, &mut kept).await;
+    pages::upload_response(
+        &state,
+        form_index,
+        &headers,
+        query.as_deref(),
+        outcome,
+        kept,
+    )
 }
 
 /// `POST /api/v1/forms/{form}/submissions`: multipart here (201
@@ -148,13 +157,13 @@ pub async fn api_submit(
         ))
         .into_response();
     }
-    match receive(&state, form_index, req, Gate::Api).await {
+    match receive(&state, form_index, req, Gate::Api, &mut Vec::new()).await {
         Ok(receipt) => (
             StatusCode::CREATED,
             Json(json!({ "receipt": receipt.to_string() })),
         )
             .into_response(),
-        Err(e) => ApiError(e).into_response(),
+        Err(failed) => ApiError(failed.into()).into_response(),
     }
 }
 
@@ -176,8 +185,34 @@ pub fn is_upload(req: &Request) -> bool {
 enum Stop {
     /// The client's fault (or a limit): answer this.
     Client(HttpError),
+    /// A field broke the form's rules.
+    Invalid(Rejection),
     /// The sealer hung up: its own result says why.
     SealerGone,
+}
+
+/// Why an upload was not stored.
+pub enum Failed {
+    /// A field broke the form's rules: an HTML form comes back with it
+    /// marked (422).
+    Invalid(Rejection),
+    /// Anything else, answered as it is.
+    Other(HttpError),
+}
+
+impl From<HttpError> for Failed {
+    fn from(e: HttpError) -> Failed {
+        Failed::Other(e)
+    }
+}
+
+impl From<Failed> for HttpError {
+    fn from(f: Failed) -> HttpError {
+        match f {
+            Failed::Invalid(r) => r.into(),
+            Failed::Other(e) => e,
+        }
+    }
 }
 
 impl From<HttpError> for Stop {
@@ -188,7 +223,7 @@ impl From<HttpError> for Stop {
 
 impl From<Rejection> for Stop {
     fn from(r: Rejection) -> Stop {
-        Stop::Client(r.into())
+        Stop::Invalid(r)
     }
 }
 
@@ -205,13 +240,16 @@ enum Gate {
 /// Longest value the token or honeypot part may have.
 const GATE_VALUE_CAP: usize = 1024;
 
-/// Reads the multipart body of `req` into a sealed, committed record.
+/// Reads the multipart body of `req` into a sealed, committed record. The
+/// text fields read are copied into `kept` (for an HTML form to show them
+/// again if the upload is not stored).
 async fn receive(
     state: &AppState,
     form_index: usize,
     req: Request,
     gate: Gate,
-) -> Result<Receipt, HttpError> {
+    kept: &mut Vec<(String, RawValue)>,
+) -> Result<Receipt, Failed> {
     let intake = state.intake_arc();
     let server = &intake.config.server;
     let form = &intake.config.forms[form_index];
@@ -240,15 +278,16 @@ async fn receive(
         return Err(too_large(
             "upload_too_large",
             "the upload is larger than this form accepts",
-        ));
+        )
+        .into());
     }
     match available_space(&server.data_dir) {
         Ok(free) if free >= server.min_free_bytes.saturating_add(declared.unwrap_or(0)) => {}
         Ok(_) => {
             tracing::warn!("refusing an upload: free space in data_dir is under min_free_bytes");
-            return Err(HttpError::unavailable());
+            return Err(HttpError::unavailable().into());
         }
-        Err(e) => return Err(HttpError::internal(&e)),
+        Err(e) => return Err(HttpError::internal(&e).into()),
     }
     let permit = state.upload_permits().try_acquire_owned().map_err(|_| {
         tracing::warn!("refusing an upload: max_concurrent_uploads are in progress");
@@ -288,7 +327,7 @@ async fn receive(
         Gate::FormPage => Some(state),
         Gate::Api => None,
     };
-    let fed = match feed(form, &mut multipart, &tx, &limits, gate).await {
+    let fed = match feed(form, &mut multipart, &tx, &limits, gate, kept).await {
         Ok(()) => tx
             .send(UploadEvent::End)
             .await
@@ -298,19 +337,21 @@ async fn receive(
     drop(tx);
     drop(multipart);
     let sealed = sealer.await;
-    if let Err(Stop::Client(e)) = fed {
-        // The sealer saw the channel close and removed its temp file.
-        return Err(e);
+    // The sealer saw the channel close and removed its temp file.
+    match fed {
+        Err(Stop::Client(e)) => return Err(Failed::Other(e)),
+        Err(Stop::Invalid(r)) => return Err(Failed::Invalid(r)),
+        Ok(()) | Err(Stop::SealerGone) => {}
     }
     match sealed {
         Ok(Ok((receipt, _))) => Ok(receipt),
-        Ok(Err(UploadError::Rejected(r))) => Err(r.into()),
+        Ok(Err(UploadError::Rejected(r))) => Err(Failed::Invalid(r)),
         Ok(Err(UploadError::Intake(e))) if e.is_storage_full() => {
             tracing::error!(error = %e, "cannot store an upload: storage is full");
-            Err(HttpError::unavailable())
+            Err(HttpError::unavailable().into())
         }
-        Ok(Err(e)) => Err(HttpError::internal(&e)),
-        Err(join) => Err(HttpError::internal(&join_failure(&join))),
+        Ok(Err(e)) => Err(HttpError::internal(&e).into()),
+        Err(join) => Err(HttpError::internal(&join_failure(&join)).into()),
     }
 }
 
@@ -401,13 +442,15 @@ fn broken(_: multer::Error) -> HttpError {
     )
 }
 
-/// Reads every part and forwards it, enforcing the form's limits.
+/// Reads every part and forwards it, enforcing the form's limits; with a
+/// `gate` (an HTML form), text fields are also copied into `kept`.
 async fn feed(
     form: &FormConfig,
     multipart: &mut multer::Multipart<'_>,
     tx: &mpsc::Sender<UploadEvent>,
     limits: &Limits,
     gate: Option<&AppState>,
+    kept: &mut Vec<(String, RawValue)>,
 ) -> Result<(), Stop> {
     let mut gate_pairs: Vec<(String, RawValue)> = Vec::new();
     let mut gate_open = gate.is_none();
@@ -482,6 +525,9 @@ async fn feed(
                 value.push(&chunk);
             }
             let value = value.into_string().ok_or(Rejection::InvalidUtf8)?;
+            if gate.is_some() {
+                kept.push((field.name.clone(), RawValue::Text(value.clone())));
+            }
             tx.send(UploadEvent::Text {
                 field: index,
                 value,

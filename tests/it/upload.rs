@@ -393,6 +393,25 @@ async fn a_browser_form_post_with_a_file_gets_the_receipt_page() {
         page.contains("Up to 3 files, 1000 bytes each, 2.4 KiB in total."),
         "{page}"
     );
+    // A mistake comes back as the form, with the text as it was sent, the
+    // problem marked, and a word that files must be chosen again.
+    let body = Multipart::new()
+        .text("message", "")
+        .text("contact", "kept after a mistake")
+        .file("documents", "notes.txt", "text/plain", b"notes")
+        .finish();
+    let (res, page) = send(&app, page_post("upload", body)).await;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("value=\"kept after a mistake\""), "{page}");
+    assert!(
+        page.contains("error-summary") && page.contains("href=\"#f-message\""),
+        "{page}"
+    );
+    assert!(page.contains("choose them again"), "{page}");
+    assert!(page.contains("type=\"file\""), "the form itself: {page}");
+    assert_nothing_stored(&fx);
+
     // A browser sends fields in document order, and an empty nameless part
     // for a file input left empty.
     let body = Multipart::new()
