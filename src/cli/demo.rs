@@ -80,7 +80,7 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
          \x20  {exe} decrypt --key {secret} --csv --out {out} {spool}\n\
          \n\
          Each record is a MIME message (save one as .eml to open it in a mail client).\n\
-         Stop the server with Ctrl-C. Run `sealform demo --fresh` to start over.\n",
+         Stop the server with Ctrl-C. To start over: {exe} demo --fresh\n",
         secret = secret.display(),
         gnupg = gnupg.display(),
         spool = spool.display(),
@@ -129,12 +129,33 @@ fn create(dir: &Path) -> anyhow::Result<()> {
     made
 }
 
+/// Per-client limits of the example that a person trying the forms reaches
+/// within a minute (5 form posts, refused ones included), and the demo's.
+const DEMO_LIMITS: [(&str, &str); 2] = [
+    (
+        "form_client = { burst = 5, per_minute = 2 }",
+        "form_client = { burst = 30, per_minute = 30 }  # demo; the default is { burst = 5, per_minute = 2 }",
+    ),
+    (
+        "api_client = { burst = 10, per_minute = 6 }",
+        "api_client = { burst = 30, per_minute = 30 }  # demo; the default is { burst = 10, per_minute = 6 }",
+    ),
+];
+
+/// The demo's config.toml: the example, marked, with [`DEMO_LIMITS`].
+fn demo_config() -> String {
+    let mut config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
+    for (example, demo) in DEMO_LIMITS {
+        config = config.replacen(example, demo, 1);
+    }
+    config
+}
+
 /// Writes a whole demo into `dir` (new or empty), its config first.
 fn fill(dir: &Path) -> anyhow::Result<()> {
     let private = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
     private(dir)?;
-    let config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
-    fs::write(dir.join("config.toml"), config)?;
+    fs::write(dir.join("config.toml"), demo_config())?;
     private(&dir.join("keys"))?;
     private(&dir.join("gnupg"))?;
     let cert = super::keygen::generate("sealform demo staff (THROWAWAY, demo only)", None, None)?;
@@ -150,4 +171,18 @@ fn fill(dir: &Path) -> anyhow::Result<()> {
         "Public certificates of the demo recipients. Secret keys never go here.\n",
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEMO_LIMITS, demo_config};
+
+    #[test]
+    fn the_demo_raises_the_per_client_limits_of_the_example() {
+        let config = demo_config();
+        for (example, demo) in DEMO_LIMITS {
+            assert!(config.contains(demo), "{demo}");
+            assert!(!config.contains(&format!("\n{example}\n")), "{example}");
+        }
+    }
 }
