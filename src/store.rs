@@ -141,6 +141,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Another process holds the index (sled admits one at a time). sled
+    /// 0.34 says so only in its message (an `Other` error that quotes the
+    /// lock's `WouldBlock`).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Index(sled::Error::Io(e))
+            if e.to_string().starts_with("could not acquire lock"))
+    }
+
     /// The disk (or quota) is full: the client should retry later.
     pub fn is_storage_full(&self) -> bool {
         match self {

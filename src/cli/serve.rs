@@ -23,6 +23,10 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
     crate::harden::harden_process(config.abuse.mlockall).context("while hardening the process")?;
     let (intake, warnings) = Intake::open(config, SystemTime::now()).map_err(|e| match e {
         OpenError::Keys(list) => problems(list),
+        OpenError::Store(e) if e.is_locked() => anyhow::Error::new(e).context(
+            "while opening the store (another sealform process, a `serve` most likely, \
+             is using this data_dir: the index admits one at a time)",
+        ),
         OpenError::Store(e) => anyhow::Error::new(e).context("while opening the store"),
     })?;
     for w in &warnings {

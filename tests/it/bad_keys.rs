@@ -292,3 +292,13 @@ fn a_cert_expiring_within_30_days_starts_with_a_loud_warning() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_second_serve_on_the_same_data_dir_is_refused_saying_why() {
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    let (code, stderr) = serve_must_refuse(&fx);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("another sealform process"), "{stderr}");
+    assert!(server.terminate().success());
+}
