@@ -586,6 +586,17 @@ mod tests {
         String::from_utf8(out).expect("utf-8")
     }
 
+    /// The quoted-printable body of the text part of `envelope`.
+    fn text_part(envelope: &str) -> &str {
+        envelope
+            .split("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+            .nth(1)
+            .expect("text part")
+            .split("\r\n--sealform-")
+            .next()
+            .expect("end")
+    }
+
     #[test]
     fn quoted_printable_lines_stay_short_and_decode_to_the_text() {
         let value = format!("{} \u{e9}t\u{e9} = 1 \n second line\t", "word ".repeat(40));
@@ -598,13 +609,7 @@ mod tests {
         for l in text.lines() {
             assert!(l.len() <= 78, "line too long: {l:?}");
         }
-        let part = text
-            .split("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-            .nth(1)
-            .expect("text part")
-            .split("\r\n--sealform-")
-            .next()
-            .expect("end");
+        let part = text_part(&text);
         let decoded = qp_decode(part);
         let want = format!(
             "Send a tip\r\n\r\nMessage: {}\r\n   second line\t\r\n",
@@ -621,16 +626,8 @@ mod tests {
             label: "Message",
             value: FieldValue::Text("hi\rEmail: x@evil.example\r\nthird\nfourth"),
         }]);
-        let text = String::from_utf8(env).expect("ascii");
-        let part = text
-            .split("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-            .nth(1)
-            .expect("text part")
-            .split("\r\n--sealform-")
-            .next()
-            .expect("end");
         assert_eq!(
-            qp_decode(part),
+            qp_decode(text_part(&String::from_utf8(env).expect("ascii"))),
             "Send a tip\r\n\r\nMessage: hi\r\n  Email: x@evil.example\r\n  third\r\n  fourth\r\n"
         );
     }

@@ -997,16 +997,20 @@ mod tests {
         assert!(safe_file_name(&multibyte, "f").len() <= MAX_NAME);
     }
 
-    #[test]
-    fn a_written_envelope_parses_back_into_text_json_and_attachments() {
-        use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
-        use std::io::Write;
-        let head = Head {
+    fn test_head() -> crate::envelope::Head<'static> {
+        crate::envelope::Head {
             form: "tip",
             title: "Send a tip",
             receipt: "abcdefghijklmnopqrstuvwxyz",
             received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
-        };
+        }
+    }
+
+    #[test]
+    fn a_written_envelope_parses_back_into_text_json_and_attachments() {
+        use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue};
+        use std::io::Write;
+        let head = test_head();
         let fields = [EnvelopeField {
             name: "message",
             label: "Message",
@@ -1037,13 +1041,8 @@ mod tests {
 
     #[test]
     fn both_text_parts_of_an_upload_are_the_message() {
-        use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
-        let head = Head {
-            form: "tip",
-            title: "Send a tip",
-            receipt: "abcdefghijklmnopqrstuvwxyz",
-            received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
-        };
+        use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue};
+        let head = test_head();
         let field = |label, value| EnvelopeField {
             name: label,
             label,

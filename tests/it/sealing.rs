@@ -361,16 +361,7 @@ async fn gpg_decrypts_a_record_sealed_to_a_sequoia_made_cert_that_advertises_sei
         ),
     )
     .await;
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    let receipt = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["receipt"]
-        .as_str()
-        .expect("receipt")
-        .to_owned();
+    let receipt = created(&res, &body);
 
     let tsk = tempfile::NamedTempFile::new().expect("tsk file");
     std::fs::write(tsk.path(), cert.as_tsk().armored().to_vec().expect("tsk")).expect("write");
@@ -461,16 +452,7 @@ async fn without_gnupg_compat_each_record_takes_the_format_its_certificates_adve
         )
         .await;
         drop(app);
-        assert_eq!(
-            res.status(),
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&body)
-        );
-        let receipt = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["receipt"]
-            .as_str()
-            .expect("receipt")
-            .to_owned();
+        let receipt = created(&res, &body);
         let record = fx.record(&receipt);
         let (got_version, mut got_recipients) = seipd_version_and_recipients(&record);
         got_recipients.sort();

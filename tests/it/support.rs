@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sealform::config::Config;
 use sealform::http::{AppState, router};
@@ -239,6 +239,20 @@ pub async fn send(app: &axum::Router, req: Request<Body>) -> (Response<()>, Vec<
 }
 
 /// A urlencoded POST to `/forms/{form}`.
+/// The receipt of a 201 answer (the whole answer in the panic otherwise).
+pub fn created(res: &Response<()>, body: &[u8]) -> String {
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    serde_json::from_slice::<serde_json::Value>(body).expect("json")["receipt"]
+        .as_str()
+        .expect("receipt")
+        .to_owned()
+}
+
 pub fn form_post(form: &str, body: &str) -> Request<Body> {
     Request::post(format!("/forms/{form}"))
         .header("content-type", "application/x-www-form-urlencoded")

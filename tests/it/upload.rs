@@ -213,17 +213,6 @@ fn streamed_body(head: Vec<u8>, seed: u64, len: u64, tail: Vec<u8>) -> Body {
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
-/// The receipt of a 201 answer (the whole answer in the panic otherwise).
-fn created(res: &axum::http::Response<()>, body: &[u8]) -> String {
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(body)
-    );
-    receipt_of(body)
-}
-
 fn receipt_of(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body).expect("json")["receipt"]
         .as_str()
