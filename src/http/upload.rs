@@ -184,9 +184,7 @@ pub fn is_upload(req: &Request) -> bool {
 /// Why feeding the sealer stopped early.
 enum Stop {
     /// The client's fault (or a limit): answer this.
-    Client(HttpError),
-    /// A field broke the form's rules.
-    Invalid(Rejection),
+    Client(Failed),
     /// The sealer hung up: its own result says why.
     SealerGone,
 }
@@ -217,13 +215,13 @@ impl From<Failed> for HttpError {
 
 impl From<HttpError> for Stop {
     fn from(e: HttpError) -> Stop {
-        Stop::Client(e)
+        Stop::Client(Failed::Other(e))
     }
 }
 
 impl From<Rejection> for Stop {
     fn from(r: Rejection) -> Stop {
-        Stop::Invalid(r)
+        Stop::Client(Failed::Invalid(r))
     }
 }
 
@@ -337,11 +335,9 @@ async fn receive(
     drop(tx);
     drop(multipart);
     let sealed = sealer.await;
-    // The sealer saw the channel close and removed its temp file.
-    match fed {
-        Err(Stop::Client(e)) => return Err(Failed::Other(e)),
-        Err(Stop::Invalid(r)) => return Err(Failed::Invalid(r)),
-        Ok(()) | Err(Stop::SealerGone) => {}
+    if let Err(Stop::Client(failed)) = fed {
+        // The sealer saw the channel close and removed its temp file.
+        return Err(failed);
     }
     match sealed {
         Ok(Ok((receipt, _))) => Ok(receipt),
@@ -420,7 +416,7 @@ fn open_gate(
     pairs: &mut Vec<(String, RawValue)>,
 ) -> Result<(), Stop> {
     pages::check_form_post(state, form, pairs).map_err(|(status, why)| {
-        Stop::Client(HttpError {
+        Stop::from(HttpError {
             status,
             code: pages::refusal_code(why),
             message: "the form post was refused; nothing was stored".into(),
