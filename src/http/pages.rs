@@ -219,6 +219,19 @@ impl Echo {
         echo
     }
 
+    /// What a form refused for `why` shows again. A person can meet most
+    /// refusals (sending again within seconds of a mistake, a page left
+    /// open for hours, a restart, a busy moment, autofill in the hidden
+    /// field), so what they wrote comes back, as after a mistake. Not after
+    /// a replay (that copy of the form reached the server before and was
+    /// answered then), nor for another site's post (its words, not theirs).
+    fn after_refusal(form: &FormConfig, why: Msg, raw: &[(String, RawValue)]) -> Echo {
+        match why {
+            Msg::RefusedTokenReplayed | Msg::RefusedCrossSite => Echo::empty(form),
+            _ => Echo::of(form, raw),
+        }
+    }
+
     fn get(&self, i: usize) -> Option<&str> {
         self.0.get(i).and_then(|v| v.as_deref().map(String::as_str))
     }
@@ -388,8 +401,8 @@ fn render_form(
     )
 }
 
-/// Why a post was refused by an abuse check, above a fresh form.
-/// Why a post was refused; `kept`: the form below holds what was sent.
+/// Why a post was refused by an abuse check, above a fresh form; `kept`:
+/// the form holds what was sent.
 fn refusal_notice(page: Page<'_>, why: Msg, kept: bool) -> Markup {
     html! {
         div.notice role="alert" {
@@ -639,16 +652,9 @@ pub async fn submit(
     drop(body);
 
     // Abuse checks (none of them looks at what was written): the form comes
-    // back with the reason and a fresh token. A person can meet each of them
-    // (sending again within seconds of a mistake, a page left open for
-    // hours, a restart, a busy moment, autofill in the hidden field), so what
-    // they wrote comes back too, as after a mistake. Not after a replay:
-    // that copy of the form reached the server before, and was answered then.
+    // back with the reason, a fresh token and what was written.
     if let Err((status, why)) = check_form_post(&state, form, &mut raw) {
-        let echo = match why {
-            Msg::RefusedTokenReplayed => Echo::empty(form),
-            _ => Echo::of(form, &raw),
-        };
+        let echo = Echo::after_refusal(form, why, &raw);
         let html = render_form(page, &state, form, &echo, &[], Some(why));
         drop(echo);
         return Ok(form_response(form, status, html));
@@ -803,10 +809,7 @@ pub fn upload_response(
             let e = HttpError::from(failed);
             match refusal_of(e.code) {
                 Some(why) => {
-                    let echo = match why {
-                        Msg::RefusedTokenReplayed | Msg::RefusedCrossSite => Echo::empty(form),
-                        _ => Echo::of(form, &kept),
-                    };
+                    let echo = Echo::after_refusal(form, why, &kept);
                     let html = render_form(page, state, form, &echo, &[], Some(why));
                     drop(echo);
                     form_response(form, e.status, html)
