@@ -496,6 +496,7 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, RecordError> {
         return Ok(out);
     };
     let parts = split_parts(body, boundary.as_bytes()).ok_or(RecordError::TooManyParts)?;
+    let mut texts: Vec<Zeroizing<Vec<u8>>> = Vec::new();
     for (i, part) in parts.into_iter().enumerate() {
         let (phead, pbody) = split_head(part);
         let ph = parse_headers(phead);
@@ -524,18 +525,8 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, RecordError> {
             .starts_with("attachment");
         if !is_attachment && ctype == "text/plain" {
             // An upload writes the fields sent after its files in a second
-            // text part ("(continued)"): both are the message.
-            out.text = Some(match out.text.take() {
-                None => decoded,
-                Some(first) => {
-                    let mut both =
-                        Zeroizing::new(Vec::with_capacity(first.len() + 2 + decoded.len()));
-                    both.extend_from_slice(&first);
-                    both.extend_from_slice(b"\n\n");
-                    both.extend_from_slice(&decoded);
-                    both
-                }
-            });
+            // text part ("(continued)"): all of them are the message.
+            texts.push(decoded);
         } else if !is_attachment && ctype == "application/json" && out.json.is_none() {
             match shaped_like_ours(&decoded)
                 .then(|| serde_json::from_slice(&decoded).ok())
@@ -550,6 +541,22 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, RecordError> {
             out.attachments.push((name, decoded));
         }
     }
+    out.text = match texts.len() {
+        0 => None,
+        1 => texts.pop(),
+        // Joined once, into a buffer of the final size (no copy left behind).
+        n => {
+            let len = texts.iter().map(|t| t.len()).sum::<usize>() + 2 * (n - 1);
+            let mut all = Zeroizing::new(Vec::with_capacity(len));
+            for (i, t) in texts.iter().enumerate() {
+                if i > 0 {
+                    all.extend_from_slice(b"\n\n");
+                }
+                all.extend_from_slice(t);
+            }
+            Some(all)
+        }
+    };
     Ok(out)
 }
 
