@@ -460,7 +460,7 @@ fn add_row(rows: &mut BTreeMap<String, Vec<Row>>, dir: &Path, parsed: &Parsed) {
 
 /// Writes `DIR/<form>.csv` (RFC 4180, CRLF), replacing an older one
 /// atomically. Columns: receipt, received_at, then every field name in the
-/// order first seen.
+/// records' order (see [`csv_text`]).
 fn write_csv(out: &Path, form: &str, rows: &[Row]) -> anyhow::Result<()> {
     let text = csv_text(rows);
     let path = out.join(format!("{form}.csv"));
@@ -471,19 +471,31 @@ fn write_csv(out: &Path, form: &str, rows: &[Row]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CSV of `rows`. Column positions come from a map, so the time is
-/// linear in the cells written, whatever the number of field names.
+/// The CSV of `rows`. Columns keep the order the records give their fields
+/// (the form's): a name first met in a later record goes right after the
+/// one before it there, so a field left empty in the first record does not
+/// move to the end. Columns are a linked list and positions a map, so the
+/// time is linear in the cells written, whatever the number of names.
 fn csv_text(rows: &[Row]) -> Zeroizing<String> {
-    let mut columns: Vec<&str> = Vec::new();
-    let mut position: HashMap<&str, usize> = HashMap::new();
+    let mut first: Option<&str> = None;
+    let mut next: HashMap<&str, Option<&str>> = HashMap::new();
     for row in rows {
+        let mut before: Option<&str> = None;
         for (k, _) in &row.fields {
-            position.entry(k.as_str()).or_insert_with(|| {
-                columns.push(k.as_str());
-                columns.len() - 1
-            });
+            let k = k.as_str();
+            if !next.contains_key(k) {
+                let after = match before {
+                    Some(b) => next.insert(b, Some(k)).flatten(),
+                    None => first.replace(k),
+                };
+                next.insert(k, after);
+            }
+            before = Some(k);
         }
     }
+    let columns: Vec<&str> =
+        std::iter::successors(first, |c| next.get(c).copied().flatten()).collect();
+    let position: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     let mut text = Zeroizing::new(String::new());
     let mut header = vec![csv_cell("receipt"), csv_cell("received_at")];
     header.extend(columns.iter().map(|c| csv_cell(c)));
@@ -595,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_columns_follow_first_appearance_and_cells_line_up() {
+    fn csv_columns_follow_the_records_field_order_and_cells_line_up() {
         let row = |receipt: &str, fields: &[(&str, &str)]| Row {
             receipt: receipt.into(),
             received_at: "t".into(),
@@ -610,7 +622,20 @@ mod tests {
         ];
         assert_eq!(
             csv_text(&rows).as_str(),
-            "receipt,received_at,b,a,c\r\nr1,t,1,2,\r\nr2,t,4,,3\r\n"
+            "receipt,received_at,c,b,a\r\nr1,t,,1,2\r\nr2,t,3,4,\r\n"
+        );
+        // A field left empty (so absent) in the first record keeps its place.
+        let rows = [
+            row("r1", &[("message", "m"), ("may_publish", "no")]),
+            row(
+                "r2",
+                &[("message", "m"), ("contact", "c"), ("may_publish", "yes")],
+            ),
+        ];
+        assert!(
+            csv_text(&rows).starts_with("receipt,received_at,message,contact,may_publish\r\n"),
+            "{}",
+            csv_text(&rows).as_str()
         );
         // Many distinct field names (a crafted record) stay fast.
         let many: Vec<(String, String)> = (0..50_000)
