@@ -347,6 +347,36 @@ enum Route {
     Api,
 }
 
+/// Whether the handler refuses this post without storing or sealing
+/// anything: an unknown form, a content type the route does not take, or a
+/// post a browser says came from another site (where the route checks
+/// that). Such posts pass uncharged: any web page can make its visitors'
+/// browsers send them (no CORS preflight), each visitor a different client,
+/// and charging them would spend the per-form and global budgets of real
+/// senders.
+fn refused_anyway(state: &AppState, route: &Route, headers: &HeaderMap) -> bool {
+    let media = super::media_type(headers);
+    let multipart = media.as_deref() == Some("multipart/form-data");
+    let (known, takes, origin_checked) = match route {
+        Route::Form(form) => (
+            form.is_some(),
+            multipart || media.as_deref() == Some("application/x-www-form-urlencoded"),
+            true,
+        ),
+        Route::Api => (
+            true,
+            multipart || media.as_deref() == Some("application/json"),
+            multipart,
+        ),
+    };
+    let abuse = &state.intake().config.abuse;
+    !known
+        || !takes
+        || (origin_checked
+            && abuse.check_origin
+            && super::pages::is_cross_site(headers, abuse.public_origin()))
+}
+
 /// Middleware on every matched route: limits submissions per client, per
 /// form and globally (in that order, so a client over its own limit does not
 /// use up everyone else's), and caps submissions in flight. Other requests
@@ -374,6 +404,9 @@ pub async fn limit_submissions(
         Some("/api/v1/forms/{form}/submissions") => Route::Api,
         _ => return next.run(req).await,
     };
+    if refused_anyway(&state, &route, req.headers()) {
+        return next.run(req).await;
+    }
     let limits = state.limits();
     let peer = req
         .extensions()

@@ -994,3 +994,62 @@ async fn a_cross_site_multipart_post_to_the_api_is_refused() {
     assert_eq!(res.status(), axum::http::StatusCode::FORBIDDEN);
     assert!(fx.records().is_empty());
 }
+
+#[tokio::test]
+async fn posts_refused_anyway_do_not_spend_the_shared_budgets() {
+    // Any web page can make its visitors' browsers send these (no CORS
+    // preflight), each visitor a different client: charged, they would
+    // spend the per-form and global budgets and real senders would get 429.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "form_each = { burst = 2, per_minute = 1 }\napi_global = { burst = 2, per_minute = 1 }",
+            "form_tokens = false",
+        ),
+    );
+    let app = fx.app();
+    let body = urlencode(&[("message", MESSAGE)]);
+    for i in 0..5 {
+        let peer = format!("198.51.100.{i}:1234");
+        let cross = with_header(form_post("tip", &body), "sec-fetch-site", "cross-site");
+        let (res, _) = send(&app, from_peer(cross, &peer)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let plain = Request::post("/forms/tip")
+            .header("content-type", "text/plain")
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let (res, _) = send(&app, from_peer(plain, &peer)).await;
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let api_plain = Request::post("/api/v1/forms/tip/submissions")
+            .header("content-type", "text/plain")
+            .body(Body::from(format!(
+                "{{\"fields\":{{\"message\":\"{MESSAGE}\"}}}}"
+            )))
+            .expect("request");
+        let (res, _) = send(&app, from_peer(api_plain, &peer)).await;
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    // The budgets are whole: two real posts on each route are stored, and
+    // the third is limited (they are still charged).
+    for i in 0..3 {
+        let peer = format!("203.0.113.{i}:1234");
+        let (form, _) = send(&app, from_peer(form_post("tip", &body), &peer)).await;
+        let (api, _) = send(
+            &app,
+            from_peer(
+                api_post("tip", &json!({"fields": {"message": MESSAGE}})),
+                &peer,
+            ),
+        )
+        .await;
+        let want = if i < 2 {
+            (StatusCode::OK, StatusCode::CREATED)
+        } else {
+            (StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS)
+        };
+        assert_eq!((form.status(), api.status()), want, "post {i}");
+    }
+    assert_eq!(fx.records().len(), 4);
+}
