@@ -969,6 +969,12 @@ required = true
                 "server.max_body_bytes",
             ),
             (
+                format!(
+                    "{MINIMAL}\n[limits]\nform_each = {{ burst = 400000000, per_minute = 1 }}\n"
+                ),
+                "limits.form_each",
+            ),
+            (
                 format!("{MINIMAL}\n[retention]\nunacked_days = 0\n"),
                 "retention.unacked_days",
             ),

@@ -165,6 +165,11 @@ pub(super) fn validate(
         if r.per_minute > 60_000_000 {
             return Err((key, "per_minute must be at most 60000000".into()));
         }
+        // The limiter holds burst × (a minute / per_minute) in nanoseconds:
+        // above this, a burst at per_minute = 1 would overflow it.
+        if r.burst > 10_000_000 {
+            return Err((key, "burst must be at most 10000000".into()));
+        }
     }
     // Counts and durations: at least 1, and bounded, so that no setting can
     // make a semaphore, a deadline or a sum of timeouts overflow.
