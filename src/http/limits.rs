@@ -111,7 +111,13 @@ fn canonical(addr: IpAddr) -> IpAddr {
 /// trusted proxy itself appended. Anything left of it is the client's word.
 fn rightmost_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     let last = headers.get_all("x-forwarded-for").iter().next_back()?;
-    let hop = last.to_str().ok()?.rsplit(',').next()?.trim();
+    // From the bytes: a proxy that appends to the client's header keeps the
+    // client's bytes on the left, and a non-ASCII one there must not make
+    // the whole header unreadable (the request would fall back to the
+    // proxy's own key).
+    let bytes = last.as_bytes();
+    let start = bytes.iter().rposition(|&b| b == b',').map_or(0, |i| i + 1);
+    let hop = std::str::from_utf8(&bytes[start..]).ok()?.trim();
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
@@ -534,6 +540,14 @@ mod tests {
                 "{peer} {header}"
             );
         }
+        // The client's own bytes on the left, not ASCII, as a proxy that
+        // appends passes them: the proxy's hop still counts.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").expect("header"),
+        );
+        assert_eq!(k.client_of(Some(proxy), &h), k.key_of(client));
     }
 
     #[test]
