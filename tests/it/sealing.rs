@@ -331,6 +331,22 @@ async fn json_and_form_submissions_each_make_one_record_that_either_recipient_de
     assert_ne!(seen[0], seen[1]);
 }
 
+/// A fixture with `keys` and the public part of `cert` in `keys/`.
+fn with_sequoia_cert(
+    keys: &[TestKey],
+    forms: &str,
+    server_extra: &str,
+    cert: &openpgp::Cert,
+) -> Fixture {
+    let fx = Fixture::new(keys, forms, server_extra);
+    std::fs::write(
+        fx.keys_dir().join("sequoia-made.asc"),
+        cert.armored().to_vec().expect("armor"),
+    )
+    .expect("write cert");
+    fx
+}
+
 #[tokio::test]
 async fn gpg_decrypts_a_record_sealed_to_a_sequoia_made_cert_that_advertises_seipdv2() {
     let (cert, _rev) = CertBuilder::general_purpose(Some("Sequoia Made <sq@example.org>"))
@@ -346,12 +362,7 @@ async fn gpg_decrypts_a_record_sealed_to_a_sequoia_made_cert_that_advertises_sei
         features.supports_seipdv2(),
         "the premise: Sequoia's CertBuilder advertises SEIPDv2"
     );
-    let fx = Fixture::new(&[], DEFAULT_FORMS, "");
-    std::fs::write(
-        fx.keys_dir().join("sequoia-made.asc"),
-        cert.armored().to_vec().expect("armor"),
-    )
-    .expect("write cert");
+    let fx = with_sequoia_cert(&[], DEFAULT_FORMS, "", &cert);
     let app = fx.app();
     let (res, body) = send(
         &app,
@@ -439,12 +450,7 @@ async fn without_gnupg_compat_each_record_takes_the_format_its_certificates_adve
         ),
     ];
     for (gpg_keys, forms, version, mut want_recipients) in cases {
-        let fx = Fixture::new(&gpg_keys, forms, "gnupg_compat = false");
-        std::fs::write(
-            fx.keys_dir().join("sequoia-made.asc"),
-            cert.armored().to_vec().expect("armor"),
-        )
-        .expect("write cert");
+        let fx = with_sequoia_cert(&gpg_keys, forms, "gnupg_compat = false", &cert);
         let app = fx.app();
         let (res, body) = send(
             &app,
