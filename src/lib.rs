@@ -6,7 +6,7 @@
 //! of everything it stores (data, logs, backups) tells a thief only how many
 //! records exist, their padded sizes and the day they arrived.
 //!
-//! Threat model in brief (see `DESIGN.md` and the README for the full table):
+//! Threat model in brief (see `ARCHITECTURE.md` and the README for the full table):
 //! - *store thief*: gets `data_dir`, logs and backups; learns no plaintext byte,
 //!   field, attachment name or IP address;
 //! - *later server compromise*: learns nothing sent before it, as the server

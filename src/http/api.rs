@@ -1,7 +1,7 @@
 //! The JSON API: form schemas and submissions.
 //!
-//! Errors are `{"error": {"code", "message", "field"?}}` with the statuses of
-//! DESIGN.md; a 201 answers `{"receipt": "<id>"}` once the record is durable.
+//! Errors are `{"error": {"code", "message", "field"?}}` with the statuses
+//! that the OpenAPI document lists ([`super::openapi`]); a 201 answers `{"receipt": "<id>"}` once the record is durable.
 
 use axum::Json;
 use axum::body::Bytes;
