@@ -132,7 +132,8 @@ fn describe_staff(paths: &mut Map<String, Value>) {
             "responses": with(json!({ "200": { "description": "The records", "content": {
                 "application/json": { "schema": { "type": "object", "properties": {
                     "submissions": { "type": "array",
-                        "items": { "$ref": "#/components/schemas/StaffRecord" } } } } } } } })),
+                        "items": { "$ref": "#/components/schemas/StaffRecord" } } } } } } },
+                "400": { "description": "`state` is none of new, exported, all" } })),
         }}),
     );
     paths.insert(
@@ -200,29 +201,10 @@ fn fields_schema(form: &FormConfig, multipart: bool) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for field in &form.fields {
-        let mut schema = match field.kind {
-            FieldKind::File if !multipart => continue,
-            FieldKind::File => {
-                let file = json!({ "type": "string",
-                                   "contentMediaType": "application/octet-stream" });
-                if field.multiple {
-                    json!({ "type": "array", "items": file, "maxItems": form.max_files })
-                } else {
-                    file
-                }
-            }
-            FieldKind::Checkbox => json!({
-                "description": "A boolean, or one of \"on\", \"yes\", \"true\", \"1\", \
-                    \"off\", \"no\", \"false\", \"0\", \"\"",
-                "oneOf": [{ "type": "boolean" }, { "type": "string" }],
-            }),
-            FieldKind::Select => json!({ "type": "string", "enum": field.options }),
-            FieldKind::Email => json!({ "type": "string", "maxLength": field.max_len(),
-                                        "description": "local@domain" }),
-            FieldKind::Text | FieldKind::Textarea => {
-                json!({ "type": "string", "maxLength": field.max_len() })
-            }
-        };
+        if field.kind == FieldKind::File && !multipart {
+            continue;
+        }
+        let mut schema = field_schema(form, field);
         if let Value::Object(m) = &mut schema {
             m.insert("title".into(), field.label.clone().into());
         }
@@ -239,6 +221,78 @@ fn fields_schema(form: &FormConfig, multipart: bool) -> Value {
     })
 }
 
+/// Control characters `crate::submission` refuses in a one-line value (a
+/// tab is allowed), as the body of a regex class.
+const CONTROL: &str = "\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F";
+/// The same for a textarea, which also takes line breaks.
+const CONTROL_MULTILINE: &str = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F";
+/// What Rust's `trim` removes (`char::is_whitespace`), spelled out: regex
+/// engines disagree on what `\s` means.
+const WHITE: &str = "\\t\\n\\u000B\\u000C\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000";
+/// White space that is not a control character (may surround an email).
+const SPACE: &str = "\\t \\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000";
+
+/// One field's schema: what `crate::submission` accepts. A blank value
+/// (white space only) counts as absent: an optional field takes it, a
+/// required one refuses it (422). One leniency is not described: an
+/// optional select also takes a blank value, which is not among its options.
+fn field_schema(form: &FormConfig, field: &crate::config::FieldConfig) -> Value {
+    let blank = format!("[{WHITE}]*");
+    // Matches a whole value: `filled`, or a blank one when that is allowed.
+    let whole = |filled: String| {
+        if field.required {
+            format!("^{filled}$")
+        } else {
+            format!("^(?:{filled}|{blank})$")
+        }
+    };
+    match field.kind {
+        // No `type`: a part's bytes are a file whatever they hold.
+        FieldKind::File if field.multiple => json!({ "maxItems": form.max_files,
+            "items": { "contentMediaType": "application/octet-stream" },
+            "description": format!("One part per file; at most {} files in all the form's \
+                file fields (more: 413)", form.max_files) }),
+        FieldKind::File => json!({ "contentMediaType": "application/octet-stream" }),
+        FieldKind::Checkbox => {
+            let on = "[oO][nN]|[yY][eE][sS]|[tT][rR][uU][eE]|1";
+            let off = "|[oO][fF][fF]|[nN][oO]|[fF][aA][lL][sS][eE]|0|";
+            let (boolean, words) = if field.required {
+                (json!({ "const": true }), on.to_owned())
+            } else {
+                (json!({ "type": "boolean" }), format!("{on}{off}"))
+            };
+            json!({
+                "description": "A boolean, or one of \"on\", \"yes\", \"true\", \"1\", \
+                    \"off\", \"no\", \"false\", \"0\", \"\" (any case)",
+                "oneOf": [boolean, { "type": "string",
+                                     "pattern": format!("^{blank}(?:{words}){blank}$") }],
+            })
+        }
+        FieldKind::Select => json!({ "type": "string", "enum": field.options }),
+        FieldKind::Email => {
+            let local = format!("[^{WHITE}{CONTROL}]+");
+            let label = format!("[^{WHITE}@.{CONTROL}]");
+            let inner = format!("[^{WHITE}@{CONTROL}]*");
+            let address = format!("[{SPACE}]*{local}@{label}{inner}\\.{inner}{label}[{SPACE}]*");
+            json!({ "type": "string", "maxLength": field.max_len(),
+                    "description": "local@domain", "pattern": whole(address) })
+        }
+        FieldKind::Text | FieldKind::Textarea => {
+            let control = if field.kind == FieldKind::Textarea {
+                CONTROL_MULTILINE
+            } else {
+                CONTROL
+            };
+            let mut schema = json!({ "type": "string", "maxLength": field.max_len(),
+                                     "pattern": whole(format!("[^{control}]*")) });
+            if field.required {
+                schema["allOf"] = json!([{ "pattern": format!("[^{WHITE}]") }]);
+            }
+            schema
+        }
+    }
+}
+
 fn submission_responses() -> Value {
     let error = |description: &str| {
         json!({ "description": description, "content": { "application/json": {
@@ -251,7 +305,7 @@ fn submission_responses() -> Value {
         "403": error("A multipart post that a browser says came from another web site"),
         "404": error("No such form"),
         "408": error("The request took too long to arrive"),
-        "413": error("The body is too large"),
+        "413": error("The body is too large, or holds more files than the form takes"),
         "415": error("The content type is neither application/json nor multipart/form-data"),
         "422": error("A field breaks the form's rules (unknown, missing, too long, wrong type or option)"),
         "429": error("Too many requests"),
