@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, oneshot};
 pub use error::HttpError;
 pub(crate) use error::join_failure;
 
+use crate::config::StaffPlacement;
 use crate::intake::{Committed, Intake};
 use crate::sealer::Sealer;
 use crate::store::Receipt;
@@ -222,10 +223,10 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
     .with_state(state.clone())
 }
 
-/// The staff API, when it is enabled and not on its own listen address.
+/// The staff API, when the operator chose to serve it next to the forms
+/// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
-    let staff = &state.intake().config.staff;
-    if staff.enabled && staff.listen.is_none() {
+    if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
         staff::routes(staff::StaffState::new(state.intake_arc()))
     } else {
         Router::new()

@@ -102,7 +102,9 @@ pub struct AbuseConfig {
     /// The address people use, e.g. `https://tips.example.org`; an `Origin`
     /// must match it, and `https` turns on HSTS.
     pub public_url: Option<String>,
-    /// One log line per request (method, route, status, duration).
+    /// One log line per request (method, route, status, duration). Off by
+    /// default: the logger's timestamp on each line would date every
+    /// submission to the second.
     pub access_log: bool,
     /// Lock all memory (`mlockall`) so plaintext never reaches swap; needs
     /// `LimitMEMLOCK=infinity` or `CAP_IPC_LOCK`.
@@ -119,7 +121,7 @@ impl Default for AbuseConfig {
             honeypot: true,
             check_origin: true,
             public_url: None,
-            access_log: true,
+            access_log: false,
             mlockall: false,
         }
     }
