@@ -360,7 +360,8 @@ async fn the_staff_api_is_next_to_the_forms_only_when_the_operator_says_so() {
 
 #[test]
 fn check_says_where_the_staff_api_is_served_and_why() {
-    let hash = sealform::staff_token::TokenHash::of(&sealform::staff_token::mint().to_string());
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
     let cases = [
         ("", "staff API: not served", true),
         (
