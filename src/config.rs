@@ -423,7 +423,8 @@ impl Config {
     /// show: a form whose fields, filled to their `max_len` in a script
     /// such as Chinese, make a post larger than `server.max_body_bytes`, so
     /// that a person who stays within every field's limit is refused as
-    /// too large; staff tokens for a staff API served nowhere.
+    /// too large; staff tokens for a staff API served nowhere; `behind_tor`
+    /// without the PROXY protocol (no per-client limits).
     pub fn warnings(&self) -> Vec<String> {
         let limit = self.server.max_body_bytes;
         let staff = (self.staff.placement() == StaffPlacement::Nowhere
@@ -431,6 +432,14 @@ impl Config {
         .then(|| {
             "staff.tokens are set but the staff API is served nowhere: set staff.listen (its own \
              address) or staff.on_public_listener = true (next to the forms)"
+                .to_owned()
+        });
+        let tor = (self.limits.behind_tor && !self.limits.proxy_protocol).then(|| {
+            "limits.behind_tor without limits.proxy_protocol: every Tor circuit looks like the \
+             same client, so the per-client rate limits and max_inflight_per_client are off and \
+             one circuit can use up the per-form and global budgets and the submission slots. \
+             Add `HiddenServiceExportCircuitID haproxy` to the onion service in torrc and set \
+             proxy_protocol = true"
                 .to_owned()
         });
         let forms = self
@@ -466,7 +475,7 @@ impl Config {
                     )
                 })
             });
-        forms.chain(staff).collect()
+        forms.chain(staff).chain(tor).collect()
     }
 
     /// Reads, parses and validates the file at `path`; relative directories in

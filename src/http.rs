@@ -16,6 +16,7 @@ pub mod form_tokens;
 pub mod limits;
 pub mod openapi;
 mod pages;
+pub mod proxy_header;
 mod security_headers;
 pub mod staff;
 mod upload;
@@ -360,17 +361,20 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Only the public listener has a front end that writes PROXY headers
+    // (the staff API's own address is reached directly).
     let public = conn::accept_loop(
         &state,
         router(state.clone()),
         listener,
         stopped(stop_rx.clone()),
         grace,
+        limits.proxy_protocol,
     );
     let staff = async {
         if let Some(l) = staff_listener {
             let app = staff_router(state.clone());
-            conn::accept_loop(&state, app, l, stopped(stop_rx.clone()), grace).await;
+            conn::accept_loop(&state, app, l, stopped(stop_rx.clone()), grace, false).await;
         }
     };
     tokio::join!(public, staff);

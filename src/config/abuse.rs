@@ -44,9 +44,14 @@ pub struct LimitsConfig {
     pub max_tracked_clients: usize,
     /// Peers whose right-most `X-Forwarded-For` hop is taken as the client.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Every peer is the local Tor daemon: no per-client limits, only the
-    /// per-form and global ones.
+    /// Every peer is the local Tor daemon. Without `proxy_protocol`: no
+    /// per-client limits, only the per-form and global ones. With it: each
+    /// Tor circuit is a client (keyed by its whole address).
     pub behind_tor: bool,
+    /// Each connection to the public listener starts with a PROXY protocol
+    /// header (v1 or v2) naming the client; a connection without a valid
+    /// one is closed. For Tor's `HiddenServiceExportCircuitID haproxy`.
+    pub proxy_protocol: bool,
     /// Seconds a client has to send a request head; also how long a
     /// kept-alive connection may wait for its next request.
     pub header_timeout_secs: u64,
@@ -72,6 +77,7 @@ impl Default for LimitsConfig {
             max_tracked_clients: 100_000,
             trusted_proxies: Vec::new(),
             behind_tor: false,
+            proxy_protocol: false,
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 512,
@@ -299,6 +305,7 @@ mod tests {
                 d.behind_tor
             )
         );
+        assert_eq!(l.proxy_protocol, d.proxy_protocol);
         let (a, d) = (&c.abuse, AbuseConfig::default());
         assert_eq!(
             (
