@@ -352,3 +352,58 @@ fn a_connection_without_a_valid_proxy_header_is_closed_and_a_valid_one_is_served
         }
     }
 }
+
+#[test]
+fn check_warns_behind_tor_without_the_proxy_protocol_and_the_staff_listener_needs_no_header() {
+    for (limits, warned) in [
+        ("behind_tor = true", true),
+        ("behind_tor = true\nproxy_protocol = true", false),
+    ] {
+        let fx = Fixture::with_tables(
+            &[TestKey::Ed25519],
+            DEFAULT_FORMS,
+            "",
+            &format!("[limits]\n{limits}\n"),
+        );
+        let config = fx.config_path();
+        let (code, out, err) = sealform(&["check", "--config", config.to_str().expect("utf-8")]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(
+            err.contains("limits.behind_tor without limits.proxy_protocol"),
+            warned,
+            "{limits}: {err}"
+        );
+    }
+    // The staff API's own address is reached directly: no header there.
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        &format!("[staff]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{hash}\"]\n"),
+        &tor_tables(""),
+    );
+    let server = Server::start(&fx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = server.log_text();
+        if log.contains("staff API on http://") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let staff_addr = log
+        .split("staff API on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("staff address in the log")
+        .to_owned();
+    let request = format!(
+        "GET /api/v1/staff/submissions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    assert_eq!(exchange(&staff_addr, b"", request.as_bytes()).0, 200);
+    // The public listener closes the same request without a header.
+    assert_eq!(exchange(&server.addr, b"", request.as_bytes()).0, 0);
+    assert!(server.terminate().success());
+}
