@@ -157,17 +157,18 @@ pub enum StaffPlacement {
 
 impl StaffPlacement {
     /// Where the staff API is, and which key put it there, in a sentence
-    /// (for `check` and the start-up log); `public` is the forms' address.
-    pub fn explain(self, public: SocketAddr) -> String {
+    /// (for `check` and the start-up log, which names no address it did not
+    /// bind itself).
+    pub fn explain(self) -> String {
         match self {
             StaffPlacement::Disabled => "off (staff.enabled = false)".into(),
             StaffPlacement::OwnListener(addr) => {
                 format!("on its own address http://{addr}/api/v1/staff/ (staff.listen)")
             }
-            StaffPlacement::PublicListener => format!(
-                "next to the forms, http://{public}/api/v1/staff/ (staff.on_public_listener = true): \
-                 whoever reaches the forms reaches the staff API too"
-            ),
+            StaffPlacement::PublicListener => "next to the forms, on server.listen under \
+                 /api/v1/staff/ (staff.on_public_listener = true): whoever reaches the forms \
+                 reaches the staff API too"
+                .into(),
             StaffPlacement::Nowhere => "not served: neither staff.listen nor \
                  staff.on_public_listener = true is set (set one to fetch records with `sealform pull`)"
                 .into(),

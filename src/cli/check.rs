@@ -19,10 +19,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     println!("config: {} (ok)", config.path.display());
     println!("keys:   {}", config.server.keys_dir.display());
-    println!(
-        "staff API: {}",
-        config.staff.placement().explain(config.server.listen)
-    );
+    println!("staff API: {}", config.staff.placement().explain());
     println!(
         "access log: {}",
         if config.abuse.access_log {

@@ -57,7 +57,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
                 Some(l)
             }
             placement => {
-                tracing::info!("staff API: {}", placement.explain(local));
+                tracing::info!("staff API: {}", placement.explain());
                 None
             }
         };

@@ -366,7 +366,7 @@ fn check_says_where_the_staff_api_is_served_and_why() {
         ("", "staff API: not served", true),
         (
             "on_public_listener = true",
-            "staff API: next to the forms, http://127.0.0.1:0/api/v1/staff/ (staff.on_public_listener = true)",
+            "staff API: next to the forms, on server.listen under /api/v1/staff/ (staff.on_public_listener = true)",
             false,
         ),
         (
