@@ -119,6 +119,11 @@ pub struct StaffConfig {
     /// instead of next to the public forms.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Serve the staff API next to the public forms, on `server.listen`.
+    /// Off by default: whoever reaches the forms would reach the staff API
+    /// too, so it takes an explicit choice.
+    #[serde(default)]
+    pub on_public_listener: bool,
     /// Accepted tokens, as `sha256:<64 hex>` lines printed by
     /// `sealform token`; the tokens themselves are never stored here.
     #[serde(default)]
@@ -130,7 +135,55 @@ impl Default for StaffConfig {
         StaffConfig {
             enabled: true,
             listen: None,
+            on_public_listener: false,
             tokens: Vec::new(),
+        }
+    }
+}
+
+/// Where the staff API is served, as [`StaffConfig::placement`] decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffPlacement {
+    /// `staff.enabled = false`.
+    Disabled,
+    /// On its own address, `staff.listen`.
+    OwnListener(SocketAddr),
+    /// Next to the forms (`staff.on_public_listener = true`).
+    PublicListener,
+    /// Enabled, but neither `staff.listen` nor `staff.on_public_listener`
+    /// is set: served nowhere.
+    Nowhere,
+}
+
+impl StaffPlacement {
+    /// Where the staff API is, and which key put it there, in a sentence
+    /// (for `check` and the start-up log, which names no address it did not
+    /// bind itself).
+    pub fn explain(self) -> String {
+        match self {
+            StaffPlacement::Disabled => "off (staff.enabled = false)".into(),
+            StaffPlacement::OwnListener(addr) => {
+                format!("on its own address http://{addr}/api/v1/staff/ (staff.listen)")
+            }
+            StaffPlacement::PublicListener => "next to the forms, on server.listen under \
+                 /api/v1/staff/ (staff.on_public_listener = true): whoever reaches the forms \
+                 reaches the staff API too"
+                .into(),
+            StaffPlacement::Nowhere => "not served: neither staff.listen nor \
+                 staff.on_public_listener = true is set (set one to fetch records with `sealform pull`)"
+                .into(),
+        }
+    }
+}
+
+impl StaffConfig {
+    /// Where the staff API is served.
+    pub fn placement(&self) -> StaffPlacement {
+        match (self.enabled, self.listen, self.on_public_listener) {
+            (false, _, _) => StaffPlacement::Disabled,
+            (true, Some(addr), _) => StaffPlacement::OwnListener(addr),
+            (true, None, true) => StaffPlacement::PublicListener,
+            (true, None, false) => StaffPlacement::Nowhere,
         }
     }
 }
@@ -371,10 +424,27 @@ impl Config {
     /// show: a form whose fields, filled to their `max_len` in a script
     /// such as Chinese, make a post larger than `server.max_body_bytes`, so
     /// that a person who stays within every field's limit is refused as
-    /// too large.
+    /// too large; staff tokens for a staff API served nowhere; `behind_tor`
+    /// without the PROXY protocol (no per-client limits).
     pub fn warnings(&self) -> Vec<String> {
         let limit = self.server.max_body_bytes;
-        self.forms
+        let staff = (self.staff.placement() == StaffPlacement::Nowhere
+            && !self.staff.tokens.is_empty())
+        .then(|| {
+            "staff.tokens are set but the staff API is served nowhere: set staff.listen (its own \
+             address) or staff.on_public_listener = true (next to the forms)"
+                .to_owned()
+        });
+        let tor = (self.limits.behind_tor && !self.limits.proxy_protocol).then(|| {
+            "limits.behind_tor without limits.proxy_protocol: every Tor circuit looks like the \
+             same client, so the per-client rate limits and max_inflight_per_client are off and \
+             one circuit can use up the per-form and global budgets and the submission slots. \
+             Add `HiddenServiceExportCircuitID haproxy` to the onion service in torrc and set \
+             proxy_protocol = true"
+                .to_owned()
+        });
+        let forms = self
+            .forms
             .iter()
             .filter(|f| !f.takes_files())
             .filter_map(|form| {
@@ -405,8 +475,8 @@ impl Config {
                         form.id
                     )
                 })
-            })
-            .collect()
+            });
+        forms.chain(staff).chain(tor).collect()
     }
 
     /// Reads, parses and validates the file at `path`; relative directories in
@@ -498,6 +568,14 @@ impl Config {
         }
         abuse::validate(&self.limits, &self.abuse)
             .map_err(|(key, problem)| invalid(key.into(), problem))?;
+        if self.staff.listen.is_some() && self.staff.on_public_listener {
+            return Err(invalid(
+                "staff.on_public_listener".into(),
+                "the staff API is served either on staff.listen or on the public listener, \
+                 not both; remove one of the two keys"
+                    .into(),
+            ));
+        }
         for (i, t) in self.staff.tokens.iter().enumerate() {
             if crate::staff_token::TokenHash::parse(t).is_none() {
                 return Err(invalid(

@@ -16,6 +16,7 @@ pub mod form_tokens;
 pub mod limits;
 pub mod openapi;
 mod pages;
+pub mod proxy_header;
 mod security_headers;
 pub mod staff;
 mod upload;
@@ -34,6 +35,7 @@ use tokio::sync::{Semaphore, oneshot};
 pub use error::HttpError;
 pub(crate) use error::join_failure;
 
+use crate::config::StaffPlacement;
 use crate::intake::{Committed, Intake};
 use crate::sealer::Sealer;
 use crate::store::Receipt;
@@ -222,10 +224,10 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
     .with_state(state.clone())
 }
 
-/// The staff API, when it is enabled and not on its own listen address.
+/// The staff API, when the operator chose to serve it next to the forms
+/// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
-    let staff = &state.intake().config.staff;
-    if staff.enabled && staff.listen.is_none() {
+    if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
         staff::routes(staff::StaffState::new(state.intake_arc()))
     } else {
         Router::new()
@@ -359,17 +361,20 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Only the public listener has a front end that writes PROXY headers
+    // (the staff API's own address is reached directly).
     let public = conn::accept_loop(
         &state,
         router(state.clone()),
         listener,
         stopped(stop_rx.clone()),
         grace,
+        limits.proxy_protocol,
     );
     let staff = async {
         if let Some(l) = staff_listener {
             let app = staff_router(state.clone());
-            conn::accept_loop(&state, app, l, stopped(stop_rx.clone()), grace).await;
+            conn::accept_loop(&state, app, l, stopped(stop_rx.clone()), grace, false).await;
         }
     };
     tokio::join!(public, staff);

@@ -4,7 +4,9 @@
 //! must read it the moment it arrives, then written durably as one binary
 //! OpenPGP message per record. The server never holds a secret key, so a copy
 //! of everything it stores (data, logs, backups) tells a thief only how many
-//! records exist, their padded sizes and the day they arrived.
+//! records exist, their padded sizes and the day they arrived (an access log,
+//! off unless `[abuse] access_log = true`, would date each request to the
+//! second).
 //!
 //! Threat model in brief (see `ARCHITECTURE.md` and the README for the full table):
 //! - *store thief*: gets `data_dir`, logs and backups; learns no plaintext byte,

@@ -19,6 +19,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     println!("config: {} (ok)", config.path.display());
     println!("keys:   {}", config.server.keys_dir.display());
+    println!("staff API: {}", config.staff.placement().explain());
+    println!(
+        "access log: {}",
+        if config.abuse.access_log {
+            "on (abuse.access_log = true): a line per request, which the logger dates to the second"
+        } else {
+            "off (abuse.access_log = false): start, stop and failures only"
+        }
+    );
     let now = SystemTime::now();
     let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
     for cert in &report.certs {

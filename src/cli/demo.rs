@@ -80,6 +80,8 @@ pub fn run(dir: &Path, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCo
          \x20  {exe} decrypt --key {secret} --csv --out {out} {spool}\n\
          \n\
          Each record is a MIME message (save one as .eml to open it in a mail client).\n\
+         The staff API is served next to the forms (staff.on_public_listener): once a token\n\
+         is added (README, \"Reading submissions\"), `sealform pull --url http://{listen}`.\n\
          Stop the server with Ctrl-C. To start over: {exe} demo --fresh\n",
         secret = secret.display(),
         gnupg = gnupg.display(),
@@ -142,10 +144,18 @@ const DEMO_LIMITS: [(&str, &str); 2] = [
     ),
 ];
 
-/// The demo's config.toml: the example, marked, with [`DEMO_LIMITS`].
+/// The demo serves the staff API next to its forms, so that `sealform pull
+/// --url` reaches it at the demo's own address once a token is added.
+const DEMO_STAFF: (&str, &str) = (
+    "on_public_listener = false",
+    "on_public_listener = true  # demo; the default is false",
+);
+
+/// The demo's config.toml: the example, marked, with [`DEMO_LIMITS`] and
+/// [`DEMO_STAFF`].
 fn demo_config() -> String {
     let mut config = format!("{DEMO_MARKER} from config.example.toml.\n{EXAMPLE_CONFIG}");
-    for (example, demo) in DEMO_LIMITS {
+    for (example, demo) in DEMO_LIMITS.into_iter().chain([DEMO_STAFF]) {
         config = config.replacen(example, demo, 1);
     }
     config
@@ -175,7 +185,7 @@ fn fill(dir: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DEMO_LIMITS, demo_config};
+    use super::{DEMO_LIMITS, DEMO_STAFF, demo_config};
 
     #[test]
     fn the_demo_raises_the_per_client_limits_of_the_example() {
@@ -184,5 +194,17 @@ mod tests {
             assert!(config.contains(demo), "{demo}");
             assert!(!config.contains(&format!("\n{example}\n")), "{example}");
         }
+    }
+
+    #[test]
+    fn the_demo_serves_the_staff_api_next_to_its_forms() {
+        let config = demo_config();
+        assert!(config.contains(DEMO_STAFF.1));
+        let parsed = crate::config::Config::parse(&config, std::path::Path::new("demo.toml"))
+            .expect("the demo config parses");
+        assert_eq!(
+            parsed.staff.placement(),
+            crate::config::StaffPlacement::PublicListener
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::{Config, StaffPlacement};
 use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
 use crate::keys::{KeyProblem, KeyWarning};
@@ -48,15 +48,18 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         tracing::info!("listening on http://{local}/");
         let state = AppState::new(intake).context("while starting the sealing threads")?;
         let staff = &state.intake().config.staff;
-        let staff_listener = match (staff.enabled, staff.listen) {
-            (true, Some(staff_addr)) => {
+        let staff_listener = match staff.placement() {
+            StaffPlacement::OwnListener(staff_addr) => {
                 let l = tokio::net::TcpListener::bind(staff_addr)
                     .await
                     .with_context(|| format!("while binding the staff API to {staff_addr}"))?;
                 tracing::info!("staff API on http://{}/", l.local_addr()?);
                 Some(l)
             }
-            _ => None,
+            placement => {
+                tracing::info!("staff API: {}", placement.explain());
+                None
+            }
         };
         spawn_daily_retention(&state);
         spawn_daily_key_check(&state);

@@ -129,7 +129,8 @@ impl Source {
             ),
             404 if path == "submissions" || path.starts_with("submissions?") => {
                 bail!(
-                    "there is no staff API at this URL (404): is it disabled, or served on its own address (staff.listen)?"
+                    "there is no staff API at this URL (404): `sealform check` on the server says where it is \
+                     served (staff.listen, or staff.on_public_listener = true for server.listen), if at all"
                 )
             }
             429 => bail!("too many failed token attempts (429): wait a minute and try again"),

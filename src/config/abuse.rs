@@ -44,9 +44,14 @@ pub struct LimitsConfig {
     pub max_tracked_clients: usize,
     /// Peers whose right-most `X-Forwarded-For` hop is taken as the client.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Every peer is the local Tor daemon: no per-client limits, only the
-    /// per-form and global ones.
+    /// Every peer is the local Tor daemon. Without `proxy_protocol`: no
+    /// per-client limits, only the per-form and global ones. With it: each
+    /// Tor circuit is a client (keyed by its whole address).
     pub behind_tor: bool,
+    /// Each connection to the public listener starts with a PROXY protocol
+    /// header (v1 or v2) naming the client; a connection without a valid
+    /// one is closed. For Tor's `HiddenServiceExportCircuitID haproxy`.
+    pub proxy_protocol: bool,
     /// Seconds a client has to send a request head; also how long a
     /// kept-alive connection may wait for its next request.
     pub header_timeout_secs: u64,
@@ -72,6 +77,7 @@ impl Default for LimitsConfig {
             max_tracked_clients: 100_000,
             trusted_proxies: Vec::new(),
             behind_tor: false,
+            proxy_protocol: false,
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 512,
@@ -102,7 +108,9 @@ pub struct AbuseConfig {
     /// The address people use, e.g. `https://tips.example.org`; an `Origin`
     /// must match it, and `https` turns on HSTS.
     pub public_url: Option<String>,
-    /// One log line per request (method, route, status, duration).
+    /// One log line per request (method, route, status, duration). Off by
+    /// default: the logger's timestamp on each line would date every
+    /// submission to the second.
     pub access_log: bool,
     /// Lock all memory (`mlockall`) so plaintext never reaches swap; needs
     /// `LimitMEMLOCK=infinity` or `CAP_IPC_LOCK`.
@@ -119,7 +127,7 @@ impl Default for AbuseConfig {
             honeypot: true,
             check_origin: true,
             public_url: None,
-            access_log: true,
+            access_log: false,
             mlockall: false,
         }
     }
@@ -297,6 +305,7 @@ mod tests {
                 d.behind_tor
             )
         );
+        assert_eq!(l.proxy_protocol, d.proxy_protocol);
         let (a, d) = (&c.abuse, AbuseConfig::default());
         assert_eq!(
             (

@@ -6,7 +6,8 @@
 //! header read timeout (which also bounds how long a kept-alive connection
 //! may sit idle waiting for its next request), and a deadline on the whole
 //! request body. It hands each request the peer address as `ConnectInfo`
-//! for the rate limiter, and never logs it.
+//! (and, with `[limits] proxy_protocol`, the client its PROXY header named,
+//! as [`ProxiedClient`]) for the rate limiter, and never logs either.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,13 +21,16 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tower::ServiceExt as _;
 
 use super::AppState;
+use super::limits::ProxiedClient;
+use super::proxy_header;
 
 /// The request body took longer than `limits.body_timeout_secs`.
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +100,17 @@ pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits (at
-/// most `grace`) for in-flight requests to finish.
+/// most `grace`) for in-flight requests to finish. With `proxy_protocol`,
+/// each connection must start with a PROXY header (read within the header
+/// timeout, see [`super::proxy_header`]) whose client the rate limiter
+/// takes; a connection without one is closed.
 pub async fn accept_loop(
     state: &AppState,
     app: axum::Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    proxy_protocol: bool,
 ) {
     let limits = &state.intake().config.limits;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -122,7 +130,7 @@ pub async fn accept_loop(
                 Err(_) => break,
             },
         };
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -135,17 +143,28 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = app
-            .clone()
-            .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                req
-            });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            // A client that goes away or times out is not our error.
-            let _ = conn.await;
+            if !proxy_protocol {
+                serve_connection(builder, watcher, app, stream, peer, None).await;
+            } else {
+                match proxy_header::read(&mut stream, header_timeout).await {
+                    Ok(header) => {
+                        // What was read past the header is the start of the
+                        // first request: hyper reads it first.
+                        let (read, write) = stream.into_split();
+                        let io =
+                            tokio::io::join(std::io::Cursor::new(header.rest).chain(read), write);
+                        let client = header.client.map(ProxiedClient);
+                        serve_connection(builder, watcher, app, io, peer, client).await;
+                    }
+                    // The reason only: the header's bytes and addresses
+                    // stay out of the log.
+                    Err(e) => {
+                        tracing::warn!("closed a connection: {e} ([limits] proxy_protocol is on)")
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -156,4 +175,28 @@ pub async fn accept_loop(
     {
         tracing::warn!("some connections were still open after the grace period");
     }
+}
+
+/// Serves HTTP/1.1 on one connection until it closes (a client that goes
+/// away or times out is not our error), handing each request the socket
+/// peer and, behind a PROXY header, the client it named.
+async fn serve_connection<I>(
+    builder: hyper::server::conn::http1::Builder,
+    watcher: Watcher,
+    app: axum::Router,
+    io: I,
+    peer: SocketAddr,
+    client: Option<ProxiedClient>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        if let Some(client) = client {
+            req.extensions_mut().insert(client);
+        }
+        req
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+    let _ = watcher.watch(conn).await;
 }

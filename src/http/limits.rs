@@ -2,10 +2,11 @@
 //!
 //! It owns the client key (an HMAC of the IPv4 address or IPv6 /64 under a
 //! per-process random key: the address itself is never stored, logged or
-//! kept past the request), the choice of address (the socket peer, or the
+//! kept past the request), the choice of address (the socket peer, the
 //! right-most `X-Forwarded-For` hop when the peer is a configured trusted
-//! proxy), and [`KeyedLimiter`], a governor limiter whose key map has a
-//! ceiling. It must never log, store or return an address.
+//! proxy, or the client a PROXY protocol header named), and
+//! [`KeyedLimiter`], a governor limiter whose key map has a ceiling. It
+//! must never log, store or return an address.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -47,6 +48,17 @@ impl std::fmt::Debug for ClientKey {
     }
 }
 
+/// The client a PROXY protocol header named for this connection (see
+/// `[limits] proxy_protocol`); a request extension, never logged or stored.
+#[derive(Clone, Copy)]
+pub struct ProxiedClient(pub IpAddr);
+
+impl std::fmt::Debug for ProxiedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxiedClient(..)")
+    }
+}
+
 /// Turns addresses into [`ClientKey`]s with a key drawn at start and held
 /// only in memory.
 pub struct ClientKeyer {
@@ -84,6 +96,26 @@ impl ClientKeyer {
         let mut k = [0u8; 16];
         k.copy_from_slice(&out[..16]);
         ClientKey(k)
+    }
+
+    /// The key of a whole address, all 128 bits of an IPv6 one: for Tor
+    /// circuits, which `HiddenServiceExportCircuitID` numbers in the low 32
+    /// bits of addresses in one /64 (`fc00:dead:beef:4dad::/64`), so that
+    /// [`ClientKeyer::key_of`] would make them all one client.
+    pub fn key_of_whole(&self, addr: IpAddr) -> ClientKey {
+        match canonical(addr) {
+            IpAddr::V4(v4) => self.key_of(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+                    .expect("HMAC takes any key length");
+                mac.update(b"w");
+                mac.update(&v6.octets());
+                let out = mac.finalize().into_bytes();
+                let mut k = [0u8; 16];
+                k.copy_from_slice(&out[..16]);
+                ClientKey(k)
+            }
+        }
     }
 
     /// The key of the client behind `peer`: the peer itself, or the
@@ -345,6 +377,29 @@ impl Limits {
     pub fn keyer(&self) -> &ClientKeyer {
         &self.keyer
     }
+
+    /// Who sent `req`, or `None` when clients cannot be told apart (behind
+    /// Tor without a PROXY header: every peer is the tor daemon, and one
+    /// key for all would let one circuit lock everyone out).
+    fn client_of(&self, req: &Request) -> Option<ClientKey> {
+        let proxied = req.extensions().get::<ProxiedClient>().map(|c| c.0);
+        match (proxied, self.behind_tor) {
+            // Each Tor circuit its own client.
+            (Some(addr), true) => Some(self.keyer.key_of_whole(addr)),
+            // A proxy in front that speaks the PROXY protocol: its word
+            // for the client, keyed like any address (X-Forwarded-For is
+            // not read then).
+            (Some(addr), false) => Some(self.keyer.key_of(addr)),
+            (None, true) => None,
+            (None, false) => {
+                let peer = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                Some(self.keyer.client_of(peer, req.headers()))
+            }
+        }
+    }
 }
 
 /// Which submission route a request is for.
@@ -414,11 +469,7 @@ pub async fn limit_submissions(
         return next.run(req).await;
     }
     let limits = state.limits();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client = (!limits.behind_tor).then(|| limits.keyer.client_of(peer, req.headers()));
+    let client = limits.client_of(&req);
     let verdict = if let Some(client) = client {
         match route {
             Route::Form(_) => limits.form_client.check(&client),
@@ -508,6 +559,30 @@ mod tests {
         let c = k.key_of("2001:db8:1:3::1".parse().expect("ip"));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn tor_circuits_in_one_slash_64_get_keys_of_their_own_when_keyed_whole() {
+        let k = ClientKeyer::new(vec![]);
+        let circuit = |n: u32| -> IpAddr {
+            let [a, b, c, d] = n.to_be_bytes();
+            format!(
+                "fc00:dead:beef:4dad::{:x}:{:x}",
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d])
+            )
+            .parse()
+            .expect("ip")
+        };
+        assert_eq!(k.key_of(circuit(1)), k.key_of(circuit(2)), "one /64");
+        assert_ne!(k.key_of_whole(circuit(1)), k.key_of_whole(circuit(2)));
+        assert_ne!(
+            k.key_of_whole(circuit(1)),
+            k.key_of_whole(circuit(0x1_0001))
+        );
+        assert_eq!(k.key_of_whole(circuit(7)), k.key_of_whole(circuit(7)));
+        let v4: IpAddr = "203.0.113.5".parse().expect("ip");
+        assert_eq!(k.key_of_whole(v4), k.key_of(v4));
     }
 
     #[test]

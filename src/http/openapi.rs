@@ -12,12 +12,12 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use crate::config::{FieldKind, FormConfig};
+use crate::config::{FieldKind, FormConfig, StaffPlacement};
 
 /// `GET /api/v1/openapi.json`
 pub async fn document(State(state): State<AppState>) -> Json<Value> {
     let config = &state.intake().config;
-    let staff_here = config.staff.enabled && config.staff.listen.is_none();
+    let staff_here = config.staff.placement() == StaffPlacement::PublicListener;
     Json(describe(&config.forms, staff_here))
 }
 

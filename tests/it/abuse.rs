@@ -672,7 +672,10 @@ async fn no_log_line_or_stored_file_holds_a_client_address_user_agent_or_receipt
         &[TestKey::Ed25519],
         DEFAULT_FORMS,
         "",
-        &tables("trusted_proxies = [\"127.0.0.1\"]", "min_fill_secs = 0"),
+        &tables(
+            "trusted_proxies = [\"127.0.0.1\"]",
+            "min_fill_secs = 0\naccess_log = true",
+        ),
     );
     let server = Server::start(&fx);
     let pid = server.child.id();
@@ -805,6 +808,36 @@ async fn no_log_line_or_stored_file_holds_a_client_address_user_agent_or_receipt
             );
         }
     }
+}
+
+#[tokio::test]
+async fn by_default_requests_leave_no_log_line_but_start_and_stop_do() {
+    // The fixture's tables say nothing about the access log: the default.
+    let fx = Fixture::standard();
+    let server = Server::start(&fx);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(server.url("/api/v1/forms/tip/submissions"))
+        .json(&json!({"fields": {"message": MESSAGE}}))
+        .send()
+        .await
+        .expect("api post");
+    assert_eq!(res.status().as_u16(), 201);
+    let res = client
+        .get(server.url("/nowhere"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(res.status().as_u16(), 404);
+    let log = std::sync::Arc::clone(&server.log);
+    assert!(server.terminate().success());
+    let log = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();
+    assert!(
+        log.contains("listening on") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(!log.contains("route="), "{log}");
+    assert!(!log.contains("status="), "{log}");
 }
 
 #[tokio::test]

@@ -347,7 +347,11 @@ fn the_real_server_answers_413_to_oversized_bodies_announced_or_chunked() {
 fn an_announced_oversized_body_gets_413_before_it_is_sent() {
     // The client announces 100 MB and sends nothing: the answer must come
     // from the Content-Length alone, not after a timeout.
-    let fx = Fixture::standard();
+    let fx = Fixture::new(
+        &[TestKey::Ed25519, TestKey::Rsa],
+        DEFAULT_FORMS,
+        "[staff]\non_public_listener = true",
+    );
     let server = Server::start(&fx);
     for (route, ct, want_ct) in [
         (

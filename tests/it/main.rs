@@ -17,6 +17,7 @@ mod durability;
 mod openapi;
 mod pages;
 mod props;
+mod proxy_protocol;
 mod routes;
 mod sealing;
 mod smoke;

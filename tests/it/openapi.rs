@@ -9,7 +9,11 @@ use crate::support::*;
 
 #[tokio::test]
 async fn the_openapi_document_describes_each_form_as_the_server_validates_it() {
-    let fx = Fixture::standard();
+    let fx = Fixture::new(
+        &[TestKey::Ed25519, TestKey::Rsa],
+        DEFAULT_FORMS,
+        "[staff]\non_public_listener = true",
+    );
     let app = fx.app();
     let (res, body) = send(
         &app,

@@ -12,14 +12,20 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// A fixture whose `[staff]` table accepts one fresh token; returns the
-/// fixture and the token (also written to `dir/token`).
+/// fixture and the token (also written to `dir/token`). The staff API is
+/// on the public listener unless `staff_extra` gives it its own `listen`.
 fn staff_fixture(keys: &[TestKey], staff_extra: &str) -> (Fixture, String) {
     let token = sealform::staff_token::mint().to_string();
     let hash = sealform::staff_token::TokenHash::of(&token);
+    let placement = if staff_extra.contains("listen =") {
+        ""
+    } else {
+        "on_public_listener = true"
+    };
     let fx = Fixture::new(
         keys,
         DEFAULT_FORMS,
-        &format!("[staff]\ntokens = [\"{hash}\"]\n{staff_extra}\n"),
+        &format!("[staff]\ntokens = [\"{hash}\"]\n{placement}\n{staff_extra}\n"),
     );
     std::fs::write(fx.path().join("token"), format!("{token}\n")).expect("token file");
     (fx, token)
@@ -323,6 +329,81 @@ async fn a_disabled_or_separately_served_staff_api_is_not_on_the_public_router()
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{extra}");
         assert!(String::from_utf8_lossy(&body).contains("not_found"));
     }
+}
+
+#[tokio::test]
+async fn the_staff_api_is_next_to_the_forms_only_when_the_operator_says_so() {
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
+    for (placement, want) in [
+        ("", StatusCode::NOT_FOUND),
+        ("on_public_listener = false", StatusCode::NOT_FOUND),
+        ("on_public_listener = true", StatusCode::OK),
+    ] {
+        let fx = Fixture::new(
+            &[TestKey::Ed25519],
+            DEFAULT_FORMS,
+            &format!("[staff]\ntokens = [\"{hash}\"]\n{placement}\n"),
+        );
+        let app = fx.app();
+        let (res, _) = send(&app, staff_get("/api/v1/staff/submissions", Some(&token))).await;
+        assert_eq!(res.status(), want, "{placement:?}");
+        let (_, doc) = send(&app, staff_get("/api/v1/openapi.json", None)).await;
+        let doc: Value = serde_json::from_slice(&doc).expect("json");
+        assert_eq!(
+            doc["paths"]["/api/v1/staff/submissions"].is_object(),
+            want == StatusCode::OK,
+            "{placement:?}: the document describes what this listener serves"
+        );
+    }
+}
+
+#[test]
+fn check_says_where_the_staff_api_is_served_and_why() {
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
+    let cases = [
+        ("", "staff API: not served", true),
+        (
+            "on_public_listener = true",
+            "staff API: next to the forms, on server.listen under /api/v1/staff/ (staff.on_public_listener = true)",
+            false,
+        ),
+        (
+            "listen = \"127.0.0.1:8081\"",
+            "staff API: on its own address http://127.0.0.1:8081/api/v1/staff/ (staff.listen)",
+            false,
+        ),
+        (
+            "enabled = false",
+            "staff API: off (staff.enabled = false)",
+            false,
+        ),
+    ];
+    for (extra, line, warned) in cases {
+        let fx = Fixture::new(
+            &[TestKey::Ed25519],
+            DEFAULT_FORMS,
+            &format!("[staff]\ntokens = [\"{hash}\"]\n{extra}\n"),
+        );
+        let (code, out, err) = sealform(&["check", "--config", path_str(&fx.config_path())]);
+        assert_eq!(code, 0, "{extra}: {out}{err}");
+        assert!(out.contains(line), "{extra}: no {line:?} in\n{out}");
+        assert_eq!(
+            err.contains("staff.tokens are set but the staff API is served nowhere"),
+            warned,
+            "{extra}: {err}"
+        );
+    }
+    // Both at once is a mistake, refused naming the key.
+    let fx = Fixture::new(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "[staff]\nlisten = \"127.0.0.1:8081\"\non_public_listener = true\n",
+    );
+    let (code, _, err) = sealform(&["check", "--config", path_str(&fx.config_path())]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("staff.on_public_listener"), "{err}");
 }
 
 #[test]

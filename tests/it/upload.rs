@@ -967,7 +967,14 @@ async fn a_client_that_trickles_below_the_minimum_rate_gets_408_and_leaves_nothi
 
 #[tokio::test]
 async fn canary_bytes_in_attachment_content_and_names_never_reach_disk_or_logs() {
-    let fx = fixture("");
+    // With the access log on (off by default), so that its lines are
+    // checked too.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519, TestKey::Rsa],
+        UPLOAD_FORMS,
+        "",
+        &format!("{TEST_TABLES}access_log = true\n"),
+    );
     let server = Server::start(&fx);
     let canary = "CANARY-7f3a9c-attachment";
     let client = reqwest::Client::new();
