@@ -162,7 +162,7 @@ fn an_outside_api_tester_finds_no_difference_between_the_openapi_document_and_th
     let fx = Fixture::new(
         &[TestKey::Ed25519],
         CONFORMANCE_FORMS,
-        &format!("[staff]\ntokens = [\"{hash}\"]\n"),
+        &format!("[staff]\non_public_listener = true\ntokens = [\"{hash}\"]\n"),
     );
     let server = Server::start(&fx);
     // A fixed run by default, so CI is repeatable; set these to explore.
