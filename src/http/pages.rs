@@ -75,7 +75,10 @@ fn layout(page: Page<'_>, title: &str, body: Markup) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                // Not `no-referrer`: under it a browser sends `Origin: null`
+                // with our own forms' posts, which is what a sandboxed frame
+                // on another site sends too. No other site gets a referrer.
+                meta name="referrer" content="same-origin";
                 title { (title) " · " (page.t(Msg::SiteName)) }
                 link rel="stylesheet" href="/static/style.css";
             }
@@ -747,8 +750,11 @@ fn take_text(pairs: &mut Vec<(String, RawValue)>, name: &str) -> Option<Zeroizin
 }
 
 /// A browser says this post comes from another site: `Sec-Fetch-Site` other
-/// than `same-origin`/`none`, or an `Origin` that is neither `null` (which
-/// browsers send for our own `no-referrer` pages) nor this site.
+/// than `same-origin`/`none`, or (from a browser that does not send
+/// `Sec-Fetch-Site`) an `Origin` other than this site. `Origin: null` counts
+/// as another site: a sandboxed frame on any page sends it. Our own pages
+/// send their real origin on a post (their referrer policy is
+/// `same-origin`), or `Sec-Fetch-Site: same-origin` beside the `null`.
 pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return !matches!(site.to_str(), Ok("same-origin" | "none"));
@@ -760,9 +766,6 @@ pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool
         return true;
     };
     let origin = origin.trim().to_ascii_lowercase();
-    if origin == "null" {
-        return false;
-    }
     match public_origin {
         Some(expected) => origin != expected,
         None => {
@@ -917,7 +920,7 @@ mod tests {
     #[test]
     fn cross_site_posts_are_told_from_same_site_ones() {
         let public = || Some("https://tips.example.org".to_owned());
-        let cases: [Case; 10] = [
+        let cases: [Case; 12] = [
             (&[], None, false),
             (&[("sec-fetch-site", "same-origin")], None, false),
             (&[("sec-fetch-site", "none")], None, false),
@@ -927,7 +930,15 @@ mod tests {
                 None,
                 true,
             ),
-            (&[("origin", "null")], public(), false),
+            // A sandboxed frame, or an older browser on another site's
+            // no-referrer page.
+            (&[("origin", "null")], public(), true),
+            (&[("origin", "null")], None, true),
+            (
+                &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+                public(),
+                false,
+            ),
             (&[("origin", "https://tips.example.org")], public(), false),
             (&[("origin", "https://evil.example")], public(), true),
             (
