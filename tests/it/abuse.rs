@@ -1270,3 +1270,40 @@ fn posts_refused_before_their_body_are_answered_without_reading_it() {
     assert!(fx.records().is_empty());
     assert!(server.terminate().success());
 }
+
+#[tokio::test]
+async fn a_post_refused_by_a_rate_limit_keeps_its_form_token() {
+    // One post a second for the form: the second of two at once gets 429,
+    // and its token, not used up, is good a second later.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "form_each = { burst = 1, per_minute = 60 }",
+            "min_fill_secs = 1",
+        ),
+    );
+    let app = fx.app();
+    let (first, second) = (fresh_token(&app).await, fresh_token(&app).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let post = |token: &str| {
+        form_post(
+            "tip",
+            &urlencode(&[("message", MESSAGE), ("sf.token", token)]),
+        )
+    };
+    assert_eq!(send(&app, post(&first)).await.0.status(), StatusCode::OK);
+    let (res, _) = send(&app, post(&second)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (res, body) = send(&app, post(&second)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(fx.records().len(), 2);
+}
