@@ -93,7 +93,9 @@ pub struct ServerConfig {
     /// and files per second, counted from `upload_stall_secs` after it
     /// started; 408 when it falls behind. It keeps a client that sends a
     /// byte now and then from holding an upload slot for
-    /// `upload_timeout_secs`. 0 turns the check off.
+    /// `upload_timeout_secs`. When every upload slot is taken, the upload
+    /// furthest behind this rate (counted from its start) makes room for a
+    /// newcomer (408). 0 turns both off.
     #[serde(default = "default_upload_min_bytes_per_sec")]
     pub upload_min_bytes_per_sec: u64,
     /// Free space (bytes) that must remain in `data_dir`: an upload that would
@@ -104,6 +106,10 @@ pub struct ServerConfig {
     /// gets 503. They do not take the sealing slots of small submissions.
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
+    /// Uploads one client (IPv4 address or IPv6 /64) may have in progress
+    /// at once; one more gets 429. Not applied behind Tor.
+    #[serde(default = "default_max_uploads_per_client")]
+    pub max_uploads_per_client: usize,
 }
 
 /// The `[staff]` table: the API staff use to fetch and acknowledge records.
@@ -552,6 +558,11 @@ impl Config {
                 s.max_concurrent_uploads as u64,
                 1_000_000,
             ),
+            (
+                "server.max_uploads_per_client",
+                s.max_uploads_per_client as u64,
+                1_000_000,
+            ),
         ];
         for (key, n, max) in ranges {
             if !(1..=max).contains(&n) {
@@ -819,7 +830,7 @@ fn default_upload_stall_secs() -> u64 {
     30
 }
 fn default_upload_min_bytes_per_sec() -> u64 {
-    1024
+    16 * 1024
 }
 fn default_upload_timeout_secs() -> u64 {
     3600
@@ -829,6 +840,9 @@ fn default_min_free_bytes() -> u64 {
 }
 fn default_max_concurrent_uploads() -> usize {
     16
+}
+fn default_max_uploads_per_client() -> usize {
+    2
 }
 /// Largest `server.max_body_bytes`: a non-file body is read into memory
 /// whole before it is checked.
@@ -969,7 +983,8 @@ required = true
         assert_eq!(form.max_file_bytes, 2 << 30);
         assert_eq!(form.max_files, 20);
         assert_eq!(c.server.upload_timeout_secs, 3600);
-        assert_eq!(c.server.upload_min_bytes_per_sec, 1024);
+        assert_eq!(c.server.upload_min_bytes_per_sec, 16 * 1024);
+        assert_eq!(c.server.max_uploads_per_client, 2);
         assert!(!parse(MINIMAL).expect("valid").forms[0].takes_files());
     }
 

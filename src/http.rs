@@ -18,6 +18,7 @@ pub mod openapi;
 mod pages;
 pub mod proxy_header;
 mod security_headers;
+pub mod slots;
 pub mod staff;
 mod upload;
 
@@ -27,10 +28,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 pub use error::HttpError;
 pub(crate) use error::join_failure;
@@ -52,7 +53,7 @@ struct StateInner {
     /// The threads for the CPU half of intake (sealing), not the wait for
     /// the disk.
     sealer: Sealer,
-    upload_permits: Arc<Semaphore>,
+    upload_slots: slots::UploadSlots,
     limits: limits::Limits,
     tokens: form_tokens::FormTokens,
 }
@@ -61,14 +62,19 @@ impl AppState {
     /// Wraps a ready intake pipeline and starts its sealing threads.
     pub fn new(intake: Intake) -> std::io::Result<AppState> {
         let sealer = Sealer::start(intake.config.server.max_concurrent_seals)?;
-        let uploads = intake.config.server.max_concurrent_uploads;
+        let server = &intake.config.server;
+        let upload_slots = slots::UploadSlots::new(
+            server.max_concurrent_uploads,
+            server.max_uploads_per_client,
+            server.upload_min_bytes_per_sec,
+        );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
         let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
         Ok(AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
                 sealer,
-                upload_permits: Arc::new(Semaphore::new(uploads)),
+                upload_slots,
                 limits,
                 tokens,
             }),
@@ -83,8 +89,8 @@ impl AppState {
 
     /// Slots for uploads in progress (separate from the sealing slots, so
     /// long uploads never hold up small submissions).
-    fn upload_permits(&self) -> Arc<Semaphore> {
-        Arc::clone(&self.inner.upload_permits)
+    pub fn upload_slots(&self) -> &slots::UploadSlots {
+        &self.inner.upload_slots
     }
 
     /// The intake pipeline (config, keyring, store).
@@ -174,10 +180,6 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/forms/{form}/submissions",
             axum::routing::post(upload::api_submit),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::limit_submissions,
-        ))
         .merge(staff_routes_here(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -317,6 +319,16 @@ async fn method_not_allowed(req: Request) -> Response {
         "this address does not accept that method",
     );
     error::for_path(req.uri().path(), e)
+}
+
+/// `res` with `Connection: close`: for an answer given before the request
+/// body was read, hyper then closes the connection instead of reading the
+/// body to its end (which would take a client's time and our memory for a
+/// post refused anyway).
+pub(crate) fn closing(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The media type of a request body, lowercased, without parameters.

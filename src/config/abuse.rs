@@ -29,8 +29,12 @@ impl Rate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// HTML form posts per client address (IPv4 address or IPv6 /64).
+    /// HTML form posts per client address (IPv4 address or IPv6 /64),
+    /// charged only to posts with a valid form token and an empty honeypot.
     pub form_client: Rate,
+    /// Forms rendered (each with a fresh form token) per client address:
+    /// `GET /forms/{form}`, and the form shown again after a refused post.
+    pub form_page_client: Rate,
     /// HTML form posts per form, all clients together.
     pub form_each: Rate,
     /// HTML form posts, every form and client together.
@@ -70,6 +74,7 @@ impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
         LimitsConfig {
             form_client: Rate::new(5, 2),
+            form_page_client: Rate::new(60, 30),
             form_each: Rate::new(60, 60),
             form_global: Rate::new(200, 600),
             api_client: Rate::new(10, 6),
@@ -161,6 +166,7 @@ pub(super) fn validate(
 ) -> Result<(), (&'static str, String)> {
     let rates = [
         ("limits.form_client", limits.form_client),
+        ("limits.form_page_client", limits.form_page_client),
         ("limits.form_each", limits.form_each),
         ("limits.form_global", limits.form_global),
         ("limits.api_client", limits.api_client),
@@ -266,6 +272,7 @@ mod tests {
         assert_eq!(
             (
                 l.form_client,
+                l.form_page_client,
                 l.form_each,
                 l.form_global,
                 l.api_client,
@@ -273,6 +280,7 @@ mod tests {
             ),
             (
                 d.form_client,
+                d.form_page_client,
                 d.form_each,
                 d.form_global,
                 d.api_client,

@@ -7,11 +7,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, HttpError};
-use super::{AppState, Segment, media_type};
+use super::AppState;
+use super::error::ApiError;
 use crate::submission::{Submission, decode_json};
 
 /// `GET /api/v1/forms`: every form's schema and recipients.
@@ -51,21 +51,15 @@ pub async fn forms(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "forms": forms }))
 }
 
-/// `POST /api/v1/forms/{form}/submissions` with `{"fields": {...}}`
-/// (multipart bodies are taken by `upload::api_submit` first).
+/// `POST /api/v1/forms/{form}/submissions` with `{"fields": {...}}`, once
+/// `upload::api_submit` has checked the form and the content type and
+/// charged the API's rate budgets (multipart bodies it takes itself).
 pub async fn submit(
-    State(state): State<AppState>,
-    Segment(id): Segment,
-    headers: HeaderMap,
+    state: &AppState,
+    form_index: usize,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let config = &state.intake().config;
-    let form_index = config.form_index(&id).ok_or_else(HttpError::unknown_form)?;
-    if media_type(&headers).as_deref() != Some("application/json") {
-        return Err(
-            HttpError::unsupported_media_type("application/json or multipart/form-data").into(),
-        );
-    }
     let body = body?;
     let submission = Submission::validate(&config.forms[form_index], decode_json(&body)?)?;
     drop(body);

@@ -51,6 +51,12 @@ pub enum TokenError {
     Busy,
 }
 
+/// A token [`FormTokens::verify`] accepted, not yet used up.
+pub struct Verified {
+    nonce: [u8; NONCE],
+    expires: Instant,
+}
+
 /// Issues and checks form tokens.
 pub struct FormTokens {
     key: Zeroizing<[u8; 32]>,
@@ -100,8 +106,17 @@ impl FormTokens {
     }
 
     /// Accepts `token` for `form` once, if it is ours, neither too young nor
-    /// too old, and not used before.
+    /// too old, and not used before: [`FormTokens::verify`], then
+    /// [`FormTokens::spend`].
     pub fn redeem(&self, form: &str, token: Option<&str>) -> Result<(), TokenError> {
+        let verified = self.verify(form, token)?;
+        self.spend(verified)
+    }
+
+    /// Checks `token` for `form` (ours, neither too young nor too old, not
+    /// used yet) without using it up: a post refused after this (by a rate
+    /// limit) leaves the person's token good for the next try.
+    pub fn verify(&self, form: &str, token: Option<&str>) -> Result<Verified, TokenError> {
         let raw = token
             .and_then(|t| BASE64URL_NOPAD.decode(t.trim().as_bytes()).ok())
             .filter(|r| r.len() == TOKEN_BYTES)
@@ -114,8 +129,7 @@ impl FormTokens {
         let mut ms = [0u8; 8];
         ms.copy_from_slice(issued);
         let issued_at = self.started + Duration::from_millis(u64::from_be_bytes(ms));
-        let now = Instant::now();
-        let age = now.saturating_duration_since(issued_at);
+        let age = Instant::now().saturating_duration_since(issued_at);
         if age > self.lifetime {
             return Err(TokenError::Expired);
         }
@@ -124,8 +138,22 @@ impl FormTokens {
         }
         let mut key = [0u8; NONCE];
         key.copy_from_slice(nonce);
-        let mut used = self.used.lock().map_err(|_| TokenError::Busy)?;
+        let used = self.used.lock().map_err(|_| TokenError::Busy)?;
         if used.contains_key(&key) {
+            return Err(TokenError::Replayed);
+        }
+        Ok(Verified {
+            nonce: key,
+            expires: issued_at + self.lifetime,
+        })
+    }
+
+    /// Uses up a verified token; `Replayed` if another post spent it since
+    /// it was verified.
+    pub fn spend(&self, token: Verified) -> Result<(), TokenError> {
+        let now = Instant::now();
+        let mut used = self.used.lock().map_err(|_| TokenError::Busy)?;
+        if used.contains_key(&token.nonce) {
             return Err(TokenError::Replayed);
         }
         if used.len() >= self.max_tracked {
@@ -134,7 +162,7 @@ impl FormTokens {
                 return Err(TokenError::Busy);
             }
         }
-        used.insert(key, issued_at + self.lifetime);
+        used.insert(token.nonce, token.expires);
         Ok(())
     }
 
@@ -200,6 +228,25 @@ mod tests {
         let tok = t.issue("tip");
         assert_eq!(t.redeem("tip", Some(&tok)), Err(TokenError::TooFast));
         assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn a_verified_token_is_not_used_up_until_it_is_spent() {
+        let t = tokens(0, 60, 10);
+        let tok = t.issue("tip");
+        assert!(t.verify("tip", Some(&tok)).is_ok());
+        assert!(t.verify("tip", Some(&tok)).is_ok(), "verify spends nothing");
+        assert_eq!(t.tracked(), 0);
+        let (a, b) = (
+            t.verify("tip", Some(&tok)).expect("ok"),
+            t.verify("tip", Some(&tok)).expect("ok"),
+        );
+        assert_eq!(t.spend(a), Ok(()));
+        assert_eq!(t.spend(b), Err(TokenError::Replayed), "spent once only");
+        assert!(matches!(
+            t.verify("tip", Some(&tok)),
+            Err(TokenError::Replayed)
+        ));
     }
 
     #[test]

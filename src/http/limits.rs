@@ -4,9 +4,12 @@
 //! per-process random key: the address itself is never stored, logged or
 //! kept past the request), the choice of address (the socket peer, the
 //! right-most `X-Forwarded-For` hop when the peer is a configured trusted
-//! proxy, or the client a PROXY protocol header named), and
-//! [`KeyedLimiter`], a governor limiter whose key map has a ceiling. It
-//! must never log, store or return an address.
+//! proxy, or the client a PROXY protocol header named), [`KeyedLimiter`], a governor limiter whose key map has a
+//! ceiling, and the submission routes' budgets and in-flight caps
+//! ([`Limits`]). The handlers call [`Limits::charge`] themselves, once a post
+//! has passed the checks that cost nothing (so a post refused anyway never
+//! spends a budget real senders share), and [`Limits::enter`] before they
+//! read a body. It must never log, store or return an address.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,9 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -45,6 +47,14 @@ pub struct ClientKey([u8; 16]);
 impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientKey(..)")
+    }
+}
+
+#[cfg(test)]
+impl ClientKey {
+    /// A key for unit tests.
+    pub(crate) fn test(n: u8) -> ClientKey {
+        ClientKey([n; 16])
     }
 }
 
@@ -294,6 +304,7 @@ pub struct Limits {
     keyer: ClientKeyer,
     behind_tor: bool,
     form_client: KeyedLimiter<ClientKey>,
+    token_client: KeyedLimiter<ClientKey>,
     form_each: Vec<GlobalLimiter>,
     form_global: GlobalLimiter,
     api_client: KeyedLimiter<ClientKey>,
@@ -350,6 +361,7 @@ impl Limits {
             keyer: ClientKeyer::new(config.trusted_proxies.clone()),
             behind_tor: config.behind_tor,
             form_client: KeyedLimiter::new(config.form_client, config.max_tracked_clients),
+            token_client: KeyedLimiter::new(config.form_page_client, config.max_tracked_clients),
             form_each: (0..forms)
                 .map(|_| GlobalLimiter::new(config.form_each))
                 .collect(),
@@ -364,12 +376,13 @@ impl Limits {
 
     /// Client keys remembered by the form and API limiters.
     pub fn tracked_clients(&self) -> usize {
-        self.form_client.len() + self.api_client.len()
+        self.form_client.len() + self.token_client.len() + self.api_client.len()
     }
 
     /// Forgets idle clients; called periodically by the server.
     pub fn retain_recent(&self) {
         self.form_client.retain_recent();
+        self.token_client.retain_recent();
         self.api_client.retain_recent();
     }
 
@@ -377,168 +390,186 @@ impl Limits {
     pub fn keyer(&self) -> &ClientKeyer {
         &self.keyer
     }
-
-    /// Who sent `req`, or `None` when clients cannot be told apart (behind
-    /// Tor without a PROXY header: every peer is the tor daemon, and one
-    /// key for all would let one circuit lock everyone out).
-    fn client_of(&self, req: &Request) -> Option<ClientKey> {
-        let proxied = req.extensions().get::<ProxiedClient>().map(|c| c.0);
-        match (proxied, self.behind_tor) {
-            // Each Tor circuit its own client.
-            (Some(addr), true) => Some(self.keyer.key_of_whole(addr)),
-            // A proxy in front that speaks the PROXY protocol: its word
-            // for the client, keyed like any address (X-Forwarded-For is
-            // not read then).
-            (Some(addr), false) => Some(self.keyer.key_of(addr)),
-            (None, true) => None,
-            (None, false) => {
-                let peer = req
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip());
-                Some(self.keyer.client_of(peer, req.headers()))
-            }
-        }
-    }
 }
 
-/// Which submission route a request is for.
-enum Route {
-    Form(Option<usize>),
+/// The rate budgets a submission is charged to.
+#[derive(Clone, Copy)]
+pub enum Budget {
+    /// An HTML form post to the form of this index: per client, per form
+    /// and global.
+    Form(usize),
+    /// A JSON API submission: per client and global.
     Api,
 }
 
-/// Whether the handler refuses this post without storing or sealing
-/// anything: an unknown form, a content type the route does not take, or a
-/// post a browser says came from another site (where the route checks
-/// that). Such posts pass uncharged: any web page can make its visitors'
-/// browsers send them (no CORS preflight), each visitor a different client,
-/// and charging them would spend the per-form and global budgets of real
-/// senders.
-fn refused_anyway(state: &AppState, route: &Route, headers: &HeaderMap) -> bool {
-    let media = super::media_type(headers);
-    let multipart = media.as_deref() == Some("multipart/form-data");
-    let (known, takes, origin_checked) = match route {
-        Route::Form(form) => (
-            form.is_some(),
-            multipart || media.as_deref() == Some("application/x-www-form-urlencoded"),
-            true,
-        ),
-        Route::Api => (
-            true,
-            multipart || media.as_deref() == Some("application/json"),
-            multipart,
-        ),
-    };
-    let abuse = &state.intake().config.abuse;
-    !known
-        || !takes
-        || (origin_checked
-            && abuse.check_origin
-            && super::pages::is_cross_site(headers, abuse.public_origin()))
+/// Why a submission may not go ahead now, and when to send it again.
+pub struct Refused {
+    /// What to answer.
+    pub error: HttpError,
+    wait: Duration,
 }
 
-/// Middleware on every matched route: limits submissions per client, per
-/// form and globally (in that order, so a client over its own limit does not
-/// use up everyone else's), and caps submissions in flight. Other requests
-/// pass untouched.
-pub async fn limit_submissions(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
-    }
-    let route = match req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-    {
-        Some("/forms/{form}") => {
-            // Decoded as the `Path` extractor decodes it: `/forms/%74ip` is
-            // the `tip` form and must meet `tip`'s limit.
-            let raw = req.uri().path().trim_start_matches("/forms/");
-            let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-            Route::Form(state.intake().config.form_index(&id))
-        }
-        Some("/api/v1/forms/{form}/submissions") => Route::Api,
-        _ => return next.run(req).await,
-    };
-    if refused_anyway(&state, &route, req.headers()) {
-        return next.run(req).await;
-    }
-    let limits = state.limits();
-    let client = limits.client_of(&req);
-    let verdict = if let Some(client) = client {
-        match route {
-            Route::Form(_) => limits.form_client.check(&client),
-            Route::Api => limits.api_client.check(&client),
-        }
-    } else {
-        Ok(())
-    }
-    .and_then(|()| match route {
-        Route::Form(Some(i)) => limits.form_each[i].check(),
-        _ => Ok(()),
-    })
-    .and_then(|()| match route {
-        Route::Form(_) => limits.form_global.check(),
-        Route::Api => limits.api_global.check(),
-    });
-    let is_api = matches!(route, Route::Api);
-    if let Err(wait) = verdict {
-        return refuse(
-            is_api,
-            HttpError::new(
+impl Refused {
+    fn rate_limited(wait: Duration) -> Refused {
+        Refused {
+            error: HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many submissions; nothing was stored, please wait a little and send again",
             ),
             wait,
-        );
+        }
     }
-    let Ok(_permit) = Arc::clone(&limits.inflight).try_acquire_owned() else {
-        return refuse(
-            is_api,
-            HttpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the server is busy; nothing was stored, please send again in a moment",
-            ),
-            Duration::from_secs(5),
-        );
-    };
-    let _slot = match client {
-        Some(key) => match ClientSlot::take(&limits.per_client, key, limits.max_per_client) {
-            Some(slot) => Some(slot),
-            None => {
-                return refuse(
-                    is_api,
-                    HttpError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_at_once",
-                        "too many submissions from you at once; nothing was stored, please wait for the others to finish",
-                    ),
-                    Duration::from_secs(5),
-                );
-            }
-        },
-        None => None,
-    };
-    next.run(req).await
+
+    /// `error`, to be sent again in `wait`.
+    pub fn new(error: HttpError, wait: Duration) -> Refused {
+        Refused { error, wait }
+    }
+
+    /// The answer: JSON on the API, a page elsewhere, with `Retry-After`
+    /// (whole seconds) and `Connection: close` (the body, if any, is not
+    /// read: hyper closes the connection rather than drain it).
+    pub fn into_response(self, api: bool) -> Response {
+        let mut res = if api {
+            ApiError(self.error).into_response()
+        } else {
+            PageError(self.error).into_response()
+        };
+        let wait = self.wait;
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        super::closing(res)
+    }
 }
 
-fn refuse(is_api: bool, e: HttpError, wait: Duration) -> Response {
-    let mut res = if is_api {
-        ApiError(e).into_response()
-    } else {
-        PageError(e).into_response()
-    };
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    res
+/// A submission's claim on the in-flight caps (global, and its client's);
+/// given back when dropped.
+pub struct InFlight {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<ClientSlot>,
+}
+
+impl Limits {
+    /// The client behind a request, as the per-client limits know it; `None`
+    /// when clients cannot be told apart (behind Tor without a PROXY
+    /// header: every peer is the tor daemon, and one key for all would let
+    /// one circuit lock everyone out).
+    pub fn client(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<ClientKey> {
+        let proxied = extensions.get::<ProxiedClient>().map(|c| c.0);
+        match (proxied, self.behind_tor) {
+            // Each Tor circuit its own client.
+            (Some(addr), true) => Some(self.keyer.key_of_whole(addr)),
+            // A proxy in front that speaks the PROXY protocol: its word for
+            // the client, keyed like any address (X-Forwarded-For is not
+            // read then).
+            (Some(addr), false) => Some(self.keyer.key_of(addr)),
+            (None, true) => None,
+            (None, false) => {
+                let peer = extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                Some(self.keyer.client_of(peer, headers))
+            }
+        }
+    }
+
+    /// Charges one submission to `budget`: per client first (so a client
+    /// over its own limit does not use up everyone else's), then per form,
+    /// then globally. Called by the handlers once a post has passed every
+    /// check that costs nothing to make (form known, media type, origin;
+    /// for an HTML post also its form token and honeypot): a post refused
+    /// anyway spends no budget, so a flood of them cannot close a form.
+    pub fn charge(&self, client: Option<ClientKey>, budget: Budget) -> Result<(), Refused> {
+        if let Some(client) = client {
+            match budget {
+                Budget::Form(_) => self.form_client.check(&client),
+                Budget::Api => self.api_client.check(&client),
+            }
+            .map_err(Refused::rate_limited)?;
+        }
+        if let Budget::Form(i) = budget {
+            if let Some(each) = self.form_each.get(i) {
+                each.check().map_err(Refused::rate_limited)?;
+            }
+        }
+        match budget {
+            Budget::Form(_) => self.form_global.check(),
+            Budget::Api => self.api_global.check(),
+        }
+        .map_err(Refused::rate_limited)
+    }
+
+    /// Charges one rendered form (a fresh form token) to its client's
+    /// budget. Posts without a valid token cost nothing, so the tokens
+    /// themselves are what a client must be limited in.
+    pub fn issue_token(&self, client: Option<ClientKey>) -> Result<(), Refused> {
+        match client {
+            Some(client) => self.token_client.check(&client).map_err(|wait| {
+                Refused::new(
+                    HttpError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "too many forms opened; please wait a little and open the form again",
+                    ),
+                    wait,
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A slot under `max_inflight_submissions` and one of the client's
+    /// `max_inflight_per_client`, taken before a body is read.
+    pub fn enter(&self, client: Option<ClientKey>) -> Result<InFlight, Refused> {
+        let Ok(permit) = Arc::clone(&self.inflight).try_acquire_owned() else {
+            return Err(Refused::new(
+                HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the server is busy; nothing was stored, please send again in a moment",
+                ),
+                Duration::from_secs(5),
+            ));
+        };
+        let slot = match client {
+            Some(key) => match ClientSlot::take(&self.per_client, key, self.max_per_client) {
+                Some(slot) => Some(slot),
+                None => {
+                    return Err(Refused::new(
+                        HttpError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too_many_at_once",
+                            "too many submissions from you at once; nothing was stored, please wait for the others to finish",
+                        ),
+                        Duration::from_secs(5),
+                    ));
+                }
+            },
+            None => None,
+        };
+        Ok(InFlight {
+            _permit: permit,
+            _slot: slot,
+        })
+    }
+}
+
+/// The client of a request, as the per-client limits know it (`None`
+/// behind Tor).
+pub struct Client(pub Option<ClientKey>);
+
+impl axum::extract::FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Client, Self::Rejection> {
+        Ok(Client(
+            state.limits().client(&parts.extensions, &parts.headers),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -304,11 +304,11 @@ fn submission_responses() -> Value {
         "400": error("The body is malformed (not JSON, duplicate or too many fields, bad UTF-8)"),
         "403": error("A multipart post that a browser says came from another web site"),
         "404": error("No such form"),
-        "408": error("The request took too long to arrive"),
+        "408": error("The request took too long to arrive, or an upload behind the minimum rate was stopped to make room for another while every upload slot was taken"),
         "413": error("The body is too large, or holds more files than the form takes"),
         "415": error("The content type is neither application/json nor multipart/form-data"),
         "422": error("A field breaks the form's rules (unknown, missing, too long, wrong type or option)"),
-        "429": error("Too many requests"),
+        "429": error("Too many requests, too many in flight from one client, or too many uploads from one client at once"),
         "503": error("The server cannot store submissions right now"),
     })
 }

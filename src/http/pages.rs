@@ -22,9 +22,10 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
-use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError};
+use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError, Verified};
+use super::limits::{Budget, Client, ClientKey};
 use super::upload::Failed;
-use super::{AppState, Segment, media_type};
+use super::{AppState, Segment};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 use crate::keys::RecipientCert;
@@ -75,7 +76,10 @@ fn layout(page: Page<'_>, title: &str, body: Markup) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                // Not `no-referrer`: under it a browser sends `Origin: null`
+                // with our own forms' posts, which is what a sandboxed frame
+                // on another site sends too. No other site gets a referrer.
+                meta name="referrer" content="same-origin";
                 title { (title) " · " (page.t(Msg::SiteName)) }
                 link rel="stylesheet" href="/static/style.css";
             }
@@ -238,9 +242,14 @@ impl Echo {
 }
 
 /// `GET /forms/{form}`
+///
+/// Each form carries a fresh form token, so a client may open only so many
+/// (`limits.form_page_client`): posts without a valid token are refused
+/// without spending any rate budget, and the tokens are what a flood needs.
 pub async fn form(
     State(state): State<AppState>,
     Segment(id): Segment,
+    Client(client): Client,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FormPageError> {
@@ -248,6 +257,11 @@ pub async fn form(
         let page = Page::negotiate(&headers, query.as_deref(), "/");
         return Err(FormPageError::new(page, None, HttpError::unknown_form()));
     };
+    if state.intake().config.abuse.form_tokens {
+        if let Err(refused) = state.limits().issue_token(client) {
+            return Ok(refused.into_response(false));
+        }
+    }
     let path = format!("/forms/{}", form.id);
     let page = Page::negotiate(&headers, query.as_deref(), &path);
     let html = render_form(page, &state, form, &Echo::empty(form), &[], None);
@@ -609,55 +623,47 @@ fn is_ticked(value: &str) -> bool {
     )
 }
 
-/// `POST /forms/{form}`: parse → validate → seal → respond. Mistakes the
-/// person can fix get the form back (422) with what they typed; anything
+/// `POST /forms/{form}` with a urlencoded body, once `upload::page_submit`
+/// has checked the form, the content type and the origin: parse → form
+/// token and honeypot → rate budgets → validate → seal → respond. Mistakes
+/// the person can fix get the form back (422) with what they typed; anything
 /// else gets a page saying that nothing was stored.
 pub async fn submit(
-    State(state): State<AppState>,
-    Segment(id): Segment,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    state: &AppState,
+    form_index: usize,
+    client: Option<ClientKey>,
+    headers: &HeaderMap,
+    query: Option<&str>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, FormPageError> {
     let config = &state.intake().config;
-    let Some(form_index) = config.form_index(&id) else {
-        let page = Page::negotiate(&headers, query.as_deref(), "/");
-        return Err(FormPageError::new(page, None, HttpError::unknown_form()));
-    };
     let form = &config.forms[form_index];
     let path = format!("/forms/{}", form.id);
-    let page = Page::negotiate(&headers, query.as_deref(), &path);
+    let page = Page::negotiate(headers, query, &path);
     let fail = |e: HttpError| FormPageError::new(page, Some(form), e);
 
     // Parse.
-    if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(fail(HttpError::unsupported_media_type(
-            "application/x-www-form-urlencoded or multipart/form-data",
-        )));
-    }
-    let abuse = &config.abuse;
-    if abuse.check_origin && is_cross_site(&headers, abuse.public_origin()) {
-        let html = render_form(
-            page,
-            &state,
-            form,
-            &Echo::empty(form),
-            &[],
-            Some(Msg::RefusedCrossSite),
-        );
-        return Ok(form_response(form, StatusCode::FORBIDDEN, html));
-    }
     let body = body.map_err(|e| fail(e.into()))?;
     let mut raw = decode_urlencoded(&body).map_err(|e| fail(e.into()))?;
     drop(body);
 
     // Abuse checks (none of them looks at what was written): the form comes
-    // back with the reason, a fresh token and what was written.
-    if let Err((status, why)) = check_form_post(&state, form, &mut raw) {
-        let echo = Echo::after_refusal(form, why, &raw);
-        let html = render_form(page, &state, form, &echo, &[], Some(why));
-        drop(echo);
-        return Ok(form_response(form, status, html));
+    // back with the reason, a fresh token and what was written. Only a post
+    // that passes them is charged to the rate budgets, and its token is used
+    // up only once the charge went through (a 429 leaves it good).
+    let refusal = |(status, why): (StatusCode, Msg), raw: &[(String, RawValue)]| {
+        let echo = Echo::after_refusal(form, why, raw);
+        refused_form(state, client, page, form, &echo, why, status)
+    };
+    let pass = match gate_form_post(state, form, &mut raw) {
+        Ok(pass) => pass,
+        Err(why) => return Ok(refusal(why, &raw)),
+    };
+    if let Err(refused) = state.limits().charge(client, Budget::Form(form_index)) {
+        return Ok(refused.into_response(false));
+    }
+    if let Err(why) = pass.spend(state) {
+        return Ok(refusal(why, &raw));
     }
 
     // Validate: a fixable mistake re-renders the form from memory.
@@ -668,7 +674,7 @@ pub async fn submit(
             if let Some(malformed) = problems.iter().find(|p| p.is_malformed()) {
                 return Err(fail(malformed.clone().into()));
             }
-            let html = render_form(page, &state, form, &echo, &problems, None);
+            let html = render_form(page, state, form, &echo, &problems, None);
             drop(echo);
             return Ok(form_response(form, StatusCode::UNPROCESSABLE_ENTITY, html));
         }
@@ -681,6 +687,68 @@ pub async fn submit(
     // Respond.
     let html = render_receipt(page, form, &receipt.to_string());
     Ok(form_response(form, StatusCode::OK, html))
+}
+
+/// The form again after an abuse check refused a post, with `why` and a
+/// fresh token (charged to the client's `form_page_client` budget: past it,
+/// 429 instead, so refused posts cannot mint tokens a client may not get
+/// from `GET /forms/{form}`).
+fn refused_form(
+    state: &AppState,
+    client: Option<ClientKey>,
+    page: Page<'_>,
+    form: &FormConfig,
+    echo: &Echo,
+    why: Msg,
+    status: StatusCode,
+) -> Response {
+    if state.intake().config.abuse.form_tokens {
+        if let Err(refused) = state.limits().issue_token(client) {
+            return refused.into_response(false);
+        }
+    }
+    let html = render_form(page, state, form, echo, &[], Some(why));
+    form_response(form, status, html)
+}
+
+/// The answer to a cross-site post to an HTML form (403): the form, empty,
+/// saying why.
+pub fn cross_site_response(
+    state: &AppState,
+    client: Option<ClientKey>,
+    form_index: usize,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response {
+    let form = &state.intake().config.forms[form_index];
+    let path = format!("/forms/{}", form.id);
+    let page = Page::negotiate(headers, query, &path);
+    refused_form(
+        state,
+        client,
+        page,
+        form,
+        &Echo::empty(form),
+        Msg::RefusedCrossSite,
+        StatusCode::FORBIDDEN,
+    )
+}
+
+/// The answer to a post to an HTML form in a content type it does not take
+/// (415).
+pub fn unsupported_response(
+    state: &AppState,
+    form_index: usize,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response {
+    let form = &state.intake().config.forms[form_index];
+    let path = format!("/forms/{}", form.id);
+    let page = Page::negotiate(headers, query, &path);
+    let e = HttpError::unsupported_media_type(
+        "application/x-www-form-urlencoded or multipart/form-data",
+    );
+    FormPageError::new(page, Some(form), e).into_response()
 }
 
 /// The confirmation page: the receipt and what to do with it.
@@ -701,32 +769,54 @@ fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
     )
 }
 
+/// An HTML form post whose honeypot is empty and whose form token is good
+/// (or not asked for); [`Pass::spend`] uses the token up.
+pub struct Pass(Option<Verified>);
+
+impl Pass {
+    /// Uses the token up; refused if another post used it since it was
+    /// checked, or if the set of used tokens is full.
+    pub fn spend(self, state: &AppState) -> Result<(), (StatusCode, Msg)> {
+        match self.0 {
+            Some(token) => state.tokens().spend(token).map_err(token_refusal),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The form-token and honeypot checks of an HTML form post: removes both
-/// fields from `raw` and says why the post is refused, if it is.
-pub fn check_form_post(
+/// fields from `raw` and says why the post is refused, if it is. The token
+/// is checked, not used up: see [`Pass::spend`].
+pub fn gate_form_post(
     state: &AppState,
     form: &FormConfig,
     raw: &mut Vec<(String, RawValue)>,
-) -> Result<(), (StatusCode, Msg)> {
+) -> Result<Pass, (StatusCode, Msg)> {
     let abuse = &state.intake().config.abuse;
     let token = take_text(raw, TOKEN_FIELD);
     let honeypot = take_text(raw, HONEYPOT_FIELD);
     if abuse.honeypot && honeypot.is_some_and(|h| !h.trim().is_empty()) {
         return Err((StatusCode::BAD_REQUEST, Msg::RefusedHoneypot));
     }
-    if abuse.form_tokens {
-        let presented = token.as_deref().map(|t| t.as_str());
-        if let Err(e) = state.tokens().redeem(&form.id, presented) {
-            return Err(match e {
-                TokenError::Invalid => (StatusCode::BAD_REQUEST, Msg::RefusedTokenInvalid),
-                TokenError::Expired => (StatusCode::BAD_REQUEST, Msg::RefusedTokenExpired),
-                TokenError::Replayed => (StatusCode::BAD_REQUEST, Msg::RefusedTokenReplayed),
-                TokenError::TooFast => (StatusCode::BAD_REQUEST, Msg::RefusedTooFast),
-                TokenError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Msg::RefusedBusy),
-            });
-        }
+    if !abuse.form_tokens {
+        return Ok(Pass(None));
     }
-    Ok(())
+    let presented = token.as_deref().map(|t| t.as_str());
+    state
+        .tokens()
+        .verify(&form.id, presented)
+        .map(|v| Pass(Some(v)))
+        .map_err(token_refusal)
+}
+
+fn token_refusal(e: TokenError) -> (StatusCode, Msg) {
+    match e {
+        TokenError::Invalid => (StatusCode::BAD_REQUEST, Msg::RefusedTokenInvalid),
+        TokenError::Expired => (StatusCode::BAD_REQUEST, Msg::RefusedTokenExpired),
+        TokenError::Replayed => (StatusCode::BAD_REQUEST, Msg::RefusedTokenReplayed),
+        TokenError::TooFast => (StatusCode::BAD_REQUEST, Msg::RefusedTooFast),
+        TokenError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Msg::RefusedBusy),
+    }
 }
 
 /// Removes the parameter `name` (if sent once or more) and returns its last
@@ -747,8 +837,11 @@ fn take_text(pairs: &mut Vec<(String, RawValue)>, name: &str) -> Option<Zeroizin
 }
 
 /// A browser says this post comes from another site: `Sec-Fetch-Site` other
-/// than `same-origin`/`none`, or an `Origin` that is neither `null` (which
-/// browsers send for our own `no-referrer` pages) nor this site.
+/// than `same-origin`/`none`, or (from a browser that does not send
+/// `Sec-Fetch-Site`) an `Origin` other than this site. `Origin: null` counts
+/// as another site: a sandboxed frame on any page sends it. Our own pages
+/// send their real origin on a post (their referrer policy is
+/// `same-origin`), or `Sec-Fetch-Site: same-origin` beside the `null`.
 pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return !matches!(site.to_str(), Ok("same-origin" | "none"));
@@ -760,9 +853,6 @@ pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool
         return true;
     };
     let origin = origin.trim().to_ascii_lowercase();
-    if origin == "null" {
-        return false;
-    }
     match public_origin {
         Some(expected) => origin != expected,
         None => {
@@ -785,6 +875,7 @@ pub fn is_cross_site(headers: &HeaderMap, public_origin: Option<String>) -> bool
 pub fn upload_response(
     state: &AppState,
     form_index: usize,
+    client: Option<ClientKey>,
     headers: &HeaderMap,
     query: Option<&str>,
     outcome: Result<Receipt, Failed>,
@@ -805,14 +896,15 @@ pub fn upload_response(
             drop(echo);
             form_response(form, StatusCode::UNPROCESSABLE_ENTITY, html)
         }
+        Err(Failed::Refused(refused)) => refused.into_response(false),
         Err(failed) => {
             let e = HttpError::from(failed);
             match refusal_of(e.code) {
                 Some(why) => {
                     let echo = Echo::after_refusal(form, why, &kept);
-                    let html = render_form(page, state, form, &echo, &[], Some(why));
+                    let res = refused_form(state, client, page, form, &echo, why, e.status);
                     drop(echo);
-                    form_response(form, e.status, html)
+                    res
                 }
                 None => FormPageError::new(page, Some(form), e).into_response(),
             }
@@ -831,7 +923,7 @@ const REFUSALS: [(&str, Msg); 7] = [
     ("refused:busy", Msg::RefusedBusy),
 ];
 
-/// The error code of a refusal (see [`check_form_post`]).
+/// The error code of a refusal (see [`gate_form_post`]).
 pub fn refusal_code(why: Msg) -> &'static str {
     REFUSALS
         .iter()
@@ -917,7 +1009,7 @@ mod tests {
     #[test]
     fn cross_site_posts_are_told_from_same_site_ones() {
         let public = || Some("https://tips.example.org".to_owned());
-        let cases: [Case; 10] = [
+        let cases: [Case; 12] = [
             (&[], None, false),
             (&[("sec-fetch-site", "same-origin")], None, false),
             (&[("sec-fetch-site", "none")], None, false),
@@ -927,7 +1019,15 @@ mod tests {
                 None,
                 true,
             ),
-            (&[("origin", "null")], public(), false),
+            // A sandboxed frame, or an older browser on another site's
+            // no-referrer page.
+            (&[("origin", "null")], public(), true),
+            (&[("origin", "null")], None, true),
+            (
+                &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+                public(),
+                false,
+            ),
             (&[("origin", "https://tips.example.org")], public(), false),
             (&[("origin", "https://evil.example")], public(), true),
             (

@@ -7,6 +7,15 @@
 //! to the urlencoded (pages) or JSON (api) handler as before, under the usual
 //! `max_body_bytes` limit.
 //!
+//! Before a body is read, a post to an unknown form, in a content type the
+//! route does not take or from another site is refused with
+//! `Connection: close` (the body is never read), and a post takes its
+//! in-flight slots. An upload takes an upload slot ([`super::slots`]) when
+//! its sealer starts: at once on the API, and on an HTML form only once its
+//! form token and honeypot have passed and it has been charged to the rate
+//! budgets. When every slot is taken, the upload furthest behind
+//! `upload_min_bytes_per_sec` is stopped (408) to make room.
+//!
 //! Limits are enforced while the body streams: a file over `max_file_bytes`,
 //! files over `max_total_bytes` or more than `max_files` files stop the
 //! request with 413 at once; a body that pauses longer than
@@ -34,7 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, MatchedPath, RawQuery, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -44,9 +53,11 @@ use zeroize::Zeroizing;
 
 use super::error::{ApiError, HttpError, join_failure};
 use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD};
-use super::{AppState, Segment, api, media_type, pages};
+use super::limits::{Budget, Client, ClientKey, Refused};
+use super::slots::{Eviction, NoSlot};
+use super::{AppState, Segment, api, closing, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
-use crate::store::Receipt;
+use crate::store::{IndexEntry, Receipt};
 use crate::submission::{RawValue, Rejection};
 use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
 
@@ -80,90 +91,136 @@ fn max_parts(form: &FormConfig) -> usize {
 const UPLOAD_ROUTES: [&str; 2] = ["/forms/{form}", "/api/v1/forms/{form}/submissions"];
 
 /// `POST /forms/{form}`: multipart here, urlencoded in [`pages::submit`].
+///
+/// What costs nothing is checked first, before the body is read: the form
+/// is known, the content type is one the route takes, the post is not
+/// cross-site; a refusal here says `Connection: close` and the body is never
+/// read. Then the post takes its in-flight slots and its body is read; it is
+/// charged to the rate budgets only once its form token and honeypot pass
+/// (in [`pages::submit`], or when an upload's gate opens).
 pub async fn page_submit(
     State(state): State<AppState>,
     Segment(id): Segment,
+    Client(client): Client,
     req: Request,
 ) -> Response {
     let query = req.uri().query().map(str::to_owned);
     let headers = req.headers().clone();
-    if !is_multipart(&headers) {
+    let config = &state.intake().config;
+    let Some(form_index) = config.form_index(&id) else {
+        return closing(pages::unknown_form_response(&headers, query.as_deref()));
+    };
+    let multipart = is_multipart(&headers);
+    if !multipart && media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return closing(pages::unsupported_response(
+            &state,
+            form_index,
+            &headers,
+            query.as_deref(),
+        ));
+    }
+    let abuse = &config.abuse;
+    if abuse.check_origin && pages::is_cross_site(&headers, abuse.public_origin()) {
+        return closing(pages::cross_site_response(
+            &state,
+            client,
+            form_index,
+            &headers,
+            query.as_deref(),
+        ));
+    }
+    let _in_flight = match state.limits().enter(client) {
+        Ok(f) => f,
+        Err(refused) => return refused.into_response(false),
+    };
+    if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match pages::submit(State(state), Segment(id), headers, RawQuery(query), body).await
+        return match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
+            .await
         {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
     }
-    let Some(form_index) = state.intake().config.form_index(&id) else {
-        return pages::unknown_form_response(&headers, query.as_deref());
-    };
-    let abuse = &state.intake().config.abuse;
-    if abuse.check_origin && pages::is_cross_site(&headers, abuse.public_origin()) {
-        let refused = HttpError {
-            status: StatusCode::FORBIDDEN,
-            code: "refused:cross-site",
-            message: "the form post came from another site; nothing was stored".into(),
-            field: None,
-        };
-        return pages::upload_response(
-            &state,
-            form_index,
-            &headers,
-            query.as_deref(),
-            Err(refused.into()),
-            Vec::new(),
-        );
-    }
     let mut kept = Vec::new();
-    let outcome = receive(&state, form_index, req, Gate::FormPage, &mut kept).await;
-    pages::upload_response(
+    let outcome = receive(&state, form_index, req, Gate::FormPage, client, &mut kept).await;
+    let failed = outcome.is_err();
+    let res = pages::upload_response(
         &state,
         form_index,
+        client,
         &headers,
         query.as_deref(),
         outcome,
         kept,
-    )
+    );
+    // A failed upload may have stopped with its body half read.
+    if failed { closing(res) } else { res }
 }
 
 /// `POST /api/v1/forms/{form}/submissions`: multipart here (201
 /// `{"receipt"}`), JSON in [`api::submit`].
+///
+/// The API has no form token: a post is charged to its client's and the
+/// global API budgets once the form is known, the content type is one the
+/// route takes and (multipart) it is not cross-site, before its body is
+/// read. A refusal before the body says `Connection: close`.
 pub async fn api_submit(
     State(state): State<AppState>,
     Segment(id): Segment,
+    Client(client): Client,
     req: Request,
 ) -> Response {
-    if !is_multipart(req.headers()) {
-        let headers = req.headers().clone();
+    let config = &state.intake().config;
+    let Some(form_index) = config.form_index(&id) else {
+        return closing(ApiError(HttpError::unknown_form()).into_response());
+    };
+    let multipart = is_multipart(req.headers());
+    let abuse = &config.abuse;
+    if multipart {
+        // A browser may send a multipart post cross-site without a CORS
+        // preflight (JSON needs one): refuse it as the HTML form route
+        // does, so no web page can make its visitors submit here.
+        if abuse.check_origin && pages::is_cross_site(req.headers(), abuse.public_origin()) {
+            return closing(
+                ApiError(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    "cross_site",
+                    "the request came from another web site; nothing was stored",
+                ))
+                .into_response(),
+            );
+        }
+    } else if media_type(req.headers()).as_deref() != Some("application/json") {
+        return closing(
+            ApiError(HttpError::unsupported_media_type(
+                "application/json or multipart/form-data",
+            ))
+            .into_response(),
+        );
+    }
+    if let Err(refused) = state.limits().charge(client, Budget::Api) {
+        return refused.into_response(true);
+    }
+    let _in_flight = match state.limits().enter(client) {
+        Ok(f) => f,
+        Err(refused) => return refused.into_response(true),
+    };
+    if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match api::submit(State(state), Segment(id), headers, body).await {
+        return match api::submit(&state, form_index, body).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
     }
-    let Some(form_index) = state.intake().config.form_index(&id) else {
-        return ApiError(HttpError::unknown_form()).into_response();
-    };
-    // A browser may send a multipart post cross-site without a CORS
-    // preflight (JSON needs one): refuse it as the HTML form route does, so
-    // no web page can make its visitors submit here.
-    let abuse = &state.intake().config.abuse;
-    if abuse.check_origin && pages::is_cross_site(req.headers(), abuse.public_origin()) {
-        return ApiError(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "the request came from another web site; nothing was stored",
-        ))
-        .into_response();
-    }
-    match receive(&state, form_index, req, Gate::Api, &mut Vec::new()).await {
+    match receive(&state, form_index, req, Gate::Api, client, &mut Vec::new()).await {
         Ok(receipt) => (
             StatusCode::CREATED,
             Json(json!({ "receipt": receipt.to_string() })),
         )
             .into_response(),
-        Err(failed) => ApiError(failed.into()).into_response(),
+        Err(Failed::Refused(refused)) => refused.into_response(true),
+        Err(failed) => closing(ApiError(failed.into()).into_response()),
     }
 }
 
@@ -194,6 +251,8 @@ pub enum Failed {
     /// A field broke the form's rules: an HTML form comes back with it
     /// marked (422).
     Invalid(Rejection),
+    /// A rate limit or the upload slots: answered with `Retry-After`.
+    Refused(Refused),
     /// Anything else, answered as it is.
     Other(HttpError),
 }
@@ -208,6 +267,7 @@ impl From<Failed> for HttpError {
     fn from(f: Failed) -> HttpError {
         match f {
             Failed::Invalid(r) => r.into(),
+            Failed::Refused(r) => r.error,
             Failed::Other(e) => e,
         }
     }
@@ -216,6 +276,12 @@ impl From<Failed> for HttpError {
 impl From<HttpError> for Stop {
     fn from(e: HttpError) -> Stop {
         Stop::Client(Failed::Other(e))
+    }
+}
+
+impl From<Refused> for Stop {
+    fn from(r: Refused) -> Stop {
+        Stop::Client(Failed::Refused(r))
     }
 }
 
@@ -238,6 +304,68 @@ enum Gate {
 /// Longest value the token or honeypot part may have.
 const GATE_VALUE_CAP: usize = 1024;
 
+/// The sealer of an upload, started (with the upload's slot taken) once
+/// its gate is open: at once on the API, after the form token and the rate
+/// budgets on an HTML form, so posts refused by those take no slot.
+struct Starter<'a> {
+    state: &'a AppState,
+    form_index: usize,
+    client: Option<ClientKey>,
+    started: std::time::Instant,
+    delivered: Arc<AtomicU64>,
+    eviction: Arc<Eviction>,
+    events: Option<mpsc::Receiver<UploadEvent>>,
+    sealer: Option<tokio::task::JoinHandle<Result<(Receipt, IndexEntry), UploadError>>>,
+}
+
+impl Starter<'_> {
+    /// Takes a slot (making room if one upload is behind the minimum rate)
+    /// and starts the sealer on a blocking thread; the slot is given back
+    /// when the sealer is done.
+    fn start(&mut self) -> Result<(), Stop> {
+        let Some(events) = self.events.take() else {
+            return Ok(());
+        };
+        let slot = self
+            .state
+            .upload_slots()
+            .take(
+                self.client,
+                self.started,
+                Arc::clone(&self.delivered),
+                Arc::clone(&self.eviction),
+            )
+            .map_err(no_slot)?;
+        let intake = self.state.intake_arc();
+        let form_index = self.form_index;
+        self.sealer = Some(tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let form = &intake.config.forms[form_index];
+            seal_upload(&intake, form, events, SystemTime::now())
+        }));
+        Ok(())
+    }
+}
+
+fn no_slot(no: NoSlot) -> Refused {
+    match no {
+        NoSlot::Full => {
+            tracing::warn!(
+                "refusing an upload: max_concurrent_uploads are in progress, none behind the minimum rate"
+            );
+            Refused::new(HttpError::unavailable(), Duration::from_secs(5))
+        }
+        NoSlot::ClientFull => Refused::new(
+            HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_uploads",
+                "too many uploads from you at once; nothing was stored, please wait for the others to finish",
+            ),
+            Duration::from_secs(5),
+        ),
+    }
+}
+
 /// Reads the multipart body of `req` into a sealed, committed record. The
 /// text fields read are copied into `kept` (for an HTML form to show them
 /// again if the upload is not stored).
@@ -246,6 +374,7 @@ async fn receive(
     form_index: usize,
     req: Request,
     gate: Gate,
+    client: Option<ClientKey>,
     kept: &mut Vec<(String, RawValue)>,
 ) -> Result<Receipt, Failed> {
     let intake = state.intake_arc();
@@ -287,22 +416,29 @@ async fn receive(
         }
         Err(e) => return Err(HttpError::internal(&e).into()),
     }
-    let permit = state.upload_permits().try_acquire_owned().map_err(|_| {
-        tracing::warn!("refusing an upload: max_concurrent_uploads are in progress");
-        HttpError::unavailable()
-    })?;
 
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let sealer_intake = Arc::clone(&intake);
-    let sealer = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let form = &sealer_intake.config.forms[form_index];
-        seal_upload(&sealer_intake, form, rx, SystemTime::now())
-    });
-
     let delivered = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(AtomicU64::new(0));
+    let eviction = Arc::new(Eviction::default());
     let started = Instant::now();
+    let mut starter = Starter {
+        state,
+        form_index,
+        client,
+        started: started.into_std(),
+        delivered: Arc::clone(&delivered),
+        eviction: Arc::clone(&eviction),
+        events: Some(rx),
+        sealer: None,
+    };
+    if gate == Gate::Api {
+        match starter.start() {
+            Ok(()) => {}
+            Err(Stop::Client(failed)) => return Err(failed),
+            Err(Stop::SealerGone) => return Err(HttpError::unavailable().into()),
+        }
+    }
     let limits = Limits {
         started,
         body_deadline: started + Duration::from_secs(server.upload_timeout_secs),
@@ -310,6 +446,7 @@ async fn receive(
         min_rate: server.upload_min_bytes_per_sec,
         delivered: Arc::clone(&delivered),
         progress: Arc::clone(&progress),
+        eviction,
     };
     let body = Metered {
         inner: req.into_body().into_data_stream(),
@@ -325,7 +462,7 @@ async fn receive(
         Gate::FormPage => Some(state),
         Gate::Api => None,
     };
-    let fed = match feed(form, &mut multipart, &tx, &limits, gate, kept).await {
+    let fed = match feed(form, &mut multipart, &tx, &limits, gate, &mut starter, kept).await {
         Ok(()) => tx
             .send(UploadEvent::End)
             .await
@@ -334,11 +471,18 @@ async fn receive(
     };
     drop(tx);
     drop(multipart);
-    let sealed = sealer.await;
+    let sealed = match starter.sealer.take() {
+        Some(sealer) => Some(sealer.await),
+        None => None,
+    };
     if let Err(Stop::Client(failed)) = fed {
-        // The sealer saw the channel close and removed its temp file.
+        // The sealer (if it started) saw the channel close and removed its
+        // temp file.
         return Err(failed);
     }
+    let Some(sealed) = sealed else {
+        return Err(HttpError::internal(&"an upload ended before its sealer started").into());
+    };
     match sealed {
         Ok(Ok((receipt, _))) => Ok(receipt),
         Ok(Err(UploadError::Rejected(r))) => Err(Failed::Invalid(r)),
@@ -362,6 +506,8 @@ struct Limits {
     /// Parts begun and chunks of field data received so far: what
     /// [`Metered`] counts the framing gap from.
     progress: Arc<AtomicU64>,
+    /// Set when the upload must make room for another.
+    eviction: Arc<Eviction>,
 }
 
 impl Limits {
@@ -370,13 +516,22 @@ impl Limits {
     async fn timed<T>(&self, fut: impl Future<Output = T>) -> Result<T, HttpError> {
         let until = self.body_deadline.min(Instant::now() + self.idle);
         let until = until.min(self.behind_at().unwrap_or(until));
-        tokio::time::timeout_at(until, fut).await.map_err(|_| {
-            HttpError::new(
+        tokio::select! {
+            biased;
+            () = self.eviction.evicted() => Err(HttpError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
-                "the request body arrived too slowly; nothing was stored",
-            )
-        })
+                "the upload arrived more slowly than the server's minimum rate while every \
+                 upload slot was taken, and made room for another; nothing was stored",
+            )),
+            timed = tokio::time::timeout_at(until, fut) => timed.map_err(|_| {
+                HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body arrived too slowly; nothing was stored",
+                )
+            }),
+        }
     }
 
     /// Counts `n` bytes of fields and files received.
@@ -408,21 +563,31 @@ impl Limits {
     }
 }
 
-/// The form-token and honeypot checks of an HTML form upload; a refusal
-/// carries the reason as its code (`refused:…`) for the page to explain.
+/// Opens an HTML form upload's gate: its form token and honeypot pass
+/// (a refusal carries the reason as its code, `refused:…`, for the page to
+/// explain), then it is charged to the rate budgets and takes an upload
+/// slot, and only then is its token used up (a person refused by a limit
+/// can send the same form again).
 fn open_gate(
     state: &AppState,
     form: &FormConfig,
     pairs: &mut Vec<(String, RawValue)>,
+    starter: &mut Starter<'_>,
 ) -> Result<(), Stop> {
-    pages::check_form_post(state, form, pairs).map_err(|(status, why)| {
+    let refused = |(status, why): (StatusCode, crate::i18n::Msg)| {
         Stop::from(HttpError {
             status,
             code: pages::refusal_code(why),
             message: "the form post was refused; nothing was stored".into(),
             field: None,
         })
-    })
+    };
+    let pass = pages::gate_form_post(state, form, pairs).map_err(refused)?;
+    state
+        .limits()
+        .charge(starter.client, Budget::Form(starter.form_index))?;
+    starter.start()?;
+    pass.spend(state).map_err(refused)
 }
 
 fn too_large(code: &'static str, message: &'static str) -> HttpError {
@@ -446,6 +611,7 @@ async fn feed(
     tx: &mpsc::Sender<UploadEvent>,
     limits: &Limits,
     gate: Option<&AppState>,
+    starter: &mut Starter<'_>,
     kept: &mut Vec<(String, RawValue)>,
 ) -> Result<(), Stop> {
     let mut gate_pairs: Vec<(String, RawValue)> = Vec::new();
@@ -497,7 +663,7 @@ async fn feed(
                 continue;
             }
             if !gate_open {
-                open_gate(state, form, &mut gate_pairs)?;
+                open_gate(state, form, &mut gate_pairs, starter)?;
                 gate_open = true;
             }
         }
@@ -610,7 +776,7 @@ async fn feed(
         }
     }
     if let (Some(state), false) = (gate, gate_open) {
-        open_gate(state, form, &mut gate_pairs)?;
+        open_gate(state, form, &mut gate_pairs, starter)?;
     }
     Ok(())
 }

@@ -1086,3 +1086,257 @@ async fn posts_refused_anyway_do_not_spend_the_shared_budgets() {
     }
     assert_eq!(fx.records().len(), 4);
 }
+
+/// 500 token-less posts (and a few with the honeypot filled) from one
+/// attacker, then an honest post with a form token: the honest post is
+/// stored. `spread`: the attacker's posts come from the 32 /64s of one IPv6
+/// /59 and the honest sender is another address (through a trusted proxy);
+/// otherwise everyone is the one peer, as behind Tor.
+async fn a_token_less_flood_leaves_the_form_open(fx: &Fixture, spread: bool) {
+    let flood_xff = move |n: usize| spread.then(|| format!("2001:db8:0:{}::1", n % 32));
+    let honest_xff = spread.then_some("203.0.113.9");
+    let server = Server::start(fx);
+    let url = server.url("/forms/tip");
+    let client = reqwest::Client::new();
+    let with_xff = |req: reqwest::RequestBuilder, xff: Option<&str>| match xff {
+        Some(x) => req.header("x-forwarded-for", x),
+        None => req,
+    };
+    // The honest sender opens the form before the flood...
+    let page = with_xff(client.get(&url), honest_xff)
+        .send()
+        .await
+        .expect("form page");
+    assert_eq!(page.status().as_u16(), 200);
+    let token = token_in(&page.bytes().await.expect("page"));
+    let flood_token = token_in(
+        &with_xff(client.get(&url), flood_xff(0).as_deref())
+            .send()
+            .await
+            .expect("form page")
+            .bytes()
+            .await
+            .expect("page"),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut tasks = Vec::new();
+    for part in 0..10 {
+        let (client, url) = (client.clone(), url.clone());
+        let flood_token = flood_token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..50 {
+                let body = if part == 0 && i < 5 {
+                    urlencode(&[
+                        ("message", MESSAGE),
+                        ("sf.token", &flood_token),
+                        ("sf.homepage", "http://spam.example"),
+                    ])
+                } else {
+                    urlencode(&[("message", MESSAGE)])
+                };
+                let mut req = client
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body);
+                if let Some(x) = flood_xff(part * 50 + i) {
+                    req = req.header("x-forwarded-for", x);
+                }
+                statuses.push(req.send().await.expect("flood post").status().as_u16());
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.extend(t.await.expect("flood task"));
+    }
+    assert_eq!(statuses.len(), 500);
+    let refused = statuses.iter().filter(|s| **s == 400).count();
+    eprintln!(
+        "flood: {refused} answered 400 (refused for the token or the honeypot), {} 429 (no more forms for that client)",
+        500 - refused
+    );
+    // Refused (400), or past the client's budget of rendered forms (429):
+    // never stored.
+    assert!(
+        statuses.iter().all(|s| *s == 400 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(fx.records().is_empty());
+
+    // ...and sends it after: stored.
+    let res = with_xff(
+        client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(urlencode(&[("message", MESSAGE), ("sf.token", &token)])),
+        honest_xff,
+    )
+    .send()
+    .await
+    .expect("honest post");
+    let status = res.status().as_u16();
+    let page = res.text().await.expect("page");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(fx.records().len(), 1);
+    assert!(server.terminate().success());
+}
+
+/// Budgets a flood would close the form with, were it charged: a form
+/// budget of 20, a global one of 30.
+const SMALL_FORM_BUDGETS: &str =
+    "form_each = { burst = 20, per_minute = 1 }\nform_global = { burst = 30, per_minute = 1 }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_posts_without_a_form_token_cannot_make_an_honest_post_fail() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            &format!("{SMALL_FORM_BUDGETS}\ntrusted_proxies = [\"127.0.0.1\"]"),
+            "min_fill_secs = 1",
+        ),
+    );
+    a_token_less_flood_leaves_the_form_open(&fx, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_tor_a_flood_of_posts_without_a_form_token_cannot_make_an_honest_post_fail() {
+    // Without PROXY protocol every post comes from the tor daemon: one
+    // client, no per-client limits.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            &format!("{SMALL_FORM_BUDGETS}\nbehind_tor = true"),
+            "min_fill_secs = 1",
+        ),
+    );
+    a_token_less_flood_leaves_the_form_open(&fx, false).await;
+}
+
+#[test]
+fn posts_refused_before_their_body_are_answered_without_reading_it() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables("", "public_url = \"http://tips.example.org\""),
+    );
+    let server = Server::start(&fx);
+    // (path, content type, extra header, status): a body of max_body_bytes
+    // is announced; 64 KiB of it is sent.
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "/forms/nope",
+            "application/x-www-form-urlencoded",
+            "",
+            "404",
+        ),
+        ("/forms/tip", "text/plain", "", "415"),
+        (
+            "/forms/tip",
+            "application/x-www-form-urlencoded",
+            "Origin: https://evil.example\r\n",
+            "403",
+        ),
+        (
+            "/forms/tip",
+            "application/x-www-form-urlencoded",
+            "Origin: null\r\n",
+            "403",
+        ),
+        (
+            "/api/v1/forms/nope/submissions",
+            "application/json",
+            "",
+            "404",
+        ),
+        ("/api/v1/forms/tip/submissions", "text/plain", "", "415"),
+    ];
+    // Many at once: read whole, they would take max_connections ×
+    // max_body_bytes of memory.
+    let threads: Vec<_> = (0..48)
+        .map(|i| {
+            let (path, ct, extra, status) = cases[i % cases.len()];
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("timeout");
+                let head = format!(
+                    "POST {path} HTTP/1.1\r\nHost: tips.example.org\r\nContent-Type: {ct}\r\n{extra}Content-Length: 262144\r\n\r\n"
+                );
+                s.write_all(head.as_bytes()).expect("head");
+                s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
+                let started = Instant::now();
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 8192];
+                while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                        Err(e) => panic!("{path} {ct}: no answer before the body: {e}"),
+                    }
+                }
+                let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                assert!(
+                    answer.starts_with(&format!("http/1.1 {status}")),
+                    "{path} {ct}: {answer}"
+                );
+                assert!(answer.contains("connection: close"), "{answer}");
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for t in threads {
+        let waited = t.join().expect("client");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+        slowest = slowest.max(waited);
+    }
+    eprintln!("48 refused posts, 64 KiB of 256 KiB sent each: answered within {slowest:?}");
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn a_post_refused_by_a_rate_limit_keeps_its_form_token() {
+    // One post a second for the form: the second of two at once gets 429,
+    // and its token, not used up, is good a second later.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "form_each = { burst = 1, per_minute = 60 }",
+            "min_fill_secs = 1",
+        ),
+    );
+    let app = fx.app();
+    let (first, second) = (fresh_token(&app).await, fresh_token(&app).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let post = |token: &str| {
+        form_post(
+            "tip",
+            &urlencode(&[("message", MESSAGE), ("sf.token", token)]),
+        )
+    };
+    assert_eq!(send(&app, post(&first)).await.0.status(), StatusCode::OK);
+    let (res, _) = send(&app, post(&second)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (res, body) = send(&app, post(&second)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(fx.records().len(), 2);
+}

@@ -1041,3 +1041,171 @@ async fn canary_bytes_in_attachment_content_and_names_never_reach_disk_or_logs()
         );
     }
 }
+
+/// Tables for the slot tests: clients told apart by `X-Forwarded-For`.
+const PROXIED: &str =
+    "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[abuse]\nform_tokens = false\n";
+
+/// An upload to `big` from `xff` that sends 512 bytes every 250 ms (2 KiB/s)
+/// until the server answers; resolves to the answer.
+async fn trickle(server: &Server, xff: &str) -> tokio::task::JoinHandle<String> {
+    let mut s = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    let body_head = Multipart::new().file_head("file", "slow.bin").body;
+    let head = format!(
+        "POST /api/v1/forms/big/submissions HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nX-Forwarded-For: {xff}\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        content_type(),
+        body_head.len() + 10_000_000
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(&body_head).await.expect("body head");
+    let (mut reader, mut writer) = s.into_split();
+    tokio::spawn(async move {
+        // Aborting this task closes the connection: the writer goes too.
+        let _writing = AbortOnDrop(tokio::spawn(async move {
+            while writer.write_all(&[b'x'; 512]).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }));
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_upload_gets_201_while_trickling_uploads_hold_every_slot() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        UPLOAD_FORMS,
+        "max_concurrent_uploads = 4",
+        PROXIED,
+    );
+    let server = Server::start(&fx);
+    // Two clients hold two slots each, the most one client may hold...
+    let mut held = Vec::new();
+    for xff in [
+        "198.51.100.1",
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.2",
+    ] {
+        held.push(trickle(&server, xff).await);
+    }
+    wait_until("four uploads in progress", || fx.partials() == 4).await;
+    // ...and a third from one of them is refused.
+    let third = trickle(&server, "198.51.100.1").await.await.expect("third");
+    assert!(third.starts_with("HTTP/1.1 429"), "{third}");
+    assert!(third.contains("too_many_uploads"), "{third}");
+    assert!(
+        third.to_ascii_lowercase().contains("retry-after: 5"),
+        "{third}"
+    );
+
+    // Every slot is taken, by uploads far behind 16 KiB/s: an honest one
+    // still gets in.
+    let len: u64 = 2 * 1024 * 1024;
+    let head = Multipart::new()
+        .text("note", "honest")
+        .file_head("file", "honest.bin")
+        .body;
+    let mut body = head;
+    for chunk in Noise::new(7, len) {
+        body.extend_from_slice(&chunk);
+    }
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let res = reqwest::Client::new()
+        .post(server.url("/api/v1/forms/big/submissions"))
+        .header("content-type", content_type())
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(body)
+        .send()
+        .await
+        .expect("honest upload");
+    let status = res.status();
+    let answer = res.bytes().await.expect("answer");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let plain = decrypt(&fx, &receipt_of(&answer));
+    let message = MessageParser::default().parse(&plain).expect("MIME parses");
+    let file = message
+        .attachments()
+        .find(|p| p.attachment_name() == Some("honest.bin"))
+        .expect("attachment");
+    assert_eq!(
+        hex::encode(Sha256::digest(file.contents())),
+        Noise::sha256(7, len)
+    );
+
+    // The trickler that made room got 408, and nothing of it stayed.
+    wait_until("one trickler is stopped", || {
+        held.iter().filter(|h| h.is_finished()).count() == 1
+    })
+    .await;
+    let i = held.iter().position(|h| h.is_finished()).expect("finished");
+    let evicted = held.remove(i).await.expect("evicted");
+    assert!(evicted.starts_with("HTTP/1.1 408"), "{evicted}");
+    assert!(evicted.contains("made room for another"), "{evicted}");
+    assert!(
+        evicted.to_ascii_lowercase().contains("connection: close"),
+        "{evicted}"
+    );
+    wait_until("three uploads in progress", || fx.partials() == 3).await;
+    for h in &held {
+        h.abort();
+    }
+    wait_until("spool/tmp is empty", || fx.partials() == 0).await;
+    assert!(server.terminate().success());
+    assert_eq!(fx.records().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_upload_without_a_form_token_takes_no_upload_slot() {
+    // One slot, held by an upload that is never evicted (no minimum rate):
+    // a form upload without a token is refused for its token (400), not for
+    // want of a slot (503).
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        UPLOAD_FORMS,
+        "max_concurrent_uploads = 1\nupload_min_bytes_per_sec = 0",
+        "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let server = Server::start(&fx);
+    let holder = trickle(&server, "198.51.100.1").await;
+    wait_until("an upload in progress", || fx.partials() == 1).await;
+    let body = Multipart::new()
+        .text("message", "no token")
+        .file("documents", "a.txt", "text/plain", b"a")
+        .finish();
+    let res = reqwest::Client::new()
+        .post(server.url("/forms/upload"))
+        .header("content-type", content_type())
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = res.status();
+    let page = res.text().await.expect("page");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("did not come from"), "{page}");
+    holder.abort();
+    wait_until("spool/tmp is empty", || fx.partials() == 0).await;
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
