@@ -127,6 +127,9 @@ pub enum Command {
         /// Bundle folders or .pgp files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+        /// Lock all memory (mlockall), so no plaintext or key reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
     /// Apply the `[retention]` settings now (`serve` does it daily).
     Purge,
@@ -142,6 +145,9 @@ pub enum Command {
         /// File with the passphrase (else you are asked twice).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Lock all memory (mlockall), so no secret key reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
 }
 
@@ -184,19 +190,22 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             csv,
             inputs,
+            mlock,
         } => decrypt::run(&decrypt::Options {
             keys: &keys,
             passphrase_file: passphrase_file.as_deref(),
             out: &out,
             inputs: &inputs,
             csv,
+            mlock,
         }),
         Command::Purge => purge::run(&cli.config),
         Command::Keygen {
             name,
             out,
             passphrase_file,
-        } => keygen::run(&name, &out, passphrase_file.as_deref()),
+            mlock,
+        } => keygen::run(&name, &out, passphrase_file.as_deref(), mlock),
     }
 }
 

@@ -1685,3 +1685,60 @@ async fn decrypt_removes_a_record_it_could_not_finish_writing() {
     assert!(!killed.exists() && mine.exists());
     assert_eq!(decrypted_dirs(&plain).len(), 2, "the record and .notes");
 }
+
+/// Bytes that would drive a terminal: ESC and BEL, as in `ESC ] 0 ; … BEL`
+/// (which sets the window title, and worse sequences follow the same form).
+fn has_terminal_escapes(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b == 0x1b || b == 0x07)
+}
+
+/// A bundle entry named `ESC ] 0 ; pwned BEL`, listed in the manifest: its
+/// path in the error (a `BundleError::Io`: it cannot be read) and a bundle
+/// folder of that name whose manifest cannot be read reach the terminal
+/// escaped, not as raw control characters.
+#[test]
+fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
+    const NAME: &str = "\u{1b}]0;pwned\u{7}";
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("bundle");
+    let manifest = json!({ "version": 1, "records": [{
+        "receipt": NAME, "sha256": "00", "size": 1, "day": "2026-01-01", "recipients": [] }] });
+    std::fs::write(bundle.join("MANIFEST.json"), manifest.to_string()).expect("manifest");
+    // A folder where the record should be: reading it fails with its path.
+    std::fs::create_dir(bundle.join(format!("{NAME}.pgp"))).expect("entry");
+    let key = TestKey::Ed25519.secret();
+    let out = work.path().join("out");
+    let run = |input: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+            .args(["decrypt", "--key", path_str(&key), "--out", path_str(&out)])
+            .arg(input)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run sealform")
+    };
+    let done = run(&bundle);
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(done.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("\\u{1b}]0;pwned\\u{7}"), "{text}");
+    assert!(
+        !has_terminal_escapes(&done.stdout) && !has_terminal_escapes(&done.stderr),
+        "raw escapes printed: {:?} {:?}",
+        text,
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    // A bundle folder of that name whose manifest is unreadable: the
+    // error that ends the run names it.
+    let named = work.path().join(NAME);
+    std::fs::create_dir_all(named.join("MANIFEST.json")).expect("manifest folder");
+    let done = run(&named);
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{err}");
+    assert!(err.contains("\\u{1b}]0;pwned\\u{7}"), "{err}");
+    assert!(
+        !has_terminal_escapes(&done.stdout) && !has_terminal_escapes(&done.stderr),
+        "raw escapes printed: {err:?}"
+    );
+}
