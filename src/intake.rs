@@ -19,7 +19,9 @@ use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::seal::{SealError, seal};
-use crate::store::{CommitAnswer, IndexEntry, PendingRecord, Receipt, Recovery, Store, StoreError};
+use crate::store::{
+    CommitAnswer, IndexEntry, Indexing, PendingRecord, Receipt, Recovery, Store, StoreError,
+};
 use crate::submission::Submission;
 
 /// Receives the outcome of [`Intake::enqueue_then`].
@@ -160,7 +162,10 @@ impl Intake {
             .map_err(|e| SealError::Io(e.into_error()))?;
         Ok(SealedPending {
             pending,
-            recipients: recipients.index_listing(),
+            indexing: Indexing {
+                form: Some(form.id.clone()),
+                recipients: recipients.index_listing(),
+            },
         })
     }
 
@@ -171,7 +176,7 @@ impl Intake {
         sealed: SealedPending,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        Ok(self.store.commit(sealed.pending, sealed.recipients, now)?)
+        Ok(self.store.commit(sealed.pending, sealed.indexing, now)?)
     }
 
     /// [`Intake::commit`] without the wait: fsyncs the record's file
@@ -184,7 +189,7 @@ impl Intake {
         let done: CommitAnswer =
             Box::new(move |outcome| done(outcome.map(|(receipt, _)| receipt).map_err(Into::into)));
         self.store
-            .enqueue_then(sealed.pending, sealed.recipients, now, done);
+            .enqueue_then(sealed.pending, sealed.indexing, now, done);
     }
 }
 
@@ -192,7 +197,7 @@ impl Intake {
 /// Dropping it deletes the file.
 pub struct SealedPending {
     pending: PendingRecord,
-    recipients: Vec<String>,
+    indexing: Indexing,
 }
 
 /// How the offline tools (`purge`, `export`) name the recipients of a spool

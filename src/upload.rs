@@ -44,7 +44,7 @@ use crate::config::FormConfig;
 use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use crate::intake::{Intake, IntakeError};
 use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, PendingRecord, Receipt};
+use crate::store::{IndexEntry, Indexing, PendingRecord, Receipt};
 use crate::submission::{RawValue, Rejection, Submission};
 
 /// Ciphertext is written to the spool in chunks of this size.
@@ -249,7 +249,14 @@ pub fn seal_upload(
         .pending;
     Ok(intake
         .store
-        .commit(pending, recipients.index_listing(), now)
+        .commit(
+            pending,
+            Indexing {
+                form: Some(form.id.clone()),
+                recipients: recipients.index_listing(),
+            },
+            now,
+        )
         .map_err(IntakeError::from)?)
 }
 

@@ -1742,3 +1742,109 @@ fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
         "raw escapes printed: {err:?}"
     );
 }
+
+/// The default forms plus `leak`, a copy of `tip` under another id.
+fn two_forms() -> String {
+    format!(
+        "{DEFAULT_FORMS}\n{}",
+        DEFAULT_FORMS.replace("id = \"tip\"", "id = \"leak\"")
+    )
+}
+
+/// A fresh token and its config hash.
+fn token_and_hash() -> (String, String) {
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token).to_string();
+    (token, hash)
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and_on_the_other_forms_records()
+ {
+    let (scoped, scoped_hash) = token_and_hash();
+    let (acker, acker_hash) = token_and_hash();
+    let (full, full_hash) = token_and_hash();
+    let fx = Fixture::new(
+        &[TestKey::Ed25519],
+        &two_forms(),
+        &format!(
+            "[staff]\ntokens = [\n  {{ hash = \"{scoped_hash}\", can = [\"list\", \"download\"], \
+             forms = [\"tip\"] }},\n  {{ hash = \"{acker_hash}\", can = [\"ack\"] }},\n  \
+             \"{full_hash}\",\n]\n"
+        ),
+    );
+    let app = fx.app();
+    let mut receipts = Vec::new();
+    for form in ["tip", "leak"] {
+        let (res, body) = send(&app, api_post(form, &json!({"fields": {"message": "x"}}))).await;
+        receipts.push(created(&res, &body));
+    }
+    let (tip, leak) = (&receipts[0], &receipts[1]);
+    let listing = |token: &str| {
+        let app = app.clone();
+        let token = token.to_owned();
+        async move {
+            let (res, body) = send(
+                &app,
+                staff_get("/api/v1/staff/submissions?state=all", Some(&token)),
+            )
+            .await;
+            (res.status(), serde_json::from_slice::<Value>(&body).expect("json"))
+        }
+    };
+    let post = |path: String, token: &str| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+
+    // The scoped token lists and downloads its form's records only.
+    let (status, body) = listing(&scoped).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = body["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["receipt"], tip.as_str());
+    assert_eq!(items[0]["form"], "tip");
+    let (res, body) = send(
+        &app,
+        staff_get(&format!("/api/v1/staff/submissions/{tip}"), Some(&scoped)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body, read(&fx.record(tip)));
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{tip}/exported"), &scoped),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // 403 for the other form's record, and for acknowledging at all.
+    let forbidden = [
+        staff_get(&format!("/api/v1/staff/submissions/{leak}"), Some(&scoped)),
+        post(format!("/api/v1/staff/submissions/{leak}/exported"), &scoped),
+        post(format!("/api/v1/staff/submissions/{leak}/ack"), &scoped),
+        post(format!("/api/v1/staff/submissions/{tip}/ack"), &scoped),
+        staff_get("/api/v1/staff/submissions", Some(&acker)),
+        staff_get(&format!("/api/v1/staff/submissions/{tip}"), Some(&acker)),
+    ];
+    for req in forbidden {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{what}");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "forbidden", "{what}: {body}");
+    }
+    assert_eq!(fx.records().len(), 2, "nothing was acknowledged");
+
+    // A bare hash may do everything for every form, and so may a table
+    // without forms for what it names.
+    let (status, body) = listing(&full).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["submissions"].as_array().expect("list").len(), 2);
+    let (res, _) = send(&app, post(format!("/api/v1/staff/submissions/{leak}/ack"), &acker)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (res, _) = send(&app, post(format!("/api/v1/staff/submissions/{tip}/ack"), &full)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(fx.records().is_empty());
+}
