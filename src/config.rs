@@ -490,8 +490,7 @@ impl Config {
                 if forms.is_empty() {
                     return Err(invalid(
                         format!("{at}.forms"),
-                        "must name at least one form id (leave the key out for every form)"
-                            .into(),
+                        "must name at least one form id (leave the key out for every form)".into(),
                     ));
                 }
                 for (k, id) in forms.iter().enumerate() {
@@ -911,9 +910,15 @@ required = true
 
         let table = |body: &str| format!("{MINIMAL}\n[[staff.tokens]]\n{body}\n");
         let cases = [
-            (table(&format!("hash = \"{}\"\ncan = []", h('a'))), "staff.tokens[0].can"),
             (
-                table(&format!("hash = \"{}\"\ncan = [\"list\"]\nforms = []", h('a'))),
+                table(&format!("hash = \"{}\"\ncan = []", h('a'))),
+                "staff.tokens[0].can",
+            ),
+            (
+                table(&format!(
+                    "hash = \"{}\"\ncan = [\"list\"]\nforms = []",
+                    h('a')
+                )),
                 "staff.tokens[0].forms",
             ),
             (
@@ -923,9 +928,16 @@ required = true
                 )),
                 "staff.tokens[0].forms[1]",
             ),
-            (table("hash = \"sha256:00\"\ncan = [\"list\"]"), "staff.tokens[0].hash"),
             (
-                format!("{MINIMAL}\n[staff]\ntokens = [\"{}\", \"{}\"]\n", h('a'), h('a')),
+                table("hash = \"sha256:00\"\ncan = [\"list\"]"),
+                "staff.tokens[0].hash",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[staff]\ntokens = [\"{}\", \"{}\"]\n",
+                    h('a'),
+                    h('a')
+                ),
                 "staff.tokens[1]",
             ),
             (

@@ -121,7 +121,10 @@ impl<'de> Deserialize<'de> for TokenEntry {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TokenEntry, E> {
                 Ok(TokenEntry::Full(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<TokenEntry, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<TokenEntry, A::Error> {
                 ScopedEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(TokenEntry::Scoped)
             }

@@ -115,7 +115,10 @@ fn decrypt_all(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
     })?;
     drop(passphrase);
     for skipped in keys.skipped() {
-        eprintln!("{}", printable(&format!("note: skipped secret key {skipped}")));
+        eprintln!(
+            "{}",
+            printable(&format!("note: skipped secret key {skipped}"))
+        );
     }
 
     let Collected { jobs, missing } = collect(opts.inputs)?;
