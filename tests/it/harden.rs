@@ -1,10 +1,10 @@
-//! The commands that hold secrets (`decrypt`, `keygen`) run
+//! The commands that hold secrets (`decrypt`, `keygen`, `pull`, `ack`) run
 //! with core dumps off and not dumpable, checked from outside the process:
 //! its `/proc/<pid>/limits`, and the owner of `/proc/<pid>/status`, which
 //! the kernel gives to root for a process that is not dumpable.
 //!
 //! Each command is started with a FIFO where it reads a secret first (the
-//! passphrase, the key), so it waits there, after it hardened
+//! passphrase, the key, the token), so it waits there, after it hardened
 //! itself and before it did anything else. As root, the command runs as
 //! `nobody` (via `setpriv`), so that a root-owned `status` means something.
 
@@ -149,5 +149,30 @@ fn decrypt_runs_without_core_dumps_and_undumpable() {
         "--out",
         out.to_str().expect("utf-8"),
         input.to_str().expect("utf-8"),
+    ]);
+}
+
+#[test]
+fn pull_and_ack_run_without_core_dumps_and_undumpable() {
+    let (dir, fifo) = fifo_dir();
+    let bundle = dir.path().join("bundle");
+    let bundle = bundle.to_str().expect("utf-8");
+    assert_hardened(&[
+        "pull",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        &fifo,
+        "--out",
+        bundle,
+    ]);
+    assert_hardened(&[
+        "ack",
+        "--all-readers",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        &fifo,
+        bundle,
     ]);
 }

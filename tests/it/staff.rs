@@ -90,6 +90,7 @@ fn ack_over_http(server: &Server, token_file: &Path, bundle: &Path) -> String {
     let url = server.url("");
     run_ok(&[
         "ack",
+        "--all-readers",
         "--url",
         &url,
         "--token-file",
@@ -473,7 +474,13 @@ async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decry
     assert!(out.contains("already decrypted in"), "{out}");
 
     // `ack` refuses the damaged copy too, and acknowledges the rest.
-    let (code, out, _) = sealform(&["ack", "--config", path_str(&config), path_str(&bundle)]);
+    let (code, out, _) = sealform(&[
+        "ack",
+        "--all-readers",
+        "--config",
+        path_str(&config),
+        path_str(&bundle),
+    ]);
     assert_eq!(code, 1);
     assert!(out.contains("2 acknowledged, 1 refused"), "{out}");
     assert_eq!(fx.records(), vec![fx.record(&receipts[1])]);
@@ -1072,6 +1079,7 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
         "--out",
         path_str(&bundle),
         "--ack-after-verify",
+        "--all-readers",
     ]);
     assert!(
         out.contains("3 fetched, 0 already in the bundle, 3 acknowledged"),
@@ -1214,15 +1222,20 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     // records must go only where --url says.
     let dead_proxy = "http://127.0.0.1:9";
     let (code, stdout, stderr) = outcome(
-        pull_command(&fx, &relay, &bundle, &["--ack-after-verify"])
-            .envs([
-                ("http_proxy", dead_proxy),
-                ("HTTP_PROXY", dead_proxy),
-                ("all_proxy", dead_proxy),
-                ("ALL_PROXY", dead_proxy),
-            ])
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy"),
+        pull_command(
+            &fx,
+            &relay,
+            &bundle,
+            &["--ack-after-verify", "--all-readers"],
+        )
+        .envs([
+            ("http_proxy", dead_proxy),
+            ("HTTP_PROXY", dead_proxy),
+            ("all_proxy", dead_proxy),
+            ("ALL_PROXY", dead_proxy),
+        ])
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy"),
     );
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
@@ -1238,7 +1251,7 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     // from the server: the copies are already in the bundle, but were never
     // checked against the server's digest, so they are still not
     // acknowledged.
-    let again = ["--all", "--ack-after-verify"];
+    let again = ["--all", "--ack-after-verify", "--all-readers"];
     let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
@@ -1358,7 +1371,7 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
     let token_file = fx.path().join("token");
     let (code, stdout, stderr) = outcome(
         std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-            .args(["ack", "--url", &vanishing, "--token-file"])
+            .args(["ack", "--all-readers", "--url", &vanishing, "--token-file"])
             .args([&token_file, &bundle]),
     );
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -1369,7 +1382,7 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
     // Records checked against the server's digest when an earlier run wrote
     // them are acknowledged by a later --ack-after-verify run; so are the
     // two this bundle lacked (exported to b1 already, hence --all).
-    let again = ["--all", "--ack-after-verify"];
+    let again = ["--all", "--ack-after-verify", "--all-readers"];
     let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
@@ -1789,7 +1802,10 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
                 staff_get("/api/v1/staff/submissions?state=all", Some(&token)),
             )
             .await;
-            (res.status(), serde_json::from_slice::<Value>(&body).expect("json"))
+            (
+                res.status(),
+                serde_json::from_slice::<Value>(&body).expect("json"),
+            )
         }
     };
     let post = |path: String, token: &str| {
@@ -1822,7 +1838,10 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
     // 403 for the other form's record, and for acknowledging at all.
     let forbidden = [
         staff_get(&format!("/api/v1/staff/submissions/{leak}"), Some(&scoped)),
-        post(format!("/api/v1/staff/submissions/{leak}/exported"), &scoped),
+        post(
+            format!("/api/v1/staff/submissions/{leak}/exported"),
+            &scoped,
+        ),
         post(format!("/api/v1/staff/submissions/{leak}/ack"), &scoped),
         post(format!("/api/v1/staff/submissions/{tip}/ack"), &scoped),
         staff_get("/api/v1/staff/submissions", Some(&acker)),
@@ -1842,9 +1861,136 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
     let (status, body) = listing(&full).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["submissions"].as_array().expect("list").len(), 2);
-    let (res, _) = send(&app, post(format!("/api/v1/staff/submissions/{leak}/ack"), &acker)).await;
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{leak}/ack"), &acker),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let (res, _) = send(&app, post(format!("/api/v1/staff/submissions/{tip}/ack"), &full)).await;
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{tip}/ack"), &full),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(fx.records().is_empty());
+}
+
+/// `DEFAULT_FORMS` as form `id`, sealed to `recipients` (TOML, after
+/// `recipients = `) or, with `None`, to every key with hidden recipients.
+fn form_sealed_to(id: &str, recipients: Option<&str>) -> String {
+    let route = match recipients {
+        Some(r) => format!("recipients = {r}"),
+        None => "hide_recipients = true".to_owned(),
+    };
+    DEFAULT_FORMS
+        .replace("id = \"tip\"", &format!("id = \"{id}\""))
+        .replace(
+            "description = \"Test form\"",
+            &format!("description = \"Test form\"\n{route}"),
+        )
+}
+
+#[test]
+fn pull_ack_after_verify_for_a_key_leaves_records_sealed_to_other_keys_unacknowledged_and_says_so()
+{
+    let (ed, rsa) = (TestKey::Ed25519, TestKey::Rsa);
+    let forms = [
+        form_sealed_to("tip", Some(&format!("[\"{}\"]", ed.fingerprint()))),
+        form_sealed_to("leak", Some(&format!("[\"{}\"]", rsa.fingerprint()))),
+        form_sealed_to("hidden", None),
+    ]
+    .join("\n");
+    let (token, hash) = token_and_hash();
+    let fx = Fixture::new(
+        &[ed, rsa],
+        &forms,
+        &format!("[staff]\ntokens = [\"{hash}\"]\n"),
+    );
+    std::fs::write(fx.path().join("token"), &token).expect("token file");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let mut receipts = std::collections::HashMap::<&str, Vec<String>>::new();
+    for form in ["tip", "tip", "leak", "hidden"] {
+        let res = client
+            .post(server.url(&format!("/api/v1/forms/{form}/submissions")))
+            .json(&json!({ "fields": fields_for(0) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = res.json().expect("json");
+        let receipt = body["receipt"].as_str().expect("receipt").to_owned();
+        receipts.entry(form).or_default().push(receipt);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let url = server.url("");
+
+    // Neither --for nor --all-readers: refused before anything is fetched.
+    let (code, stdout, stderr) = outcome(&mut pull_command(
+        &fx,
+        &url,
+        &bundle,
+        &["--ack-after-verify"],
+    ));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--for") && stderr.contains("--all-readers"),
+        "{stderr}"
+    );
+    assert!(
+        every_record(&server, &client, &token)
+            .iter()
+            .all(|r| r["state"] == "new")
+    );
+
+    // For the ed25519 key (by its primary fingerprint): its two records are
+    // acknowledged; the RSA one and the hidden one are left, and it says so.
+    let for_ed = ["--ack-after-verify", "--for", ed.fingerprint()];
+    let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &url, &bundle, &for_ed));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4 fetched, 0 already in the bundle, 2 acknowledged, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 left for other readers"), "{stdout}");
+    assert!(
+        stdout.contains("1 of them have hidden recipients"),
+        "{stdout}"
+    );
+    let mut left = vec![
+        fx.record(&receipts["leak"][0]),
+        fx.record(&receipts["hidden"][0]),
+    ];
+    left.sort();
+    assert_eq!(fx.records(), left);
+
+    // `ack` for the RSA key, given as its certificate file: the record
+    // sealed to it goes; the ed25519 ones (not its) and the hidden one stay
+    // unacknowledged by this run.
+    let rsa_cert = rsa.public();
+    let (code, stdout, stderr) = sealform(&[
+        "ack",
+        "--for",
+        path_str(&rsa_cert),
+        "--url",
+        &url,
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 acknowledged, 0 refused"), "{stdout}");
+    assert!(stdout.contains("3 left for other readers"), "{stdout}");
+    assert_eq!(fx.records(), vec![fx.record(&receipts["hidden"][0])]);
+    // `ack` needs to be told too.
+    let (code, _, stderr) = sealform(&[
+        "ack",
+        "--config",
+        path_str(&fx.config_path()),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--all-readers"), "{stderr}");
+    assert_eq!(fx.records(), vec![fx.record(&receipts["hidden"][0])]);
 }
