@@ -84,6 +84,7 @@ impl StaffState {
     /// means nobody can lock staff out by failing on purpose. Failures are
     /// what is limited: past the burst, a wrong or missing token is answered
     /// 429 until the limiter refills.
+    ///
     /// A token whose scope leaves out `action` is answered 403; whether it
     /// reaches a given record's form is for the handler to check.
     fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
