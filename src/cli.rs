@@ -79,9 +79,21 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Acknowledge each record (deleting it on the server) once its copy
-        /// is verified against the manifest.
+        /// is verified against the manifest; needs --for or --all-readers.
         #[arg(long)]
         ack_after_verify: bool,
+        /// Acknowledge only records sealed to this key: a fingerprint, a key
+        /// ID or a certificate file; repeat for more. Others are left for
+        /// their readers.
+        #[arg(long = "for", value_name = "KEY", requires = "ack_after_verify")]
+        for_keys: Vec<String>,
+        /// Acknowledge every verified record, also those only other
+        /// readers' keys open.
+        #[arg(long, requires = "ack_after_verify", conflicts_with = "for_keys")]
+        all_readers: bool,
+        /// Lock all memory (mlockall), so the token never reaches swap.
+        #[arg(long)]
+        mlock: bool,
         /// Seconds without an answer or without new bytes of a record after
         /// which the server is taken to be gone and the run stops.
         #[arg(long, default_value_t = 300,
@@ -109,6 +121,18 @@ pub enum Command {
         token_file: Option<PathBuf>,
         /// The bundle folder.
         bundle: PathBuf,
+        /// Acknowledge only records sealed to this key: a fingerprint, a key
+        /// ID or a certificate file; repeat for more. Others are left for
+        /// their readers.
+        #[arg(long = "for", value_name = "KEY")]
+        for_keys: Vec<String>,
+        /// Acknowledge every verified record, also those only other
+        /// readers' keys open.
+        #[arg(long, conflicts_with = "for_keys")]
+        all_readers: bool,
+        /// Lock all memory (mlockall), so the token never reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
     /// (Offline machine) Decrypt records: bundle folders or .pgp files.
     Decrypt {
@@ -127,6 +151,9 @@ pub enum Command {
         /// Bundle folders or .pgp files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+        /// Lock all memory (mlockall), so no plaintext or key reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
     /// Apply the `[retention]` settings now (`serve` does it daily).
     Purge,
@@ -142,6 +169,9 @@ pub enum Command {
         /// File with the passphrase (else you are asked twice).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Lock all memory (mlockall), so no secret key reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
 }
 
@@ -160,23 +190,35 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             all,
             ack_after_verify,
+            for_keys,
+            all_readers,
+            mlock,
             stall_secs,
-        } => transfer::pull(
-            &url,
-            &token_file,
-            &out,
+        } => transfer::pull(&transfer::PullOptions {
+            url: &url,
+            token_file: &token_file,
+            out: &out,
             all,
-            ack_after_verify,
-            Duration::from_secs(stall_secs),
-        ),
+            ack_after_verify: if ack_after_verify {
+                Some(transfer::Readers::from_args(&for_keys, all_readers)?)
+            } else {
+                None
+            },
+            stall: Duration::from_secs(stall_secs),
+            mlock,
+        }),
         Command::Export { out, all } => transfer::export(&cli.config, &out, all),
         Command::Ack {
             url,
             token_file,
             bundle,
+            for_keys,
+            all_readers,
+            mlock,
         } => {
+            let readers = transfer::Readers::from_args(&for_keys, all_readers)?;
             let remote = url.as_deref().zip(token_file.as_deref());
-            transfer::ack(&bundle, remote, &cli.config)
+            transfer::ack(&bundle, remote, &cli.config, &readers, mlock)
         }
         Command::Decrypt {
             keys,
@@ -184,19 +226,22 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             csv,
             inputs,
+            mlock,
         } => decrypt::run(&decrypt::Options {
             keys: &keys,
             passphrase_file: passphrase_file.as_deref(),
             out: &out,
             inputs: &inputs,
             csv,
+            mlock,
         }),
         Command::Purge => purge::run(&cli.config),
         Command::Keygen {
             name,
             out,
             passphrase_file,
-        } => keygen::run(&name, &out, passphrase_file.as_deref()),
+            mlock,
+        } => keygen::run(&name, &out, passphrase_file.as_deref(), mlock),
     }
 }
 

@@ -130,10 +130,22 @@ pub struct StaffConfig {
     /// too, so it takes an explicit choice.
     #[serde(default)]
     pub on_public_listener: bool,
-    /// Accepted tokens, as `sha256:<64 hex>` lines printed by
-    /// `sealform token`; the tokens themselves are never stored here.
+    /// Accepted tokens, by the `sha256:<64 hex>` hash `sealform token`
+    /// prints (the tokens themselves are never stored here): each a table
+    /// `{ hash, can, forms }` saying what it may do and for which forms, or
+    /// a bare hash, which may do everything for every form.
     #[serde(default)]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<crate::staff_token::TokenEntry>,
+}
+
+impl StaffConfig {
+    /// Whether a token is limited to some forms: only then does the index
+    /// keep each record's form (see [`crate::intake::Intake::indexing`]).
+    pub fn scopes_by_form(&self) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, crate::staff_token::TokenEntry::Scoped(s) if s.forms.is_some()))
+    }
 }
 
 impl Default for StaffConfig {
@@ -520,6 +532,66 @@ impl Config {
         self.forms.iter().position(|f| f.id == id)
     }
 
+    /// Each `staff.tokens` entry: a hash that parses and is not listed
+    /// twice, at least one action, and forms that exist.
+    fn validate_staff_tokens(&self) -> Result<(), ConfigError> {
+        use crate::staff_token::{TokenEntry, TokenHash};
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            key,
+            problem,
+        };
+        let mut seen = Vec::new();
+        for (i, t) in self.staff.tokens.iter().enumerate() {
+            let at = format!("staff.tokens[{i}]");
+            let key = match t {
+                TokenEntry::Full(_) => at.clone(),
+                TokenEntry::Scoped(_) => format!("{at}.hash"),
+            };
+            let Some(hash) = TokenHash::parse(t.hash()) else {
+                return Err(invalid(
+                    key,
+                    "must be \"sha256:<64 hex digits>\" as printed by `sealform token`".into(),
+                ));
+            };
+            if let Some(j) = seen.iter().position(|h| *h == hash) {
+                return Err(invalid(
+                    key,
+                    format!("the same hash as staff.tokens[{j}]; list each token once"),
+                ));
+            }
+            seen.push(hash);
+            let TokenEntry::Scoped(scoped) = t else {
+                continue;
+            };
+            if scoped.can.is_empty() {
+                return Err(invalid(
+                    format!("{at}.can"),
+                    "must name at least one of \"list\", \"download\", \"ack\" (to revoke \
+                     the token, remove its entry)"
+                        .into(),
+                ));
+            }
+            if let Some(forms) = &scoped.forms {
+                if forms.is_empty() {
+                    return Err(invalid(
+                        format!("{at}.forms"),
+                        "must name at least one form id (leave the key out for every form)".into(),
+                    ));
+                }
+                for (k, id) in forms.iter().enumerate() {
+                    if self.form(id).is_none() {
+                        return Err(invalid(
+                            format!("{at}.forms[{k}]"),
+                            format!("{id:?} is not the id of a [[forms]] table"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid {
             path: self.path.clone(),
@@ -587,20 +659,13 @@ impl Config {
                     .into(),
             ));
         }
-        for (i, t) in self.staff.tokens.iter().enumerate() {
-            if crate::staff_token::TokenHash::parse(t).is_none() {
-                return Err(invalid(
-                    format!("staff.tokens[{i}]"),
-                    "must be \"sha256:<64 hex digits>\" as printed by `sealform token`".into(),
-                ));
-            }
-        }
         if self.forms.is_empty() {
             return Err(invalid(
                 "forms".into(),
                 "no form is configured; add at least one [[forms]] table".into(),
             ));
         }
+        self.validate_staff_tokens()?;
         let mut form_ids = HashSet::new();
         for (i, form) in self.forms.iter().enumerate() {
             let at = format!("forms[{i}]");
@@ -920,6 +985,81 @@ required = true
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn staff_tokens_are_bare_hashes_or_scoped_tables_and_bad_ones_name_the_key() {
+        use crate::staff_token::{Action, Scope, TokenEntry};
+        let h = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let text = format!(
+            "{MINIMAL}\n[staff]\ntokens = [\"{}\", {{ hash = \"{}\", can = [\"list\", \
+             \"download\"], forms = [\"tip\"] }}]\n",
+            h('a'),
+            h('b')
+        );
+        let c = parse(&text).expect("valid");
+        assert_eq!(Scope::of(&c.staff.tokens[0]), Scope::full());
+        let scoped = Scope::of(&c.staff.tokens[1]);
+        assert!(scoped.can(Action::Download) && !scoped.can(Action::Ack));
+        assert!(scoped.covers(Some("tip")) && !scoped.covers(Some("other")));
+        // The array-of-tables form is the same key.
+        let text = format!(
+            "{MINIMAL}\n[[staff.tokens]]\nhash = \"{}\"\ncan = [\"ack\"]\n",
+            h('c')
+        );
+        let c = parse(&text).expect("valid");
+        assert!(matches!(&c.staff.tokens[0], TokenEntry::Scoped(s) if s.forms.is_none()));
+
+        let table = |body: &str| format!("{MINIMAL}\n[[staff.tokens]]\n{body}\n");
+        let cases = [
+            (
+                table(&format!("hash = \"{}\"\ncan = []", h('a'))),
+                "staff.tokens[0].can",
+            ),
+            (
+                table(&format!(
+                    "hash = \"{}\"\ncan = [\"list\"]\nforms = []",
+                    h('a')
+                )),
+                "staff.tokens[0].forms",
+            ),
+            (
+                table(&format!(
+                    "hash = \"{}\"\ncan = [\"list\"]\nforms = [\"tip\", \"nope\"]",
+                    h('a')
+                )),
+                "staff.tokens[0].forms[1]",
+            ),
+            (
+                table("hash = \"sha256:00\"\ncan = [\"list\"]"),
+                "staff.tokens[0].hash",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[staff]\ntokens = [\"{}\", \"{}\"]\n",
+                    h('a'),
+                    h('a')
+                ),
+                "staff.tokens[1]",
+            ),
+            (
+                format!("{MINIMAL}\n[staff]\ntokens = [\"md5:00\"]\n"),
+                "staff.tokens[0]",
+            ),
+        ];
+        for (text, want) in cases {
+            match parse(&text) {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, want, "{text}"),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+        // An action that does not exist, or a misspelt key, does not parse.
+        for body in [
+            format!("hash = \"{}\"\ncan = [\"delete\"]", h('a')),
+            format!("hash = \"{}\"\ncan = [\"list\"]\nform = [\"tip\"]", h('a')),
+        ] {
+            assert!(parse(&table(&body)).is_err(), "{body}");
+        }
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub struct EnvelopeField<'a> {
 }
 
 /// What an attachment part says about itself, listed in the JSON part.
-#[derive(Debug, Clone)]
+///
+/// No `Debug`: `filename` is plaintext from the submitter, and a derived
+/// `Debug` would let a log line or a panic message print it by mistake.
+#[derive(Clone)]
 pub struct AttachmentInfo {
     /// The form field it was sent in.
     pub field: String,

@@ -1,6 +1,8 @@
 //! Process hardening at start: no core dumps, not ptrace-able by other
 //! processes of the same user, and optionally all memory locked so plaintext
-//! never reaches swap.
+//! never reaches swap. Every command that holds a secret calls it first:
+//! `serve` (plaintext in flight), `decrypt` and `keygen` (secret keys,
+//! passphrases, plaintext), `pull` and `ack` (the staff token).
 //!
 //! It only changes this process's own limits and flags, through `rustix`
 //! (the crate forbids `unsafe`). It never touches files or the network.
@@ -15,7 +17,10 @@ pub enum HardenError {
     #[error("cannot mark the process non-dumpable (prctl PR_SET_DUMPABLE): {0}")]
     Dumpable(std::io::Error),
     /// `mlockall` failed, usually for lack of `LimitMEMLOCK`/`CAP_IPC_LOCK`.
-    #[error("cannot lock memory (mlockall): {0}; raise LimitMEMLOCK or set abuse.mlockall = false")]
+    #[error(
+        "cannot lock memory (mlockall): {0}; raise the memlock limit (LimitMEMLOCK, `ulimit -l`) \
+         or do without (abuse.mlockall = false for serve, no --mlock for the other commands)"
+    )]
     Mlock(std::io::Error),
 }
 

@@ -17,9 +17,11 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, FormConfig};
 use crate::envelope::{EnvelopeWriter, Head};
-use crate::keys::{KeyProblem, KeyWarning, Keyring};
+use crate::keys::{KeyProblem, KeyWarning, Keyring, Recipients};
 use crate::seal::{SealError, seal};
-use crate::store::{CommitAnswer, IndexEntry, PendingRecord, Receipt, Recovery, Store, StoreError};
+use crate::store::{
+    CommitAnswer, IndexEntry, Indexing, PendingRecord, Receipt, Recovery, Store, StoreError,
+};
 use crate::submission::Submission;
 
 /// Receives the outcome of [`Intake::enqueue_then`].
@@ -160,8 +162,19 @@ impl Intake {
             .map_err(|e| SealError::Io(e.into_error()))?;
         Ok(SealedPending {
             pending,
-            recipients: recipients.index_listing(),
+            indexing: self.indexing(form, &recipients),
         })
+    }
+
+    /// What the index keeps of a record of `form` sealed to `recipients`:
+    /// the recipients as the ciphertext names them, and the form only when a
+    /// staff token is scoped to forms (the ciphertext does not say which form
+    /// a record came from, so a store thief learns it only then).
+    pub fn indexing(&self, form: &FormConfig, recipients: &Recipients) -> Indexing {
+        Indexing {
+            form: self.config.staff.scopes_by_form().then(|| form.id.clone()),
+            recipients: recipients.index_listing(),
+        }
     }
 
     /// The I/O half of [`Intake::seal_submission`]: makes a sealed record
@@ -171,7 +184,7 @@ impl Intake {
         sealed: SealedPending,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        Ok(self.store.commit(sealed.pending, sealed.recipients, now)?)
+        Ok(self.store.commit(sealed.pending, sealed.indexing, now)?)
     }
 
     /// [`Intake::commit`] without the wait: fsyncs the record's file
@@ -184,7 +197,7 @@ impl Intake {
         let done: CommitAnswer =
             Box::new(move |outcome| done(outcome.map(|(receipt, _)| receipt).map_err(Into::into)));
         self.store
-            .enqueue_then(sealed.pending, sealed.recipients, now, done);
+            .enqueue_then(sealed.pending, sealed.indexing, now, done);
     }
 }
 
@@ -192,7 +205,7 @@ impl Intake {
 /// Dropping it deletes the file.
 pub struct SealedPending {
     pending: PendingRecord,
-    recipients: Vec<String>,
+    indexing: Indexing,
 }
 
 /// How the offline tools (`purge`, `export`) name the recipients of a spool

@@ -5,7 +5,7 @@
 //! data_dir/
 //!   spool/<receipt>.pgp   one binary OpenPGP message per record, mtime 00:00 UTC of its day
 //!   spool/tmp/            writes in flight; emptied at start
-//!   index/                sled: receipt -> {day, size, state, recipients}
+//!   index/                sled: receipt -> {day, size, state, form, recipients}
 //! ```
 //!
 //! The durability contract lives here: a commit ([`Store::commit`] or
@@ -114,9 +114,35 @@ pub struct IndexEntry {
     /// Primary fingerprints of the certificates it is encrypted to (key IDs
     /// for keys not in the keyring; empty for hidden recipients).
     pub recipients: Vec<String>,
+    /// The id of the form it was sent with, so a staff token scoped to some
+    /// forms sees only theirs. `None` for a record indexed before sealform
+    /// kept it, or indexed again from its spool file (the form is inside the
+    /// ciphertext): only a token for every form sees such a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<String>,
     /// Day the record was acknowledged, `YYYY-MM-DD` (UTC), for retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_day: Option<String>,
+}
+
+/// What the index keeps of a record besides its day, size and state: the
+/// form it came from and the recipients it is sealed to.
+#[derive(Debug, Clone, Default)]
+pub struct Indexing {
+    /// The form's id.
+    pub form: Option<String>,
+    /// As [`IndexEntry::recipients`].
+    pub recipients: Vec<String>,
+}
+
+impl From<Vec<String>> for Indexing {
+    /// Recipients only, the form unknown.
+    fn from(recipients: Vec<String>) -> Indexing {
+        Indexing {
+            form: None,
+            recipients,
+        }
+    }
 }
 
 /// Why a storage operation failed.
@@ -320,6 +346,7 @@ impl Store {
                         size: meta.len(),
                         state: RecordState::New,
                         recipients: recipients_of(&path),
+                        form: None,
                         acked_day: None,
                     };
                     self.put(&receipt, &entry)?;
@@ -387,10 +414,10 @@ impl Store {
     pub fn commit(
         &self,
         pending: PendingRecord,
-        recipients: Vec<String>,
+        indexing: impl Into<Indexing>,
         now: SystemTime,
     ) -> Result<(Receipt, IndexEntry), StoreError> {
-        self.enqueue(pending, recipients, now).wait()
+        self.enqueue(pending, indexing, now).wait()
     }
 
     /// Counts a record as [`Expected`] by the committer until the guard is
@@ -411,14 +438,14 @@ impl Store {
     fn enqueue(
         &self,
         pending: PendingRecord,
-        recipients: Vec<String>,
+        indexing: impl Into<Indexing>,
         now: SystemTime,
     ) -> Committing {
         let (done, finished) = oneshot::channel();
         let done: CommitAnswer = Box::new(move |outcome| {
             let _ = done.send(outcome);
         });
-        self.enqueue_then(pending, recipients, now, done);
+        self.enqueue_then(pending, indexing, now, done);
         Committing {
             finished,
             spool: self.spool.clone(),
@@ -435,11 +462,11 @@ impl Store {
     pub fn enqueue_then(
         &self,
         mut pending: PendingRecord,
-        recipients: Vec<String>,
+        indexing: impl Into<Indexing>,
         now: SystemTime,
         done: CommitAnswer,
     ) {
-        let (entry, expected) = match self.sync_pending(&mut pending, recipients, now) {
+        let (entry, expected) = match self.sync_pending(&mut pending, indexing.into(), now) {
             Ok(synced) => synced,
             Err(e) => {
                 drop(pending); // deletes its file
@@ -478,7 +505,7 @@ impl Store {
     fn sync_pending(
         &self,
         pending: &mut PendingRecord,
-        recipients: Vec<String>,
+        indexing: Indexing,
         now: SystemTime,
     ) -> Result<(IndexEntry, Expected), StoreError> {
         let file = pending.file.take().ok_or_else(|| StoreError::Io {
@@ -499,7 +526,8 @@ impl Store {
             day: day_string(now),
             size,
             state: RecordState::New,
-            recipients,
+            recipients: indexing.recipients,
+            form: indexing.form,
             acked_day: None,
         };
         Ok((entry, expected))

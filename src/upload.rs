@@ -249,7 +249,7 @@ pub fn seal_upload(
         .pending;
     Ok(intake
         .store
-        .commit(pending, recipients.index_listing(), now)
+        .commit(pending, intake.indexing(form, &recipients), now)
         .map_err(IntakeError::from)?)
 }
 

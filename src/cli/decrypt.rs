@@ -51,6 +51,8 @@ pub struct Options<'a> {
     pub inputs: &'a [PathBuf],
     /// Also write one CSV per form.
     pub csv: bool,
+    /// Lock all memory (`mlockall`), so no page reaches swap.
+    pub mlock: bool,
 }
 
 /// One record to open, and what its file is checked against first.
@@ -84,8 +86,17 @@ struct Row {
     fields: Vec<(String, String)>,
 }
 
-/// Runs `decrypt`.
+/// Runs `decrypt`. Its error, like every line it prints, goes through
+/// [`printable`]: a path or a cause can quote a file name from the transfer
+/// medium.
 pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
+    decrypt_all(opts).map_err(|e| anyhow::anyhow!(printable(&super::describe(&e))))
+}
+
+fn decrypt_all(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
+    // Unlocked secret keys, the passphrase and plaintext live in this
+    // process: no core dump, no ptrace by other processes of the user.
+    crate::harden::harden_process(opts.mlock).context("while hardening the process")?;
     let passphrase = match opts.passphrase_file {
         Some(p) => Some(Password::from(super::read_passphrase_file(p)?.as_str())),
         None => None,
@@ -104,7 +115,10 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
     })?;
     drop(passphrase);
     for skipped in keys.skipped() {
-        eprintln!("note: skipped secret key {skipped}");
+        eprintln!(
+            "{}",
+            printable(&format!("note: skipped secret key {skipped}"))
+        );
     }
 
     let Collected { jobs, missing } = collect(opts.inputs)?;
@@ -156,13 +170,13 @@ pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
         "decrypted {decrypted}, skipped {}, failed {} (into {})",
         skipped.len(),
         failed.len(),
-        opts.out.display()
+        printable(&opts.out.display().to_string())
     );
     for (path, why) in &skipped {
-        println!("  skipped {path}: {why}");
+        println!("  skipped {}", printable(&format!("{path}: {why}")));
     }
     for (path, why) in &failed {
-        println!("  FAILED  {path}: {why}");
+        println!("  FAILED  {}", printable(&format!("{path}: {why}")));
     }
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
@@ -334,16 +348,17 @@ fn remove_unfinished(out: &Path) {
         let name = e.file_name();
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && name.to_str().is_some_and(is_unfinished) {
-            match fs::remove_dir_all(e.path()) {
-                Ok(()) => eprintln!(
+            let line = match fs::remove_dir_all(e.path()) {
+                Ok(()) => format!(
                     "note: removed {}, left half-written by an interrupted run",
-                    printable(&e.path().display().to_string())
+                    e.path().display()
                 ),
-                Err(err) => eprintln!(
+                Err(err) => format!(
                     "warning: could not remove {}, left half-written by an interrupted run: {err}",
-                    printable(&e.path().display().to_string())
+                    e.path().display()
                 ),
-            }
+            };
+            eprintln!("{}", printable(&line));
         }
     }
 }

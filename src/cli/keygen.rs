@@ -47,16 +47,21 @@ pub const KEYGEN_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 60 * 60
 /// `sealform keygen`: makes a staff key on the offline machine. Writes
 /// `DIR/<fingerprint>-secret.asc` (passphrase-protected, mode 0600) and
 /// `DIR/<fingerprint>-public.asc` (for the server's keys_dir), and prints
-/// the fingerprint.
+/// the fingerprint. With `mlock`, all its memory is locked.
 pub fn run(
     name: &str,
     out: &std::path::Path,
     passphrase_file: Option<&std::path::Path>,
+    mlock: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::{Context as _, bail};
     use openpgp::serialize::SerializeInto;
     use std::os::unix::fs::DirBuilderExt;
     use zeroize::Zeroizing;
+
+    // The passphrase and the unlocked secret key live in this process: no
+    // core dump, no ptrace by other processes of the user.
+    crate::harden::harden_process(mlock).context("while hardening the process")?;
 
     if name.trim().is_empty() {
         bail!("--name must not be empty (e.g. \"Jane Doe <jane@example.org>\")");

@@ -1,5 +1,5 @@
-//! `sealform token`: mint a staff API token and print the line its hash
-//! takes in the config. The token is shown once (or written to a 0600 file)
+//! `sealform token`: mint a staff API token and print the entry its hash
+//! takes in the config (scoped: the safer form first). The token is shown once (or written to a 0600 file)
 //! and stored nowhere by sealform.
 
 use std::io::Write;
@@ -35,9 +35,14 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "add this hash to the `tokens` list under [staff] in config.toml, then restart the server:"
+        "add an entry for it to the `tokens` list under [staff] in config.toml, giving it only \
+         what its holder needs (can: list, download, ack; forms: form ids, or leave it out for \
+         every form), then restart the server:"
     );
-    println!("  tokens = [\"{hash}\"]");
-    println!("(with tokens already listed, add it to the same list, after a comma)");
+    println!("  tokens = [{{ hash = \"{hash}\", can = [\"list\", \"download\"] }}]");
+    println!(
+        "(with tokens already listed, add it to the same list, after a comma; the bare hash, \
+         \"{hash}\", may do everything for every form)"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,14 @@
 //! (which deletes it on the server) happens only after its bundle copy has
 //! been checked against the manifest.
 //!
+//! Acknowledging is for those who can read what they acknowledge: `pull
+//! --ack-after-verify` and `ack` take `--for KEY` (repeatable), and then
+//! acknowledge only records whose downloaded copy is sealed to one of those
+//! keys, counting the rest as left for other readers; or `--all-readers`,
+//! said explicitly, to acknowledge every verified record. They refuse to
+//! guess when given neither. Both harden the process first (the token is a
+//! secret).
+//!
 //! The HTTP client is reqwest's blocking client without TLS (the crate was
 //! already in the build for the tests, so it adds no new dependency tree):
 //! the staff API is meant to be reached over loopback, an SSH tunnel, a VPN
@@ -25,7 +33,9 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::bundle::{Bundle, Expected};
+use sequoia_openpgp::KeyHandle;
+
+use crate::bundle::{Bundle, Expected, ManifestEntry};
 use crate::config::Config;
 use crate::record::MAX_RECORD_BYTES;
 use crate::store::{Receipt, RecordState, Store};
@@ -127,6 +137,10 @@ impl Source {
             401 => bail!(
                 "the server refused the token (401): check --token-file and the server's staff.tokens"
             ),
+            403 => bail!(
+                "the token may not do this (403): its scope in the server's staff.tokens (can, \
+                 forms) leaves it out"
+            ),
             404 if path == "submissions" || path.starts_with("submissions?") => {
                 bail!(
                     "there is no staff API at this URL (404): `sealform check` on the server says where it is \
@@ -227,25 +241,224 @@ impl Source {
     }
 }
 
+/// Whose records may be acknowledged: `--for` or `--all-readers`.
+pub enum Readers {
+    /// `--all-readers`: every verified record.
+    All,
+    /// `--for`: only records whose copy is sealed to one of these keys.
+    Keys(Vec<Reader>),
+}
+
+/// One `--for` value.
+pub struct Reader {
+    /// The keys that count as this reader's: the one named, or every key
+    /// of the certificates in the file named.
+    handles: Vec<KeyHandle>,
+    /// The value as given, upper case, to match a manifest's recipients
+    /// (the server names them by primary fingerprint).
+    named: Option<String>,
+}
+
+impl Readers {
+    /// From the command line: `--for` values (fingerprints, key IDs or
+    /// certificate files) or `--all-readers`; neither is refused.
+    pub fn from_args(for_keys: &[String], all_readers: bool) -> anyhow::Result<Readers> {
+        if all_readers {
+            return Ok(Readers::All);
+        }
+        if for_keys.is_empty() {
+            bail!(
+                "say whose records to acknowledge: --for FINGERPRINT (repeatable; the keys you \
+                 decrypt with, or their certificate files) acknowledges only records sealed to \
+                 them and leaves the rest for other readers; --all-readers acknowledges every \
+                 verified record, those only others can open included"
+            );
+        }
+        for_keys
+            .iter()
+            .map(|k| Reader::parse(k))
+            .collect::<anyhow::Result<_>>()
+            .map(Readers::Keys)
+    }
+}
+
+impl Reader {
+    /// A fingerprint or key ID in hex (spaces allowed), or the path of a
+    /// file of certificates (public or secret, armored or not).
+    fn parse(value: &str) -> anyhow::Result<Reader> {
+        let path = Path::new(value);
+        if path.is_file() {
+            use sequoia_openpgp::parse::Parse;
+            let mut handles = Vec::new();
+            for cert in sequoia_openpgp::cert::CertParser::from_file(path)
+                .with_context(|| format!("while reading --for {}", path.display()))?
+            {
+                let cert =
+                    cert.with_context(|| format!("while reading --for {}", path.display()))?;
+                handles.extend(
+                    cert.keys()
+                        .map(|ka| KeyHandle::from(ka.key().fingerprint())),
+                );
+            }
+            if handles.is_empty() {
+                bail!("--for {}: the file holds no certificate", path.display());
+            }
+            return Ok(Reader {
+                handles,
+                named: None,
+            });
+        }
+        let hex: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+        let handle = match hex.len() {
+            16 | 40 | 64 if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                hex.parse::<KeyHandle>().ok()
+            }
+            _ => None,
+        };
+        let Some(handle) = handle else {
+            bail!(
+                "--for {value:?} is neither a fingerprint (40 or 64 hex digits), a key ID (16) \
+                 nor a certificate file"
+            );
+        };
+        Ok(Reader {
+            handles: vec![handle],
+            named: Some(hex.to_ascii_uppercase()),
+        })
+    }
+}
+
+/// Whom a verified copy in the bundle is sealed to, as far as `--for` goes.
+#[derive(Debug, PartialEq, Eq)]
+enum SealedTo {
+    /// One of the keys given.
+    Us,
+    /// Only keys that were not given.
+    Others,
+    /// No key given is named, and some recipients are hidden (wildcard key
+    /// IDs, `hide_recipients`): it may be ours, but nothing says so.
+    Hidden,
+}
+
+/// Reads the PKESK packets of the bundle's copy of `receipt` (what was
+/// downloaded, not what the server lists) and matches them against the
+/// keys given. A fingerprint given (not a file) also matches the record's
+/// manifest entry, whose recipients the server named by primary fingerprint
+/// from the same packets: the packets name the encryption subkey.
+fn sealed_to(
+    readers: &[Reader],
+    bundle: &Bundle,
+    receipt: &Receipt,
+    entry: Option<&ManifestEntry>,
+) -> anyhow::Result<SealedTo> {
+    let handles = crate::seal::record_recipients(&bundle.path_of(receipt))
+        .context("while reading whom the record is sealed to")?;
+    let ours = |h: &KeyHandle| {
+        readers
+            .iter()
+            .any(|r| r.handles.iter().any(|k| k.aliases(h)))
+    };
+    if handles.iter().flatten().any(ours) {
+        return Ok(SealedTo::Us);
+    }
+    let listed = entry.is_some_and(|e| {
+        e.recipients.iter().any(|fpr| {
+            readers
+                .iter()
+                .any(|r| r.named.as_deref() == Some(fpr.to_ascii_uppercase().as_str()))
+        })
+    });
+    if listed && handles.iter().any(Option::is_some) {
+        return Ok(SealedTo::Us);
+    }
+    Ok(if handles.iter().any(Option::is_none) {
+        SealedTo::Hidden
+    } else {
+        SealedTo::Others
+    })
+}
+
+/// Whether `readers` may acknowledge the bundle's verified copy of
+/// `receipt`; counts it in `t` when not.
+fn may_ack(
+    readers: &Readers,
+    bundle: &Bundle,
+    receipt: &Receipt,
+    t: &mut Tally,
+) -> anyhow::Result<bool> {
+    let Readers::Keys(keys) = readers else {
+        return Ok(true);
+    };
+    let entry = bundle.entries().find(|e| e.receipt == receipt.to_string());
+    Ok(match sealed_to(keys, bundle, receipt, entry)? {
+        SealedTo::Us => true,
+        SealedTo::Others => {
+            t.others += 1;
+            false
+        }
+        SealedTo::Hidden => {
+            t.hidden += 1;
+            false
+        }
+    })
+}
+
+/// With `--for`, what was left unacknowledged and why.
+fn say_left(readers: &Readers, t: &Tally) {
+    if let Readers::Keys(_) = readers {
+        println!(
+            "{} left for other readers (sealed to none of the keys given with --for)",
+            t.others + t.hidden
+        );
+        if t.hidden > 0 {
+            println!(
+                "  {} of them have hidden recipients (hide_recipients: the key IDs are \
+                 wildcards, so --for cannot tell whose they are); decrypt them, then \
+                 `sealform ack --all-readers` their bundle",
+                t.hidden
+            );
+        }
+    }
+}
+
+/// What `pull` was asked to do.
+pub struct PullOptions<'a> {
+    /// Base URL of the staff API.
+    pub url: &'a str,
+    /// File holding the staff token.
+    pub token_file: &'a Path,
+    /// The bundle folder.
+    pub out: &'a Path,
+    /// Every stored record, not only new ones.
+    pub all: bool,
+    /// Acknowledge verified records, and whose.
+    pub ack_after_verify: Option<Readers>,
+    /// The longest wait for the server.
+    pub stall: Duration,
+    /// Lock all memory (`mlockall`).
+    pub mlock: bool,
+}
+
+/// No core dump and no ptrace for a process that holds the staff token;
+/// with `mlock`, no page of it in swap.
+fn harden(mlock: bool) -> anyhow::Result<()> {
+    crate::harden::harden_process(mlock).context("while hardening the process")
+}
+
 /// `sealform pull`: fetch new (or `all`) records over the staff API into
-/// the bundle at `out`; with `ack_after_verify`, acknowledge each one once
-/// its copy is verified. `stall` bounds each wait for the server.
-pub fn pull(
-    url: &str,
-    token_file: &Path,
-    out: &Path,
-    all: bool,
-    ack_after_verify: bool,
-    stall: Duration,
-) -> anyhow::Result<ExitCode> {
-    let source = Source::remote(url, token_file, stall)?;
-    fetch_into(&source, out, all, ack_after_verify)
+/// the bundle at `out`; with `ack_after_verify`, acknowledge each one its
+/// readers can open once its copy is verified. `stall` bounds each wait for
+/// the server.
+pub fn pull(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
+    harden(opts.mlock)?;
+    let source = Source::remote(opts.url, opts.token_file, opts.stall)?;
+    fetch_into(&source, opts.out, opts.all, opts.ack_after_verify.as_ref())
 }
 
 /// `sealform export`: the same as `pull`, reading the store directly.
 pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> {
     let source = Source::local(config)?;
-    fetch_into(&source, out, all, false)
+    fetch_into(&source, out, all, None)
 }
 
 /// The longest wait for the staff API, for an answer or for the next bytes
@@ -290,9 +503,18 @@ struct Tally {
     present: usize,
     acked: usize,
     failed: usize,
+    /// Verified, sealed only to keys not given with `--for`.
+    others: usize,
+    /// Verified, with hidden recipients and no key given named.
+    hidden: usize,
 }
 
-fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Result<ExitCode> {
+fn fetch_into(
+    source: &Source,
+    out: &Path,
+    all: bool,
+    ack: Option<&Readers>,
+) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(out)?;
     let listed = source.list(all)?;
     let mut t = Tally::default();
@@ -317,7 +539,7 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
                 Ok(()) => t.fetched += 1,
                 Err(e) if server_gone(&e) => {
                     settle(source, &bundle, &mut pending, ack, &mut t)?;
-                    return Err(e.context(stopped(out, &t, ack)));
+                    return Err(e.context(stopped(out, &t, ack.is_some())));
                 }
                 Err(e) => {
                     eprintln!("{receipt}: {}; not written", super::describe(&e));
@@ -340,6 +562,9 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
         t.acked,
         t.failed
     );
+    if let Some(readers) = ack {
+        say_left(readers, &t);
+    }
     Ok(if t.failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -401,22 +626,22 @@ fn settle(
     source: &Source,
     bundle: &Bundle,
     pending: &mut Vec<Receipt>,
-    ack: bool,
+    ack: Option<&Readers>,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     bundle.save()?;
     for receipt in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
             if server_gone(&e) {
-                return Err(e.context(stopped(bundle.dir(), t, ack)));
+                return Err(e.context(stopped(bundle.dir(), t, ack.is_some())));
             }
             eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
             t.failed += 1;
             continue;
         }
-        if !ack {
+        let Some(readers) = ack else {
             continue;
-        }
+        };
         if !bundle.source_checked(&receipt) {
             eprintln!(
                 "{receipt}: not acknowledged: the bundle does not record that its copy was \
@@ -427,13 +652,19 @@ fn settle(
             t.failed += 1;
             continue;
         }
-        match bundle
-            .verify(&receipt)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| source.ack(&receipt))
-        {
-            Ok(()) => t.acked += 1,
-            Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, ack))),
+        let verified = bundle.verify(&receipt).map_err(anyhow::Error::from);
+        match verified
+            .and_then(|()| may_ack(readers, bundle, &receipt, t))
+            .and_then(|ours| {
+                if ours {
+                    source.ack(&receipt).map(|()| true)
+                } else {
+                    Ok(false)
+                }
+            }) {
+            Ok(true) => t.acked += 1,
+            Ok(false) => {}
+            Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, true))),
             Err(e) => {
                 eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                 t.failed += 1;
@@ -444,9 +675,16 @@ fn settle(
 }
 
 /// `sealform ack`: acknowledge every record of the bundle at `dir` whose
-/// file matches the manifest, over the staff API (`url` + `token_file`) or
-/// directly in the store (`config`).
-pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::Result<ExitCode> {
+/// file matches the manifest and that `readers` can open, over the staff
+/// API (`url` + `token_file`) or directly in the store (`config`).
+pub fn ack(
+    dir: &Path,
+    remote: Option<(&str, &Path)>,
+    config: &Path,
+    readers: &Readers,
+    mlock: bool,
+) -> anyhow::Result<ExitCode> {
+    harden(mlock)?;
     let source = match remote {
         Some((url, token_file)) => Source::remote(url, token_file, STALL)?,
         None => Source::local(config).context(
@@ -463,14 +701,20 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
     }
     let bundle = Bundle::open(dir)?;
     let (mut acked, mut refused) = (0usize, 0usize);
+    let mut left = Tally::default();
     for entry in bundle.entries() {
         let Some(receipt) = Receipt::parse(&entry.receipt) else {
             eprintln!("skipping a manifest entry that is not a receipt");
             refused += 1;
             continue;
         };
-        match bundle.verify(&receipt) {
-            Ok(()) => match source.ack(&receipt) {
+        let verified = bundle
+            .verify(&receipt)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| may_ack(readers, &bundle, &receipt, &mut left));
+        match verified {
+            Ok(false) => {}
+            Ok(true) => match source.ack(&receipt) {
                 Ok(()) => acked += 1,
                 Err(e) if server_gone(&e) => {
                     return Err(e.context(format!(
@@ -485,12 +729,13 @@ pub fn ack(dir: &Path, remote: Option<(&str, &Path)>, config: &Path) -> anyhow::
                 }
             },
             Err(e) => {
-                eprintln!("not acknowledged: {e}");
+                eprintln!("not acknowledged: {}", super::describe(&e));
                 refused += 1;
             }
         }
     }
     println!("{acked} acknowledged, {refused} refused");
+    say_left(readers, &left);
     Ok(if refused == 0 {
         ExitCode::SUCCESS
     } else {

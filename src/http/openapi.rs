@@ -100,6 +100,9 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
                 "day": { "type": "string", "format": "date",
                          "description": "Day of arrival (UTC); nothing finer is kept" },
                 "state": { "type": "string", "enum": ["new", "exported", "acked"] },
+                "form": { "type": ["string", "null"],
+                          "description": "The form's id; null for a record indexed again from \
+                              its spool file (or by a version that did not keep it)" },
                 "recipients": { "type": "array", "items": { "type": "string" } } } },
         } },
     })
@@ -112,6 +115,8 @@ fn describe_staff(paths: &mut Map<String, Value>) {
                           "schema": { "type": "string", "pattern": "^[a-z2-7]{26}$" } });
     let common = json!({
         "401": { "description": "Missing or wrong token (one answer for both)" },
+        "403": { "description": "The token's scope (staff.tokens: can, forms) leaves out this \
+                 action or this record's form; error code \"forbidden\"" },
         "429": { "description": "Too many failed token attempts" },
     });
     let with = |extra: Value| {

@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/staff/submissions?state=new\|exported\|all` | `{"submissions": [{receipt, size, day, state, recipients}]}` |
+//! | `GET /api/v1/staff/submissions?state=new\|exported\|all` | `{"submissions": [{receipt, size, day, state, form, recipients}]}` |
 //! | `GET /api/v1/staff/submissions/{receipt}` | the record, `application/pgp-encrypted`, with its SHA-256 in `x-sealform-sha256` |
 //! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle |
 //! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file |
@@ -19,6 +19,11 @@
 //! slow a guesser, who learns from a 200 either way. What makes guessing
 //! hopeless is the token itself: 256 random bits from `sealform token`. The
 //! limit is about noise in the logs, not entropy.
+//!
+//! Each token has a scope (`staff.tokens`): the actions it may take (list;
+//! download, which includes marking exported; ack) and the forms whose
+//! records it reaches. An action outside it is answered 403 (`forbidden`);
+//! a listing shows only the records of the token's forms.
 //!
 //! Errors are JSON (`{"error": {"code", "message"}}`), and nothing here logs
 //! a receipt or a token. The API only ever hands out ciphertext.
@@ -42,7 +47,7 @@ use sha2::{Digest, Sha256};
 use super::Segment;
 use super::error::join_failure;
 use crate::intake::Intake;
-use crate::staff_token::TokenSet;
+use crate::staff_token::{Action, Scope, TokenSet};
 use crate::store::{IndexEntry, Receipt, RecordState};
 
 /// Failed attempts allowed in a burst before 429.
@@ -79,15 +84,25 @@ impl StaffState {
     /// means nobody can lock staff out by failing on purpose. Failures are
     /// what is limited: past the burst, a wrong or missing token is answered
     /// 429 until the limiter refills.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), StaffError> {
+    ///
+    /// A token whose scope leaves out `action` is answered 403; whether it
+    /// reaches a given record's form is for the handler to check.
+    fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map_or("", |(_, token)| token.trim());
-        if !presented.is_empty() && self.tokens.accepts(presented) {
-            return Ok(());
+        if let Some(scope) = Some(presented)
+            .filter(|p| !p.is_empty())
+            .and_then(|p| self.tokens.scope_of(p))
+        {
+            return if scope.can(action) {
+                Ok(scope)
+            } else {
+                Err(StaffError::Forbidden(action.describe()))
+            };
         }
         let mut blocked = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
         if blocked.is_some_and(|until| Instant::now() < until) {
@@ -128,6 +143,9 @@ pub enum StaffError {
     /// Too many failed token attempts recently.
     #[error("too many failed attempts; try again later")]
     TooManyAttempts,
+    /// The token's scope leaves this out: the action, or the record's form.
+    #[error("this token may not {0}")]
+    Forbidden(&'static str),
     /// Unknown receipt, or a record that is no longer stored.
     #[error("there is no such record")]
     NotFound,
@@ -144,6 +162,7 @@ impl IntoResponse for StaffError {
         let (status, code) = match &self {
             StaffError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             StaffError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            StaffError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             StaffError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             StaffError::BadState => (StatusCode::BAD_REQUEST, "malformed"),
             StaffError::Internal(cause) => {
@@ -189,8 +208,21 @@ fn entry_json(receipt: &Receipt, e: &IndexEntry) -> serde_json::Value {
         "size": e.size,
         "day": e.day,
         "state": e.state,
+        "form": e.form,
         "recipients": e.recipients,
     })
+}
+
+/// What a token whose scope leaves out a record's form is told.
+const OTHER_FORM: &str = "reach records of this form";
+
+/// 403 unless `scope` reaches the record `e`.
+fn reaches(scope: &Scope, e: &IndexEntry) -> Result<(), StaffError> {
+    if scope.covers(e.form.as_deref()) {
+        Ok(())
+    } else {
+        Err(StaffError::Forbidden(OTHER_FORM))
+    }
 }
 
 /// The `?state=` of the listing.
@@ -204,7 +236,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, StaffError> {
-    st.authorize(&headers)?;
+    let scope = st.authorize(&headers, Action::List)?;
     let query = query.map_err(|_| StaffError::BadState)?;
     let wanted = match query.state.as_deref() {
         None | Some("new") => Some(RecordState::New),
@@ -217,6 +249,7 @@ async fn list(
     let mut items: Vec<_> = entries
         .iter()
         .filter(|(_, e)| wanted.is_none_or(|w| e.state == w))
+        .filter(|(_, e)| scope.covers(e.form.as_deref()))
         .collect();
     // Receipts are random, so this order says nothing about arrival.
     items.sort_by_key(|(r, _)| *r);
@@ -229,7 +262,7 @@ async fn download(
     headers: HeaderMap,
     Segment(receipt): Segment,
 ) -> Result<Response, StaffError> {
-    st.authorize(&headers)?;
+    let scope = st.authorize(&headers, Action::Download)?;
     let receipt = parse_receipt(&receipt)?;
     let intake = Arc::clone(&st.intake);
     // Records can be gigabytes: hash the open file in one pass, then stream
@@ -237,7 +270,7 @@ async fn download(
     let (file, len, sha) = blocking(move || {
         use std::io::{Read, Seek};
         match intake.store.get(&receipt).map_err(internal)? {
-            Some(e) if e.state != RecordState::Acked => {}
+            Some(e) if e.state != RecordState::Acked => reaches(&scope, &e)?,
             _ => return Err(StaffError::NotFound),
         }
         let mut file = match std::fs::File::open(intake.store.path_of(&receipt)) {
@@ -303,7 +336,11 @@ async fn mark_exported(
     headers: HeaderMap,
     Segment(receipt): Segment,
 ) -> Result<Json<serde_json::Value>, StaffError> {
-    change_state(st, &headers, &receipt, |store, r| store.mark_exported(r)).await
+    // Marking exported is part of downloading (what `pull` does next).
+    change_state(st, &headers, &receipt, Action::Download, |store, r| {
+        store.mark_exported(r)
+    })
+    .await
 }
 
 async fn ack(
@@ -311,19 +348,20 @@ async fn ack(
     headers: HeaderMap,
     Segment(receipt): Segment,
 ) -> Result<Json<serde_json::Value>, StaffError> {
-    change_state(st, &headers, &receipt, |store, r| {
+    change_state(st, &headers, &receipt, Action::Ack, |store, r| {
         store.ack(r, SystemTime::now())
     })
     .await
 }
 
-/// Authorizes, then applies a state change to one record on a blocking
-/// thread; answers its new index entry, or 404 when the store has no such
-/// record.
+/// Authorizes `action`, then applies a state change to one record of a
+/// form the token reaches, on a blocking thread; answers its new index
+/// entry, or 404 when the store has no such record.
 async fn change_state<F>(
     st: StaffState,
     headers: &HeaderMap,
     receipt: &str,
+    action: Action,
     change: F,
 ) -> Result<Json<serde_json::Value>, StaffError>
 where
@@ -334,10 +372,15 @@ where
         + Send
         + 'static,
 {
-    st.authorize(headers)?;
+    let scope = st.authorize(headers, action)?;
     let receipt = parse_receipt(receipt)?;
     let intake = Arc::clone(&st.intake);
     let entry = blocking(move || {
+        // A record's form never changes, so checking it before the change
+        // leaves no gap to slip through.
+        if let Some(e) = intake.store.get(&receipt).map_err(internal)? {
+            reaches(&scope, &e)?;
+        }
         change(&intake.store, &receipt)
             .map_err(internal)?
             .ok_or(StaffError::NotFound)

@@ -14,6 +14,7 @@ mod bad_keys;
 mod browser;
 mod canaries;
 mod durability;
+mod harden;
 mod openapi;
 mod pages;
 mod props;

@@ -96,6 +96,7 @@ fn ack_over_http(server: &Server, token_file: &Path, bundle: &Path) -> String {
     let url = server.url("");
     run_ok(&[
         "ack",
+        "--all-readers",
         "--url",
         &url,
         "--token-file",
@@ -554,7 +555,13 @@ async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decry
     assert!(out.contains("already decrypted in"), "{out}");
 
     // `ack` refuses the damaged copy too, and acknowledges the rest.
-    let (code, out, _) = sealform(&["ack", "--config", path_str(&config), path_str(&bundle)]);
+    let (code, out, _) = sealform(&[
+        "ack",
+        "--all-readers",
+        "--config",
+        path_str(&config),
+        path_str(&bundle),
+    ]);
     assert_eq!(code, 1);
     assert!(out.contains("2 acknowledged, 1 refused"), "{out}");
     assert_eq!(fx.records(), vec![fx.record(&receipts[1])]);
@@ -1153,6 +1160,7 @@ fn pull_with_ack_after_verify_acknowledges_only_what_it_verified() {
         "--out",
         path_str(&bundle),
         "--ack-after-verify",
+        "--all-readers",
     ]);
     assert!(
         out.contains("3 fetched, 0 already in the bundle, 3 acknowledged"),
@@ -1295,15 +1303,20 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     // records must go only where --url says.
     let dead_proxy = "http://127.0.0.1:9";
     let (code, stdout, stderr) = outcome(
-        pull_command(&fx, &relay, &bundle, &["--ack-after-verify"])
-            .envs([
-                ("http_proxy", dead_proxy),
-                ("HTTP_PROXY", dead_proxy),
-                ("all_proxy", dead_proxy),
-                ("ALL_PROXY", dead_proxy),
-            ])
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy"),
+        pull_command(
+            &fx,
+            &relay,
+            &bundle,
+            &["--ack-after-verify", "--all-readers"],
+        )
+        .envs([
+            ("http_proxy", dead_proxy),
+            ("HTTP_PROXY", dead_proxy),
+            ("all_proxy", dead_proxy),
+            ("ALL_PROXY", dead_proxy),
+        ])
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy"),
     );
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
@@ -1319,7 +1332,7 @@ fn pull_ignores_proxy_settings_and_does_not_acknowledge_what_the_server_gave_no_
     // from the server: the copies are already in the bundle, but were never
     // checked against the server's digest, so they are still not
     // acknowledged.
-    let again = ["--all", "--ack-after-verify"];
+    let again = ["--all", "--ack-after-verify", "--all-readers"];
     let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
@@ -1439,7 +1452,7 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
     let token_file = fx.path().join("token");
     let (code, stdout, stderr) = outcome(
         std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-            .args(["ack", "--url", &vanishing, "--token-file"])
+            .args(["ack", "--all-readers", "--url", &vanishing, "--token-file"])
             .args([&token_file, &bundle]),
     );
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -1450,7 +1463,7 @@ fn pull_goes_on_past_a_record_the_server_refuses_and_stops_when_the_server_goes_
     // Records checked against the server's digest when an earlier run wrote
     // them are acknowledged by a later --ack-after-verify run; so are the
     // two this bundle lacked (exported to b1 already, hence --all).
-    let again = ["--all", "--ack-after-verify"];
+    let again = ["--all", "--ack-after-verify", "--all-readers"];
     let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &server.url(""), &bundle, &again));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
@@ -1765,4 +1778,346 @@ async fn decrypt_removes_a_record_it_could_not_finish_writing() {
     );
     assert!(!killed.exists() && mine.exists());
     assert_eq!(decrypted_dirs(&plain).len(), 2, "the record and .notes");
+}
+
+/// Bytes that would drive a terminal: ESC and BEL, as in `ESC ] 0 ; … BEL`
+/// (which sets the window title, and worse sequences follow the same form).
+fn has_terminal_escapes(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b == 0x1b || b == 0x07)
+}
+
+/// A bundle entry named `ESC ] 0 ; pwned BEL`, listed in the manifest: its
+/// path in the error (a `BundleError::Io`: it cannot be read) and a bundle
+/// folder of that name whose manifest cannot be read reach the terminal
+/// escaped, not as raw control characters.
+#[test]
+fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
+    const NAME: &str = "\u{1b}]0;pwned\u{7}";
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("bundle");
+    let manifest = json!({ "version": 1, "records": [{
+        "receipt": NAME, "sha256": "00", "size": 1, "day": "2026-01-01", "recipients": [] }] });
+    std::fs::write(bundle.join("MANIFEST.json"), manifest.to_string()).expect("manifest");
+    // A folder where the record should be: reading it fails with its path.
+    std::fs::create_dir(bundle.join(format!("{NAME}.pgp"))).expect("entry");
+    let key = TestKey::Ed25519.secret();
+    let out = work.path().join("out");
+    let run = |input: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+            .args(["decrypt", "--key", path_str(&key), "--out", path_str(&out)])
+            .arg(input)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run sealform")
+    };
+    let done = run(&bundle);
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(done.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("\\u{1b}]0;pwned\\u{7}"), "{text}");
+    assert!(
+        !has_terminal_escapes(&done.stdout) && !has_terminal_escapes(&done.stderr),
+        "raw escapes printed: {:?} {:?}",
+        text,
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    // A bundle folder of that name whose manifest is unreadable: the
+    // error that ends the run names it.
+    let named = work.path().join(NAME);
+    std::fs::create_dir_all(named.join("MANIFEST.json")).expect("manifest folder");
+    let done = run(&named);
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{err}");
+    assert!(err.contains("\\u{1b}]0;pwned\\u{7}"), "{err}");
+    assert!(
+        !has_terminal_escapes(&done.stdout) && !has_terminal_escapes(&done.stderr),
+        "raw escapes printed: {err:?}"
+    );
+}
+
+/// The default forms plus `leak`, a copy of `tip` under another id.
+fn two_forms() -> String {
+    format!(
+        "{DEFAULT_FORMS}\n{}",
+        DEFAULT_FORMS.replace("id = \"tip\"", "id = \"leak\"")
+    )
+}
+
+/// A fresh token and its config hash.
+fn token_and_hash() -> (String, String) {
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token).to_string();
+    (token, hash)
+}
+
+#[tokio::test]
+async fn the_index_keeps_no_form_id_unless_a_token_is_limited_to_some_forms() {
+    for (tokens, kept) in [
+        // A bare hash and a table without `forms`: every form, so no form id.
+        (
+            "[\"{full}\", { hash = \"{other}\", can = [\"list\"] }]",
+            false,
+        ),
+        (
+            "[\"{full}\", { hash = \"{other}\", can = [\"list\"], forms = [\"leak\"] }]",
+            true,
+        ),
+    ] {
+        let (full, full_hash) = token_and_hash();
+        let (_, other_hash) = token_and_hash();
+        let tokens = tokens
+            .replace("{full}", &full_hash)
+            .replace("{other}", &other_hash);
+        let fx = Fixture::new(
+            &[TestKey::Ed25519],
+            &two_forms(),
+            &format!("[staff]\non_public_listener = true\ntokens = {tokens}\n"),
+        );
+        let app = fx.app();
+        let (res, body) = send(&app, api_post("tip", &json!({"fields": {"message": "x"}}))).await;
+        let receipt = created(&res, &body);
+        let (res, body) = send(
+            &app,
+            staff_get("/api/v1/staff/submissions?state=all", Some(&full)),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let listing: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(listing["submissions"][0]["receipt"], receipt.as_str());
+        let form = &listing["submissions"][0]["form"];
+        assert_eq!(form == "tip", kept, "{tokens}: {listing}");
+        assert_eq!(form.is_null(), !kept, "{tokens}: {listing}");
+        drop(app);
+        let index_says_tip = fx
+            .all_stored_bytes()
+            .iter()
+            .any(|(_, bytes)| bytes.windows(5).any(|w| w == b"\"tip\""));
+        assert_eq!(index_says_tip, kept, "{tokens}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and_on_the_other_forms_records()
+ {
+    let (scoped, scoped_hash) = token_and_hash();
+    let (acker, acker_hash) = token_and_hash();
+    let (full, full_hash) = token_and_hash();
+    let fx = Fixture::new(
+        &[TestKey::Ed25519],
+        &two_forms(),
+        &format!(
+            "[staff]\non_public_listener = true\ntokens = [\n  {{ hash = \"{scoped_hash}\", can = [\"list\", \"download\"], \
+             forms = [\"tip\"] }},\n  {{ hash = \"{acker_hash}\", can = [\"ack\"] }},\n  \
+             \"{full_hash}\",\n]\n"
+        ),
+    );
+    let app = fx.app();
+    let mut receipts = Vec::new();
+    for form in ["tip", "leak"] {
+        let (res, body) = send(&app, api_post(form, &json!({"fields": {"message": "x"}}))).await;
+        receipts.push(created(&res, &body));
+    }
+    let (tip, leak) = (&receipts[0], &receipts[1]);
+    let listing = |token: &str| {
+        let app = app.clone();
+        let token = token.to_owned();
+        async move {
+            let (res, body) = send(
+                &app,
+                staff_get("/api/v1/staff/submissions?state=all", Some(&token)),
+            )
+            .await;
+            (
+                res.status(),
+                serde_json::from_slice::<Value>(&body).expect("json"),
+            )
+        }
+    };
+    let post = |path: String, token: &str| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+
+    // The scoped token lists and downloads its form's records only.
+    let (status, body) = listing(&scoped).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = body["submissions"].as_array().expect("list");
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["receipt"], tip.as_str());
+    assert_eq!(items[0]["form"], "tip");
+    let (res, body) = send(
+        &app,
+        staff_get(&format!("/api/v1/staff/submissions/{tip}"), Some(&scoped)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body, read(&fx.record(tip)));
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{tip}/exported"), &scoped),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // 403 for the other form's record, and for acknowledging at all.
+    let forbidden = [
+        staff_get(&format!("/api/v1/staff/submissions/{leak}"), Some(&scoped)),
+        post(
+            format!("/api/v1/staff/submissions/{leak}/exported"),
+            &scoped,
+        ),
+        post(format!("/api/v1/staff/submissions/{leak}/ack"), &scoped),
+        post(format!("/api/v1/staff/submissions/{tip}/ack"), &scoped),
+        staff_get("/api/v1/staff/submissions", Some(&acker)),
+        staff_get(&format!("/api/v1/staff/submissions/{tip}"), Some(&acker)),
+    ];
+    for req in forbidden {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (res, body) = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{what}");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "forbidden", "{what}: {body}");
+    }
+    assert_eq!(fx.records().len(), 2, "nothing was acknowledged");
+
+    // A bare hash may do everything for every form, and so may a table
+    // without forms for what it names.
+    let (status, body) = listing(&full).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["submissions"].as_array().expect("list").len(), 2);
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{leak}/ack"), &acker),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (res, _) = send(
+        &app,
+        post(format!("/api/v1/staff/submissions/{tip}/ack"), &full),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(fx.records().is_empty());
+}
+
+/// `DEFAULT_FORMS` as form `id`, sealed to `recipients` (TOML, after
+/// `recipients = `) or, with `None`, to every key with hidden recipients.
+fn form_sealed_to(id: &str, recipients: Option<&str>) -> String {
+    let route = match recipients {
+        Some(r) => format!("recipients = {r}"),
+        None => "hide_recipients = true".to_owned(),
+    };
+    DEFAULT_FORMS
+        .replace("id = \"tip\"", &format!("id = \"{id}\""))
+        .replace(
+            "description = \"Test form\"",
+            &format!("description = \"Test form\"\n{route}"),
+        )
+}
+
+#[test]
+fn pull_ack_after_verify_for_a_key_leaves_records_sealed_to_other_keys_unacknowledged_and_says_so()
+{
+    let (ed, rsa) = (TestKey::Ed25519, TestKey::Rsa);
+    let forms = [
+        form_sealed_to("tip", Some(&format!("[\"{}\"]", ed.fingerprint()))),
+        form_sealed_to("leak", Some(&format!("[\"{}\"]", rsa.fingerprint()))),
+        form_sealed_to("hidden", None),
+    ]
+    .join("\n");
+    let (token, hash) = token_and_hash();
+    let fx = Fixture::new(
+        &[ed, rsa],
+        &forms,
+        &format!("[staff]\non_public_listener = true\ntokens = [\"{hash}\"]\n"),
+    );
+    std::fs::write(fx.path().join("token"), &token).expect("token file");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let mut receipts = std::collections::HashMap::<&str, Vec<String>>::new();
+    for form in ["tip", "tip", "leak", "hidden"] {
+        let res = client
+            .post(server.url(&format!("/api/v1/forms/{form}/submissions")))
+            .json(&json!({ "fields": fields_for(0) }))
+            .send()
+            .expect("submit");
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = res.json().expect("json");
+        let receipt = body["receipt"].as_str().expect("receipt").to_owned();
+        receipts.entry(form).or_default().push(receipt);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let url = server.url("");
+
+    // Neither --for nor --all-readers: refused before anything is fetched.
+    let (code, stdout, stderr) = outcome(&mut pull_command(
+        &fx,
+        &url,
+        &bundle,
+        &["--ack-after-verify"],
+    ));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--for") && stderr.contains("--all-readers"),
+        "{stderr}"
+    );
+    assert!(
+        every_record(&server, &client, &token)
+            .iter()
+            .all(|r| r["state"] == "new")
+    );
+
+    // For the ed25519 key (by its primary fingerprint): its two records are
+    // acknowledged; the RSA one and the hidden one are left, and it says so.
+    let for_ed = ["--ack-after-verify", "--for", ed.fingerprint()];
+    let (code, stdout, stderr) = outcome(&mut pull_command(&fx, &url, &bundle, &for_ed));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4 fetched, 0 already in the bundle, 2 acknowledged, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 left for other readers"), "{stdout}");
+    assert!(
+        stdout.contains("1 of them have hidden recipients"),
+        "{stdout}"
+    );
+    let mut left = vec![
+        fx.record(&receipts["leak"][0]),
+        fx.record(&receipts["hidden"][0]),
+    ];
+    left.sort();
+    assert_eq!(fx.records(), left);
+
+    // `ack` for the RSA key, given as its certificate file: the record
+    // sealed to it goes; the ed25519 ones (not its) and the hidden one stay
+    // unacknowledged by this run.
+    let rsa_cert = rsa.public();
+    let (code, stdout, stderr) = sealform(&[
+        "ack",
+        "--for",
+        path_str(&rsa_cert),
+        "--url",
+        &url,
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 acknowledged, 0 refused"), "{stdout}");
+    assert!(stdout.contains("3 left for other readers"), "{stdout}");
+    assert_eq!(fx.records(), vec![fx.record(&receipts["hidden"][0])]);
+    // `ack` needs to be told too.
+    let (code, _, stderr) = sealform(&[
+        "ack",
+        "--config",
+        path_str(&fx.config_path()),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--all-readers"), "{stderr}");
+    assert_eq!(fx.records(), vec![fx.record(&receipts["hidden"][0])]);
 }
