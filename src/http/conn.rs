@@ -7,7 +7,8 @@
 //! may sit idle waiting for its next request), and a deadline on the whole
 //! request body. It hands each request the peer address as `ConnectInfo`
 //! (and, with `[limits] proxy_protocol`, the client its PROXY header named,
-//! as [`ProxiedClient`]) for the rate limiter, and never logs either.
+//! or the peer itself for a header that names none, as [`ProxiedClient`])
+//! for the rate limiter, and never logs either.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -155,8 +156,12 @@ pub async fn accept_loop(
                         let (read, write) = stream.into_split();
                         let io =
                             tokio::io::join(std::io::Cursor::new(header.rest).chain(read), write);
-                        let client = header.client.map(ProxiedClient);
-                        serve_connection(builder, watcher, app, io, peer, client).await;
+                        // A header that names no client (v2 LOCAL or a
+                        // non-IP family, v1 UNKNOWN) is the front end's own
+                        // connection: keyed as the front end, so that it is
+                        // one client, and X-Forwarded-For is never read.
+                        let client = ProxiedClient(header.client.unwrap_or(peer.ip()));
+                        serve_connection(builder, watcher, app, io, peer, Some(client)).await;
                     }
                     // The reason only: the header's bytes and addresses
                     // stay out of the log.
