@@ -102,9 +102,10 @@ pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits (at
 /// most `grace`) for in-flight requests to finish. With `proxy_protocol`,
-/// each connection must start with a PROXY header (read within the header
-/// timeout, see [`super::proxy_header`]) whose client the rate limiter
-/// takes; a connection without one is closed.
+/// each connection must start with a PROXY header (see
+/// [`super::proxy_header`]; it and the first request head share the header
+/// timeout) whose client the rate limiter takes; a connection without one
+/// is closed.
 pub async fn accept_loop(
     state: &AppState,
     app: axum::Router,
@@ -144,13 +145,21 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
+        let (app, mut builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             if !proxy_protocol {
                 serve_connection(builder, watcher, app, stream, peer, None).await;
             } else {
+                let accepted = tokio::time::Instant::now();
                 match proxy_header::read(&mut stream, header_timeout).await {
                     Ok(header) => {
+                        // The header and the request head share one
+                        // header_timeout_secs, or a client could hold the
+                        // slot for each in turn. (A front end sends the
+                        // header at once, so this costs its connections'
+                        // keep-alive next to nothing.)
+                        builder
+                            .header_read_timeout(header_timeout.saturating_sub(accepted.elapsed()));
                         // What was read past the header is the start of the
                         // first request: hyper reads it first.
                         let (read, write) = stream.into_split();

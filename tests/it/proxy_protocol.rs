@@ -452,3 +452,42 @@ fn a_proxy_header_that_names_no_client_is_keyed_as_the_front_end_never_by_x_forw
         assert!(server.terminate().success());
     }
 }
+
+#[test]
+fn the_proxy_header_and_the_first_request_head_share_one_header_timeout() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tor_tables("header_timeout_secs = 2"),
+    );
+    let server = Server::start(&fx);
+    // A client that reaches the port itself sends a valid header just in
+    // time, then its request head a byte at a time, never finishing it.
+    let mut s = TcpStream::connect(&server.addr).expect("connect");
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(&v1(9)).expect("header");
+    let closed = {
+        let mut r = s.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = r.read_to_end(&mut rest);
+            start.elapsed()
+        })
+    };
+    for b in get("/healthz").iter().cycle().take(100) {
+        if closed.is_finished() || s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = closed.join().expect("reader");
+    // The connection's slot is held for header_timeout_secs in all, not
+    // that long for the header and as long again for the request head.
+    assert!(
+        held < Duration::from_millis(2800),
+        "closed after {held:?} (header_timeout_secs = 2)"
+    );
+    assert!(server.terminate().success());
+}
