@@ -24,7 +24,8 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
 /// The OpenAPI document for these forms (and the staff API, if `staff`).
 pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
     let mut paths = Map::new();
-    let mut components = json!({ "schemas": {
+    let mut components = Map::new();
+    let mut schemas = json!({
         "Receipt": { "type": "object", "required": ["receipt"], "properties": {
             "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" } } },
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
@@ -32,10 +33,11 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
                 "code": { "type": "string" },
                 "message": { "type": "string" },
                 "field": { "type": "string" } } } } },
-    } });
+    });
     if staff {
-        describe_staff(&mut paths, &mut components);
+        describe_staff(&mut paths, &mut components, &mut schemas);
     }
+    components.insert("schemas".into(), schemas);
     paths.insert(
         "/api/v1/forms".into(),
         json!({ "get": {
@@ -97,10 +99,17 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
 
 /// The token-authenticated staff routes, with their security scheme and
 /// schema: none of it is named where the staff API is not served.
-fn describe_staff(paths: &mut Map<String, Value>, components: &mut Value) {
-    components["securitySchemes"] = json!({ "staffToken": { "type": "http", "scheme": "bearer",
-        "description": "A token minted by `sealform token`; the server keeps only its hash" } });
-    components["schemas"]["StaffRecord"] = json!({ "type": "object",
+fn describe_staff(
+    paths: &mut Map<String, Value>,
+    components: &mut Map<String, Value>,
+    schemas: &mut Value,
+) {
+    components.insert(
+        "securitySchemes".into(),
+        json!({ "staffToken": { "type": "http", "scheme": "bearer",
+            "description": "A token minted by `sealform token`; the server keeps only its hash" } }),
+    );
+    schemas["StaffRecord"] = json!({ "type": "object",
         "required": ["receipt", "size", "day", "state", "recipients"], "properties": {
         "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" },
         "size": { "type": "integer", "minimum": 0 },
