@@ -144,13 +144,13 @@ pub async fn accept_loop(
                 }
             },
         };
+        let accepted = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         let (app, mut builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             if !proxy_protocol {
                 serve_connection(builder, watcher, app, stream, peer, None).await;
             } else {
-                let accepted = tokio::time::Instant::now();
                 match proxy_header::read(&mut stream, header_timeout).await {
                     Ok(header) => {
                         // The header and the request head share one
