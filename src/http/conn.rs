@@ -7,7 +7,8 @@
 //! may sit idle waiting for its next request), and a deadline on the whole
 //! request body. It hands each request the peer address as `ConnectInfo`
 //! (and, with `[limits] proxy_protocol`, the client its PROXY header named,
-//! as [`ProxiedClient`]) for the rate limiter, and never logs either.
+//! or the peer itself for a header that names none, as [`ProxiedClient`])
+//! for the rate limiter, and never logs either.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -101,9 +102,10 @@ pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits (at
 /// most `grace`) for in-flight requests to finish. With `proxy_protocol`,
-/// each connection must start with a PROXY header (read within the header
-/// timeout, see [`super::proxy_header`]) whose client the rate limiter
-/// takes; a connection without one is closed.
+/// each connection must start with a PROXY header (see
+/// [`super::proxy_header`]; it and the first request head share the header
+/// timeout) whose client the rate limiter takes; a connection without one
+/// is closed.
 pub async fn accept_loop(
     state: &AppState,
     app: axum::Router,
@@ -142,21 +144,33 @@ pub async fn accept_loop(
                 }
             },
         };
+        let accepted = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
-        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
+        let (app, mut builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             if !proxy_protocol {
                 serve_connection(builder, watcher, app, stream, peer, None).await;
             } else {
                 match proxy_header::read(&mut stream, header_timeout).await {
                     Ok(header) => {
+                        // The header and the request head share one
+                        // header_timeout_secs, or a client could hold the
+                        // slot for each in turn. (A front end sends the
+                        // header at once, so this costs its connections'
+                        // keep-alive next to nothing.)
+                        builder
+                            .header_read_timeout(header_timeout.saturating_sub(accepted.elapsed()));
                         // What was read past the header is the start of the
                         // first request: hyper reads it first.
                         let (read, write) = stream.into_split();
                         let io =
                             tokio::io::join(std::io::Cursor::new(header.rest).chain(read), write);
-                        let client = header.client.map(ProxiedClient);
-                        serve_connection(builder, watcher, app, io, peer, client).await;
+                        // A header that names no client (v2 LOCAL or a
+                        // non-IP family, v1 UNKNOWN) is the front end's own
+                        // connection: keyed as the front end, so that it is
+                        // one client, and X-Forwarded-For is never read.
+                        let client = ProxiedClient(header.client.unwrap_or(peer.ip()));
+                        serve_connection(builder, watcher, app, io, peer, Some(client)).await;
                     }
                     // The reason only: the header's bytes and addresses
                     // stay out of the log.

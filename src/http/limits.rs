@@ -58,8 +58,9 @@ impl ClientKey {
     }
 }
 
-/// The client a PROXY protocol header named for this connection (see
-/// `[limits] proxy_protocol`); a request extension, never logged or stored.
+/// The client a PROXY protocol header named for this connection, or the
+/// peer itself for a header that names none (see `[limits] proxy_protocol`);
+/// a request extension, never logged or stored.
 #[derive(Clone, Copy)]
 pub struct ProxiedClient(pub IpAddr);
 

@@ -24,9 +24,20 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
 /// The OpenAPI document for these forms (and the staff API, if `staff`).
 pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
     let mut paths = Map::new();
+    let mut components = Map::new();
+    let mut schemas = json!({
+        "Receipt": { "type": "object", "required": ["receipt"], "properties": {
+            "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" } } },
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string" },
+                "message": { "type": "string" },
+                "field": { "type": "string" } } } } },
+    });
     if staff {
-        describe_staff(&mut paths);
+        describe_staff(&mut paths, &mut components, &mut schemas);
     }
+    components.insert("schemas".into(), schemas);
     paths.insert(
         "/api/v1/forms".into(),
         json!({ "get": {
@@ -82,34 +93,33 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> Value {
                 submitted value.",
         },
         "paths": paths,
-        "components": {
-          "securitySchemes": { "staffToken": { "type": "http", "scheme": "bearer",
-              "description": "A token minted by `sealform token`; the server keeps only its hash" } },
-          "schemas": {
-            "Receipt": { "type": "object", "required": ["receipt"], "properties": {
-                "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" } } },
-            "Error": { "type": "object", "required": ["error"], "properties": { "error": {
-                "type": "object", "required": ["code", "message"], "properties": {
-                    "code": { "type": "string" },
-                    "message": { "type": "string" },
-                    "field": { "type": "string" } } } } },
-            "StaffRecord": { "type": "object",
-                "required": ["receipt", "size", "day", "state", "recipients"], "properties": {
-                "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" },
-                "size": { "type": "integer", "minimum": 0 },
-                "day": { "type": "string", "format": "date",
-                         "description": "Day of arrival (UTC); nothing finer is kept" },
-                "state": { "type": "string", "enum": ["new", "exported", "acked"] },
-                "form": { "type": ["string", "null"],
-                          "description": "The form's id; null for a record indexed again from \
-                              its spool file (or by a version that did not keep it)" },
-                "recipients": { "type": "array", "items": { "type": "string" } } } },
-        } },
+        "components": components,
     })
 }
 
-/// The token-authenticated staff routes.
-fn describe_staff(paths: &mut Map<String, Value>) {
+/// The token-authenticated staff routes, with their security scheme and
+/// schema: none of it is named where the staff API is not served.
+fn describe_staff(
+    paths: &mut Map<String, Value>,
+    components: &mut Map<String, Value>,
+    schemas: &mut Value,
+) {
+    components.insert(
+        "securitySchemes".into(),
+        json!({ "staffToken": { "type": "http", "scheme": "bearer",
+            "description": "A token minted by `sealform token`; the server keeps only its hash" } }),
+    );
+    schemas["StaffRecord"] = json!({ "type": "object",
+        "required": ["receipt", "size", "day", "state", "recipients"], "properties": {
+        "receipt": { "type": "string", "pattern": "^[a-z2-7]{26}$" },
+        "size": { "type": "integer", "minimum": 0 },
+        "day": { "type": "string", "format": "date",
+                 "description": "Day of arrival (UTC); nothing finer is kept" },
+        "state": { "type": "string", "enum": ["new", "exported", "acked"] },
+        "form": { "type": ["string", "null"],
+                  "description": "The form's id, kept only while a staff token is limited to some \
+                      forms; null otherwise, and for a record indexed again from its spool file" },
+        "recipients": { "type": "array", "items": { "type": "string" } } } });
     let auth = json!([{ "staffToken": [] }]);
     let receipt = json!({ "name": "receipt", "in": "path", "required": true,
                           "schema": { "type": "string", "pattern": "^[a-z2-7]{26}$" } });

@@ -410,3 +410,87 @@ fn check_warns_behind_tor_without_the_proxy_protocol_and_the_staff_listener_need
     assert_eq!(exchange(&server.addr, b"", request.as_bytes()).0, 0);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn a_proxy_header_that_names_no_client_is_keyed_as_the_front_end_never_by_x_forwarded_for() {
+    // v2 LOCAL (a health check), v2 PROXY over AF_UNIX, v1 UNKNOWN: the
+    // front end's own connection, or one it cannot give an address for.
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    let mut unix = b"\r\n\r\n\0\r\nQUIT\n\x21\x31\x00\xd8".to_vec();
+    unix.extend_from_slice(&[0u8; 216]);
+    let unknown = b"PROXY UNKNOWN\r\n".to_vec();
+    for (limits, front) in [
+        // The front end is also a trusted X-Forwarded-For proxy.
+        ("trusted_proxies = [\"127.0.0.1\"]", "a proxy"),
+        ("behind_tor = true", "tor"),
+    ] {
+        let fx = Fixture::with_tables(
+            &[TestKey::Ed25519],
+            DEFAULT_FORMS,
+            "",
+            &format!(
+                "[limits]\nproxy_protocol = true\napi_client = {{ burst = 2, per_minute = 1 }}\n{limits}\n"
+            ),
+        );
+        let server = Server::start(&fx);
+        let statuses: Vec<u16> = [&local, &unix, &unknown, &local]
+            .iter()
+            .enumerate()
+            .map(|(i, header)| {
+                let body = format!("{{\"fields\":{{\"message\":\"header-less {i}\"}}}}");
+                let mut request = api_post(&body);
+                // Each with an X-Forwarded-For of its own.
+                let at = request
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .expect("end of head");
+                let xff = format!("\r\nX-Forwarded-For: 203.0.113.{i}");
+                request.splice(at..at, xff.into_bytes());
+                exchange(&server.addr, header, &request).0
+            })
+            .collect();
+        // One client, the front end: its burst of two, then 429.
+        assert_eq!(statuses, [201, 201, 429, 429], "behind {front}");
+        assert_eq!(fx.records().len(), 2, "behind {front}");
+        assert!(server.terminate().success());
+    }
+}
+
+#[test]
+fn the_proxy_header_and_the_first_request_head_share_one_header_timeout() {
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tor_tables("header_timeout_secs = 2"),
+    );
+    let server = Server::start(&fx);
+    // A client that reaches the port itself sends a valid header just in
+    // time, then its request head a byte at a time, never finishing it.
+    let mut s = TcpStream::connect(&server.addr).expect("connect");
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(&v1(9)).expect("header");
+    let closed = {
+        let mut r = s.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = r.read_to_end(&mut rest);
+            start.elapsed()
+        })
+    };
+    for b in get("/healthz").iter().cycle().take(100) {
+        if closed.is_finished() || s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = closed.join().expect("reader");
+    // The connection's slot is held for header_timeout_secs in all, not
+    // that long for the header and as long again for the request head.
+    assert!(
+        held < Duration::from_millis(2800),
+        "closed after {held:?} (header_timeout_secs = 2)"
+    );
+    assert!(server.terminate().success());
+}

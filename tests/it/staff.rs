@@ -359,6 +359,37 @@ async fn the_staff_api_is_next_to_the_forms_only_when_the_operator_says_so() {
     }
 }
 
+#[tokio::test]
+async fn the_openapi_document_names_nothing_of_the_staff_api_where_it_is_not_served() {
+    for (staff, served) in [
+        ("", false),
+        ("listen = \"127.0.0.1:0\"", false),
+        ("enabled = false\non_public_listener = true", false),
+        ("on_public_listener = true", true),
+    ] {
+        let fx = Fixture::new(
+            &[TestKey::Ed25519],
+            DEFAULT_FORMS,
+            &format!("[staff]\n{staff}\n"),
+        );
+        let (res, doc) = send(&fx.app(), staff_get("/api/v1/openapi.json", None)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = String::from_utf8_lossy(&doc).to_lowercase();
+        assert_eq!(text.contains("staff"), served, "{staff:?}");
+        let doc: Value = serde_json::from_slice(&doc).expect("json");
+        // Where it is served, every reference in it resolves.
+        assert_eq!(
+            doc["components"]["securitySchemes"]["staffToken"].is_object(),
+            served
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["StaffRecord"].is_object(),
+            served
+        );
+        assert!(doc["components"]["schemas"]["Error"].is_object());
+    }
+}
+
 #[test]
 fn check_says_where_the_staff_api_is_served_and_why() {
     let token = sealform::staff_token::mint().to_string();
