@@ -70,6 +70,10 @@ impl std::fmt::Debug for ProxiedClient {
     }
 }
 
+/// The /64 in which Tor's `HiddenServiceExportCircuitID haproxy` names
+/// circuits: `fc00:dead:beef:4dad::/64`.
+const TOR_CIRCUITS: [u16; 4] = [0xfc00, 0xdead, 0xbeef, 0x4dad];
+
 /// Turns addresses into [`ClientKey`]s with a key drawn at start and held
 /// only in memory.
 pub struct ClientKeyer {
@@ -109,14 +113,15 @@ impl ClientKeyer {
         ClientKey(k)
     }
 
-    /// The key of a whole address, all 128 bits of an IPv6 one: for Tor
-    /// circuits, which `HiddenServiceExportCircuitID` numbers in the low 32
-    /// bits of addresses in one /64 (`fc00:dead:beef:4dad::/64`), so that
-    /// [`ClientKeyer::key_of`] would make them all one client.
-    pub fn key_of_whole(&self, addr: IpAddr) -> ClientKey {
+    /// The key of a Tor circuit's address, whole: Tor's
+    /// `HiddenServiceExportCircuitID` numbers circuits in the low 32 bits of
+    /// addresses in one /64 ([`TOR_CIRCUITS`]), so [`ClientKeyer::key_of`]
+    /// would make them all one client. Any other address is keyed by
+    /// [`ClientKeyer::key_of`]: a front end wrongly set up as Tor must not let
+    /// a client escape its limits by changing addresses inside its /64.
+    pub fn key_of_circuit(&self, addr: IpAddr) -> ClientKey {
         match canonical(addr) {
-            IpAddr::V4(v4) => self.key_of(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => {
+            IpAddr::V6(v6) if v6.segments()[..4] == TOR_CIRCUITS => {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
                     .expect("HMAC takes any key length");
                 mac.update(b"w");
@@ -126,6 +131,7 @@ impl ClientKeyer {
                 k.copy_from_slice(&out[..16]);
                 ClientKey(k)
             }
+            other => self.key_of(other),
         }
     }
 
@@ -460,7 +466,7 @@ impl Limits {
         let proxied = extensions.get::<ProxiedClient>().map(|c| c.0);
         match (proxied, self.behind_tor) {
             // Each Tor circuit its own client.
-            (Some(addr), true) => Some(self.keyer.key_of_whole(addr)),
+            (Some(addr), true) => Some(self.keyer.key_of_circuit(addr)),
             // A proxy in front that speaks the PROXY protocol: its word for
             // the client, keyed like any address (X-Forwarded-For is not
             // read then).
@@ -594,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn tor_circuits_in_one_slash_64_get_keys_of_their_own_when_keyed_whole() {
+    fn tor_circuits_get_keys_of_their_own_and_other_addresses_are_keyed_by_their_slash_64() {
         let k = ClientKeyer::new(vec![]);
         let circuit = |n: u32| -> IpAddr {
             let [a, b, c, d] = n.to_be_bytes();
@@ -607,14 +613,19 @@ mod tests {
             .expect("ip")
         };
         assert_eq!(k.key_of(circuit(1)), k.key_of(circuit(2)), "one /64");
-        assert_ne!(k.key_of_whole(circuit(1)), k.key_of_whole(circuit(2)));
+        assert_ne!(k.key_of_circuit(circuit(1)), k.key_of_circuit(circuit(2)));
         assert_ne!(
-            k.key_of_whole(circuit(1)),
-            k.key_of_whole(circuit(0x1_0001))
+            k.key_of_circuit(circuit(1)),
+            k.key_of_circuit(circuit(0x1_0001))
         );
-        assert_eq!(k.key_of_whole(circuit(7)), k.key_of_whole(circuit(7)));
+        assert_eq!(k.key_of_circuit(circuit(7)), k.key_of_circuit(circuit(7)));
         let v4: IpAddr = "203.0.113.5".parse().expect("ip");
-        assert_eq!(k.key_of_whole(v4), k.key_of(v4));
+        assert_eq!(k.key_of_circuit(v4), k.key_of(v4));
+        // Outside Tor's /64, an address is keyed by its /64 as usual.
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2::2".parse().expect("ip");
+        assert_eq!(k.key_of_circuit(a), k.key_of_circuit(b));
+        assert_eq!(k.key_of_circuit(a), k.key_of(a));
     }
 
     #[test]
