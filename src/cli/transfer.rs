@@ -138,8 +138,8 @@ impl Source {
                 "the server refused the token (401): check --token-file and the server's staff.tokens"
             ),
             403 => bail!(
-                "the token may not do this (403): its scope in the server's staff.tokens (can, \
-                 forms) leaves it out"
+                "the token may not do this (403): its scope in the server's staff.tokens (can) \
+                 leaves it out"
             ),
             404 if path == "submissions" || path.starts_with("submissions?") => {
                 bail!(
