@@ -284,10 +284,11 @@ impl Readers {
 
 impl Reader {
     /// A fingerprint or key ID in hex (spaces allowed), or the path of a
-    /// file of certificates (public or secret, armored or not).
+    /// file of certificates (public or secret, armored or not; a pipe too,
+    /// as in `--for <(gpg --export KEY)`).
     fn parse(value: &str) -> anyhow::Result<Reader> {
         let path = Path::new(value);
-        if path.is_file() {
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
             use sequoia_openpgp::parse::Parse;
             let mut handles = Vec::new();
             for cert in sequoia_openpgp::cert::CertParser::from_file(path)
@@ -431,8 +432,12 @@ pub struct PullOptions<'a> {
     pub out: &'a Path,
     /// Every stored record, not only new ones.
     pub all: bool,
-    /// Acknowledge verified records, and whose.
-    pub ack_after_verify: Option<Readers>,
+    /// Acknowledge verified records (whose: `for_keys`, `all_readers`).
+    pub ack_after_verify: bool,
+    /// `--for`: fingerprints, key IDs or certificate files.
+    pub for_keys: &'a [String],
+    /// `--all-readers`.
+    pub all_readers: bool,
     /// The longest wait for the server.
     pub stall: Duration,
     /// Lock all memory (`mlockall`).
@@ -451,8 +456,14 @@ fn harden(mlock: bool) -> anyhow::Result<()> {
 /// the server.
 pub fn pull(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
     harden(opts.mlock)?;
+    // After hardening: a `--for` file may be a secret key.
+    let readers = if opts.ack_after_verify {
+        Some(Readers::from_args(opts.for_keys, opts.all_readers)?)
+    } else {
+        None
+    };
     let source = Source::remote(opts.url, opts.token_file, opts.stall)?;
-    fetch_into(&source, opts.out, opts.all, opts.ack_after_verify.as_ref())
+    fetch_into(&source, opts.out, opts.all, readers.as_ref())
 }
 
 /// `sealform export`: the same as `pull`, reading the store directly.
@@ -675,16 +686,19 @@ fn settle(
 }
 
 /// `sealform ack`: acknowledge every record of the bundle at `dir` whose
-/// file matches the manifest and that `readers` can open, over the staff
-/// API (`url` + `token_file`) or directly in the store (`config`).
+/// file matches the manifest and that the readers named by `(for_keys,
+/// all_readers)` can open, over the staff API (`url` + `token_file`) or
+/// directly in the store (`config`).
 pub fn ack(
     dir: &Path,
     remote: Option<(&str, &Path)>,
     config: &Path,
-    readers: &Readers,
+    (for_keys, all_readers): (&[String], bool),
     mlock: bool,
 ) -> anyhow::Result<ExitCode> {
     harden(mlock)?;
+    // After hardening: a `--for` file may be a secret key.
+    let readers = &Readers::from_args(for_keys, all_readers)?;
     let source = match remote {
         Some((url, token_file)) => Source::remote(url, token_file, STALL)?,
         None => Source::local(config).context(
