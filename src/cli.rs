@@ -266,6 +266,21 @@ pub fn describe(e: &anyhow::Error) -> String {
     out
 }
 
+/// `s` with control characters escaped (`\u{1b}`), for the terminal: a file
+/// name or a manifest on the transfer medium, or an answer from a server,
+/// may hold escape sequences.
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The passphrase in a `--passphrase-file`: its first line, without the line
 /// ending, as `gpg --passphrase-file` reads it. `keygen` and `decrypt` read
 /// it the same way, so a file that made a key opens it.

@@ -455,6 +455,22 @@ fn harden(mlock: bool) -> anyhow::Result<()> {
 /// readers can open once its copy is verified. `stall` bounds each wait for
 /// the server.
 pub fn pull(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
+    escaped(pull_into_bundle(opts))
+}
+
+/// `e` on one line for the terminal: a cause can quote what the server
+/// sent (a listing that does not parse names the value it choked on) or a
+/// manifest on the transfer medium, so control characters are escaped.
+fn told(e: &anyhow::Error) -> String {
+    super::printable(&super::describe(e))
+}
+
+/// `r` with its error as [`told`] says it (`main` prints it as it is).
+fn escaped<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!(told(&e)))
+}
+
+fn pull_into_bundle(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
     harden(opts.mlock)?;
     // After hardening: a `--for` file may be a secret key.
     let readers = if opts.ack_after_verify {
@@ -553,7 +569,7 @@ fn fetch_into(
                     return Err(e.context(stopped(out, &t, ack.is_some())));
                 }
                 Err(e) => {
-                    eprintln!("{receipt}: {}; not written", super::describe(&e));
+                    eprintln!("{receipt}: {}; not written", told(&e));
                     t.failed += 1;
                     continue;
                 }
@@ -646,7 +662,7 @@ fn settle(
             if server_gone(&e) {
                 return Err(e.context(stopped(bundle.dir(), t, ack.is_some())));
             }
-            eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
+            eprintln!("{receipt}: not marked exported: {}", told(&e));
             t.failed += 1;
             continue;
         }
@@ -677,7 +693,7 @@ fn settle(
             Ok(false) => {}
             Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, true))),
             Err(e) => {
-                eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
+                eprintln!("{receipt}: not acknowledged: {}", told(&e));
                 t.failed += 1;
             }
         }
@@ -690,6 +706,16 @@ fn settle(
 /// all_readers)` can open, over the staff API (`url` + `token_file`) or
 /// directly in the store (`config`).
 pub fn ack(
+    dir: &Path,
+    remote: Option<(&str, &Path)>,
+    config: &Path,
+    readers: (&[String], bool),
+    mlock: bool,
+) -> anyhow::Result<ExitCode> {
+    escaped(ack_bundle(dir, remote, config, readers, mlock))
+}
+
+fn ack_bundle(
     dir: &Path,
     remote: Option<(&str, &Path)>,
     config: &Path,
@@ -738,12 +764,12 @@ pub fn ack(
                 }
                 // E.g. already purged on the server: say so, go on.
                 Err(e) => {
-                    eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
+                    eprintln!("{receipt}: not acknowledged: {}", told(&e));
                     refused += 1;
                 }
             },
             Err(e) => {
-                eprintln!("not acknowledged: {}", super::describe(&e));
+                eprintln!("not acknowledged: {}", told(&e));
                 refused += 1;
             }
         }

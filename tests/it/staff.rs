@@ -1837,6 +1837,61 @@ fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
     );
 }
 
+/// A server that names a record's state `ESC ] 0 ; pwned BEL` (the listing
+/// does not parse, and the error quotes the value), and a bundle whose
+/// manifest gives a record the digest `ESC ] 0 ; pwned BEL` (the mismatch
+/// quotes it): `pull` and `ack` print both escaped.
+#[test]
+fn pull_and_ack_print_what_a_hostile_server_or_bundle_says_escaped() {
+    const EVIL: &str = "\u{1b}]0;pwned\u{7}";
+    let (fx, _token) = staff_fixture(&[TestKey::Ed25519], "");
+    let work = tempfile::tempdir().expect("tempdir");
+    let receipt = "a".repeat(26);
+    let listing = json!({ "submissions": [{
+        "receipt": receipt, "size": 1, "day": "2026-01-01", "state": EVIL, "recipients": [] }] })
+    .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \
+                     {}\r\nconnection: close\r\n\r\n{listing}",
+                    listing.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let (code, stdout, stderr) = pull(&fx, &format!("http://{addr}"), &work.path().join("b"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("pwned"), "{stderr}");
+    assert!(!has_terminal_escapes(stderr.as_bytes()), "{stderr:?}");
+
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("bundle");
+    std::fs::write(bundle.join(format!("{receipt}.pgp")), b"x").expect("record");
+    let manifest = json!({ "version": 1, "records": [{
+        "receipt": receipt, "sha256": EVIL, "size": 1, "day": "2026-01-01", "recipients": [] }] });
+    std::fs::write(bundle.join("MANIFEST.json"), manifest.to_string()).expect("manifest");
+    let (code, stdout, stderr) = sealform(&[
+        "ack",
+        "--all-readers",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("pwned"), "{stderr}");
+    assert!(!has_terminal_escapes(stderr.as_bytes()), "{stderr:?}");
+}
+
 /// The default forms plus `leak`, a copy of `tip` under another id.
 fn two_forms() -> String {
     format!(
