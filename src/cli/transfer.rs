@@ -254,9 +254,6 @@ pub struct Reader {
     /// The keys that count as this reader's: the one named, or every key
     /// of the certificates in the file named.
     handles: Vec<KeyHandle>,
-    /// The value as given, upper case, to match a manifest's recipients
-    /// (the server names them by primary fingerprint).
-    named: Option<String>,
 }
 
 impl Readers {
@@ -304,10 +301,7 @@ impl Reader {
             if handles.is_empty() {
                 bail!("--for {}: the file holds no certificate", path.display());
             }
-            return Ok(Reader {
-                handles,
-                named: None,
-            });
+            return Ok(Reader { handles });
         }
         let hex: String = value.chars().filter(|c| !c.is_whitespace()).collect();
         let handle = match hex.len() {
@@ -324,7 +318,6 @@ impl Reader {
         };
         Ok(Reader {
             handles: vec![handle],
-            named: Some(hex.to_ascii_uppercase()),
         })
     }
 }
@@ -343,9 +336,10 @@ enum SealedTo {
 
 /// Reads the PKESK packets of the bundle's copy of `receipt` (what was
 /// downloaded, not what the server lists) and matches them against the
-/// keys given. A fingerprint given (not a file) also matches the record's
-/// manifest entry, whose recipients the server named by primary fingerprint
-/// from the same packets: the packets name the encryption subkey.
+/// keys given. The packets name the encryption subkey, so a key given also
+/// matches the record's manifest entry, whose recipients the server named
+/// by primary fingerprint from the same packets: by that fingerprint, or
+/// by its key ID.
 fn sealed_to(
     readers: &[Reader],
     bundle: &Bundle,
@@ -363,11 +357,10 @@ fn sealed_to(
         return Ok(SealedTo::Us);
     }
     let listed = entry.is_some_and(|e| {
-        e.recipients.iter().any(|fpr| {
-            readers
-                .iter()
-                .any(|r| r.named.as_deref() == Some(fpr.to_ascii_uppercase().as_str()))
-        })
+        e.recipients
+            .iter()
+            .filter_map(|fpr| fpr.parse::<sequoia_openpgp::Fingerprint>().ok())
+            .any(|fpr| ours(&KeyHandle::from(fpr)))
     });
     if listed && handles.iter().any(Option::is_some) {
         return Ok(SealedTo::Us);

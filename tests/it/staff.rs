@@ -1837,6 +1837,40 @@ fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
     );
 }
 
+/// `--for` with a primary key's ID (the last 16 hex digits of its
+/// fingerprint, as `gpg --list-keys --keyid-format long` shows it): the
+/// record's packets name the encryption subkey, the manifest the primary
+/// fingerprint, and the key ID is an alias of that.
+#[test]
+fn pull_ack_after_verify_for_a_primary_key_id_acknowledges_the_records_sealed_to_its_subkey() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    submit_to(&server, &client, 1);
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let fpr = TestKey::Ed25519.fingerprint();
+    let key_id = &fpr[fpr.len() - 16..];
+    let (code, stdout, stderr) = outcome(&mut pull_command(
+        &fx,
+        &server.url(""),
+        &bundle,
+        &["--ack-after-verify", "--for", key_id],
+    ));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 fetched, 0 already in the bundle, 1 acknowledged"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 left for other readers"), "{stdout}");
+    assert!(fx.records().is_empty());
+    assert!(
+        every_record(&server, &client, &token)
+            .iter()
+            .all(|r| r["state"] == "acked")
+    );
+}
+
 /// A server that names a record's state `ESC ] 0 ; pwned BEL` (the listing
 /// does not parse, and the error quotes the value), and a bundle whose
 /// manifest gives a record the digest `ESC ] 0 ; pwned BEL` (the mismatch
