@@ -199,11 +199,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             token_file: &token_file,
             out: &out,
             all,
-            ack_after_verify: if ack_after_verify {
-                Some(transfer::Readers::from_args(&for_keys, all_readers)?)
-            } else {
-                None
-            },
+            ack_after_verify,
+            for_keys: &for_keys,
+            all_readers,
             stall: Duration::from_secs(stall_secs),
             mlock,
         }),
@@ -216,9 +214,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             all_readers,
             mlock,
         } => {
-            let readers = transfer::Readers::from_args(&for_keys, all_readers)?;
             let remote = url.as_deref().zip(token_file.as_deref());
-            transfer::ack(&bundle, remote, &cli.config, &readers, mlock)
+            transfer::ack(
+                &bundle,
+                remote,
+                &cli.config,
+                (&for_keys, all_readers),
+                mlock,
+            )
         }
         Command::Decrypt {
             keys,
@@ -261,6 +264,21 @@ pub fn describe(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// `s` with control characters escaped (`\u{1b}`), for the terminal: a file
+/// name or a manifest on the transfer medium, or an answer from a server,
+/// may hold escape sequences.
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The passphrase in a `--passphrase-file`: its first line, without the line

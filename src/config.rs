@@ -1046,6 +1046,15 @@ required = true
                 format!("{MINIMAL}\n[staff]\ntokens = [\"md5:00\"]\n"),
                 "staff.tokens[0]",
             ),
+            // One hash both bare (every action) and scoped: which would hold?
+            (
+                format!(
+                    "{MINIMAL}\n[staff]\ntokens = [\"{}\", {{ hash = \"{}\", can = [\"list\"] }}]\n",
+                    h('a'),
+                    h('a')
+                ),
+                "staff.tokens[1].hash",
+            ),
         ];
         for (text, want) in cases {
             match parse(&text) {

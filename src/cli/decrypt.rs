@@ -36,6 +36,8 @@ use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
 use crate::record::{Parsed, SecretKeys, parse, safe_file_name};
 use crate::store::Receipt;
 
+use super::printable;
+
 /// Show a progress bar from this many records on (on a terminal).
 const PROGRESS_FROM: usize = 10;
 
@@ -548,20 +550,6 @@ fn csv_cell(v: &str) -> String {
     } else {
         guarded
     }
-}
-
-/// `s` with control characters escaped (`\u{1b}`), for the terminal: a file
-/// name or a manifest on the transfer medium may hold escape sequences.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn draw_progress(done: usize, total: usize) {

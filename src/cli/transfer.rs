@@ -138,8 +138,8 @@ impl Source {
                 "the server refused the token (401): check --token-file and the server's staff.tokens"
             ),
             403 => bail!(
-                "the token may not do this (403): its scope in the server's staff.tokens (can, \
-                 forms) leaves it out"
+                "the token may not do this (403): its scope in the server's staff.tokens (can) \
+                 leaves it out"
             ),
             404 if path == "submissions" || path.starts_with("submissions?") => {
                 bail!(
@@ -254,9 +254,6 @@ pub struct Reader {
     /// The keys that count as this reader's: the one named, or every key
     /// of the certificates in the file named.
     handles: Vec<KeyHandle>,
-    /// The value as given, upper case, to match a manifest's recipients
-    /// (the server names them by primary fingerprint).
-    named: Option<String>,
 }
 
 impl Readers {
@@ -284,10 +281,11 @@ impl Readers {
 
 impl Reader {
     /// A fingerprint or key ID in hex (spaces allowed), or the path of a
-    /// file of certificates (public or secret, armored or not).
+    /// file of certificates (public or secret, armored or not; a pipe too,
+    /// as in `--for <(gpg --export KEY)`).
     fn parse(value: &str) -> anyhow::Result<Reader> {
         let path = Path::new(value);
-        if path.is_file() {
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
             use sequoia_openpgp::parse::Parse;
             let mut handles = Vec::new();
             for cert in sequoia_openpgp::cert::CertParser::from_file(path)
@@ -303,10 +301,7 @@ impl Reader {
             if handles.is_empty() {
                 bail!("--for {}: the file holds no certificate", path.display());
             }
-            return Ok(Reader {
-                handles,
-                named: None,
-            });
+            return Ok(Reader { handles });
         }
         let hex: String = value.chars().filter(|c| !c.is_whitespace()).collect();
         let handle = match hex.len() {
@@ -323,7 +318,6 @@ impl Reader {
         };
         Ok(Reader {
             handles: vec![handle],
-            named: Some(hex.to_ascii_uppercase()),
         })
     }
 }
@@ -342,9 +336,10 @@ enum SealedTo {
 
 /// Reads the PKESK packets of the bundle's copy of `receipt` (what was
 /// downloaded, not what the server lists) and matches them against the
-/// keys given. A fingerprint given (not a file) also matches the record's
-/// manifest entry, whose recipients the server named by primary fingerprint
-/// from the same packets: the packets name the encryption subkey.
+/// keys given. The packets name the encryption subkey, so a key given also
+/// matches the record's manifest entry, whose recipients the server named
+/// by primary fingerprint from the same packets: by that fingerprint, or
+/// by its key ID.
 fn sealed_to(
     readers: &[Reader],
     bundle: &Bundle,
@@ -362,11 +357,10 @@ fn sealed_to(
         return Ok(SealedTo::Us);
     }
     let listed = entry.is_some_and(|e| {
-        e.recipients.iter().any(|fpr| {
-            readers
-                .iter()
-                .any(|r| r.named.as_deref() == Some(fpr.to_ascii_uppercase().as_str()))
-        })
+        e.recipients
+            .iter()
+            .filter_map(|fpr| fpr.parse::<sequoia_openpgp::Fingerprint>().ok())
+            .any(|fpr| ours(&KeyHandle::from(fpr)))
     });
     if listed && handles.iter().any(Option::is_some) {
         return Ok(SealedTo::Us);
@@ -431,8 +425,12 @@ pub struct PullOptions<'a> {
     pub out: &'a Path,
     /// Every stored record, not only new ones.
     pub all: bool,
-    /// Acknowledge verified records, and whose.
-    pub ack_after_verify: Option<Readers>,
+    /// Acknowledge verified records (whose: `for_keys`, `all_readers`).
+    pub ack_after_verify: bool,
+    /// `--for`: fingerprints, key IDs or certificate files.
+    pub for_keys: &'a [String],
+    /// `--all-readers`.
+    pub all_readers: bool,
     /// The longest wait for the server.
     pub stall: Duration,
     /// Lock all memory (`mlockall`).
@@ -450,9 +448,31 @@ fn harden(mlock: bool) -> anyhow::Result<()> {
 /// readers can open once its copy is verified. `stall` bounds each wait for
 /// the server.
 pub fn pull(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
+    escaped(pull_into_bundle(opts))
+}
+
+/// `e` on one line for the terminal: a cause can quote what the server
+/// sent (a listing that does not parse names the value it choked on) or a
+/// manifest on the transfer medium, so control characters are escaped.
+fn told(e: &anyhow::Error) -> String {
+    super::printable(&super::describe(e))
+}
+
+/// `r` with its error as [`told`] says it (`main` prints it as it is).
+fn escaped<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!(told(&e)))
+}
+
+fn pull_into_bundle(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
     harden(opts.mlock)?;
+    // After hardening: a `--for` file may be a secret key.
+    let readers = if opts.ack_after_verify {
+        Some(Readers::from_args(opts.for_keys, opts.all_readers)?)
+    } else {
+        None
+    };
     let source = Source::remote(opts.url, opts.token_file, opts.stall)?;
-    fetch_into(&source, opts.out, opts.all, opts.ack_after_verify.as_ref())
+    fetch_into(&source, opts.out, opts.all, readers.as_ref())
 }
 
 /// `sealform export`: the same as `pull`, reading the store directly.
@@ -542,7 +562,7 @@ fn fetch_into(
                     return Err(e.context(stopped(out, &t, ack.is_some())));
                 }
                 Err(e) => {
-                    eprintln!("{receipt}: {}; not written", super::describe(&e));
+                    eprintln!("{receipt}: {}; not written", told(&e));
                     t.failed += 1;
                     continue;
                 }
@@ -635,7 +655,7 @@ fn settle(
             if server_gone(&e) {
                 return Err(e.context(stopped(bundle.dir(), t, ack.is_some())));
             }
-            eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
+            eprintln!("{receipt}: not marked exported: {}", told(&e));
             t.failed += 1;
             continue;
         }
@@ -666,7 +686,7 @@ fn settle(
             Ok(false) => {}
             Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, true))),
             Err(e) => {
-                eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
+                eprintln!("{receipt}: not acknowledged: {}", told(&e));
                 t.failed += 1;
             }
         }
@@ -675,16 +695,29 @@ fn settle(
 }
 
 /// `sealform ack`: acknowledge every record of the bundle at `dir` whose
-/// file matches the manifest and that `readers` can open, over the staff
-/// API (`url` + `token_file`) or directly in the store (`config`).
+/// file matches the manifest and that the readers named by `(for_keys,
+/// all_readers)` can open, over the staff API (`url` + `token_file`) or
+/// directly in the store (`config`).
 pub fn ack(
     dir: &Path,
     remote: Option<(&str, &Path)>,
     config: &Path,
-    readers: &Readers,
+    readers: (&[String], bool),
+    mlock: bool,
+) -> anyhow::Result<ExitCode> {
+    escaped(ack_bundle(dir, remote, config, readers, mlock))
+}
+
+fn ack_bundle(
+    dir: &Path,
+    remote: Option<(&str, &Path)>,
+    config: &Path,
+    (for_keys, all_readers): (&[String], bool),
     mlock: bool,
 ) -> anyhow::Result<ExitCode> {
     harden(mlock)?;
+    // After hardening: a `--for` file may be a secret key.
+    let readers = &Readers::from_args(for_keys, all_readers)?;
     let source = match remote {
         Some((url, token_file)) => Source::remote(url, token_file, STALL)?,
         None => Source::local(config).context(
@@ -724,12 +757,12 @@ pub fn ack(
                 }
                 // E.g. already purged on the server: say so, go on.
                 Err(e) => {
-                    eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
+                    eprintln!("{receipt}: not acknowledged: {}", told(&e));
                     refused += 1;
                 }
             },
             Err(e) => {
-                eprintln!("not acknowledged: {}", super::describe(&e));
+                eprintln!("not acknowledged: {}", told(&e));
                 refused += 1;
             }
         }

@@ -125,8 +125,8 @@ fn describe_staff(
                           "schema": { "type": "string", "pattern": "^[a-z2-7]{26}$" } });
     let common = json!({
         "401": { "description": "Missing or wrong token (one answer for both)" },
-        "403": { "description": "The token's scope (staff.tokens: can, forms) leaves out this \
-                 action or this record's form; error code \"forbidden\"" },
+        "403": { "description": "The token's scope (staff.tokens: can) leaves out this \
+                 action; error code \"forbidden\"" },
         "429": { "description": "Too many failed token attempts" },
     });
     let with = |extra: Value| {
@@ -162,7 +162,8 @@ fn describe_staff(
                 "200": { "description": "The record; header x-sealform-sha256 holds its SHA-256",
                          "content": { "application/pgp-encrypted": {
                              "schema": { "type": "string", "contentMediaType": "application/pgp-encrypted" } } } },
-                "404": { "description": "No such record (or already acknowledged)" } })),
+                "404": { "description": "No such record (or already acknowledged, or of a \
+                                          form the token's scope leaves out)" } })),
         }}),
     );
     for (action, summary, id) in [
@@ -185,7 +186,8 @@ fn describe_staff(
                 "security": auth,
                 "parameters": [receipt],
                 "responses": with(json!({ "200": { "description": "Done" },
-                                          "404": { "description": "No such record" } })),
+                                          "404": { "description": "No such record (or of a form the \
+                                                                   token's scope leaves out)" } })),
             }}),
         );
     }

@@ -22,8 +22,10 @@
 //!
 //! Each token has a scope (`staff.tokens`): the actions it may take (list;
 //! download, which includes marking exported; ack) and the forms whose
-//! records it reaches. An action outside it is answered 403 (`forbidden`);
-//! a listing shows only the records of the token's forms.
+//! records it reaches. An action outside it is answered 403 (`forbidden`),
+//! whatever the receipt; a record of a form outside it is answered 404 like
+//! a receipt that does not exist, and a listing leaves it out, so a token
+//! learns nothing about other forms' records.
 //!
 //! Errors are JSON (`{"error": {"code", "message"}}`), and nothing here logs
 //! a receipt or a token. The API only ever hands out ciphertext.
@@ -143,10 +145,11 @@ pub enum StaffError {
     /// Too many failed token attempts recently.
     #[error("too many failed attempts; try again later")]
     TooManyAttempts,
-    /// The token's scope leaves this out: the action, or the record's form.
+    /// The token's scope leaves out this action.
     #[error("this token may not {0}")]
     Forbidden(&'static str),
-    /// Unknown receipt, or a record that is no longer stored.
+    /// Unknown receipt, a record that is no longer stored, or one of a
+    /// form the token does not reach.
     #[error("there is no such record")]
     NotFound,
     /// A query parameter is not one of the accepted values.
@@ -213,15 +216,14 @@ fn entry_json(receipt: &Receipt, e: &IndexEntry) -> serde_json::Value {
     })
 }
 
-/// What a token whose scope leaves out a record's form is told.
-const OTHER_FORM: &str = "reach records of this form";
-
-/// 403 unless `scope` reaches the record `e`.
+/// 404 unless `scope` reaches the record `e`: to a token, a record of a form
+/// it does not reach is not there, as in its listing. A 403 would tell it
+/// which receipts of other forms exist.
 fn reaches(scope: &Scope, e: &IndexEntry) -> Result<(), StaffError> {
     if scope.covers(e.form.as_deref()) {
         Ok(())
     } else {
-        Err(StaffError::Forbidden(OTHER_FORM))
+        Err(StaffError::NotFound)
     }
 }
 

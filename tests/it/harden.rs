@@ -176,3 +176,37 @@ fn pull_and_ack_run_without_core_dumps_and_undumpable() {
         bundle,
     ]);
 }
+
+/// `--for` may name a secret key file: it is read after hardening.
+#[test]
+fn pull_and_ack_are_hardened_before_they_read_a_for_key_file() {
+    let (dir, fifo) = fifo_dir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "sealform_x").expect("token file");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let token = token.to_str().expect("utf-8");
+    let bundle = dir.path().join("bundle");
+    let bundle = bundle.to_str().expect("utf-8");
+    assert_hardened(&[
+        "pull",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        token,
+        "--out",
+        bundle,
+        "--ack-after-verify",
+        "--for",
+        &fifo,
+    ]);
+    assert_hardened(&[
+        "ack",
+        "--for",
+        &fifo,
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        token,
+        bundle,
+    ]);
+}

@@ -1868,6 +1868,95 @@ fn decrypt_prints_file_names_from_the_transfer_medium_escaped() {
     );
 }
 
+/// `--for` with a primary key's ID (the last 16 hex digits of its
+/// fingerprint, as `gpg --list-keys --keyid-format long` shows it): the
+/// record's packets name the encryption subkey, the manifest the primary
+/// fingerprint, and the key ID is an alias of that.
+#[test]
+fn pull_ack_after_verify_for_a_primary_key_id_acknowledges_the_records_sealed_to_its_subkey() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    submit_to(&server, &client, 1);
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let fpr = TestKey::Ed25519.fingerprint();
+    let key_id = &fpr[fpr.len() - 16..];
+    let (code, stdout, stderr) = outcome(&mut pull_command(
+        &fx,
+        &server.url(""),
+        &bundle,
+        &["--ack-after-verify", "--for", key_id],
+    ));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 fetched, 0 already in the bundle, 1 acknowledged"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 left for other readers"), "{stdout}");
+    assert!(fx.records().is_empty());
+    assert!(
+        every_record(&server, &client, &token)
+            .iter()
+            .all(|r| r["state"] == "acked")
+    );
+}
+
+/// A server that names a record's state `ESC ] 0 ; pwned BEL` (the listing
+/// does not parse, and the error quotes the value), and a bundle whose
+/// manifest gives a record the digest `ESC ] 0 ; pwned BEL` (the mismatch
+/// quotes it): `pull` and `ack` print both escaped.
+#[test]
+fn pull_and_ack_print_what_a_hostile_server_or_bundle_says_escaped() {
+    const EVIL: &str = "\u{1b}]0;pwned\u{7}";
+    let (fx, _token) = staff_fixture(&[TestKey::Ed25519], "");
+    let work = tempfile::tempdir().expect("tempdir");
+    let receipt = "a".repeat(26);
+    let listing = json!({ "submissions": [{
+        "receipt": receipt, "size": 1, "day": "2026-01-01", "state": EVIL, "recipients": [] }] })
+    .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \
+                     {}\r\nconnection: close\r\n\r\n{listing}",
+                    listing.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let (code, stdout, stderr) = pull(&fx, &format!("http://{addr}"), &work.path().join("b"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("pwned"), "{stderr}");
+    assert!(!has_terminal_escapes(stderr.as_bytes()), "{stderr:?}");
+
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("bundle");
+    std::fs::write(bundle.join(format!("{receipt}.pgp")), b"x").expect("record");
+    let manifest = json!({ "version": 1, "records": [{
+        "receipt": receipt, "sha256": EVIL, "size": 1, "day": "2026-01-01", "recipients": [] }] });
+    std::fs::write(bundle.join("MANIFEST.json"), manifest.to_string()).expect("manifest");
+    let (code, stdout, stderr) = sealform(&[
+        "ack",
+        "--all-readers",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        path_str(&bundle),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("pwned"), "{stderr}");
+    assert!(!has_terminal_escapes(stderr.as_bytes()), "{stderr:?}");
+}
+
 /// The default forms plus `leak`, a copy of `tip` under another id.
 fn two_forms() -> String {
     format!(
@@ -1993,13 +2082,9 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
-    // 403 for the other form's record, and for acknowledging at all.
+    // 403 for acknowledging at all (the other form's records: see
+    // a_record_of_a_form_the_token_does_not_reach_is_answered_like_no_record).
     let forbidden = [
-        staff_get(&format!("/api/v1/staff/submissions/{leak}"), Some(&scoped)),
-        post(
-            format!("/api/v1/staff/submissions/{leak}/exported"),
-            &scoped,
-        ),
         post(format!("/api/v1/staff/submissions/{leak}/ack"), &scoped),
         post(format!("/api/v1/staff/submissions/{tip}/ack"), &scoped),
         staff_get("/api/v1/staff/submissions", Some(&acker)),
@@ -2032,6 +2117,63 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(fx.records().is_empty());
+}
+
+#[tokio::test]
+async fn a_record_of_a_form_the_token_does_not_reach_is_answered_like_no_record() {
+    let (scoped, scoped_hash) = token_and_hash();
+    let fx = Fixture::new(
+        &[TestKey::Ed25519],
+        &two_forms(),
+        &format!(
+            "[staff]\non_public_listener = true\ntokens = [\n  {{ hash = \"{scoped_hash}\", can = \
+             [\"list\", \"download\", \"ack\"], forms = [\"tip\"] }},\n]\n"
+        ),
+    );
+    let app = fx.app();
+    let (res, body) = send(&app, api_post("leak", &json!({"fields": {"message": "x"}}))).await;
+    let leak = created(&res, &body);
+    // A receipt that was never handed out.
+    let none = "a".repeat(26);
+    assert_ne!(leak, none);
+    let answers = |receipt: String| {
+        let app = app.clone();
+        let token = scoped.clone();
+        async move {
+            let mut seen = Vec::new();
+            for (method, path) in [
+                ("GET", format!("/api/v1/staff/submissions/{receipt}")),
+                (
+                    "POST",
+                    format!("/api/v1/staff/submissions/{receipt}/exported"),
+                ),
+                ("POST", format!("/api/v1/staff/submissions/{receipt}/ack")),
+            ] {
+                let req = Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .expect("request");
+                let (res, body) = send(&app, req).await;
+                seen.push((method, res.status(), body));
+            }
+            seen
+        }
+    };
+    // The token for "tip" cannot tell the "leak" record from no record:
+    // both are 404 with the same body on every route.
+    let of_leak = answers(leak.clone()).await;
+    let of_none = answers(none).await;
+    assert_eq!(of_leak, of_none);
+    for (method, status, _) in &of_leak {
+        assert_eq!(*status, StatusCode::NOT_FOUND, "{method}");
+    }
+    assert_eq!(
+        fx.records(),
+        vec![fx.record(&leak)],
+        "nothing was acknowledged"
+    );
 }
 
 /// `DEFAULT_FORMS` as form `id`, sealed to `recipients` (TOML, after
