@@ -189,8 +189,9 @@ impl Source {
                 Ok((Box::new(res), sha))
             }
             Source::Local(store) => {
-                let path = store.path_of(receipt);
-                let file = std::fs::File::open(&path).context("while reading a spool file")?;
+                let file = store
+                    .open_record(receipt)
+                    .context("while reading a spool file")?;
                 Ok((Box::new(file), None))
             }
         }

@@ -944,6 +944,114 @@ async fn purge_with_acked_days_zero_removes_acknowledged_records_only() {
     assert_eq!(fx.records().len(), 2, "unacknowledged records survive");
 }
 
+/// Every path under `root`, `root` included, with its access and
+/// modification times (seconds, nanoseconds). A directory is looked at
+/// before it is listed: listing it is a read, which moves its access time.
+fn times_under(root: &Path) -> Vec<(PathBuf, [(i64, i64); 2])> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).expect("stat");
+        out.push((
+            p.clone(),
+            [(m.atime(), m.atime_nsec()), (m.mtime(), m.mtime_nsec())],
+        ));
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).expect("list") {
+                todo.push(e.expect("entry").path());
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that every access and modification time under `root` is 00:00
+/// UTC of a day.
+fn assert_only_days_under(root: &Path, when: &str) {
+    let times = times_under(root);
+    assert!(times.len() > 8, "{times:?}");
+    let finer: Vec<_> = times
+        .iter()
+        .filter(|(_, t)| t.iter().any(|&(s, ns)| s % 86_400 != 0 || ns != 0))
+        .collect();
+    assert!(
+        finer.is_empty(),
+        "{when}: times finer than the day: {finer:#?}"
+    );
+}
+
+#[test]
+fn after_ack_and_purge_data_dir_holds_only_days_and_no_byte_of_a_purged_receipt() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let receipts = submit_to(&server, &client, 6);
+    let (purged, kept) = receipts.split_at(3);
+    // A download reads a spool file: that must not move its access time.
+    let res = client
+        .get(server.url(&format!("/api/v1/staff/submissions/{}", kept[0])))
+        .bearer_auth(&token)
+        .send()
+        .expect("download");
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(!res.bytes().expect("body").is_empty());
+    for r in purged {
+        let res = client
+            .post(server.url(&format!("/api/v1/staff/submissions/{r}/ack")))
+            .bearer_auth(&token)
+            .send()
+            .expect("ack");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    assert_only_days_under(&fx.data_dir(), "after commits and acks, serve running");
+    assert!(server.terminate().success());
+    assert_only_days_under(&fx.data_dir(), "after serve stopped");
+    let out = run_ok(&["purge", "--config", path_str(&fx.config_path())]);
+    assert!(
+        out.contains("purged 3 acknowledged and 0 unacknowledged"),
+        "{out}"
+    );
+    assert_only_days_under(&fx.data_dir(), "after purge");
+
+    // Every encoding of a receipt the store uses: its text (file names),
+    // upper case, and its 16 bytes (the index's key).
+    let encodings = |r: &str| -> Vec<Vec<u8>> {
+        let raw = data_encoding::BASE32_NOPAD
+            .decode(r.to_ascii_uppercase().as_bytes())
+            .expect("base32");
+        vec![
+            r.as_bytes().to_vec(),
+            r.to_ascii_uppercase().into_bytes(),
+            raw,
+        ]
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let stored = fx.all_stored_bytes();
+    for r in purged {
+        for needle in encodings(r) {
+            for (path, bytes) in &stored {
+                assert!(
+                    !contains(bytes, &needle),
+                    "{} holds a purged receipt",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The search can find what is there: each kept receipt's key is in the
+    // index.
+    for r in kept {
+        let key = encodings(r).pop().expect("raw");
+        assert!(
+            stored
+                .iter()
+                .any(|(p, b)| p.starts_with(fx.data_dir().join("index")) && contains(b, &key)),
+            "a kept receipt is not in the index"
+        );
+    }
+}
+
 #[test]
 fn a_pull_killed_mid_download_and_run_again_yields_a_complete_verified_bundle() {
     let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
