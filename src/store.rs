@@ -1622,6 +1622,106 @@ mod tests {
         }
     }
 
+    /// A copy of the directory tree at `from` at `to`.
+    fn copy_tree(from: &Path, to: &Path) {
+        for e in walkdir::WalkDir::new(from) {
+            let e = e.expect("walk");
+            let dest = to.join(e.path().strip_prefix(from).expect("under"));
+            if e.file_type().is_dir() {
+                fs::create_dir_all(&dest).expect("mkdir");
+            } else {
+                fs::copy(e.path(), &dest).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rebuild_of_the_index_cut_short_at_any_step_leaves_every_entry_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let (kept, acked) = {
+            let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+            let ids = (committed(&store, now), committed(&store, now));
+            store.ack(&ids.1, now).expect("ack");
+            ids
+        };
+        let saved = tempfile::tempdir().expect("tempdir");
+        copy_tree(&dir.path().join("index"), &saved.path().join("index"));
+        let at = |name: &str| dir.path().join(name);
+        let partial = |name: &str| {
+            fs::create_dir_all(at(name)).expect("mkdir");
+            fs::write(at(name).join("db"), b"half a segment").expect("write");
+        };
+        let complete = |name: &str| copy_tree(&saved.path().join("index"), &at(name));
+        let steps: [(&str, &dyn Fn()); 4] = [
+            // Killed while writing index.new/.
+            ("index.new partly written", &|| partial(FRESH_INDEX)),
+            // Between the two renames: index.new/ is complete.
+            ("index moved aside", &|| {
+                fs::rename(at("index"), at(OLD_INDEX)).expect("aside");
+                complete(FRESH_INDEX);
+            }),
+            // After the second rename, before index.old/ was deleted.
+            ("index.old left", &|| complete(OLD_INDEX)),
+            // index.old/ alone (index.new/ lost): the old index comes back.
+            ("only index.old", &|| {
+                fs::rename(at("index"), at(OLD_INDEX)).expect("aside");
+            }),
+        ];
+        for (step, cut) in steps {
+            cut();
+            let (store, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+            assert_eq!(recovery, Recovery::default(), "{step}");
+            let state = |r| store.get(r).expect("get").map(|e| e.state);
+            assert_eq!(state(&kept), Some(RecordState::New), "{step}");
+            assert_eq!(state(&acked), Some(RecordState::Acked), "{step}");
+            for leftover in [FRESH_INDEX, OLD_INDEX] {
+                assert!(!at(leftover).exists(), "{step}: {leftover} left");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refreshed_index_holds_its_entries_in_receipt_order_not_in_order_of_arrival() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let now = SystemTime::now();
+        let arrived: Vec<Receipt> = (0..20).map(|_| committed(&store, now)).collect();
+        store.refresh(now).expect("refresh");
+        let db = fs::read(dir.path().join("index/db")).expect("read");
+        let first_at = |r: &Receipt| {
+            db.windows(16)
+                .position(|w| w == r.key())
+                .expect("key in the index file")
+        };
+        let mut by_place = arrived.clone();
+        by_place.sort_by_key(first_at);
+        let mut sorted = arrived.clone();
+        sorted.sort();
+        assert_eq!(
+            by_place, sorted,
+            "the file keeps an order other than the receipts'"
+        );
+        assert_ne!(arrived, sorted, "the receipts arrived sorted (1 in 20!)");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_data_dir_is_refused_before_it_touches_a_rebuild() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        // As if the first store were writing its rebuilt index right now.
+        let fresh = dir.path().join(FRESH_INDEX);
+        fs::create_dir(&fresh).expect("mkdir");
+        let err = Store::open(dir.path(), 1 << 20, |_| vec![])
+            .err()
+            .expect("refused");
+        assert!(err.is_locked(), "{err}");
+        assert!(
+            fresh.exists(),
+            "the second store repaired the first one's rebuild"
+        );
+    }
+
     fn committed(store: &Store, now: SystemTime) -> Receipt {
         let mut p = store.create().expect("create");
         p.write_all(b"ciphertext").expect("write");
