@@ -82,6 +82,10 @@ pub enum Command {
         /// is verified against the manifest.
         #[arg(long)]
         ack_after_verify: bool,
+        /// A backup: fetch every record (as --all) and change no state (a
+        /// later pull still fetches the new ones).
+        #[arg(long, conflicts_with = "ack_after_verify")]
+        backup: bool,
         /// Seconds without an answer or without new bytes of a record after
         /// which the server is taken to be gone and the run stops.
         #[arg(long, default_value_t = 300,
@@ -97,6 +101,10 @@ pub enum Command {
         /// Export every stored record, not only new ones.
         #[arg(long)]
         all: bool,
+        /// A backup: copy every record (as --all) and change no state (a
+        /// later pull still fetches the new ones).
+        #[arg(long)]
+        backup: bool,
     },
     /// Acknowledge the records of a bundle whose files match its manifest:
     /// over the staff API (--url, --token-file) or in the store (--config).
@@ -160,16 +168,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             all,
             ack_after_verify,
+            backup,
             stall_secs,
         } => transfer::pull(
             &url,
             &token_file,
             &out,
             all,
-            ack_after_verify,
+            handover(ack_after_verify, backup),
             Duration::from_secs(stall_secs),
         ),
-        Command::Export { out, all } => transfer::export(&cli.config, &out, all),
+        Command::Export { out, all, backup } => {
+            transfer::export(&cli.config, &out, all, handover(false, backup))
+        }
         Command::Ack {
             url,
             token_file,
@@ -250,6 +261,15 @@ pub fn install_panic_hook() {
             "sealform: thread '{thread}' panicked at {place} (its message is not shown: it could quote data)"
         );
     }));
+}
+
+/// What `pull` or `export` does to the records it copies, from its flags.
+fn handover(ack_after_verify: bool, backup: bool) -> transfer::Handover {
+    match (ack_after_verify, backup) {
+        (_, true) => transfer::Handover::Backup,
+        (true, false) => transfer::Handover::ExportAndAck,
+        (false, false) => transfer::Handover::Export,
+    }
 }
 
 /// Logs to stderr, `info` unless `RUST_LOG` says otherwise.

@@ -227,25 +227,42 @@ impl Source {
     }
 }
 
+/// What a run does to the state of the records it copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// Marks each one exported: staff take them over.
+    Export,
+    /// Marks each one exported and acknowledges it once its copy verifies.
+    ExportAndAck,
+    /// Copies every record and changes no state: a backup, after which a
+    /// plain `pull` still fetches the new records.
+    Backup,
+}
+
 /// `sealform pull`: fetch new (or `all`) records over the staff API into
-/// the bundle at `out`; with `ack_after_verify`, acknowledge each one once
-/// its copy is verified. `stall` bounds each wait for the server.
+/// the bundle at `out`, handing them over as `handover` says. `stall`
+/// bounds each wait for the server.
 pub fn pull(
     url: &str,
     token_file: &Path,
     out: &Path,
     all: bool,
-    ack_after_verify: bool,
+    handover: Handover,
     stall: Duration,
 ) -> anyhow::Result<ExitCode> {
     let source = Source::remote(url, token_file, stall)?;
-    fetch_into(&source, out, all, ack_after_verify)
+    fetch_into(&source, out, all, handover)
 }
 
 /// `sealform export`: the same as `pull`, reading the store directly.
-pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> {
+pub fn export(
+    config: &Path,
+    out: &Path,
+    all: bool,
+    handover: Handover,
+) -> anyhow::Result<ExitCode> {
     let source = Source::local(config)?;
-    fetch_into(&source, out, all, false)
+    fetch_into(&source, out, all, handover)
 }
 
 /// The longest wait for the staff API, for an answer or for the next bytes
@@ -292,9 +309,14 @@ struct Tally {
     failed: usize,
 }
 
-fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Result<ExitCode> {
+fn fetch_into(
+    source: &Source,
+    out: &Path,
+    all: bool,
+    handover: Handover,
+) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(out)?;
-    let listed = source.list(all)?;
+    let listed = source.list(all || handover == Handover::Backup)?;
     let mut t = Tally::default();
     // Written but not yet in the saved manifest: marked exported (and
     // acknowledged) only after the manifest that lists them is durable, so
@@ -316,8 +338,8 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
             match fetch_one(source, &mut bundle, item, &receipt) {
                 Ok(()) => t.fetched += 1,
                 Err(e) if server_gone(&e) => {
-                    settle(source, &bundle, &mut pending, ack, &mut t)?;
-                    return Err(e.context(stopped(out, &t, ack)));
+                    settle(source, &bundle, &mut pending, handover, &mut t)?;
+                    return Err(e.context(stopped(out, &t, handover)));
                 }
                 Err(e) => {
                     eprintln!("{receipt}: {}; not written", super::describe(&e));
@@ -328,10 +350,10 @@ fn fetch_into(source: &Source, out: &Path, all: bool, ack: bool) -> anyhow::Resu
         }
         pending.push(receipt);
         if pending.len() >= SAVE_EVERY {
-            settle(source, &bundle, &mut pending, ack, &mut t)?;
+            settle(source, &bundle, &mut pending, handover, &mut t)?;
         }
     }
-    settle(source, &bundle, &mut pending, ack, &mut t)?;
+    settle(source, &bundle, &mut pending, handover, &mut t)?;
     println!(
         "{}: {} fetched, {} already in the bundle, {} acknowledged, {} failed",
         out.display(),
@@ -372,10 +394,10 @@ fn fetch_one(
 
 /// What to say when a run stops because the connection to the server
 /// failed.
-fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
+fn stopped(out: &Path, t: &Tally, handover: Handover) -> String {
     // Records marked exported before the stop are no longer "new": only
     // --all fetches (and so acknowledges) them on the next run.
-    let again = if ack {
+    let again = if handover == Handover::ExportAndAck {
         "run the same command again with --all to go on"
     } else {
         "run the same command again to go on"
@@ -392,8 +414,9 @@ fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
 }
 
 /// Saves the manifest, then marks `pending` exported on the source (and,
-/// with `ack`, acknowledges each one whose copy verifies and was checked
-/// against the server's digest). A record the source refuses (another staff
+/// with [`Handover::ExportAndAck`], acknowledges each one whose copy
+/// verifies and was checked against the server's digest; a
+/// [`Handover::Backup`] does neither). A record the source refuses (another staff
 /// member acknowledged it meanwhile, say) is counted as failed and the
 /// others go on; a manifest that cannot be saved, or a server that can no
 /// longer be reached, stops the run.
@@ -401,20 +424,24 @@ fn settle(
     source: &Source,
     bundle: &Bundle,
     pending: &mut Vec<Receipt>,
-    ack: bool,
+    handover: Handover,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     bundle.save()?;
+    if handover == Handover::Backup {
+        pending.clear();
+        return Ok(());
+    }
     for receipt in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
             if server_gone(&e) {
-                return Err(e.context(stopped(bundle.dir(), t, ack)));
+                return Err(e.context(stopped(bundle.dir(), t, handover)));
             }
             eprintln!("{receipt}: not marked exported: {}", super::describe(&e));
             t.failed += 1;
             continue;
         }
-        if !ack {
+        if handover != Handover::ExportAndAck {
             continue;
         }
         if !bundle.source_checked(&receipt) {
@@ -433,7 +460,9 @@ fn settle(
             .and_then(|()| source.ack(&receipt))
         {
             Ok(()) => t.acked += 1,
-            Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, ack))),
+            Err(e) if server_gone(&e) => {
+                return Err(e.context(stopped(bundle.dir(), t, handover)));
+            }
             Err(e) => {
                 eprintln!("{receipt}: not acknowledged: {}", super::describe(&e));
                 t.failed += 1;

@@ -406,6 +406,48 @@ async fn submit(fx: &Fixture, n: usize) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn export_backup_copies_every_unacknowledged_record_with_only_export_times_and_changes_no_state()
+ {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let receipts = submit(&fx, 4).await;
+    ack_through_the_api(&fx, &token, &receipts[0]).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let backup = work.path().join("backup");
+    let config = fx.config_path();
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
+    let out = run_ok(&[
+        "export",
+        "--backup",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&backup),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+    // Every file of the backup was made by the export: no record's day or
+    // arrival is in its times.
+    for e in std::fs::read_dir(&backup).expect("backup") {
+        let m = e.expect("entry").metadata().expect("stat");
+        assert!(m.modified().expect("mtime") >= started);
+    }
+    let gpg = Gpg::with_secret_keys(&[&TestKey::Ed25519.secret()]);
+    for r in &receipts[1..] {
+        gpg.decrypt(&backup.join(format!("{r}.pgp")))
+            .expect("the backup decrypts");
+    }
+    // No state changed: staff still fetch all three as new.
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+}
+
+#[tokio::test]
 async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decrypt() {
     let fx = Fixture::standard();
     let receipts = submit(&fx, 3).await;
