@@ -396,7 +396,7 @@ fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
 /// fsyncs every file and directory under `root`, `root` last.
 fn sync_tree(root: &Path) -> Result<(), StoreError> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
-        let entry = entry.map_err(|e| io_err("syncing", root)(e.into()))?;
+        let entry = entry.map_err(|e| io_err("syncing", root)(times::without_path(e)))?;
         File::open(entry.path())
             .and_then(|f| f.sync_all())
             .map_err(io_err("syncing", entry.path()))?;

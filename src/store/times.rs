@@ -48,17 +48,23 @@ pub(super) fn stamp(path: &Path, day: SystemTime) -> io::Result<()> {
 /// contents, since listing it is a read that may move its access time.
 pub(super) fn stamp_tree(root: &Path, day: SystemTime) -> io::Result<()> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
-        match entry {
+        match entry.map_err(without_path) {
             Ok(e) => stamp(e.path(), day)?,
             // Removed while the walk ran (a record acknowledged, a write in
             // flight finished): nothing left to stamp.
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The I/O error of a failed step of a walk, without the path walkdir adds
+/// to its message: a spool file's name is a receipt, which must never reach
+/// a log.
+pub(super) fn without_path(e: walkdir::Error) -> io::Error {
+    e.into_io_error()
+        .unwrap_or_else(|| io::Error::other("a symbolic link loop"))
 }
 
 /// Opens `path` for reading without moving its access time when the
