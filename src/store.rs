@@ -280,12 +280,6 @@ impl Index {
         f(db.as_ref().ok_or(StoreError::IndexClosed)?)
     }
 
-    /// Sets the day on the index's directory and every file sled keeps in
-    /// it (after each change: sled writes `db`, and `snap.*` at start).
-    fn stamp(&self, day: SystemTime) -> Result<(), StoreError> {
-        times::stamp_tree(&self.dir, day).map_err(io_err("setting the day on", &self.dir))
-    }
-
     /// Rebuilds the index into a fresh directory with the same entries and
     /// none of the history sled's log keeps, and swaps it in (see the
     /// module's documentation for the steps and what a crash leaves).
@@ -503,9 +497,9 @@ impl Store {
     }
 
     /// Sets the day of `now` on what a change of the spool or the index
-    /// moves: the spool's directories, `data_dir` and the index's files.
+    /// moves (see [`stamp_changed`]).
     fn stamp_changed(&self, now: SystemTime) -> Result<(), StoreError> {
-        stamp_changed(&self.data_dir, &self.spool, &self.tmp, &self.index, now)
+        stamp_changed(&self.spool, &self.tmp, &self.index, now)
     }
 
     fn recover(
@@ -723,7 +717,6 @@ impl Store {
     fn start_committer(&self) -> Result<Committer, StoreError> {
         let (queue, jobs) = mpsc::channel();
         let worker = BatchCommitter {
-            data_dir: self.data_dir.clone(),
             spool: self.spool.clone(),
             tmp: self.tmp.clone(),
             index: Arc::clone(&self.index),
@@ -941,7 +934,6 @@ fn committer_died(spool: &Path) -> StoreError {
 
 /// The committer thread: commits whatever is queued, a batch at a time.
 struct BatchCommitter {
-    data_dir: PathBuf,
     spool: PathBuf,
     tmp: PathBuf,
     index: Arc<Index>,
@@ -1019,18 +1011,11 @@ impl BatchCommitter {
             };
             return fail_all(indexed, "flushing the index of", &self.index.dir, &e);
         }
-        // Released before the lock is taken again below: a second read
-        // lock taken while a rebuild waits to write would deadlock.
+        // Done with the index: a rebuild waiting for it may go on.
         drop(guard);
         // 4. The day, back on what this batch moved. The records are durable
         // already: a failure here is logged, not answered.
-        if let Err(e) = stamp_changed(
-            &self.data_dir,
-            &self.spool,
-            &self.tmp,
-            &self.index,
-            SystemTime::now(),
-        ) {
+        if let Err(e) = stamp_changed(&self.spool, &self.tmp, &self.index, SystemTime::now()) {
             tracing::warn!(error = %e, "setting the day on the spool and index failed");
         }
         for job in indexed {
@@ -1084,21 +1069,25 @@ fn gather<T>(
     }
 }
 
-/// Sets the day of `now` on what a commit, acknowledgement or purge moves:
-/// `spool/tmp/`, `spool/`, `data_dir` and the index's directory and files. A
-/// few system calls: the records' own files got their day when written.
+/// Sets the day of `now` on what a commit, acknowledgement or export mark
+/// moves: `spool/tmp/`, `spool/`, `index/` and `index/db`, four system calls
+/// (a record's own file got its day when it was written). The rest under
+/// `data_dir` changes only when the index is opened or rebuilt, which sets
+/// the day on all of it ([`Store::refresh`]): sled writes `conf` and `snap.*`
+/// only when it opens an index, and blob files only for values far larger
+/// than an index entry.
 fn stamp_changed(
-    data_dir: &Path,
     spool: &Path,
     tmp: &Path,
     index: &Index,
     now: SystemTime,
 ) -> Result<(), StoreError> {
     let day = start_of_day(now);
-    for dir in [tmp, spool, data_dir] {
-        times::stamp(dir, day).map_err(io_err("setting the day on", dir))?;
+    let db = index.dir.join("db");
+    for path in [tmp, spool, &index.dir, &db] {
+        times::stamp(path, day).map_err(io_err("setting the day on", path))?;
     }
-    index.with(|_| index.stamp(day))
+    Ok(())
 }
 
 /// Inserts (or replaces) a record's index entry, not yet flushed.

@@ -987,9 +987,12 @@ async fn purge_with_acked_days_zero_removes_acknowledged_records_only() {
 }
 
 /// Every path under `root`, `root` included, with its access and
-/// modification times (seconds, nanoseconds). A directory is looked at
-/// before it is listed: listing it is a read, which moves its access time.
+/// modification times (seconds, nanoseconds). Directories are listed with
+/// `O_NOATIME`: a plain listing is a read, which would move the access time
+/// this looks at.
 fn times_under(root: &Path) -> Vec<(PathBuf, [(i64, i64); 2])> {
+    use rustix::fs::{Dir, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let mut todo = vec![root.to_path_buf()];
@@ -1000,8 +1003,13 @@ fn times_under(root: &Path) -> Vec<(PathBuf, [(i64, i64); 2])> {
             [(m.atime(), m.atime_nsec()), (m.mtime(), m.mtime_nsec())],
         ));
         if m.is_dir() {
-            for e in std::fs::read_dir(&p).expect("list") {
-                todo.push(e.expect("entry").path());
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOATIME | OFlags::CLOEXEC;
+            let fd = rustix::fs::open(&p, flags, Mode::empty()).expect("open dir");
+            for e in Dir::read_from(&fd).expect("list") {
+                let name = e.expect("entry").file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    todo.push(p.join(std::ffi::OsStr::from_bytes(&name)));
+                }
             }
         }
     }
