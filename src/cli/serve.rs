@@ -148,3 +148,21 @@ pub fn problems(list: Vec<KeyProblem>) -> anyhow::Error {
         lines.join("\n")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_upkeep_runs_one_second_after_the_next_midnight_utc() {
+        let midnight = UNIX_EPOCH + Duration::from_secs(20_000 * DAY);
+        for (after, wait) in [(0, DAY + 1), (1, DAY), (DAY - 1, 2), (3_600, DAY - 3_599)] {
+            let now = midnight + Duration::from_secs(after);
+            assert_eq!(
+                until_next_midnight(now),
+                Duration::from_secs(wait),
+                "{after}"
+            );
+        }
+    }
+}
