@@ -33,7 +33,7 @@
 //! Metadata at rest says no more than the day either. Every access and
 //! modification time under `data_dir` (files, directories, sled's files) is
 //! set back to 00:00 UTC after every commit batch, acknowledgement, export
-//! mark and purge, and at start (see [`times`]). sled is log-structured: it
+//! mark and purge, and at start (see `store/times.rs`). sled is log-structured: it
 //! appends every insert and removal to `index/db`, so the file would keep
 //! purged receipts and the order in which records arrived. The index is
 //! therefore rebuilt into a fresh directory ([`Store::refresh`]) at start, at
