@@ -286,10 +286,10 @@ impl Index {
     fn rebuild(&self) -> Result<(), StoreError> {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         let fresh = self.data_dir.join(FRESH_INDEX);
-        remove_dir_if_present(&fresh)?;
-        create_private_dir(&fresh)?;
-        {
-            let old = slot.as_ref().ok_or(StoreError::IndexClosed)?;
+        let old = slot.as_ref().ok_or(StoreError::IndexClosed)?;
+        let copied = (|| {
+            remove_dir_if_present(&fresh)?;
+            create_private_dir(&fresh)?;
             old.flush()?;
             let new = open_sled(&fresh, self.cache_bytes)?;
             // In key order, which is receipt order: random, so the new log
@@ -299,9 +299,16 @@ impl Index {
                 new.insert(k, v)?;
             }
             new.flush()?;
+            drop(new);
+            sync_tree(&fresh)?;
+            sync_dir(&self.data_dir)
+        })();
+        if let Err(e) = copied {
+            // The old index is still open and whole; a partial copy only
+            // takes space (on a full disk, the space it failed for).
+            let _ = remove_dir_if_present(&fresh);
+            return Err(e);
         }
-        sync_tree(&fresh)?;
-        sync_dir(&self.data_dir)?;
         // Closed before its directory is moved: sled opens some files by
         // path.
         drop(slot.take());
@@ -480,7 +487,20 @@ impl Store {
             expected: Arc::default(),
         };
         let recovery = store.recover(recipients_of)?;
-        store.refresh(SystemTime::now())?;
+        if let Err(e) = store.refresh(SystemTime::now()) {
+            // Only a failed swap leaves the index closed; a copy that could
+            // not be written (a full disk) leaves the old one in use, and the
+            // store must open then too: refusing to start would not make
+            // space.
+            if matches!(e, StoreError::IndexClosed) || store.index.with(|_| Ok(())).is_err() {
+                return Err(e);
+            }
+            tracing::warn!(
+                error = %e,
+                "the index could not be rebuilt without its history; it is used as it is until \
+                 the next rebuild"
+            );
+        }
         store.committer = Some(store.start_committer()?);
         Ok((store, recovery))
     }
