@@ -94,6 +94,10 @@ pub enum Command {
         /// Lock all memory (mlockall), so the token never reaches swap.
         #[arg(long)]
         mlock: bool,
+        /// A backup: fetch every record (as --all) and change no state (a
+        /// later pull still fetches the new ones).
+        #[arg(long, conflicts_with = "ack_after_verify")]
+        backup: bool,
         /// Seconds without an answer or without new bytes of a record after
         /// which the server is taken to be gone and the run stops.
         #[arg(long, default_value_t = 300,
@@ -109,6 +113,10 @@ pub enum Command {
         /// Export every stored record, not only new ones.
         #[arg(long)]
         all: bool,
+        /// A backup: copy every record (as --all) and change no state (a
+        /// later pull still fetches the new ones).
+        #[arg(long)]
+        backup: bool,
     },
     /// Acknowledge the records of a bundle whose files match its manifest:
     /// over the staff API (--url, --token-file) or in the store (--config).
@@ -193,6 +201,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             for_keys,
             all_readers,
             mlock,
+            backup,
             stall_secs,
         } => transfer::pull(&transfer::PullOptions {
             url: &url,
@@ -200,12 +209,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out: &out,
             all,
             ack_after_verify,
+            backup,
             for_keys: &for_keys,
             all_readers,
             stall: Duration::from_secs(stall_secs),
             mlock,
         }),
-        Command::Export { out, all } => transfer::export(&cli.config, &out, all),
+        Command::Export { out, all, backup } => transfer::export(&cli.config, &out, all, backup),
         Command::Ack {
             url,
             token_file,

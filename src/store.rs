@@ -3,9 +3,10 @@
 //!
 //! ```text
 //! data_dir/
-//!   spool/<receipt>.pgp   one binary OpenPGP message per record, mtime 00:00 UTC of its day
+//!   spool/<receipt>.pgp   one binary OpenPGP message per record, atime and mtime 00:00 UTC of its day
 //!   spool/tmp/            writes in flight; emptied at start
 //!   index/                sled: receipt -> {day, size, state, form, recipients}
+//!   index.new/, index.old/  only while the index is rebuilt (see below)
 //! ```
 //!
 //! The durability contract lives here: a commit ([`Store::commit`] or
@@ -28,16 +29,34 @@
 //! to never-synced blob files), so ciphertext never goes into it, and nothing
 //! in it is finer than a day. Everything here is blocking I/O: call it from a
 //! blocking thread.
+//!
+//! Metadata at rest says no more than the day either. Every access and
+//! modification time under `data_dir` (files, directories, sled's files) is
+//! set back to 00:00 UTC after every commit batch, acknowledgement, export
+//! mark and purge, and at start (see `store/times.rs`). sled is log-structured: it
+//! appends every insert and removal to `index/db`, so the file would keep
+//! purged receipts and the order in which records arrived. The index is
+//! therefore rebuilt into a fresh directory ([`Store::refresh`]) at start, at
+//! every purge and (from `serve`) daily: its entries are copied in receipt
+//! order, which is random, into `index.new/`, fsynced, and swapped in with two
+//! renames (`index` to `index.old`, `index.new` to `index`); then
+//! `index.old/` is deleted. [`Store::open`] finishes or undoes a swap a crash
+//! interrupted: `index.new/` without `index/` is complete (it was fsynced
+//! before `index/` was moved away), `index.new/` beside `index/` may not be.
+//! A lock on `data_dir` itself keeps a second process from doing that while
+//! the first one is swapping.
+
+mod times;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -164,6 +183,13 @@ pub enum StoreError {
     /// An index entry could not be decoded.
     #[error("index entry is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// Another process has the store open.
+    #[error("could not acquire lock on {}: another sealform process has the store open", .0.display())]
+    Locked(PathBuf),
+    /// A rebuild of the index failed after the old one was closed, and it
+    /// could not be opened again; the next start repairs it.
+    #[error("the index is closed after a failed rebuild: restart sealform")]
+    IndexClosed,
 }
 
 impl StoreError {
@@ -171,8 +197,13 @@ impl StoreError {
     /// 0.34 says so only in its message (an `Other` error that quotes the
     /// lock's `WouldBlock`).
     pub fn is_locked(&self) -> bool {
-        matches!(self, StoreError::Index(sled::Error::Io(e))
-            if e.to_string().starts_with("could not acquire lock"))
+        match self {
+            StoreError::Locked(_) => true,
+            StoreError::Index(sled::Error::Io(e)) => {
+                e.to_string().starts_with("could not acquire lock")
+            }
+            _ => false,
+        }
     }
 
     /// The disk (or quota) is full: the client should retry later.
@@ -237,10 +268,13 @@ pub struct Recovery {
 
 /// The spool and its index.
 pub struct Store {
+    data_dir: PathBuf,
     spool: PathBuf,
     tmp: PathBuf,
-    index: PathBuf,
-    db: sled::Db,
+    index: Arc<Index>,
+    /// `data_dir` itself, held open with an exclusive lock for as long as
+    /// the store is: no other process may swap or repair the index meanwhile.
+    _lock: File,
     /// Serializes read-modify-write of index entries (state changes, purge).
     changes: Mutex<()>,
     /// The committer thread and its queue; `None` only while dropping.
@@ -250,6 +284,163 @@ pub struct Store {
     batches: Arc<AtomicU64>,
     /// Records the committer waits a little for (see [`Expected`]).
     expected: Arc<Expectations>,
+}
+
+/// The sled index, which [`Store::refresh`] replaces whole. Every use of the
+/// database holds the read lock for as long as it uses it, so that the
+/// rebuild, holding the write lock, can close the old one.
+struct Index {
+    data_dir: PathBuf,
+    /// `data_dir/index`.
+    dir: PathBuf,
+    cache_bytes: u64,
+    /// `None` only if a rebuild failed after closing the old database and
+    /// could not open one again.
+    db: RwLock<Option<sled::Db>>,
+}
+
+impl Index {
+    /// Runs `f` on the open database, holding the read lock.
+    fn with<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        f(db.as_ref().ok_or(StoreError::IndexClosed)?)
+    }
+
+    /// Rebuilds the index into a fresh directory with the same entries and
+    /// none of the history sled's log keeps, and swaps it in (see the
+    /// module's documentation for the steps and what a crash leaves).
+    fn rebuild(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let fresh = self.data_dir.join(FRESH_INDEX);
+        let old = slot.as_ref().ok_or(StoreError::IndexClosed)?;
+        let copied = (|| {
+            remove_dir_if_present(&fresh)?;
+            create_private_dir(&fresh)?;
+            old.flush()?;
+            let new = open_sled(&fresh, self.cache_bytes)?;
+            // In key order, which is receipt order: random, so the new log
+            // says nothing of the order in which records arrived.
+            for kv in old.iter() {
+                let (k, v) = kv?;
+                new.insert(k, v)?;
+            }
+            new.flush()?;
+            drop(new);
+            sync_tree(&fresh)?;
+            sync_dir(&self.data_dir)
+        })();
+        if let Err(e) = copied {
+            // The old index is still open and whole; a partial copy only
+            // takes space (on a full disk, the space it failed for).
+            let _ = remove_dir_if_present(&fresh);
+            return Err(e);
+        }
+        // Closed before its directory is moved: sled opens some files by
+        // path.
+        drop(slot.take());
+        let swapped = self.swap_in();
+        let settled = settle_index_dirs(&self.data_dir);
+        *slot = Some(open_sled(&self.dir, self.cache_bytes)?);
+        swapped.and(settled)
+    }
+
+    /// `index/` to `index.old/`, `index.new/` to `index/`, then `index.old/`
+    /// deleted; each step made durable before the next.
+    fn swap_in(&self) -> Result<(), StoreError> {
+        let old = self.data_dir.join(OLD_INDEX);
+        let fresh = self.data_dir.join(FRESH_INDEX);
+        remove_dir_if_present(&old)?;
+        fs::rename(&self.dir, &old).map_err(io_err("moving aside", &self.dir))?;
+        fs::rename(&fresh, &self.dir).map_err(io_err("moving into place", &fresh))?;
+        sync_dir(&self.data_dir)?;
+        remove_dir_if_present(&old)?;
+        sync_dir(&self.data_dir)
+    }
+}
+
+/// Where a rebuilt index is written before it is swapped in.
+const FRESH_INDEX: &str = "index.new";
+
+/// Where the old index is while the rebuilt one is swapped in.
+const OLD_INDEX: &str = "index.old";
+
+/// Opens sled at `dir`. No periodic flush: every change here is flushed
+/// (and followed by setting the day on the files) by the code that made it,
+/// so that nothing writes the index behind those settings.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    Ok(sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(None)
+        .open()?)
+}
+
+/// Finishes or undoes a swap of the index that a crash interrupted:
+/// `index.new/` with no `index/` is complete and becomes `index/`; an
+/// `index.new/` beside `index/` may be partial and is deleted, and so is any
+/// `index.old/` once `index/` is there.
+fn settle_index_dirs(data_dir: &Path) -> Result<(), StoreError> {
+    let (index, fresh, old) = (
+        data_dir.join("index"),
+        data_dir.join(FRESH_INDEX),
+        data_dir.join(OLD_INDEX),
+    );
+    let exists = |p: &Path| p.symlink_metadata().is_ok();
+    if !exists(&index) {
+        let complete = if exists(&fresh) && exists(&old) {
+            Some(&fresh)
+        } else if exists(&old) {
+            Some(&old)
+        } else {
+            None
+        };
+        if let Some(from) = complete {
+            fs::rename(from, &index).map_err(io_err("moving into place", from))?;
+            sync_dir(data_dir)?;
+        }
+    }
+    let mut removed = false;
+    for leftover in [fresh, old] {
+        if exists(&leftover) {
+            remove_dir_if_present(&leftover)?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(data_dir)?;
+    }
+    Ok(())
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing", dir)(e)),
+    }
+}
+
+/// fsyncs every file and directory under `root`, `root` last.
+fn sync_tree(root: &Path) -> Result<(), StoreError> {
+    for entry in walkdir::WalkDir::new(root).contents_first(true) {
+        let entry = entry.map_err(|e| io_err("syncing", root)(times::without_path(e)))?;
+        File::open(entry.path())
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing", entry.path()))?;
+    }
+    Ok(())
+}
+
+/// Takes the store's lock: `data_dir` opened and locked exclusively.
+fn lock_store(data_dir: &Path) -> Result<File, StoreError> {
+    let dir = File::open(data_dir).map_err(io_err("opening", data_dir))?;
+    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(dir),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            Err(StoreError::Locked(data_dir.to_owned()))
+        }
+        Err(e) => Err(io_err("locking", data_dir)(e.into())),
+    }
 }
 
 /// The committer thread's end of the store.
@@ -301,24 +492,60 @@ impl Store {
         for dir in [data_dir, &spool, &tmp] {
             create_private_dir(dir)?;
         }
-        let index = data_dir.join("index");
-        let db = sled::Config::new()
-            .path(&index)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let lock = lock_store(data_dir)?;
+        settle_index_dirs(data_dir)?;
+        let dir = data_dir.join("index");
+        let db = open_sled(&dir, cache_bytes)?;
         let mut store = Store {
+            data_dir: data_dir.to_owned(),
             spool,
             tmp,
-            index,
-            db,
+            index: Arc::new(Index {
+                data_dir: data_dir.to_owned(),
+                dir,
+                cache_bytes,
+                db: RwLock::new(Some(db)),
+            }),
+            _lock: lock,
             changes: Mutex::new(()),
             committer: None,
             batches: Arc::default(),
             expected: Arc::default(),
         };
         let recovery = store.recover(recipients_of)?;
+        if let Err(e) = store.refresh(SystemTime::now()) {
+            // Only a failed swap leaves the index closed; a copy that could
+            // not be written (a full disk) leaves the old one in use, and the
+            // store must open then too: refusing to start would not make
+            // space.
+            if matches!(e, StoreError::IndexClosed) || store.index.with(|_| Ok(())).is_err() {
+                return Err(e);
+            }
+            tracing::warn!(
+                error = %e,
+                "the index could not be rebuilt without its history; it is used as it is until \
+                 the next rebuild"
+            );
+        }
         store.committer = Some(store.start_committer()?);
         Ok((store, recovery))
+    }
+
+    /// Rebuilds the index without its history (see the module's
+    /// documentation) and sets the day of `now` on every file and directory
+    /// under `data_dir`. Run at start, by every purge and daily by `serve`;
+    /// it takes time in proportion to the number of records, and commits
+    /// wait for the index meanwhile.
+    pub fn refresh(&self, now: SystemTime) -> Result<(), StoreError> {
+        self.index.rebuild()?;
+        times::stamp_tree(&self.data_dir, start_of_day(now))
+            .map_err(io_err("setting the day on", &self.data_dir))
+    }
+
+    /// Sets the day of `now` on what a change of the spool or the index
+    /// moves (see [`stamp_changed`]).
+    fn stamp_changed(&self, now: SystemTime) -> Result<(), StoreError> {
+        stamp_changed(&self.spool, &self.tmp, &self.index, now)
     }
 
     fn recover(
@@ -368,7 +595,7 @@ impl Store {
             .iter()
             .filter(|(r, e)| e.state != RecordState::Acked && !present.contains(r))
             .count();
-        self.db.flush()?;
+        self.index.with(|db| Ok(db.flush()?))?;
         Ok(recovery)
     }
 
@@ -517,7 +744,8 @@ impl Store {
             .metadata()
             .map_err(io_err("reading", &pending.path))?
             .len();
-        file.set_modified(start_of_day(now))
+        let day = start_of_day(now);
+        file.set_times(FileTimes::new().set_accessed(day).set_modified(day))
             .map_err(io_err("setting the day on", &pending.path))?;
         let expected = self.expect();
         file.sync_all().map_err(io_err("syncing", &pending.path))?;
@@ -538,8 +766,8 @@ impl Store {
         let (queue, jobs) = mpsc::channel();
         let worker = BatchCommitter {
             spool: self.spool.clone(),
-            index: self.index.clone(),
-            db: self.db.clone(),
+            tmp: self.tmp.clone(),
+            index: Arc::clone(&self.index),
             batches: Arc::clone(&self.batches),
             expected: Arc::clone(&self.expected),
         };
@@ -557,27 +785,35 @@ impl Store {
 
     /// The index entry of a record.
     pub fn get(&self, receipt: &Receipt) -> Result<Option<IndexEntry>, StoreError> {
-        match self.db.get(receipt.key())? {
+        self.index.with(|db| match db.get(receipt.key())? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
-        }
+        })
+    }
+
+    /// Opens a record's spool file for reading without moving its access
+    /// time (where the kernel allows: the process owns the file).
+    pub fn open_record(&self, receipt: &Receipt) -> io::Result<File> {
+        times::open_unread(&self.path_of(receipt))
     }
 
     /// Every indexed record, in receipt order (which is random).
     pub fn list(&self) -> Result<Vec<(Receipt, IndexEntry)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.db.iter() {
-            let (k, v) = kv?;
-            let Ok(bytes) = <[u8; 16]>::try_from(&k[..]) else {
-                continue;
-            };
-            out.push((Receipt(bytes), serde_json::from_slice(&v)?));
-        }
-        Ok(out)
+        self.index.with(|db| {
+            let mut out = Vec::new();
+            for kv in db.iter() {
+                let (k, v) = kv?;
+                let Ok(bytes) = <[u8; 16]>::try_from(&k[..]) else {
+                    continue;
+                };
+                out.push((Receipt(bytes), serde_json::from_slice(&v)?));
+            }
+            Ok(out)
+        })
     }
 
     fn put(&self, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
-        put(&self.db, receipt, entry)
+        self.index.with(|db| put(db, receipt, entry))
     }
 
     /// Marks a record as copied into an export bundle (only a `new` record
@@ -590,7 +826,8 @@ impl Store {
         if entry.state == RecordState::New {
             entry.state = RecordState::Exported;
             self.put(receipt, &entry)?;
-            self.db.flush()?;
+            self.index.with(|db| Ok(db.flush()?))?;
+            self.stamp_changed(SystemTime::now())?;
         }
         Ok(Some(entry))
     }
@@ -616,6 +853,7 @@ impl Store {
             self.sync_index()?;
         }
         self.remove_spool_file(receipt)?;
+        self.stamp_changed(SystemTime::now())?;
         Ok(Some(entry))
     }
 
@@ -623,8 +861,9 @@ impl Store {
     /// acknowledged `acked_days` or more calendar days ago and, only when
     /// `unacked_days` is set, the files and entries of never-acknowledged
     /// records that arrived more than that many calendar days ago (so each
-    /// is kept at least `unacked_days` whole days: only its day is stored). Nothing else
-    /// keeps a deleted record.
+    /// is kept at least `unacked_days` whole days: only its day is stored).
+    /// Then the index is rebuilt ([`Store::refresh`]), so that nothing else
+    /// keeps a deleted record, not even sled's log.
     pub fn purge(
         &self,
         acked_days: Option<u32>,
@@ -659,7 +898,7 @@ impl Store {
             // Index first: a crash before the unlink leaves a file that is
             // indexed again at start (and purged again), never an entry
             // pointing at nothing.
-            self.db.remove(receipt.key())?;
+            self.index.with(|db| Ok(db.remove(receipt.key())?))?;
             self.sync_index()?;
             self.remove_spool_file(&receipt)?;
             match entry.state {
@@ -667,6 +906,7 @@ impl Store {
                 _ => purged.unacked += 1,
             }
         }
+        self.refresh(now)?;
         Ok(purged)
     }
 
@@ -683,20 +923,22 @@ impl Store {
     /// reach the disk cache, and an unlink must never overtake the index
     /// update that explains it.
     fn sync_index(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        let db_file = self.index.join("db");
-        match File::open(&db_file) {
-            Ok(f) => f.sync_all().map_err(io_err("syncing", &db_file))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("opening", &db_file)(e)),
-        }
-        sync_dir(&self.index)
+        self.index.with(|db| {
+            db.flush()?;
+            let db_file = self.index.dir.join("db");
+            match File::open(&db_file) {
+                Ok(f) => f.sync_all().map_err(io_err("syncing", &db_file))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("opening", &db_file)(e)),
+            }
+            sync_dir(&self.index.dir)
+        })
     }
 
     /// Flushes the index (at shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.index.with(|db| Ok(db.flush()?))?;
+        self.stamp_changed(SystemTime::now())
     }
 }
 
@@ -741,8 +983,8 @@ fn committer_died(spool: &Path) -> StoreError {
 /// The committer thread: commits whatever is queued, a batch at a time.
 struct BatchCommitter {
     spool: PathBuf,
-    index: PathBuf,
-    db: sled::Db,
+    tmp: PathBuf,
+    index: Arc<Index>,
     batches: Arc<AtomicU64>,
     expected: Arc<Expectations>,
 }
@@ -796,21 +1038,33 @@ impl BatchCommitter {
         if let Err(e) = File::open(&self.spool).and_then(|d| d.sync_all()) {
             return fail_all(renamed, "syncing directory", &self.spool, &e);
         }
-        // 3. The index.
+        // 3. The index, under its read lock (a rebuild waits for the step).
+        let guard = self.index.db.read().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = guard.as_ref() else {
+            let closed = io::Error::other(StoreError::IndexClosed.to_string());
+            return fail_all(renamed, "indexing in", &self.index.dir, &closed);
+        };
         let mut indexed = Vec::with_capacity(renamed.len());
         for job in renamed {
             let receipt = job.pending.receipt;
-            match put(&self.db, &receipt, &job.entry) {
+            match put(db, &receipt, &job.entry) {
                 Ok(()) => indexed.push(job),
                 Err(e) => (job.done)(Err(e)),
             }
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = db.flush() {
             let e = match e {
                 sled::Error::Io(io) => io,
                 other => io::Error::other(format!("index flush failed: {other}")),
             };
-            return fail_all(indexed, "flushing the index of", &self.index, &e);
+            return fail_all(indexed, "flushing the index of", &self.index.dir, &e);
+        }
+        // Done with the index: a rebuild waiting for it may go on.
+        drop(guard);
+        // 4. The day, back on what this batch moved. The records are durable
+        // already: a failure here is logged, not answered.
+        if let Err(e) = stamp_changed(&self.spool, &self.tmp, &self.index, SystemTime::now()) {
+            tracing::warn!(error = %e, "setting the day on the spool and index failed");
         }
         for job in indexed {
             let receipt = job.pending.receipt;
@@ -861,6 +1115,27 @@ fn gather<T>(
         // for another reason only makes this look again.
         std::thread::park_timeout(deadline - now);
     }
+}
+
+/// Sets the day of `now` on what a commit, acknowledgement or export mark
+/// moves: `spool/tmp/`, `spool/`, `index/` and `index/db`, four system calls
+/// (a record's own file got its day when it was written). The rest under
+/// `data_dir` changes only when the index is opened or rebuilt, which sets
+/// the day on all of it ([`Store::refresh`]): sled writes `conf` and `snap.*`
+/// only when it opens an index, and blob files only for values far larger
+/// than an index entry.
+fn stamp_changed(
+    spool: &Path,
+    tmp: &Path,
+    index: &Index,
+    now: SystemTime,
+) -> Result<(), StoreError> {
+    let day = start_of_day(now);
+    let db = index.dir.join("db");
+    for path in [tmp, spool, &index.dir, &db] {
+        times::stamp(path, day).map_err(io_err("setting the day on", path))?;
+    }
+    Ok(())
 }
 
 /// Inserts (or replaces) a record's index entry, not yet flushed.
@@ -1382,6 +1657,106 @@ mod tests {
         for r in [kept, lost, acked] {
             assert!(store.get(&r).expect("get").is_some());
         }
+    }
+
+    /// A copy of the directory tree at `from` at `to`.
+    fn copy_tree(from: &Path, to: &Path) {
+        for e in walkdir::WalkDir::new(from) {
+            let e = e.expect("walk");
+            let dest = to.join(e.path().strip_prefix(from).expect("under"));
+            if e.file_type().is_dir() {
+                fs::create_dir_all(&dest).expect("mkdir");
+            } else {
+                fs::copy(e.path(), &dest).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rebuild_of_the_index_cut_short_at_any_step_leaves_every_entry_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let (kept, acked) = {
+            let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+            let ids = (committed(&store, now), committed(&store, now));
+            store.ack(&ids.1, now).expect("ack");
+            ids
+        };
+        let saved = tempfile::tempdir().expect("tempdir");
+        copy_tree(&dir.path().join("index"), &saved.path().join("index"));
+        let at = |name: &str| dir.path().join(name);
+        let partial = |name: &str| {
+            fs::create_dir_all(at(name)).expect("mkdir");
+            fs::write(at(name).join("db"), b"half a segment").expect("write");
+        };
+        let complete = |name: &str| copy_tree(&saved.path().join("index"), &at(name));
+        let steps: [(&str, &dyn Fn()); 4] = [
+            // Killed while writing index.new/.
+            ("index.new partly written", &|| partial(FRESH_INDEX)),
+            // Between the two renames: index.new/ is complete.
+            ("index moved aside", &|| {
+                fs::rename(at("index"), at(OLD_INDEX)).expect("aside");
+                complete(FRESH_INDEX);
+            }),
+            // After the second rename, before index.old/ was deleted.
+            ("index.old left", &|| complete(OLD_INDEX)),
+            // index.old/ alone (index.new/ lost): the old index comes back.
+            ("only index.old", &|| {
+                fs::rename(at("index"), at(OLD_INDEX)).expect("aside");
+            }),
+        ];
+        for (step, cut) in steps {
+            cut();
+            let (store, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+            assert_eq!(recovery, Recovery::default(), "{step}");
+            let state = |r| store.get(r).expect("get").map(|e| e.state);
+            assert_eq!(state(&kept), Some(RecordState::New), "{step}");
+            assert_eq!(state(&acked), Some(RecordState::Acked), "{step}");
+            for leftover in [FRESH_INDEX, OLD_INDEX] {
+                assert!(!at(leftover).exists(), "{step}: {leftover} left");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refreshed_index_holds_its_entries_in_receipt_order_not_in_order_of_arrival() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let now = SystemTime::now();
+        let arrived: Vec<Receipt> = (0..20).map(|_| committed(&store, now)).collect();
+        store.refresh(now).expect("refresh");
+        let db = fs::read(dir.path().join("index/db")).expect("read");
+        let first_at = |r: &Receipt| {
+            db.windows(16)
+                .position(|w| w == r.key())
+                .expect("key in the index file")
+        };
+        let mut by_place = arrived.clone();
+        by_place.sort_by_key(first_at);
+        let mut sorted = arrived.clone();
+        sorted.sort();
+        assert_eq!(
+            by_place, sorted,
+            "the file keeps an order other than the receipts'"
+        );
+        assert_ne!(arrived, sorted, "the receipts arrived sorted (1 in 20!)");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_data_dir_is_refused_before_it_touches_a_rebuild() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        // As if the first store were writing its rebuilt index right now.
+        let fresh = dir.path().join(FRESH_INDEX);
+        fs::create_dir(&fresh).expect("mkdir");
+        let err = Store::open(dir.path(), 1 << 20, |_| vec![])
+            .err()
+            .expect("refused");
+        assert!(err.is_locked(), "{err}");
+        assert!(
+            fresh.exists(),
+            "the second store repaired the first one's rebuild"
+        );
     }
 
     fn committed(store: &Store, now: SystemTime) -> Receipt {

@@ -1,6 +1,7 @@
 //! `sealform purge`: apply the `[retention]` settings now (`serve` does the
-//! same once a day). Deletion unlinks the file and removes the index entry;
-//! nothing else keeps the record.
+//! same once a day). Deletion unlinks the file and removes the index entry,
+//! and the index is then rebuilt without its log, so nothing else under
+//! `data_dir` keeps the record.
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,10 +1,11 @@
 //! `sealform serve`: validate everything, open the store, serve until
-//! SIGTERM/SIGINT.
+//! SIGTERM/SIGINT; keep the store's daily upkeep (retention, the index
+//! rebuilt without its history).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
@@ -61,7 +62,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
                 None
             }
         };
-        spawn_daily_retention(&state);
+        spawn_daily_upkeep(&state);
         spawn_daily_key_check(&state);
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
@@ -69,33 +70,57 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
     })
 }
 
-/// Applies `[retention]` at start and then every 24 hours, when configured.
-fn spawn_daily_retention(state: &AppState) {
+/// Applies `[retention]` at start, when configured, and just after every
+/// 00:00 UTC; at those midnights, with no retention configured, it still
+/// rebuilds the index and sets the day on every file ([`Store::refresh`]),
+/// so that the index's log holds the arrival order of one day's records at
+/// most.
+///
+/// [`Store::refresh`]: crate::store::Store::refresh
+fn spawn_daily_upkeep(state: &AppState) {
     let retention = state.intake().config.retention.clone();
-    if retention.acked_days.is_none() && retention.unacked_days.is_none() {
-        return;
-    }
+    let purging = retention.acked_days.is_some() || retention.unacked_days.is_some();
     let intake = state.intake_arc();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+        let mut first = purging;
         loop {
-            every.tick().await;
+            if !first {
+                tokio::time::sleep(until_next_midnight(SystemTime::now())).await;
+            }
+            first = false;
             let intake = std::sync::Arc::clone(&intake);
             let (acked, unacked) = (retention.acked_days, retention.unacked_days);
             let done = tokio::task::spawn_blocking(move || {
-                intake.store.purge(acked, unacked, SystemTime::now())
+                let now = SystemTime::now();
+                if purging {
+                    intake.store.purge(acked, unacked, now).map(Some)
+                } else {
+                    intake.store.refresh(now).map(|()| None)
+                }
             })
             .await;
             match done {
-                Ok(Ok(p)) => {
+                Ok(Ok(Some(p))) => {
                     tracing::info!(acked = p.acked, unacked = p.unacked, "retention applied")
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "applying retention failed"),
-                Err(e) => tracing::error!(error = join_failure(&e), "applying retention failed"),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "daily upkeep of the store failed"),
+                Err(e) => {
+                    tracing::error!(error = join_failure(&e), "daily upkeep of the store failed")
+                }
             }
         }
     });
 }
+
+/// From `now` to one second after the next 00:00 UTC.
+fn until_next_midnight(now: SystemTime) -> Duration {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Duration::from_secs(DAY - secs % DAY + 1)
+}
+
+/// Seconds in a day.
+const DAY: u64 = 24 * 60 * 60;
 
 /// Says once a day which certificates have expired since the start, or
 /// will within 30 days (the start itself said so for the first day). The
@@ -125,4 +150,22 @@ pub fn problems(list: Vec<KeyProblem>) -> anyhow::Error {
         list.len(),
         lines.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_upkeep_runs_one_second_after_the_next_midnight_utc() {
+        let midnight = UNIX_EPOCH + Duration::from_secs(20_000 * DAY);
+        for (after, wait) in [(0, DAY + 1), (1, DAY), (DAY - 1, 2), (3_600, DAY - 3_599)] {
+            let now = midnight + Duration::from_secs(after);
+            assert_eq!(
+                until_next_midnight(now),
+                Duration::from_secs(wait),
+                "{after}"
+            );
+        }
+    }
 }

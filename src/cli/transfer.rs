@@ -204,8 +204,9 @@ impl Source {
                 Ok((Box::new(res), sha))
             }
             Source::Local(store) => {
-                let path = store.path_of(receipt);
-                let file = std::fs::File::open(&path).context("while reading a spool file")?;
+                let file = store
+                    .open_record(receipt)
+                    .context("while reading a spool file")?;
                 Ok((Box::new(file), None))
             }
         }
@@ -415,6 +416,19 @@ fn say_left(readers: &Readers, t: &Tally) {
     }
 }
 
+/// What a run does to the state of the records it copies.
+#[derive(Clone, Copy)]
+pub enum Handover<'a> {
+    /// Marks each one exported: staff take them over.
+    Export,
+    /// Marks each one exported and acknowledges each one these readers can
+    /// open once its copy verifies.
+    ExportAndAck(&'a Readers),
+    /// Copies every record and changes no state: a backup, after which a
+    /// plain `pull` still fetches the new records.
+    Backup,
+}
+
 /// What `pull` was asked to do.
 pub struct PullOptions<'a> {
     /// Base URL of the staff API.
@@ -427,6 +441,8 @@ pub struct PullOptions<'a> {
     pub all: bool,
     /// Acknowledge verified records (whose: `for_keys`, `all_readers`).
     pub ack_after_verify: bool,
+    /// A backup: every record, no state changed.
+    pub backup: bool,
     /// `--for`: fingerprints, key IDs or certificate files.
     pub for_keys: &'a [String],
     /// `--all-readers`.
@@ -471,14 +487,24 @@ fn pull_into_bundle(opts: &PullOptions<'_>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let handover = match &readers {
+        _ if opts.backup => Handover::Backup,
+        Some(readers) => Handover::ExportAndAck(readers),
+        None => Handover::Export,
+    };
     let source = Source::remote(opts.url, opts.token_file, opts.stall)?;
-    fetch_into(&source, opts.out, opts.all, readers.as_ref())
+    fetch_into(&source, opts.out, opts.all, handover)
 }
 
 /// `sealform export`: the same as `pull`, reading the store directly.
-pub fn export(config: &Path, out: &Path, all: bool) -> anyhow::Result<ExitCode> {
+pub fn export(config: &Path, out: &Path, all: bool, backup: bool) -> anyhow::Result<ExitCode> {
     let source = Source::local(config)?;
-    fetch_into(&source, out, all, None)
+    let handover = if backup {
+        Handover::Backup
+    } else {
+        Handover::Export
+    };
+    fetch_into(&source, out, all, handover)
 }
 
 /// The longest wait for the staff API, for an answer or for the next bytes
@@ -533,10 +559,10 @@ fn fetch_into(
     source: &Source,
     out: &Path,
     all: bool,
-    ack: Option<&Readers>,
+    handover: Handover<'_>,
 ) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(out)?;
-    let listed = source.list(all)?;
+    let listed = source.list(all || matches!(handover, Handover::Backup))?;
     let mut t = Tally::default();
     // Written but not yet in the saved manifest: marked exported (and
     // acknowledged) only after the manifest that lists them is durable, so
@@ -558,8 +584,8 @@ fn fetch_into(
             match fetch_one(source, &mut bundle, item, &receipt) {
                 Ok(()) => t.fetched += 1,
                 Err(e) if server_gone(&e) => {
-                    settle(source, &bundle, &mut pending, ack, &mut t)?;
-                    return Err(e.context(stopped(out, &t, ack.is_some())));
+                    settle(source, &bundle, &mut pending, handover, &mut t)?;
+                    return Err(e.context(stopped(out, &t, handover)));
                 }
                 Err(e) => {
                     eprintln!("{receipt}: {}; not written", told(&e));
@@ -570,10 +596,10 @@ fn fetch_into(
         }
         pending.push(receipt);
         if pending.len() >= SAVE_EVERY {
-            settle(source, &bundle, &mut pending, ack, &mut t)?;
+            settle(source, &bundle, &mut pending, handover, &mut t)?;
         }
     }
-    settle(source, &bundle, &mut pending, ack, &mut t)?;
+    settle(source, &bundle, &mut pending, handover, &mut t)?;
     println!(
         "{}: {} fetched, {} already in the bundle, {} acknowledged, {} failed",
         out.display(),
@@ -582,7 +608,7 @@ fn fetch_into(
         t.acked,
         t.failed
     );
-    if let Some(readers) = ack {
+    if let Handover::ExportAndAck(readers) = handover {
         say_left(readers, &t);
     }
     Ok(if t.failed == 0 {
@@ -617,10 +643,10 @@ fn fetch_one(
 
 /// What to say when a run stops because the connection to the server
 /// failed.
-fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
+fn stopped(out: &Path, t: &Tally, handover: Handover<'_>) -> String {
     // Records marked exported before the stop are no longer "new": only
     // --all fetches (and so acknowledges) them on the next run.
-    let again = if ack {
+    let again = if matches!(handover, Handover::ExportAndAck(_)) {
         "run the same command again with --all to go on"
     } else {
         "run the same command again to go on"
@@ -637,8 +663,9 @@ fn stopped(out: &Path, t: &Tally, ack: bool) -> String {
 }
 
 /// Saves the manifest, then marks `pending` exported on the source (and,
-/// with `ack`, acknowledges each one whose copy verifies and was checked
-/// against the server's digest). A record the source refuses (another staff
+/// with [`Handover::ExportAndAck`], acknowledges each one whose copy
+/// verifies, was checked against the server's digest and is sealed to the
+/// readers; a [`Handover::Backup`] does neither). A record the source refuses (another staff
 /// member acknowledged it meanwhile, say) is counted as failed and the
 /// others go on; a manifest that cannot be saved, or a server that can no
 /// longer be reached, stops the run.
@@ -646,20 +673,24 @@ fn settle(
     source: &Source,
     bundle: &Bundle,
     pending: &mut Vec<Receipt>,
-    ack: Option<&Readers>,
+    handover: Handover<'_>,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     bundle.save()?;
+    if let Handover::Backup = handover {
+        pending.clear();
+        return Ok(());
+    }
     for receipt in pending.drain(..) {
         if let Err(e) = source.mark_exported(&receipt) {
             if server_gone(&e) {
-                return Err(e.context(stopped(bundle.dir(), t, ack.is_some())));
+                return Err(e.context(stopped(bundle.dir(), t, handover)));
             }
             eprintln!("{receipt}: not marked exported: {}", told(&e));
             t.failed += 1;
             continue;
         }
-        let Some(readers) = ack else {
+        let Handover::ExportAndAck(readers) = handover else {
             continue;
         };
         if !bundle.source_checked(&receipt) {
@@ -684,7 +715,9 @@ fn settle(
             }) {
             Ok(true) => t.acked += 1,
             Ok(false) => {}
-            Err(e) if server_gone(&e) => return Err(e.context(stopped(bundle.dir(), t, true))),
+            Err(e) if server_gone(&e) => {
+                return Err(e.context(stopped(bundle.dir(), t, handover)));
+            }
             Err(e) => {
                 eprintln!("{receipt}: not acknowledged: {}", told(&e));
                 t.failed += 1;

@@ -275,7 +275,7 @@ async fn download(
             Some(e) if e.state != RecordState::Acked => reaches(&scope, &e)?,
             _ => return Err(StaffError::NotFound),
         }
-        let mut file = match std::fs::File::open(intake.store.path_of(&receipt)) {
+        let mut file = match intake.store.open_record(&receipt) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StaffError::NotFound),
             Err(e) => return Err(internal(e)),

@@ -519,6 +519,48 @@ async fn submit(fx: &Fixture, n: usize) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn export_backup_copies_every_unacknowledged_record_with_only_export_times_and_changes_no_state()
+ {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "");
+    let receipts = submit(&fx, 4).await;
+    ack_through_the_api(&fx, &token, &receipts[0]).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let backup = work.path().join("backup");
+    let config = fx.config_path();
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
+    let out = run_ok(&[
+        "export",
+        "--backup",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&backup),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+    // Every file of the backup was made by the export: no record's day or
+    // arrival is in its times.
+    for e in std::fs::read_dir(&backup).expect("backup") {
+        let m = e.expect("entry").metadata().expect("stat");
+        assert!(m.modified().expect("mtime") >= started);
+    }
+    let gpg = Gpg::with_secret_keys(&[&TestKey::Ed25519.secret()]);
+    for r in &receipts[1..] {
+        gpg.decrypt(&backup.join(format!("{r}.pgp")))
+            .expect("the backup decrypts");
+    }
+    // No state changed: staff still fetch all three as new.
+    let bundle = work.path().join("bundle");
+    let out = run_ok(&[
+        "export",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert!(out.contains("3 fetched"), "{out}");
+}
+
+#[tokio::test]
 async fn a_file_that_does_not_match_the_manifest_is_refused_and_the_others_decrypt() {
     let fx = Fixture::standard();
     let receipts = submit(&fx, 3).await;
@@ -1061,6 +1103,122 @@ async fn purge_with_acked_days_zero_removes_acknowledged_records_only() {
     want.sort();
     assert_eq!(left, want);
     assert_eq!(fx.records().len(), 2, "unacknowledged records survive");
+}
+
+/// Every path under `root`, `root` included, with its access and
+/// modification times (seconds, nanoseconds). Directories are listed with
+/// `O_NOATIME`: a plain listing is a read, which would move the access time
+/// this looks at.
+fn times_under(root: &Path) -> Vec<(PathBuf, [(i64, i64); 2])> {
+    use rustix::fs::{Dir, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).expect("stat");
+        out.push((
+            p.clone(),
+            [(m.atime(), m.atime_nsec()), (m.mtime(), m.mtime_nsec())],
+        ));
+        if m.is_dir() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOATIME | OFlags::CLOEXEC;
+            let fd = rustix::fs::open(&p, flags, Mode::empty()).expect("open dir");
+            for e in Dir::read_from(&fd).expect("list") {
+                let name = e.expect("entry").file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    todo.push(p.join(std::ffi::OsStr::from_bytes(&name)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that every access and modification time under `root` is 00:00
+/// UTC of a day.
+fn assert_only_days_under(root: &Path, when: &str) {
+    let times = times_under(root);
+    assert!(times.len() > 8, "{times:?}");
+    let finer: Vec<_> = times
+        .iter()
+        .filter(|(_, t)| t.iter().any(|&(s, ns)| s % 86_400 != 0 || ns != 0))
+        .collect();
+    assert!(
+        finer.is_empty(),
+        "{when}: times finer than the day: {finer:#?}"
+    );
+}
+
+#[test]
+fn after_ack_and_purge_data_dir_holds_only_days_and_no_byte_of_a_purged_receipt() {
+    let (fx, token) = staff_fixture(&[TestKey::Ed25519], "[retention]\nacked_days = 0\n");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    let receipts = submit_to(&server, &client, 6);
+    let (purged, kept) = receipts.split_at(3);
+    // A download reads a spool file: that must not move its access time.
+    let res = client
+        .get(server.url(&format!("/api/v1/staff/submissions/{}", kept[0])))
+        .bearer_auth(&token)
+        .send()
+        .expect("download");
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(!res.bytes().expect("body").is_empty());
+    for r in purged {
+        let res = client
+            .post(server.url(&format!("/api/v1/staff/submissions/{r}/ack")))
+            .bearer_auth(&token)
+            .send()
+            .expect("ack");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    assert_only_days_under(&fx.data_dir(), "after commits and acks, serve running");
+    assert!(server.terminate().success());
+    assert_only_days_under(&fx.data_dir(), "after serve stopped");
+    let out = run_ok(&["purge", "--config", path_str(&fx.config_path())]);
+    assert!(
+        out.contains("purged 3 acknowledged and 0 unacknowledged"),
+        "{out}"
+    );
+    assert_only_days_under(&fx.data_dir(), "after purge");
+
+    // Every encoding of a receipt the store uses: its text (file names),
+    // upper case, and its 16 bytes (the index's key).
+    let encodings = |r: &str| -> Vec<Vec<u8>> {
+        let raw = data_encoding::BASE32_NOPAD
+            .decode(r.to_ascii_uppercase().as_bytes())
+            .expect("base32");
+        vec![
+            r.as_bytes().to_vec(),
+            r.to_ascii_uppercase().into_bytes(),
+            raw,
+        ]
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let stored = fx.all_stored_bytes();
+    for r in purged {
+        for needle in encodings(r) {
+            for (path, bytes) in &stored {
+                assert!(
+                    !contains(bytes, &needle),
+                    "{} holds a purged receipt",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The search can find what is there: each kept receipt's key is in the
+    // index.
+    for r in kept {
+        let key = encodings(r).pop().expect("raw");
+        assert!(
+            stored
+                .iter()
+                .any(|(p, b)| p.starts_with(fx.data_dir().join("index")) && contains(b, &key)),
+            "a kept receipt is not in the index"
+        );
+    }
 }
 
 #[test]
