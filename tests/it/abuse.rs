@@ -1340,3 +1340,48 @@ async fn a_post_refused_by_a_rate_limit_keeps_its_form_token() {
     );
     assert_eq!(fx.records().len(), 2);
 }
+
+#[test]
+fn posts_to_no_form_at_all_are_answered_without_reading_their_body() {
+    // A form id that is not UTF-8, an address under no route, a method the
+    // route does not take: refused like an unknown form, before the body.
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables("", ""));
+    let server = Server::start(&fx);
+    let cases: [(&str, &str, &str); 5] = [
+        ("POST", "/forms/%FF", "404"),
+        ("POST", "/api/v1/forms/%FF/submissions", "404"),
+        ("POST", "/forms/tip/more", "404"),
+        ("POST", "/api/v1/nowhere", "404"),
+        ("PUT", "/forms/tip", "405"),
+    ];
+    for (method, path, status) in cases {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 262144\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{method} {path}: no answer before the body: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with(&format!("http/1.1 {status}")),
+            "{method} {path}: {answer}"
+        );
+        assert!(
+            answer.contains("connection: close"),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
