@@ -563,11 +563,12 @@ impl Limits {
     }
 }
 
-/// Opens an HTML form upload's gate: its form token and honeypot pass
-/// (a refusal carries the reason as its code, `refused:…`, for the page to
-/// explain), then it is charged to the rate budgets and takes an upload
-/// slot, and only then is its token used up (a person refused by a limit
-/// can send the same form again).
+/// Opens an HTML form upload's gate: its form token and honeypot pass and
+/// the token is taken for it (a refusal carries the reason as its code,
+/// `refused:…`, for the page to explain), then it is charged to the rate
+/// budgets and takes an upload slot, and only then is its token used up (a
+/// person refused by a limit or for want of a slot gets it back and can send
+/// the same form again).
 fn open_gate(
     state: &AppState,
     form: &FormConfig,
@@ -582,12 +583,14 @@ fn open_gate(
             field: None,
         })
     };
+    // A refusal below drops the pass, which gives the token back.
     let pass = pages::gate_form_post(state, form, pairs).map_err(refused)?;
     state
         .limits()
         .charge(starter.client, Budget::Form(starter.form_index))?;
     starter.start()?;
-    pass.spend(state).map_err(refused)
+    pass.spend();
+    Ok(())
 }
 
 fn too_large(code: &'static str, message: &'static str) -> HttpError {

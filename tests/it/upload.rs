@@ -1209,3 +1209,70 @@ async fn an_html_upload_without_a_form_token_takes_no_upload_slot() {
     assert!(fx.records().is_empty());
     assert!(server.terminate().success());
 }
+
+/// The `sf.token` of a freshly rendered `/forms/{form}`.
+async fn page_token(server: &Server, form: &str, xff: &str) -> String {
+    let page = reqwest::Client::new()
+        .get(server.url(&format!("/forms/{form}")))
+        .header("x-forwarded-for", xff)
+        .send()
+        .await
+        .expect("get form")
+        .text()
+        .await
+        .expect("page");
+    let at = page
+        .find("name=\"sf.token\" value=\"")
+        .expect("a token in the form");
+    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
+    rest[..rest.find('"').expect("end of the token")].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_upload_refused_for_its_token_evicts_no_upload() {
+    // The set of used tokens holds one: after one stored post, a post with
+    // another good token is refused (busy). It must be refused before it
+    // takes an upload slot, so the one upload in progress, behind the
+    // minimum rate and so the one to make room, goes on.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        UPLOAD_FORMS,
+        "max_concurrent_uploads = 1",
+        "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[abuse]\nmin_fill_secs = 0\nmax_tracked_tokens = 1\n",
+    );
+    let server = Server::start(&fx);
+    let post = |token: &str, xff: &str| {
+        let body = Multipart::new()
+            .text("sf.token", token)
+            .text("message", "hello")
+            .file("documents", "a.txt", "text/plain", b"a")
+            .finish();
+        reqwest::Client::new()
+            .post(server.url("/forms/upload"))
+            .header("content-type", content_type())
+            .header("x-forwarded-for", xff.to_owned())
+            .body(body)
+            .send()
+    };
+    let first = page_token(&server, "upload", "203.0.113.9").await;
+    let second = page_token(&server, "upload", "203.0.113.9").await;
+    let res = post(&first, "203.0.113.9").await.expect("first post");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(fx.records().len(), 1);
+
+    let holder = trickle(&server, "198.51.100.1").await;
+    wait_until("an upload in progress", || fx.partials() == 1).await;
+    // A second in, it is 16 KiB due and about 2 KiB sent: far behind.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let res = post(&second, "203.0.113.9").await.expect("second post");
+    let status = res.status();
+    let page = res.text().await.expect("page");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!holder.is_finished(), "{}", holder.await.expect("holder"));
+    assert_eq!(fx.partials(), 1);
+    holder.abort();
+    wait_until("spool/tmp is empty", || fx.partials() == 0).await;
+    assert_eq!(fx.records().len(), 1);
+    assert!(server.terminate().success());
+}
