@@ -107,7 +107,8 @@ pub struct ServerConfig {
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
     /// Uploads one client (IPv4 address or IPv6 /64) may have in progress
-    /// at once; one more gets 429. Not applied behind Tor.
+    /// at once; one more gets 429. Not applied behind Tor without the PROXY
+    /// protocol (no client is told apart there).
     #[serde(default = "default_max_uploads_per_client")]
     pub max_uploads_per_client: usize,
 }

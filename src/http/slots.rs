@@ -3,8 +3,9 @@
 //!
 //! It owns the table of uploads in progress: at most
 //! `server.max_concurrent_uploads` in all and `server.max_uploads_per_client`
-//! from one client (no per-client cap behind Tor, where every peer is the
-//! tor daemon). When every slot is taken, a newcomer does not get 503 while
+//! from one client (no per-client cap when clients cannot be told apart:
+//! behind Tor without the PROXY protocol, where every peer is the tor
+//! daemon). When every slot is taken, a newcomer does not get 503 while
 //! an upload in progress is behind the minimum rate: the one furthest behind
 //! (`upload_min_bytes_per_sec` × the time since it started, minus what it
 //! has delivered) is told to stop ([`Eviction`]), and the newcomer takes its
