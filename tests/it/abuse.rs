@@ -29,16 +29,6 @@ fn with_header(mut req: Request<Body>, name: &'static str, value: &str) -> Reque
     req
 }
 
-/// The `sf.token` value in a rendered form.
-fn token_in(page: &[u8]) -> String {
-    let page = String::from_utf8_lossy(page);
-    let at = page
-        .find("name=\"sf.token\" value=\"")
-        .expect("the form carries a token");
-    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
-    rest[..rest.find('"').expect("end of value")].to_owned()
-}
-
 async fn fresh_token(app: &axum::Router) -> String {
     let (res, body) = send(
         app,

@@ -1218,14 +1218,10 @@ async fn page_token(server: &Server, form: &str, xff: &str) -> String {
         .send()
         .await
         .expect("get form")
-        .text()
+        .bytes()
         .await
         .expect("page");
-    let at = page
-        .find("name=\"sf.token\" value=\"")
-        .expect("a token in the form");
-    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
-    rest[..rest.find('"').expect("end of the token")].to_owned()
+    token_in(&page)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
