@@ -163,8 +163,9 @@ pub async fn page_submit(
 ///
 /// The API has no form token: a post is charged to its client's and the
 /// global API budgets once the form is known, the content type is one the
-/// route takes and (multipart) it is not cross-site, before its body is
-/// read. A refusal before the body says `Connection: close`.
+/// route takes, (multipart) it is not cross-site and it has its in-flight
+/// slots, before its body is read. A refusal before the body says
+/// `Connection: close`.
 pub async fn api_submit(
     State(state): State<AppState>,
     Segment(id): Segment,
@@ -199,13 +200,15 @@ pub async fn api_submit(
             .into_response(),
         );
     }
-    if let Err(refused) = state.limits().charge(client, Budget::Api) {
-        return refused.into_response(true);
-    }
+    // In flight first: a post turned away for the in-flight caps is not
+    // charged, as on the HTML route.
     let _in_flight = match state.limits().enter(client) {
         Ok(f) => f,
         Err(refused) => return refused.into_response(true),
     };
+    if let Err(refused) = state.limits().charge(client, Budget::Api) {
+        return refused.into_response(true);
+    }
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
         return match api::submit(&state, form_index, body).await {

@@ -1375,3 +1375,45 @@ fn posts_to_no_form_at_all_are_answered_without_reading_their_body() {
     assert!(fx.records().is_empty());
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_post_refused_for_the_in_flight_cap_spends_no_budget() {
+    // One submission in flight at most, one API submission a minute: a post
+    // turned away while the slot is held (503) must leave the minute's
+    // submission to the next post.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_global = { burst = 1, per_minute = 1 }\nmax_inflight_submissions = 1",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    // A form post whose body never comes holds the one slot.
+    let mut holder = TcpStream::connect(&server.addr).expect("connect");
+    holder
+        .write_all(
+            b"POST /forms/tip HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmessage=",
+        )
+        .expect("holder");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let post = || {
+        client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": { "message": MESSAGE } }))
+            .send()
+    };
+    let res = post().await.expect("post while busy");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = post().await.expect("post");
+    let status = res.status();
+    let body = res.text().await.expect("body");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(fx.records().len(), 1);
+    assert!(server.terminate().success());
+}
