@@ -135,12 +135,16 @@ pub async fn page_submit(
     };
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
+        // Over max_body_bytes (announced, or found while reading): the rest
+        // of the body is not read.
+        let unread = body.is_err();
+        let res = match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
             .await
         {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
+        return if unread { closing(res) } else { res };
     }
     let mut kept = Vec::new();
     let outcome = receive(&state, form_index, req, Gate::FormPage, client, &mut kept).await;
@@ -211,10 +215,13 @@ pub async fn api_submit(
     }
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match api::submit(&state, form_index, body).await {
+        // Over max_body_bytes: the rest of the body is not read.
+        let unread = body.is_err();
+        let res = match api::submit(&state, form_index, body).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
+        return if unread { closing(res) } else { res };
     }
     match receive(&state, form_index, req, Gate::Api, client, &mut Vec::new()).await {
         Ok(receipt) => (

@@ -1417,3 +1417,58 @@ async fn an_api_post_refused_for_the_in_flight_cap_spends_no_budget() {
     assert_eq!(fx.records().len(), 1);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn posts_over_max_body_bytes_are_refused_without_reading_the_rest() {
+    // Announced by Content-Length (refused before any of it is read), or
+    // found while reading a chunked body: 413 with Connection: close.
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables("", ""));
+    let server = Server::start(&fx);
+    let cases: [(&str, &str, bool); 4] = [
+        ("/forms/tip", "application/x-www-form-urlencoded", false),
+        ("/api/v1/forms/tip/submissions", "application/json", false),
+        ("/forms/tip", "application/x-www-form-urlencoded", true),
+        ("/api/v1/forms/tip/submissions", "application/json", true),
+    ];
+    for (path, ct, chunked) in cases {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let length = if chunked {
+            "Transfer-Encoding: chunked"
+        } else {
+            "Content-Length: 1048576"
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\n{length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        if chunked {
+            // One chunk of 1 MiB, 320 KiB of it sent: over max_body_bytes.
+            s.write_all(b"100000\r\n").expect("chunk head");
+            s.write_all(&[b'a'; 320 * 1024]).expect("part of the chunk");
+        } else {
+            s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{path} {chunked}: no answer: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.1 413"),
+            "{path} {chunked}: {answer}"
+        );
+        assert!(
+            answer.contains("connection: close"),
+            "{path} {chunked}: {answer}"
+        );
+    }
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
