@@ -135,8 +135,8 @@ pub async fn page_submit(
     };
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        // Over max_body_bytes (announced, or found while reading): the rest
-        // of the body is not read.
+        // A body refused while it was read (over max_body_bytes, or
+        // broken): the rest of it is not read.
         let unread = body.is_err();
         let res = match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
             .await
@@ -215,7 +215,8 @@ pub async fn api_submit(
     }
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        // Over max_body_bytes: the rest of the body is not read.
+        // A body refused while it was read (over max_body_bytes, or
+        // broken): the rest of it is not read.
         let unread = body.is_err();
         let res = match api::submit(&state, form_index, body).await {
             Ok(r) => r.into_response(),
