@@ -94,8 +94,8 @@ pub struct ServerConfig {
     /// started; 408 when it falls behind. It keeps a client that sends a
     /// byte now and then from holding an upload slot for
     /// `upload_timeout_secs`. When every upload slot is taken, the upload
-    /// furthest behind this rate (counted from its start) makes room for a
-    /// newcomer (408). 0 turns both off.
+    /// furthest behind this rate (counted from one second after its start)
+    /// makes room for a newcomer (408). 0 turns both off.
     #[serde(default = "default_upload_min_bytes_per_sec")]
     pub upload_min_bytes_per_sec: u64,
     /// Free space (bytes) that must remain in `data_dir`: an upload that would
@@ -107,7 +107,8 @@ pub struct ServerConfig {
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
     /// Uploads one client (IPv4 address or IPv6 /64) may have in progress
-    /// at once; one more gets 429. Not applied behind Tor.
+    /// at once; one more gets 429. Not applied behind Tor without the PROXY
+    /// protocol (no client is told apart there).
     #[serde(default = "default_max_uploads_per_client")]
     pub max_uploads_per_client: usize,
 }

@@ -291,7 +291,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
     ) -> Result<Segment, Response> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(s)) => Ok(Segment(s)),
-            Err(_) => Err(error::for_path(parts.uri.path(), nothing_here())),
+            Err(_) => Err(closing_if_body(
+                &parts.headers,
+                error::for_path(parts.uri.path(), nothing_here()),
+            )),
         }
     }
 }
@@ -309,7 +312,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn not_found(req: Request) -> Response {
-    error::for_path(req.uri().path(), nothing_here())
+    closing_if_body(
+        req.headers(),
+        error::for_path(req.uri().path(), nothing_here()),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -318,7 +324,18 @@ async fn method_not_allowed(req: Request) -> Response {
         "method_not_allowed",
         "this address does not accept that method",
     );
-    error::for_path(req.uri().path(), e)
+    closing_if_body(req.headers(), error::for_path(req.uri().path(), e))
+}
+
+/// `res`, with `Connection: close` if the request it answers announced a
+/// body (which was not read): a post to no form at all is refused like one
+/// to an unknown form.
+fn closing_if_body(headers: &HeaderMap, res: Response) -> Response {
+    let announced = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0");
+    if announced { closing(res) } else { res }
 }
 
 /// `res` with `Connection: close`: for an answer given before the request

@@ -4,7 +4,8 @@
 //! The body extractors enforce the limit only while reading, so without this
 //! a client that announces a huge body and sends nothing (or sends it
 //! slowly) holds the request open until the request timeout instead of
-//! getting its 413 at once. Bodies without a length (chunked) are still
+//! getting its 413 at once. The 413 says `Connection: close`, so none of the
+//! body is read after it. Bodies without a length (chunked) are still
 //! counted by the extractors. Uploads (multipart posts to the two upload
 //! routes) have their own, per-form caps, checked the same way before
 //! reading (`upload.rs`), so they pass; a multipart body anywhere else does
@@ -35,7 +36,8 @@ pub async fn refuse_announced_oversize(
             "payload_too_large",
             "the request body is larger than this server accepts",
         );
-        return super::error::for_path(req.uri().path(), e);
+        // Connection: close, so the body is not read after the answer.
+        return super::closing(super::error::for_path(req.uri().path(), e));
     }
     next.run(req).await
 }

@@ -57,6 +57,31 @@ pub struct Verified {
     expires: Instant,
 }
 
+/// A token taken by one post ([`FormTokens::hold`]): given back when
+/// dropped, unless [`Held::keep`] used it up.
+pub struct Held<'a> {
+    tokens: &'a FormTokens,
+    /// `None` once kept.
+    nonce: Option<[u8; NONCE]>,
+}
+
+impl Held<'_> {
+    /// Uses the token up for good.
+    pub fn keep(mut self) {
+        self.nonce = None;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(nonce) = self.nonce.take() {
+            if let Ok(mut used) = self.tokens.used.lock() {
+                used.remove(&nonce);
+            }
+        }
+    }
+}
+
 /// Issues and checks form tokens.
 pub struct FormTokens {
     key: Zeroizing<[u8; 32]>,
@@ -151,6 +176,17 @@ impl FormTokens {
     /// Uses up a verified token; `Replayed` if another post spent it since
     /// it was verified.
     pub fn spend(&self, token: Verified) -> Result<(), TokenError> {
+        self.hold(token).map(Held::keep)
+    }
+
+    /// Takes a verified token for one post: from now on any other post with
+    /// it is refused (`Replayed`), as if it were used up. It stays used up
+    /// once [`Held::keep`] is called; dropped without that (the post was
+    /// refused by a rate limit or for want of an upload slot), it is given
+    /// back, good for the next try. So a token is checked and taken in one
+    /// step before a post is charged or takes a slot, and two posts sent
+    /// with the same token at once can never both get that far.
+    pub fn hold(&self, token: Verified) -> Result<Held<'_>, TokenError> {
         let now = Instant::now();
         let mut used = self.used.lock().map_err(|_| TokenError::Busy)?;
         if used.contains_key(&token.nonce) {
@@ -163,7 +199,10 @@ impl FormTokens {
             }
         }
         used.insert(token.nonce, token.expires);
-        Ok(())
+        Ok(Held {
+            tokens: self,
+            nonce: Some(token.nonce),
+        })
     }
 
     /// Forgets used tokens that have expired anyway.
@@ -247,6 +286,27 @@ mod tests {
             t.verify("tip", Some(&tok)),
             Err(TokenError::Replayed)
         ));
+    }
+
+    #[test]
+    fn a_held_token_is_refused_to_every_other_post_until_given_back() {
+        let t = tokens(0, 60, 10);
+        let tok = t.issue("tip");
+        let held = t
+            .hold(t.verify("tip", Some(&tok)).expect("ok"))
+            .expect("held");
+        assert!(matches!(
+            t.verify("tip", Some(&tok)),
+            Err(TokenError::Replayed)
+        ));
+        drop(held);
+        assert_eq!(t.tracked(), 0, "given back");
+        let held = t
+            .hold(t.verify("tip", Some(&tok)).expect("ok"))
+            .expect("held");
+        held.keep();
+        assert_eq!(t.redeem("tip", Some(&tok)), Err(TokenError::Replayed));
+        assert_eq!(t.tracked(), 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use zeroize::Zeroizing;
 
 use super::error::{HttpError, PageError};
-use super::form_tokens::{HONEYPOT_FIELD, TOKEN_FIELD, TokenError, Verified};
+use super::form_tokens::{HONEYPOT_FIELD, Held, TOKEN_FIELD, TokenError};
 use super::limits::{Budget, Client, ClientKey};
 use super::upload::Failed;
 use super::{AppState, Segment};
@@ -660,11 +660,10 @@ pub async fn submit(
         Err(why) => return Ok(refusal(why, &raw)),
     };
     if let Err(refused) = state.limits().charge(client, Budget::Form(form_index)) {
+        // Dropping the pass gives the token back.
         return Ok(refused.into_response(false));
     }
-    if let Err(why) = pass.spend(state) {
-        return Ok(refusal(why, &raw));
-    }
+    pass.spend();
 
     // Validate: a fixable mistake re-renders the form from memory.
     let echo = Echo::of(form, &raw);
@@ -770,28 +769,29 @@ fn render_receipt(page: Page<'_>, form: &FormConfig, receipt: &str) -> String {
 }
 
 /// An HTML form post whose honeypot is empty and whose form token is good
-/// (or not asked for); [`Pass::spend`] uses the token up.
-pub struct Pass(Option<Verified>);
+/// (or not asked for), the token held for this post alone: [`Pass::spend`]
+/// uses it up; dropped without that, the post was refused (a rate limit, no
+/// upload slot) and the token is given back.
+pub struct Pass<'a>(Option<Held<'a>>);
 
-impl Pass {
-    /// Uses the token up; refused if another post used it since it was
-    /// checked, or if the set of used tokens is full.
-    pub fn spend(self, state: &AppState) -> Result<(), (StatusCode, Msg)> {
-        match self.0 {
-            Some(token) => state.tokens().spend(token).map_err(token_refusal),
-            None => Ok(()),
+impl Pass<'_> {
+    /// Uses the token up.
+    pub fn spend(self) {
+        if let Some(held) = self.0 {
+            held.keep();
         }
     }
 }
 
 /// The form-token and honeypot checks of an HTML form post: removes both
-/// fields from `raw` and says why the post is refused, if it is. The token
-/// is checked, not used up: see [`Pass::spend`].
-pub fn gate_form_post(
-    state: &AppState,
+/// fields from `raw` and says why the post is refused, if it is. A good
+/// token is taken for this post in the same step (no other post can pass
+/// with it meanwhile), and used up only by [`Pass::spend`].
+pub fn gate_form_post<'a>(
+    state: &'a AppState,
     form: &FormConfig,
     raw: &mut Vec<(String, RawValue)>,
-) -> Result<Pass, (StatusCode, Msg)> {
+) -> Result<Pass<'a>, (StatusCode, Msg)> {
     let abuse = &state.intake().config.abuse;
     let token = take_text(raw, TOKEN_FIELD);
     let honeypot = take_text(raw, HONEYPOT_FIELD);
@@ -802,10 +802,11 @@ pub fn gate_form_post(
         return Ok(Pass(None));
     }
     let presented = token.as_deref().map(|t| t.as_str());
-    state
-        .tokens()
+    let tokens = state.tokens();
+    tokens
         .verify(&form.id, presented)
-        .map(|v| Pass(Some(v)))
+        .and_then(|v| tokens.hold(v))
+        .map(|held| Pass(Some(held)))
         .map_err(token_refusal)
 }
 

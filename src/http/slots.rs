@@ -3,21 +3,31 @@
 //!
 //! It owns the table of uploads in progress: at most
 //! `server.max_concurrent_uploads` in all and `server.max_uploads_per_client`
-//! from one client (no per-client cap behind Tor, where every peer is the
-//! tor daemon). When every slot is taken, a newcomer does not get 503 while
+//! from one client (no per-client cap when clients cannot be told apart:
+//! behind Tor without the PROXY protocol, where every peer is the tor
+//! daemon). When every slot is taken, a newcomer does not get 503 while
 //! an upload in progress is behind the minimum rate: the one furthest behind
-//! (`upload_min_bytes_per_sec` × the time since it started, minus what it
-//! has delivered) is told to stop ([`Eviction`]), and the newcomer takes its
-//! slot. An upload that keeps the minimum rate is never evicted; when all of
-//! them do, the newcomer gets 503. It holds no address, only client keys.
+//! (`upload_min_bytes_per_sec` × the time since [`HEAD_START`] after it
+//! started, minus what it has delivered) is told to stop ([`Eviction`]), and
+//! the newcomer takes its slot. An upload that keeps the minimum rate is
+//! never evicted; when all of them do, the newcomer gets 503. It holds no
+//! address, only client keys.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::limits::ClientKey;
+
+/// How long after its start an upload owes nothing to the minimum rate as
+/// far as eviction goes: its first bytes are a round trip away (more over
+/// Tor, or after `Expect: 100-continue`), and without this a newcomer
+/// pushed out an upload at any rate that had just begun. Short next to
+/// `upload_stall_secs`, so uploads trickling from their start still make
+/// room after a second or two.
+pub const HEAD_START: Duration = Duration::from_secs(1);
 
 /// Tells an upload in progress that it was evicted; it stops at its next
 /// wait for the client (408).
@@ -52,10 +62,13 @@ struct Entry {
 }
 
 impl Entry {
-    /// Bytes the upload is behind `min_rate` counted from its start
-    /// (negative: ahead).
+    /// Bytes the upload is behind `min_rate` counted from [`HEAD_START`]
+    /// after its start (negative: ahead).
     fn behind(&self, min_rate: u64, now: Instant) -> i128 {
-        let elapsed = now.saturating_duration_since(self.started).as_nanos();
+        let elapsed = now
+            .saturating_duration_since(self.started)
+            .saturating_sub(HEAD_START)
+            .as_nanos();
         let due = i128::try_from(elapsed.saturating_mul(u128::from(min_rate)) / 1_000_000_000)
             .unwrap_or(i128::MAX);
         due - i128::from(self.delivered.load(Ordering::Relaxed))
@@ -166,7 +179,6 @@ impl UploadSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn upload(
         slots: &UploadSlots,
@@ -188,7 +200,8 @@ mod tests {
     fn the_upload_furthest_behind_the_minimum_rate_makes_room() {
         let slots = UploadSlots::new(3, 10, 1000);
         let s = Duration::from_secs(10);
-        // 10 s in: due 10,000 bytes. Ahead, 9,000 behind, 5,000 behind.
+        // 10 s in: due 9,000 bytes (after the head start). Ahead, 8,000
+        // behind, 4,000 behind.
         let (a, a_ev) = upload(&slots, None, s, 20_000);
         let (b, b_ev) = upload(&slots, None, s, 1_000);
         let (c, c_ev) = upload(&slots, None, s, 5_000);
@@ -216,6 +229,21 @@ mod tests {
         let off = UploadSlots::new(1, 10, 0);
         let _slow = upload(&off, None, s, 0);
         assert_eq!(upload(&off, None, s, 0).0.err(), Some(NoSlot::Full));
+    }
+
+    #[test]
+    fn an_upload_in_its_head_start_is_not_evicted() {
+        let slots = UploadSlots::new(1, 10, 1000);
+        let (_fresh, fresh_ev) = upload(&slots, None, HEAD_START / 2, 0);
+        assert_eq!(
+            upload(&slots, None, Duration::ZERO, 0).0.err(),
+            Some(NoSlot::Full)
+        );
+        assert!(!fresh_ev.evicted.load(Ordering::SeqCst));
+        let late = UploadSlots::new(1, 10, 1000);
+        let (_stuck, stuck_ev) = upload(&late, None, HEAD_START * 3, 0);
+        assert!(upload(&late, None, Duration::ZERO, 0).0.is_ok());
+        assert!(stuck_ev.evicted.load(Ordering::SeqCst));
     }
 
     #[test]

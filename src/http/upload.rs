@@ -135,12 +135,16 @@ pub async fn page_submit(
     };
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
+        // A body refused while it was read (over max_body_bytes, or
+        // broken): the rest of it is not read.
+        let unread = body.is_err();
+        let res = match pages::submit(&state, form_index, client, &headers, query.as_deref(), body)
             .await
         {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
+        return if unread { closing(res) } else { res };
     }
     let mut kept = Vec::new();
     let outcome = receive(&state, form_index, req, Gate::FormPage, client, &mut kept).await;
@@ -163,8 +167,9 @@ pub async fn page_submit(
 ///
 /// The API has no form token: a post is charged to its client's and the
 /// global API budgets once the form is known, the content type is one the
-/// route takes and (multipart) it is not cross-site, before its body is
-/// read. A refusal before the body says `Connection: close`.
+/// route takes, (multipart) it is not cross-site and it has its in-flight
+/// slots, before its body is read. A refusal before the body says
+/// `Connection: close`.
 pub async fn api_submit(
     State(state): State<AppState>,
     Segment(id): Segment,
@@ -199,19 +204,25 @@ pub async fn api_submit(
             .into_response(),
         );
     }
-    if let Err(refused) = state.limits().charge(client, Budget::Api) {
-        return refused.into_response(true);
-    }
+    // In flight first: a post turned away for the in-flight caps is not
+    // charged, as on the HTML route.
     let _in_flight = match state.limits().enter(client) {
         Ok(f) => f,
         Err(refused) => return refused.into_response(true),
     };
+    if let Err(refused) = state.limits().charge(client, Budget::Api) {
+        return refused.into_response(true);
+    }
     if !multipart {
         let body = Bytes::from_request(req, &state).await;
-        return match api::submit(&state, form_index, body).await {
+        // A body refused while it was read (over max_body_bytes, or
+        // broken): the rest of it is not read.
+        let unread = body.is_err();
+        let res = match api::submit(&state, form_index, body).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
+        return if unread { closing(res) } else { res };
     }
     match receive(&state, form_index, req, Gate::Api, client, &mut Vec::new()).await {
         Ok(receipt) => (
@@ -563,11 +574,12 @@ impl Limits {
     }
 }
 
-/// Opens an HTML form upload's gate: its form token and honeypot pass
-/// (a refusal carries the reason as its code, `refused:…`, for the page to
-/// explain), then it is charged to the rate budgets and takes an upload
-/// slot, and only then is its token used up (a person refused by a limit
-/// can send the same form again).
+/// Opens an HTML form upload's gate: its form token and honeypot pass and
+/// the token is taken for it (a refusal carries the reason as its code,
+/// `refused:…`, for the page to explain), then it is charged to the rate
+/// budgets and takes an upload slot, and only then is its token used up (a
+/// person refused by a limit or for want of a slot gets it back and can send
+/// the same form again).
 fn open_gate(
     state: &AppState,
     form: &FormConfig,
@@ -582,12 +594,14 @@ fn open_gate(
             field: None,
         })
     };
+    // A refusal below drops the pass, which gives the token back.
     let pass = pages::gate_form_post(state, form, pairs).map_err(refused)?;
     state
         .limits()
         .charge(starter.client, Budget::Form(starter.form_index))?;
     starter.start()?;
-    pass.spend(state).map_err(refused)
+    pass.spend();
+    Ok(())
 }
 
 fn too_large(code: &'static str, message: &'static str) -> HttpError {

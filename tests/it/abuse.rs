@@ -29,16 +29,6 @@ fn with_header(mut req: Request<Body>, name: &'static str, value: &str) -> Reque
     req
 }
 
-/// The `sf.token` value in a rendered form.
-fn token_in(page: &[u8]) -> String {
-    let page = String::from_utf8_lossy(page);
-    let at = page
-        .find("name=\"sf.token\" value=\"")
-        .expect("the form carries a token");
-    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
-    rest[..rest.find('"').expect("end of value")].to_owned()
-}
-
 async fn fresh_token(app: &axum::Router) -> String {
     let (res, body) = send(
         app,
@@ -1339,4 +1329,146 @@ async fn a_post_refused_by_a_rate_limit_keeps_its_form_token() {
         String::from_utf8_lossy(&body)
     );
     assert_eq!(fx.records().len(), 2);
+}
+
+#[test]
+fn posts_to_no_form_at_all_are_answered_without_reading_their_body() {
+    // A form id that is not UTF-8, an address under no route, a method the
+    // route does not take: refused like an unknown form, before the body.
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables("", ""));
+    let server = Server::start(&fx);
+    let cases: [(&str, &str, &str); 5] = [
+        ("POST", "/forms/%FF", "404"),
+        ("POST", "/api/v1/forms/%FF/submissions", "404"),
+        ("POST", "/forms/tip/more", "404"),
+        ("POST", "/api/v1/nowhere", "404"),
+        ("PUT", "/forms/tip", "405"),
+    ];
+    for (method, path, status) in cases {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 262144\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{method} {path}: no answer before the body: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with(&format!("http/1.1 {status}")),
+            "{method} {path}: {answer}"
+        );
+        assert!(
+            answer.contains("connection: close"),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_post_refused_for_the_in_flight_cap_spends_no_budget() {
+    // One submission in flight at most, one API submission a minute: a post
+    // turned away while the slot is held (503) must leave the minute's
+    // submission to the next post.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        DEFAULT_FORMS,
+        "",
+        &tables(
+            "api_global = { burst = 1, per_minute = 1 }\nmax_inflight_submissions = 1",
+            "",
+        ),
+    );
+    let server = Server::start(&fx);
+    // A form post whose body never comes holds the one slot.
+    let mut holder = TcpStream::connect(&server.addr).expect("connect");
+    holder
+        .write_all(
+            b"POST /forms/tip HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmessage=",
+        )
+        .expect("holder");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let post = || {
+        client
+            .post(server.url("/api/v1/forms/tip/submissions"))
+            .json(&json!({ "fields": { "message": MESSAGE } }))
+            .send()
+    };
+    let res = post().await.expect("post while busy");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = post().await.expect("post");
+    let status = res.status();
+    let body = res.text().await.expect("body");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(fx.records().len(), 1);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn posts_over_max_body_bytes_are_refused_without_reading_the_rest() {
+    // Announced by Content-Length (refused before any of it is read), or
+    // found while reading a chunked body: 413 with Connection: close.
+    let fx = Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables("", ""));
+    let server = Server::start(&fx);
+    let cases: [(&str, &str, bool); 4] = [
+        ("/forms/tip", "application/x-www-form-urlencoded", false),
+        ("/api/v1/forms/tip/submissions", "application/json", false),
+        ("/forms/tip", "application/x-www-form-urlencoded", true),
+        ("/api/v1/forms/tip/submissions", "application/json", true),
+    ];
+    for (path, ct, chunked) in cases {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let length = if chunked {
+            "Transfer-Encoding: chunked"
+        } else {
+            "Content-Length: 1048576"
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\n{length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        if chunked {
+            // One chunk of 1 MiB, 320 KiB of it sent: over max_body_bytes.
+            s.write_all(b"100000\r\n").expect("chunk head");
+            s.write_all(&[b'a'; 320 * 1024]).expect("part of the chunk");
+        } else {
+            s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{path} {chunked}: no answer: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.1 413"),
+            "{path} {chunked}: {answer}"
+        );
+        assert!(
+            answer.contains("connection: close"),
+            "{path} {chunked}: {answer}"
+        );
+    }
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
 }

@@ -268,6 +268,16 @@ pub fn api_post(form: &str, json: &serde_json::Value) -> Request<Body> {
         .expect("request")
 }
 
+/// The `sf.token` value in a rendered form.
+pub fn token_in(page: &[u8]) -> String {
+    let page = String::from_utf8_lossy(page);
+    let at = page
+        .find("name=\"sf.token\" value=\"")
+        .expect("the form carries a token");
+    let rest = &page[at + "name=\"sf.token\" value=\"".len()..];
+    rest[..rest.find('"').expect("end of value")].to_owned()
+}
+
 /// `application/x-www-form-urlencoded` encoding of pairs.
 pub fn urlencode(pairs: &[(&str, &str)]) -> String {
     pairs

@@ -1113,6 +1113,8 @@ async fn an_honest_upload_gets_201_while_trickling_uploads_hold_every_slot() {
         "{third}"
     );
 
+    // Past their head start (a second), they fall behind 16 KiB/s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // Every slot is taken, by uploads far behind 16 KiB/s: an honest one
     // still gets in.
     let len: u64 = 2 * 1024 * 1024;
@@ -1205,6 +1207,139 @@ async fn an_html_upload_without_a_form_token_takes_no_upload_slot() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("did not come from"), "{page}");
     holder.abort();
+    wait_until("spool/tmp is empty", || fx.partials() == 0).await;
+    assert!(fx.records().is_empty());
+    assert!(server.terminate().success());
+}
+
+/// The `sf.token` of a freshly rendered `/forms/{form}`.
+async fn page_token(server: &Server, form: &str, xff: &str) -> String {
+    let page = reqwest::Client::new()
+        .get(server.url(&format!("/forms/{form}")))
+        .header("x-forwarded-for", xff)
+        .send()
+        .await
+        .expect("get form")
+        .bytes()
+        .await
+        .expect("page");
+    token_in(&page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_upload_refused_for_its_token_evicts_no_upload() {
+    // The set of used tokens holds one: after one stored post, a post with
+    // another good token is refused (busy). It must be refused before it
+    // takes an upload slot, so the one upload in progress, behind the
+    // minimum rate and so the one to make room, goes on.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        UPLOAD_FORMS,
+        "max_concurrent_uploads = 1",
+        "[limits]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[abuse]\nmin_fill_secs = 0\nmax_tracked_tokens = 1\n",
+    );
+    let server = Server::start(&fx);
+    let post = |token: &str, xff: &str| {
+        let body = Multipart::new()
+            .text("sf.token", token)
+            .text("message", "hello")
+            .file("documents", "a.txt", "text/plain", b"a")
+            .finish();
+        reqwest::Client::new()
+            .post(server.url("/forms/upload"))
+            .header("content-type", content_type())
+            .header("x-forwarded-for", xff.to_owned())
+            .body(body)
+            .send()
+    };
+    let first = page_token(&server, "upload", "203.0.113.9").await;
+    let second = page_token(&server, "upload", "203.0.113.9").await;
+    let res = post(&first, "203.0.113.9").await.expect("first post");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(fx.records().len(), 1);
+
+    let holder = trickle(&server, "198.51.100.1").await;
+    wait_until("an upload in progress", || fx.partials() == 1).await;
+    // A second in, it is 16 KiB due and about 2 KiB sent: far behind.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let res = post(&second, "203.0.113.9").await.expect("second post");
+    let status = res.status();
+    let page = res.text().await.expect("page");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!holder.is_finished(), "{}", holder.await.expect("holder"));
+    assert_eq!(fx.partials(), 1);
+    holder.abort();
+    wait_until("spool/tmp is empty", || fx.partials() == 0).await;
+    assert_eq!(fx.records().len(), 1);
+    assert!(server.terminate().success());
+}
+
+/// An upload to `big` from `xff` that sends `first` bytes of its file at
+/// once, then `every` bytes every 100 ms until the server answers;
+/// resolves to the answer.
+async fn paced(
+    server: &Server,
+    xff: &str,
+    first: usize,
+    every: usize,
+) -> tokio::task::JoinHandle<String> {
+    let mut s = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    let body_head = Multipart::new().file_head("file", "paced.bin").body;
+    let head = format!(
+        "POST /api/v1/forms/big/submissions HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nX-Forwarded-For: {xff}\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        content_type(),
+        body_head.len() + 10_000_000
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(&body_head).await.expect("body head");
+    let (mut reader, mut writer) = s.into_split();
+    tokio::spawn(async move {
+        let _writing = AbortOnDrop(tokio::spawn(async move {
+            let _ = writer.write_all(&vec![b'x'; first]).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if writer.write_all(&vec![b'x'; every]).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_keeps_the_minimum_rate_is_not_evicted_in_its_first_moments() {
+    // Two slots. One upload is well ahead of 16 KiB/s; another sends
+    // 40 KiB/s, its first bytes 100 ms after its head (a round trip). A
+    // newcomer in its first 100 ms must not push it out: both keep the
+    // rate, so the newcomer gets 503.
+    let fx = Fixture::with_tables(
+        &[TestKey::Ed25519],
+        UPLOAD_FORMS,
+        "max_concurrent_uploads = 2",
+        PROXIED,
+    );
+    let server = Server::start(&fx);
+    let ahead = paced(&server, "198.51.100.1", 64 * 1024, 4096).await;
+    wait_until("one upload in progress", || fx.partials() == 1).await;
+    let honest = paced(&server, "198.51.100.2", 0, 4096).await;
+    wait_until("two uploads in progress", || fx.partials() == 2).await;
+    let newcomer = paced(&server, "198.51.100.3", 0, 4096).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!honest.is_finished(), "{}", honest.await.expect("honest"));
+    assert!(!ahead.is_finished(), "{}", ahead.await.expect("ahead"));
+    assert!(newcomer.is_finished(), "the newcomer is still in");
+    let answer = newcomer.await.expect("newcomer");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    honest.abort();
+    ahead.abort();
     wait_until("spool/tmp is empty", || fx.partials() == 0).await;
     assert!(fx.records().is_empty());
     assert!(server.terminate().success());
