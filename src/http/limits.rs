@@ -115,7 +115,7 @@ impl ClientKeyer {
 
     /// The key of a Tor circuit's address, whole: Tor's
     /// `HiddenServiceExportCircuitID` numbers circuits in the low 32 bits of
-    /// addresses in one /64 ([`TOR_CIRCUITS`]), so [`ClientKeyer::key_of`]
+    /// addresses in one /64 (`fc00:dead:beef:4dad::/64`), so [`ClientKeyer::key_of`]
     /// would make them all one client. Any other address is keyed by
     /// [`ClientKeyer::key_of`]: a front end wrongly set up as Tor must not let
     /// a client escape its limits by changing addresses inside its /64.
