@@ -22,7 +22,7 @@
 //! [`mime`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
 //! Uploads with files take the same path as a stream, through [`upload`].
-//! Offline, a record goes back the other way: [`record`] (decryption with
+//! Offline, a record goes back the other way: [`unseal`] (decryption with
 //! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
 
 pub mod bundle;
@@ -34,10 +34,10 @@ pub mod i18n;
 pub mod intake;
 pub mod keys;
 pub mod mime;
-pub mod record;
 pub mod seal;
 pub mod sealer;
 pub mod staff_token;
 pub mod store;
 pub mod submission;
+pub mod unseal;
 pub mod upload;

@@ -34,8 +34,8 @@ use zeroize::Zeroizing;
 
 use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
 use crate::mime::{Parsed, parse, safe_file_name};
-use crate::record::SecretKeys;
 use crate::store::Receipt;
+use crate::unseal::SecretKeys;
 
 /// Show a progress bar from this many records on (on a terminal).
 const PROGRESS_FROM: usize = 10;
