@@ -16,8 +16,8 @@
 //! quoted-printable, header words), `parse` (a decrypted envelope taken
 //! apart; every byte of it is hostile input). This module knows nothing of
 //! OpenPGP, keys, configuration, HTTP or the command line: it must never
-//! depend on [`crate::unseal`], [`crate::config`], [`crate::http`] or
-//! [`crate::cli`], and never store, log or format plaintext into an error.
+//! depend on `unseal`, `config`, `http` or `cli`, and never store, log or
+//! format plaintext into an error.
 
 mod encode;
 mod parse;
