@@ -1,6 +1,6 @@
 //! The MIME format of a record's plaintext: the writer the server seals
 //! ([`EnvelopeWriter`]), the parser the offline `decrypt` command reads it
-//! back with ([`parse`]), and the limits both sides share.
+//! back with ([`parse()`]), and the limits both sides share.
 //!
 //! `gpg -d record.pgp > x.eml` must open in any mail client, so the sealed
 //! plaintext is an RFC 5322 message with a `multipart/mixed` body:

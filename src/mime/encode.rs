@@ -4,7 +4,8 @@
 //!
 //! Every buffer that holds encoded plaintext is [`Zeroizing`]; nothing here
 //! stores, logs or formats what passes through into an error, and nothing
-//! here decodes (decoding is [`super::parse`]'s).
+//! here decodes (decoding is the job of
+//! [`super::parse`](mod@super::parse)).
 
 use std::io::{self, Write};
 

@@ -5,7 +5,8 @@
 //!
 //! This module never stores what passes through it: every buffer that holds
 //! encoded plaintext is [`Zeroizing`], and nothing is logged or formatted into
-//! an error. It only writes; reading an envelope back is [`super::parse`]'s.
+//! an error. It only writes; reading an envelope back is the job of
+//! [`super::parse`](mod@super::parse).
 
 use std::io::{self, Write};
 
