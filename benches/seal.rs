@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sealform::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use sealform::keys::{Recipients, validate};
+use sealform::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use sealform::seal::seal;
 use sequoia_openpgp as openpgp;
 

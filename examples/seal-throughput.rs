@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
 use sealform::config::Config;
-use sealform::envelope::{EnvelopeWriter, Head};
 use sealform::keys::Keyring;
+use sealform::mime::{EnvelopeWriter, Head};
 use sealform::seal::seal;
 use sealform::store::Receipt;
 use sealform::submission::{Submission, decode_json};

@@ -916,12 +916,12 @@ pub const MAX_BODY_LIMIT: usize = 64 << 20;
 
 /// Most files a form may accept per submission. Each file is one MIME part
 /// of the record, and `decrypt` refuses records of more than
-/// [`crate::record::MAX_PARTS`] parts; this keeps every record a form can
+/// [`crate::mime::MAX_PARTS`] parts; this keeps every record a form can
 /// make well inside that.
 pub const MAX_FILES_LIMIT: usize = 1000;
 
 // A record has at most two text parts and one JSON part besides its files.
-const _: () = assert!(MAX_FILES_LIMIT + 3 <= crate::record::MAX_PARTS);
+const _: () = assert!(MAX_FILES_LIMIT + 3 <= crate::mime::MAX_PARTS);
 
 fn default_max_files() -> usize {
     20

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, FormConfig};
-use crate::envelope::{EnvelopeWriter, Head};
 use crate::keys::{KeyProblem, KeyWarning, Keyring, Recipients};
+use crate::mime::{EnvelopeWriter, Head};
 use crate::seal::{SealError, seal};
 use crate::store::{
     CommitAnswer, IndexEntry, Indexing, PendingRecord, Receipt, Recovery, Store, StoreError,

@@ -19,23 +19,25 @@
 //!
 //! The pieces, in the order a submission passes through them:
 //! [`config`] (the form schemas) → [`http`] (parse and validate) →
-//! [`envelope`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
+//! [`mime`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
 //! Uploads with files take the same path as a stream, through [`upload`].
+//! Offline, a record goes back the other way: [`unseal`] (decryption with
+//! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
 
 pub mod bundle;
 pub mod cli;
 pub mod config;
-pub mod envelope;
 pub mod harden;
 pub mod http;
 pub mod i18n;
 pub mod intake;
 pub mod keys;
-pub mod record;
+pub mod mime;
 pub mod seal;
 pub mod sealer;
 pub mod staff_token;
 pub mod store;
 pub mod submission;
+pub mod unseal;
 pub mod upload;

@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::config::{FieldConfig, FieldKind, FormConfig};
-use crate::envelope::{EnvelopeField, FieldValue};
+use crate::mime::{EnvelopeField, FieldValue};
 
 /// Most fields a body may carry before decoding stops: generous for any real
 /// form, tiny next to "ten thousand fields".

@@ -8,7 +8,7 @@
 //! memory stays bounded by the channel (a few chunks) whatever the size of the
 //! files, and the plaintext never exists anywhere but in those chunks.
 //!
-//! Layout of an upload's envelope (see [`crate::envelope`]):
+//! Layout of an upload's envelope (see [`crate::mime`]):
 //! 1. text fields that arrive before the first file are kept (each is bounded
 //!    by its `max_len`), checked, and written as the text part when the first
 //!    file starts;
@@ -41,8 +41,8 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::config::FormConfig;
-use crate::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use crate::intake::{Intake, IntakeError};
+use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use crate::seal::{SealError, seal};
 use crate::store::{IndexEntry, PendingRecord, Receipt};
 use crate::submission::{RawValue, Rejection, Submission};

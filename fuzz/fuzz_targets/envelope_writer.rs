@@ -10,7 +10,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use sealform::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head, padded_len};
+use sealform::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head, padded_len};
 
 fuzz_target!(|data: &[u8]| {
     // Sections separated by 0xff: name, label, value, … then, after an empty

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sealform::config::{Config, FormConfig};
-use sealform::envelope::{EnvelopeWriter, Head, padded_len};
+use sealform::mime::{EnvelopeWriter, Head, padded_len};
 use sealform::submission::{Submission, decode_json, decode_urlencoded};
 
 const FORM: &str = r#"

@@ -1,5 +1,5 @@
 //! Fuzzes what `sealform decrypt` does with a decrypted record: the MIME
-//! parser (`record::parse`) and the file names it derives. The plaintext of
+//! parser (`mime::parse`) and the file names it derives. The plaintext of
 //! a record is hostile input: anyone holding the public key can make one.
 //!
 //! Property: nothing panics (a refusal is an `Err`); every name decrypt would write is a single,
@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealform::record::{parse, safe_file_name};
+use sealform::mime::{parse, safe_file_name};
 
 fn assert_safe(name: &str) {
     assert!(!name.is_empty(), "empty name");

@@ -17,7 +17,7 @@
 //! A record that is refused, or that no key decrypts, is reported and
 //! skipped, and the run ends with exit code 1. Every
 //! name that comes from inside a record goes through
-//! [`crate::record::safe_file_name`]. Each record is written into a hidden
+//! [`crate::mime::safe_file_name`]. Each record is written into a hidden
 //! temporary folder and renamed into place when complete, so an interrupted
 //! run leaves no folder that looks finished.
 
@@ -33,8 +33,9 @@ use sequoia_openpgp::crypto::Password;
 use zeroize::Zeroizing;
 
 use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
-use crate::record::{Parsed, SecretKeys, parse, safe_file_name};
+use crate::mime::{Parsed, parse, safe_file_name};
 use crate::store::Receipt;
+use crate::unseal::SecretKeys;
 
 use super::printable;
 

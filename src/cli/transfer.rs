@@ -37,8 +37,8 @@ use sequoia_openpgp::KeyHandle;
 
 use crate::bundle::{Bundle, Expected, ManifestEntry};
 use crate::config::Config;
-use crate::record::MAX_RECORD_BYTES;
 use crate::store::{Receipt, RecordState, Store};
+use crate::unseal::MAX_RECORD_BYTES;
 
 /// One record as a source lists it.
 #[derive(Debug, Deserialize)]

@@ -963,7 +963,7 @@ fn keygen_removes_a_key_file_it_could_not_finish() {
 
 #[test]
 fn hostile_names_inside_a_record_end_up_as_safe_names_inside_the_output_folder() {
-    use sealform::envelope::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
+    use sealform::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
     use std::io::Write;
 
     let fx = Fixture::new(&[TestKey::Ed25519], DEFAULT_FORMS, "");

@@ -359,7 +359,7 @@ async fn an_upload_decrypts_to_a_mime_message_a_mail_client_opens_with_its_attac
     // Padding covers the whole envelope.
     assert_eq!(
         plain.len() as u64,
-        sealform::envelope::padded_len(plain.len() as u64)
+        sealform::mime::padded_len(plain.len() as u64)
     );
 }
 
