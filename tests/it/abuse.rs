@@ -1255,25 +1255,11 @@ fn posts_refused_before_their_body_are_answered_without_reading_it() {
             let (path, ct, extra, status) = cases[i % cases.len()];
             let addr = server.addr.clone();
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(&addr).expect("connect");
-                s.set_read_timeout(Some(Duration::from_secs(5)))
-                    .expect("timeout");
                 let head = format!(
                     "POST {path} HTTP/1.1\r\nHost: tips.example.org\r\nContent-Type: {ct}\r\n{extra}Content-Length: 262144\r\n\r\n"
                 );
-                s.write_all(head.as_bytes()).expect("head");
-                s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
                 let started = Instant::now();
-                let mut answer = Vec::new();
-                let mut buf = [0u8; 8192];
-                while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => answer.extend_from_slice(&buf[..n]),
-                        Err(e) => panic!("{path} {ct}: no answer before the body: {e}"),
-                    }
-                }
-                let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                let answer = answer_to_part_of_a_body(&addr, &head, &[b'a'; 64 * 1024]);
                 assert!(
                     answer.starts_with(&format!("http/1.1 {status}")),
                     "{path} {ct}: {answer}"
@@ -1292,6 +1278,27 @@ fn posts_refused_before_their_body_are_answered_without_reading_it() {
     eprintln!("48 refused posts, 64 KiB of 256 KiB sent each: answered within {slowest:?}");
     assert!(fx.records().is_empty());
     assert!(server.terminate().success());
+}
+
+/// Sends `head` and then `part` of the body it announces on a new
+/// connection, and reads the head of the answer (lowercased), which must
+/// come without the rest of the body.
+fn answer_to_part_of_a_body(addr: &str, head: &str, part: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(part).expect("part of the body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{head}: no answer before the body: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
 }
 
 #[tokio::test]
@@ -1345,24 +1352,10 @@ fn posts_to_no_form_at_all_are_answered_without_reading_their_body() {
         ("PUT", "/forms/tip", "405"),
     ];
     for (method, path, status) in cases {
-        let mut s = TcpStream::connect(&server.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 262144\r\n\r\n"
         );
-        s.write_all(head.as_bytes()).expect("head");
-        s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 8192];
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("{method} {path}: no answer before the body: {e}"),
-            }
-        }
-        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        let answer = answer_to_part_of_a_body(&server.addr, &head, &[b'a'; 64 * 1024]);
         assert!(
             answer.starts_with(&format!("http/1.1 {status}")),
             "{method} {path}: {answer}"
@@ -1431,9 +1424,6 @@ fn posts_over_max_body_bytes_are_refused_without_reading_the_rest() {
         ("/api/v1/forms/tip/submissions", "application/json", true),
     ];
     for (path, ct, chunked) in cases {
-        let mut s = TcpStream::connect(&server.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
         let length = if chunked {
             "Transfer-Encoding: chunked"
         } else {
@@ -1442,24 +1432,15 @@ fn posts_over_max_body_bytes_are_refused_without_reading_the_rest() {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\n{length}\r\n\r\n"
         );
-        s.write_all(head.as_bytes()).expect("head");
-        if chunked {
+        let sent = if chunked {
             // One chunk of 1 MiB, 320 KiB of it sent: over max_body_bytes.
-            s.write_all(b"100000\r\n").expect("chunk head");
-            s.write_all(&[b'a'; 320 * 1024]).expect("part of the chunk");
+            let mut chunk = b"100000\r\n".to_vec();
+            chunk.extend_from_slice(&[b'a'; 320 * 1024]);
+            chunk
         } else {
-            s.write_all(&[b'a'; 64 * 1024]).expect("part of the body");
-        }
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 8192];
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("{path} {chunked}: no answer: {e}"),
-            }
-        }
-        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            vec![b'a'; 64 * 1024]
+        };
+        let answer = answer_to_part_of_a_body(&server.addr, &head, &sent);
         assert!(
             answer.starts_with("http/1.1 413"),
             "{path} {chunked}: {answer}"
