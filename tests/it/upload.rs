@@ -1049,31 +1049,7 @@ const PROXIED: &str =
 /// An upload to `big` from `xff` that sends 512 bytes every 250 ms (2 KiB/s)
 /// until the server answers; resolves to the answer.
 async fn trickle(server: &Server, xff: &str) -> tokio::task::JoinHandle<String> {
-    let mut s = tokio::net::TcpStream::connect(&server.addr)
-        .await
-        .expect("connect");
-    let body_head = Multipart::new().file_head("file", "slow.bin").body;
-    let head = format!(
-        "POST /api/v1/forms/big/submissions HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nX-Forwarded-For: {xff}\r\nContent-Length: {}\r\n\r\n",
-        server.addr,
-        content_type(),
-        body_head.len() + 10_000_000
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
-    s.write_all(&body_head).await.expect("body head");
-    let (mut reader, mut writer) = s.into_split();
-    tokio::spawn(async move {
-        // Aborting this task closes the connection: the writer goes too.
-        let _writing = AbortOnDrop(tokio::spawn(async move {
-            while writer.write_all(&[b'x'; 512]).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }));
-        let mut answer = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut answer)).await;
-        String::from_utf8_lossy(&answer).into_owned()
-    })
+    paced(server, xff, 512, 512, Duration::from_millis(250)).await
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -1275,14 +1251,18 @@ async fn an_html_upload_refused_for_its_token_evicts_no_upload() {
     assert!(server.terminate().success());
 }
 
+/// The pace of [`paced`] uploads in the eviction test.
+const TENTH: Duration = Duration::from_millis(100);
+
 /// An upload to `big` from `xff` that sends `first` bytes of its file at
-/// once, then `every` bytes every 100 ms until the server answers;
+/// once, then `every` bytes each `period` until the server answers;
 /// resolves to the answer.
 async fn paced(
     server: &Server,
     xff: &str,
     first: usize,
     every: usize,
+    period: Duration,
 ) -> tokio::task::JoinHandle<String> {
     let mut s = tokio::net::TcpStream::connect(&server.addr)
         .await
@@ -1301,7 +1281,7 @@ async fn paced(
         let _writing = AbortOnDrop(tokio::spawn(async move {
             let _ = writer.write_all(&vec![b'x'; first]).await;
             loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(period).await;
                 if writer.write_all(&vec![b'x'; every]).await.is_err() {
                     break;
                 }
@@ -1327,11 +1307,11 @@ async fn an_upload_that_keeps_the_minimum_rate_is_not_evicted_in_its_first_momen
         PROXIED,
     );
     let server = Server::start(&fx);
-    let ahead = paced(&server, "198.51.100.1", 64 * 1024, 4096).await;
+    let ahead = paced(&server, "198.51.100.1", 64 * 1024, 4096, TENTH).await;
     wait_until("one upload in progress", || fx.partials() == 1).await;
-    let honest = paced(&server, "198.51.100.2", 0, 4096).await;
+    let honest = paced(&server, "198.51.100.2", 0, 4096, TENTH).await;
     wait_until("two uploads in progress", || fx.partials() == 2).await;
-    let newcomer = paced(&server, "198.51.100.3", 0, 4096).await;
+    let newcomer = paced(&server, "198.51.100.3", 0, 4096, TENTH).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!honest.is_finished(), "{}", honest.await.expect("honest"));
     assert!(!ahead.is_finished(), "{}", ahead.await.expect("ahead"));
