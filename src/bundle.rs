@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::Receipt;
+use crate::receipt::Receipt;
 
 /// The manifest's file name inside a bundle.
 pub const MANIFEST: &str = "MANIFEST.json";

@@ -34,6 +34,7 @@ pub mod i18n;
 pub mod intake;
 pub mod keys;
 pub mod mime;
+pub mod receipt;
 pub mod seal;
 pub mod sealer;
 pub mod staff_token;

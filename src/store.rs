@@ -64,50 +64,7 @@ use tokio::sync::oneshot;
 
 use serde::{Deserialize, Serialize};
 
-/// A record's identity: 128 random bits, shown as 26 lowercase base32
-/// characters. It orders nothing and reveals no time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Receipt([u8; 16]);
-
-impl Receipt {
-    /// A fresh random receipt.
-    pub fn random() -> Receipt {
-        Receipt(rand::random())
-    }
-
-    /// Parses the 26-character form (any case); `None` if it is not one.
-    pub fn parse(s: &str) -> Option<Receipt> {
-        if s.len() != 26 {
-            return None;
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(s.to_ascii_uppercase().as_bytes())
-            .ok()?;
-        let r = Receipt(bytes.try_into().ok()?);
-        (r.to_string() == s.to_ascii_lowercase()).then_some(r)
-    }
-
-    fn key(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &data_encoding::BASE32_NOPAD
-                .encode(&self.0)
-                .to_ascii_lowercase(),
-        )
-    }
-}
-
-impl fmt::Debug for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Receipts must not end up in logs next to a time.
-        f.write_str("Receipt(..)")
-    }
-}
+use crate::receipt::Receipt;
 
 /// Where a record is in the staff routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -803,10 +760,10 @@ impl Store {
             let mut out = Vec::new();
             for kv in db.iter() {
                 let (k, v) = kv?;
-                let Ok(bytes) = <[u8; 16]>::try_from(&k[..]) else {
+                let Some(receipt) = Receipt::from_key(&k) else {
                     continue;
                 };
-                out.push((Receipt(bytes), serde_json::from_slice(&v)?));
+                out.push((receipt, serde_json::from_slice(&v)?));
             }
             Ok(out)
         })
@@ -1305,23 +1262,6 @@ pub fn day_string(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receipts_are_26_lowercase_base32_characters_that_parse_back() {
-        let r = Receipt::random();
-        let s = r.to_string();
-        assert_eq!(s.len(), 26);
-        assert!(
-            s.chars()
-                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
-        );
-        assert_eq!(Receipt::parse(&s), Some(r));
-        assert_eq!(Receipt::parse(&s.to_ascii_uppercase()), Some(r));
-        assert_eq!(Receipt::parse("../../etc/passwd"), None);
-        assert_eq!(Receipt::parse(&s[..25]), None);
-        assert_ne!(Receipt::random(), r);
-        assert_eq!(format!("{r:?}"), "Receipt(..)");
-    }
 
     #[test]
     fn a_committed_record_is_in_the_spool_and_index_with_only_its_day() {

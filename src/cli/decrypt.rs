@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
 use crate::mime::{Parsed, parse, safe_file_name};
-use crate::store::Receipt;
+use crate::receipt::Receipt;
 use crate::unseal::SecretKeys;
 
 use super::printable;

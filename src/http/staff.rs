@@ -49,8 +49,9 @@ use sha2::{Digest, Sha256};
 use super::Segment;
 use super::error::join_failure;
 use crate::intake::Intake;
+use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
-use crate::store::{IndexEntry, Receipt, RecordState};
+use crate::store::{IndexEntry, RecordState};
 
 /// Failed attempts allowed in a burst before 429.
 const FAILURE_BURST: u32 = 10;
