@@ -130,7 +130,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Bundle
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
 }
 
 /// SHA-256 of a file, lowercase hex, streamed.
@@ -138,7 +138,7 @@ pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
     let mut f = File::open(path).map_err(io_err("reading", path))?;
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h).map_err(io_err("reading", path))?;
-    Ok(hex::encode(h.finalize()))
+    Ok(data_encoding::HEXLOWER.encode(&h.finalize()))
 }
 
 /// Reads `dir/MANIFEST.json`; `Ok(None)` if there is none.
@@ -390,7 +390,7 @@ fn write_part(
         f.write_all(&buf[..n]).map_err(io_err("writing", path))?;
     }
     f.sync_all().map_err(io_err("syncing", path))?;
-    Ok((len, hex::encode(hasher.finalize())))
+    Ok((len, data_encoding::HEXLOWER.encode(&hasher.finalize())))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BundleError> {

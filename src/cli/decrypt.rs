@@ -321,7 +321,7 @@ fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outc
     }
     let tmp = out.join(format!(
         ".{name}.partial-{}",
-        hex::encode(rand::random::<[u8; 4]>())
+        data_encoding::HEXLOWER.encode(&rand::random::<[u8; 4]>())
     ));
     write_record(&tmp, &plain, &parsed).inspect_err(|_| {
         let _ = fs::remove_dir_all(&tmp);

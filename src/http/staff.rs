@@ -293,7 +293,11 @@ async fn download(
             len += n as u64;
         }
         file.rewind().map_err(internal)?;
-        Ok((file, len, hex::encode(hasher.finalize())))
+        Ok((
+            file,
+            len,
+            data_encoding::HEXLOWER.encode(&hasher.finalize()),
+        ))
     })
     .await?;
     let chunks = futures_util::stream::unfold(
