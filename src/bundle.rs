@@ -16,14 +16,14 @@
 //! here decrypts.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::durable;
 use crate::receipt::Receipt;
 
 /// The manifest's file name inside a bundle.
@@ -183,11 +183,7 @@ impl Bundle {
     /// Opens (creating, mode 0700) the bundle at `dir`, removes leftovers of
     /// an interrupted run and reads the manifest.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err("creating", dir))?;
+        durable::create_private_dir_all(dir).map_err(io_err("creating", dir))?;
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
             let path = entry.map_err(io_err("listing", dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -342,13 +338,7 @@ impl Bundle {
 
 /// Creates (or truncates) a file only its owner can read.
 fn create_private(path: &Path) -> Result<File, BundleError> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err("creating", path))
+    durable::replace_private_file(path).map_err(io_err("creating", path))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
@@ -394,9 +384,7 @@ fn write_part(
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BundleError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing", dir))
+    durable::sync_path(dir).map_err(io_err("syncing", dir))
 }
 
 #[cfg(test)]

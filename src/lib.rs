@@ -28,6 +28,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod harden;
 pub mod http;
 pub mod i18n;

@@ -50,9 +50,8 @@ mod times;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -64,6 +63,7 @@ use tokio::sync::oneshot;
 
 use serde::{Deserialize, Serialize};
 
+use crate::durable;
 use crate::receipt::Receipt;
 
 /// Where a record is in the staff routine.
@@ -381,9 +381,7 @@ fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
 fn sync_tree(root: &Path) -> Result<(), StoreError> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| io_err("syncing", root)(times::without_path(e)))?;
-        File::open(entry.path())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("syncing", entry.path()))?;
+        durable::sync_path(entry.path()).map_err(io_err("syncing", entry.path()))?;
     }
     Ok(())
 }
@@ -577,12 +575,7 @@ impl Store {
     pub fn create(&self) -> Result<PendingRecord, StoreError> {
         let receipt = Receipt::random();
         let path = self.tmp.join(receipt.to_string());
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("creating", &path))?;
+        let file = durable::create_private_file(&path).map_err(io_err("creating", &path))?;
         Ok(PendingRecord {
             receipt,
             file: Some(file),
@@ -992,7 +985,7 @@ impl BatchCommitter {
             return;
         }
         // 2. The directory that holds them.
-        if let Err(e) = File::open(&self.spool).and_then(|d| d.sync_all()) {
+        if let Err(e) = durable::sync_path(&self.spool) {
             return fail_all(renamed, "syncing directory", &self.spool, &e);
         }
         // 3. The index, under its read lock (a rebuild waits for the step).
@@ -1228,22 +1221,12 @@ impl Drop for PendingRecord {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io_err("creating directory", dir)(e)),
-    }
+    durable::create_private_dir_all(dir).map_err(io_err("creating directory", dir))
 }
 
 /// fsync a directory so a rename or unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    durable::sync_path(dir).map_err(io_err("syncing directory", dir))
 }
 
 /// 00:00 UTC of the day `t` falls in.
