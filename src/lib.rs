@@ -24,6 +24,8 @@
 //! Uploads with files take the same path as a stream, through [`upload`].
 //! Offline, a record goes back the other way: [`unseal`] (decryption with
 //! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
+//! Beside them: [`receipt`] (a record's identity) and [`durable`] (private
+//! files and directories, fsync), used by both sides.
 
 pub mod bundle;
 pub mod cli;
