@@ -22,8 +22,8 @@ use anyhow::{Context as _, bail};
 use sealform::config::Config;
 use sealform::keys::Keyring;
 use sealform::mime::{EnvelopeWriter, Head};
+use sealform::receipt::Receipt;
 use sealform::seal::seal;
-use sealform::store::Receipt;
 use sealform::submission::{Submission, decode_json};
 
 // The same allocator as the `sealform` binary (see src/main.rs), so that the

@@ -16,15 +16,15 @@
 //! here decrypts.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::Receipt;
+use crate::durable;
+use crate::receipt::Receipt;
 
 /// The manifest's file name inside a bundle.
 pub const MANIFEST: &str = "MANIFEST.json";
@@ -130,7 +130,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Bundle
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
 }
 
 /// SHA-256 of a file, lowercase hex, streamed.
@@ -138,7 +138,7 @@ pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
     let mut f = File::open(path).map_err(io_err("reading", path))?;
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h).map_err(io_err("reading", path))?;
-    Ok(hex::encode(h.finalize()))
+    Ok(data_encoding::HEXLOWER.encode(&h.finalize()))
 }
 
 /// Reads `dir/MANIFEST.json`; `Ok(None)` if there is none.
@@ -183,11 +183,7 @@ impl Bundle {
     /// Opens (creating, mode 0700) the bundle at `dir`, removes leftovers of
     /// an interrupted run and reads the manifest.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err("creating", dir))?;
+        durable::create_private_dir_all(dir).map_err(io_err("creating", dir))?;
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
             let path = entry.map_err(io_err("listing", dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -342,13 +338,7 @@ impl Bundle {
 
 /// Creates (or truncates) a file only its owner can read.
 fn create_private(path: &Path) -> Result<File, BundleError> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err("creating", path))
+    durable::replace_private_file(path).map_err(io_err("creating", path))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
@@ -390,13 +380,11 @@ fn write_part(
         f.write_all(&buf[..n]).map_err(io_err("writing", path))?;
     }
     f.sync_all().map_err(io_err("syncing", path))?;
-    Ok((len, hex::encode(hasher.finalize())))
+    Ok((len, data_encoding::HEXLOWER.encode(&hasher.finalize())))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BundleError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing", dir))
+    durable::sync_path(dir).map_err(io_err("syncing", dir))
 }
 
 #[cfg(test)]

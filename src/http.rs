@@ -38,8 +38,8 @@ pub(crate) use error::join_failure;
 
 use crate::config::StaffPlacement;
 use crate::intake::{Committed, Intake};
+use crate::receipt::Receipt;
 use crate::sealer::Sealer;
-use crate::store::Receipt;
 use crate::submission::Submission;
 
 /// Shared by every handler.

@@ -18,9 +18,10 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, FormConfig};
 use crate::keys::{KeyProblem, KeyWarning, Keyring, Recipients};
 use crate::mime::{EnvelopeWriter, Head};
+use crate::receipt::Receipt;
 use crate::seal::{SealError, seal};
 use crate::store::{
-    CommitAnswer, IndexEntry, Indexing, PendingRecord, Receipt, Recovery, Store, StoreError,
+    CommitAnswer, IndexEntry, Indexing, PendingRecord, Recovery, Store, StoreError,
 };
 use crate::submission::Submission;
 

@@ -24,16 +24,20 @@
 //! Uploads with files take the same path as a stream, through [`upload`].
 //! Offline, a record goes back the other way: [`unseal`] (decryption with
 //! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
+//! Beside them: [`receipt`] (a record's identity) and [`durable`] (private
+//! files and directories, fsync), used by both sides.
 
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod harden;
 pub mod http;
 pub mod i18n;
 pub mod intake;
 pub mod keys;
 pub mod mime;
+pub mod receipt;
 pub mod seal;
 pub mod sealer;
 pub mod staff_token;

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use data_encoding::{HEXLOWER, HEXLOWER_PERMISSIVE};
 use serde::Deserialize;
 
 use sha2::{Digest, Sha256};
@@ -30,11 +31,16 @@ pub const TOKEN_PREFIX: &str = "sealform_";
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
-    /// Parses `sha256:<64 hex digits>`.
+    /// Parses `sha256:<64 hex digits>` (either case).
     pub fn parse(s: &str) -> Option<TokenHash> {
         let hex_part = s.trim().strip_prefix("sha256:")?;
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).ok()?;
+        if HEXLOWER_PERMISSIVE.decode_len(hex_part.len()).ok()? != out.len() {
+            return None;
+        }
+        HEXLOWER_PERMISSIVE
+            .decode_mut(hex_part.as_bytes(), &mut out)
+            .ok()?;
         Some(TokenHash(out))
     }
 
@@ -46,7 +52,7 @@ impl TokenHash {
 
 impl fmt::Display for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
+        write!(f, "sha256:{}", HEXLOWER.encode(&self.0))
     }
 }
 
@@ -59,7 +65,13 @@ impl fmt::Debug for TokenHash {
 /// A fresh token: the prefix and 256 random bits in lowercase hex.
 pub fn mint() -> Zeroizing<String> {
     let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
-    Zeroizing::new(format!("{TOKEN_PREFIX}{}", hex::encode(*bytes)))
+    // Encoded straight into the zeroized string: no plain copy is left behind.
+    let mut token = Zeroizing::new(String::with_capacity(
+        TOKEN_PREFIX.len() + HEXLOWER.encode_len(bytes.len()),
+    ));
+    token.push_str(TOKEN_PREFIX);
+    HEXLOWER.encode_append(&*bytes, &mut token);
+    token
 }
 
 /// What a staff token may do, as named in `can = [...]`.
@@ -291,5 +303,23 @@ mod tests {
             assert!(TokenHash::parse(bad).is_none(), "{bad:?}");
         }
         assert!(TokenHash::parse(&format!("sha256:{}", "a".repeat(64))).is_some());
+    }
+
+    #[test]
+    fn hash_lines_parse_in_either_case_and_only_at_64_digits() {
+        let hash = TokenHash::of("sealform_x");
+        let line = hash.to_string();
+        assert_eq!(TokenHash::parse(&line), Some(hash.clone()));
+        assert_eq!(
+            TokenHash::parse(&line.to_ascii_uppercase().replace("SHA256", "sha256")),
+            Some(hash)
+        );
+        for len in [62, 63, 65, 66] {
+            assert!(
+                TokenHash::parse(&format!("sha256:{}", "a".repeat(len))).is_none(),
+                "{len}"
+            );
+        }
+        assert!(TokenHash::parse(&format!("sha256:{}", "é".repeat(32))).is_none());
     }
 }

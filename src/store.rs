@@ -50,9 +50,8 @@ mod times;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -64,50 +63,8 @@ use tokio::sync::oneshot;
 
 use serde::{Deserialize, Serialize};
 
-/// A record's identity: 128 random bits, shown as 26 lowercase base32
-/// characters. It orders nothing and reveals no time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Receipt([u8; 16]);
-
-impl Receipt {
-    /// A fresh random receipt.
-    pub fn random() -> Receipt {
-        Receipt(rand::random())
-    }
-
-    /// Parses the 26-character form (any case); `None` if it is not one.
-    pub fn parse(s: &str) -> Option<Receipt> {
-        if s.len() != 26 {
-            return None;
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(s.to_ascii_uppercase().as_bytes())
-            .ok()?;
-        let r = Receipt(bytes.try_into().ok()?);
-        (r.to_string() == s.to_ascii_lowercase()).then_some(r)
-    }
-
-    fn key(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &data_encoding::BASE32_NOPAD
-                .encode(&self.0)
-                .to_ascii_lowercase(),
-        )
-    }
-}
-
-impl fmt::Debug for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Receipts must not end up in logs next to a time.
-        f.write_str("Receipt(..)")
-    }
-}
+use crate::durable;
+use crate::receipt::Receipt;
 
 /// Where a record is in the staff routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,9 +381,7 @@ fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
 fn sync_tree(root: &Path) -> Result<(), StoreError> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| io_err("syncing", root)(times::without_path(e)))?;
-        File::open(entry.path())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("syncing", entry.path()))?;
+        durable::sync_path(entry.path()).map_err(io_err("syncing", entry.path()))?;
     }
     Ok(())
 }
@@ -620,12 +575,7 @@ impl Store {
     pub fn create(&self) -> Result<PendingRecord, StoreError> {
         let receipt = Receipt::random();
         let path = self.tmp.join(receipt.to_string());
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("creating", &path))?;
+        let file = durable::create_private_file(&path).map_err(io_err("creating", &path))?;
         Ok(PendingRecord {
             receipt,
             file: Some(file),
@@ -803,10 +753,10 @@ impl Store {
             let mut out = Vec::new();
             for kv in db.iter() {
                 let (k, v) = kv?;
-                let Ok(bytes) = <[u8; 16]>::try_from(&k[..]) else {
+                let Some(receipt) = Receipt::from_key(&k) else {
                     continue;
                 };
-                out.push((Receipt(bytes), serde_json::from_slice(&v)?));
+                out.push((receipt, serde_json::from_slice(&v)?));
             }
             Ok(out)
         })
@@ -1035,7 +985,7 @@ impl BatchCommitter {
             return;
         }
         // 2. The directory that holds them.
-        if let Err(e) = File::open(&self.spool).and_then(|d| d.sync_all()) {
+        if let Err(e) = durable::sync_path(&self.spool) {
             return fail_all(renamed, "syncing directory", &self.spool, &e);
         }
         // 3. The index, under its read lock (a rebuild waits for the step).
@@ -1271,22 +1221,12 @@ impl Drop for PendingRecord {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io_err("creating directory", dir)(e)),
-    }
+    durable::create_private_dir_all(dir).map_err(io_err("creating directory", dir))
 }
 
 /// fsync a directory so a rename or unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    durable::sync_path(dir).map_err(io_err("syncing directory", dir))
 }
 
 /// 00:00 UTC of the day `t` falls in.
@@ -1305,23 +1245,6 @@ pub fn day_string(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receipts_are_26_lowercase_base32_characters_that_parse_back() {
-        let r = Receipt::random();
-        let s = r.to_string();
-        assert_eq!(s.len(), 26);
-        assert!(
-            s.chars()
-                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
-        );
-        assert_eq!(Receipt::parse(&s), Some(r));
-        assert_eq!(Receipt::parse(&s.to_ascii_uppercase()), Some(r));
-        assert_eq!(Receipt::parse("../../etc/passwd"), None);
-        assert_eq!(Receipt::parse(&s[..25]), None);
-        assert_ne!(Receipt::random(), r);
-        assert_eq!(format!("{r:?}"), "Receipt(..)");
-    }
 
     #[test]
     fn a_committed_record_is_in_the_spool_and_index_with_only_its_day() {

@@ -43,8 +43,9 @@ use zeroize::Zeroizing;
 use crate::config::FormConfig;
 use crate::intake::{Intake, IntakeError};
 use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
+use crate::receipt::Receipt;
 use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, PendingRecord, Receipt};
+use crate::store::{IndexEntry, PendingRecord};
 use crate::submission::{RawValue, Rejection, Submission};
 
 /// Ciphertext is written to the spool in chunks of this size.

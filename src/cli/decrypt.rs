@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,8 +32,9 @@ use sequoia_openpgp::crypto::Password;
 use zeroize::Zeroizing;
 
 use crate::bundle::{MANIFEST, Manifest, read_manifest, sha256_file};
+use crate::durable;
 use crate::mime::{Parsed, parse, safe_file_name};
-use crate::store::Receipt;
+use crate::receipt::Receipt;
 use crate::unseal::SecretKeys;
 
 use super::printable;
@@ -125,10 +125,7 @@ fn decrypt_all(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
     }
 
     let Collected { jobs, missing } = collect(opts.inputs)?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(opts.out)
+    durable::create_private_dir_all(opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
     remove_unfinished(opts.out);
 
@@ -321,7 +318,7 @@ fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outc
     }
     let tmp = out.join(format!(
         ".{name}.partial-{}",
-        hex::encode(rand::random::<[u8; 4]>())
+        data_encoding::HEXLOWER.encode(&rand::random::<[u8; 4]>())
     ));
     write_record(&tmp, &plain, &parsed).inspect_err(|_| {
         let _ = fs::remove_dir_all(&tmp);
@@ -368,10 +365,7 @@ fn remove_unfinished(out: &Path) {
 
 fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow::Result<()> {
     let mkdir = |p: &Path| {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(p)
-            .with_context(|| format!("while creating {}", p.display()))
+        durable::create_private_dir(p).with_context(|| format!("while creating {}", p.display()))
     };
     mkdir(dir)?;
     write_new(&dir.join("message.eml"), plain)?;
@@ -422,11 +416,7 @@ fn attachment_names(raw: &[&str]) -> Vec<String> {
 
 /// Creates a new file (never follows or replaces an existing one).
 fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let mut f = durable::create_private_file(path)
         .with_context(|| format!("while creating {}", path.display()))?;
     f.write_all(bytes)
         .with_context(|| format!("while writing {}", path.display()))

@@ -8,12 +8,13 @@
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sequoia_openpgp::serialize::SerializeInto;
+
+use crate::durable;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml");
 
@@ -163,17 +164,13 @@ fn demo_config() -> String {
 
 /// Writes a whole demo into `dir` (new or empty), its config first.
 fn fill(dir: &Path) -> anyhow::Result<()> {
-    let private = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
+    let private = durable::create_private_dir_all;
     private(dir)?;
     fs::write(dir.join("config.toml"), demo_config())?;
     private(&dir.join("keys"))?;
     private(&dir.join("gnupg"))?;
     let cert = super::keygen::generate("sealform demo staff (THROWAWAY, demo only)", None, None)?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.join("staff-secret.asc"))?;
+    let mut f = durable::create_private_file(&dir.join("staff-secret.asc"))?;
     f.write_all(&cert.as_tsk().armored().to_vec()?)?;
     fs::write(dir.join("keys/demo-staff.asc"), cert.armored().to_vec()?)?;
     fs::write(

@@ -13,6 +13,8 @@ use openpgp::cert::prelude::*;
 use openpgp::crypto::Password;
 use openpgp::types::KeyFlags;
 
+use crate::durable;
+
 /// Makes a v4 certificate GnuPG 2.2 can use: an ed25519 primary key that
 /// certifies and signs, a cv25519 subkey for storage and transport
 /// encryption, features saying SEIPDv1 only (so no sender picks a format
@@ -56,7 +58,6 @@ pub fn run(
 ) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::{Context as _, bail};
     use openpgp::serialize::SerializeInto;
-    use std::os::unix::fs::DirBuilderExt;
     use zeroize::Zeroizing;
 
     // The passphrase and the unlocked secret key live in this process: no
@@ -92,10 +93,7 @@ pub fn run(
         Some(Password::from(passphrase.as_str())),
     )?;
     drop(passphrase);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(out)
+    durable::create_private_dir_all(out)
         .with_context(|| format!("while creating {}", out.display()))?;
     let fpr = cert.fingerprint().to_hex();
     let secret_path = out.join(format!("{fpr}-secret.asc"));
@@ -106,9 +104,7 @@ pub fn run(
         // Both or neither: a secret key without its certificate is no use.
         let _ = std::fs::remove_file(&secret_path);
     })?;
-    std::fs::File::open(out)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("while syncing {}", out.display()))?;
+    durable::sync_path(out).with_context(|| format!("while syncing {}", out.display()))?;
     println!("fingerprint: {fpr}");
     println!(
         "secret key (stays on this machine, passphrase-protected): {}",
@@ -128,13 +124,8 @@ pub fn run(
 fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
 
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    let mut f = durable::create_new_file(path, mode)
         .with_context(|| format!("while creating {}", path.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())

@@ -3,12 +3,12 @@
 //! and stored nowhere by sealform.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::durable;
 use crate::staff_token::{TokenHash, mint};
 
 /// Mints a token; writes it to `out` (new file, mode 0600) or prints it.
@@ -17,11 +17,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let hash = TokenHash::of(&token);
     match out {
         Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            let mut f = durable::create_private_file(path)
                 .with_context(|| format!("while creating {}", path.display()))?;
             writeln!(f, "{}", token.as_str())?;
             println!(

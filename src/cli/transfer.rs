@@ -37,7 +37,8 @@ use sequoia_openpgp::KeyHandle;
 
 use crate::bundle::{Bundle, Expected, ManifestEntry};
 use crate::config::Config;
-use crate::store::{Receipt, RecordState, Store};
+use crate::receipt::Receipt;
+use crate::store::{RecordState, Store};
 use crate::unseal::MAX_RECORD_BYTES;
 
 /// One record as a source lists it.

@@ -29,7 +29,7 @@ use super::{AppState, Segment};
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 use crate::keys::RecipientCert;
-use crate::store::Receipt;
+use crate::receipt::Receipt;
 use crate::submission::{RawValue, Rejection, Submission, decode_urlencoded};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");

@@ -49,8 +49,9 @@ use sha2::{Digest, Sha256};
 use super::Segment;
 use super::error::join_failure;
 use crate::intake::Intake;
+use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
-use crate::store::{IndexEntry, Receipt, RecordState};
+use crate::store::{IndexEntry, RecordState};
 
 /// Failed attempts allowed in a burst before 429.
 const FAILURE_BURST: u32 = 10;
@@ -292,7 +293,11 @@ async fn download(
             len += n as u64;
         }
         file.rewind().map_err(internal)?;
-        Ok((file, len, hex::encode(hasher.finalize())))
+        Ok((
+            file,
+            len,
+            data_encoding::HEXLOWER.encode(&hasher.finalize()),
+        ))
     })
     .await?;
     let chunks = futures_util::stream::unfold(

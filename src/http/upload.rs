@@ -57,7 +57,8 @@ use super::limits::{Budget, Client, ClientKey, Refused};
 use super::slots::{Eviction, NoSlot};
 use super::{AppState, Segment, api, closing, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
-use crate::store::{IndexEntry, Receipt};
+use crate::receipt::Receipt;
+use crate::store::IndexEntry;
 use crate::submission::{RawValue, Rejection};
 use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
 

@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use base64::Engine as _;
+use data_encoding::BASE64;
 use zeroize::Zeroizing;
 
 /// Raw bytes per base64 line (76 encoded characters, RFC 2045).
@@ -35,11 +35,8 @@ impl<W: Write> Base64Lines<W> {
 
     fn line(&mut self, raw: &[u8]) -> io::Result<()> {
         let start = self.encoded.len();
-        self.encoded.resize(start + 76, 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(raw, &mut self.encoded[start..])
-            .map_err(io::Error::other)?;
-        self.encoded.truncate(start + n);
+        self.encoded.resize(start + BASE64.encode_len(raw.len()), 0);
+        BASE64.encode_mut(raw, &mut self.encoded[start..]);
         self.encoded.extend_from_slice(b"\r\n");
         if self.encoded.len() + 78 > self.encoded.capacity() {
             self.out.write_all(&self.encoded)?;
@@ -185,12 +182,7 @@ pub(super) fn encode_header_text(text: &str) -> String {
     }
     words
         .iter()
-        .map(|w| {
-            format!(
-                "=?utf-8?b?{}?=",
-                base64::engine::general_purpose::STANDARD.encode(w)
-            )
-        })
+        .map(|w| format!("=?utf-8?b?{}?=", BASE64.encode(w.as_bytes())))
         .collect::<Vec<_>>()
         .join("\r\n ")
 }
@@ -229,6 +221,7 @@ pub(super) const RFC5987: &percent_encoding::AsciiSet = &percent_encoding::NON_A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::io::Write;
 
     #[test]

@@ -9,7 +9,7 @@
 //! network, no key and no file, and writes nothing: the `decrypt` command
 //! decides where the parts go.
 
-use base64::Engine as _;
+use data_encoding::BASE64;
 use zeroize::Zeroizing;
 
 use super::MAX_PARTS;
@@ -290,10 +290,19 @@ fn decode_base64(body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     // leave unzeroized copies behind.
     let mut clean = Zeroizing::new(Vec::with_capacity(body.len()));
     clean.extend(body.iter().copied().filter(|b| !b.is_ascii_whitespace()));
-    base64::engine::general_purpose::STANDARD
-        .decode(&clean[..])
-        .ok()
-        .map(Zeroizing::new)
+    // Padding only at the very end: `BASE64` alone would also decode
+    // concatenated padded blocks (`Qg==aXQ=`), which this decoder refused.
+    if clean
+        .iter()
+        .position(|&b| b == b'=')
+        .is_some_and(|i| i + 2 < clean.len())
+    {
+        return None;
+    }
+    let mut out = Zeroizing::new(vec![0; BASE64.decode_len(clean.len()).ok()?]);
+    let len = BASE64.decode_mut(&clean, &mut out).ok()?;
+    out.truncate(len);
+    Some(out)
 }
 
 fn decode_qp(body: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -400,6 +409,36 @@ pub fn safe_file_name(raw: &str, fallback: &str) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn base64_bodies_decode_as_the_base64_crate_decoded_them() {
+        use base64::Engine as _;
+        // Whitespace anywhere is skipped; padding is required and only at
+        // the very end; trailing bits must be zero.
+        let table: &[(&[u8], Option<&[u8]>)] = &[
+            (b"", Some(b"")),
+            (b"Zm9v\r\nYg==", Some(b"foob")),
+            (b" Zm 9v\tYmFy\n", Some(b"foobar")),
+            (b"Qg==aXQ=", None),
+            (b"QQ==QQ==", None),
+            (b"Zm9v====", None),
+            (b"Qg", None),
+            (b"Qg=", None),
+            (b"Qh==", None),
+            (b"-_8=", None),
+        ];
+        for (input, want) in table {
+            let got = decode_base64(input);
+            assert_eq!(got.as_deref().map(Vec::as_slice), *want, "{input:?}");
+        }
+        let alphabet = b"AQgw+/=Zz09 \n";
+        proptest::proptest!(|(picks in proptest::collection::vec(0..alphabet.len(), 0..14))| {
+            let input: Vec<u8> = picks.iter().map(|&i| alphabet[i]).collect();
+            let clean: Vec<u8> = input.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            let before = base64::engine::general_purpose::STANDARD.decode(&clean).ok();
+            proptest::prop_assert_eq!(decode_base64(&input).map(|v| v.to_vec()), before);
+        });
+    }
 
     #[test]
     fn a_record_with_more_parts_than_any_form_writes_is_refused_quickly() {

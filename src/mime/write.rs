@@ -74,7 +74,10 @@ pub struct EnvelopeWriter<W: Write> {
 impl<W: Write> EnvelopeWriter<W> {
     /// Writes the message headers and opens the multipart body.
     pub fn start(out: W, head: &Head<'_>) -> io::Result<Self> {
-        let boundary = format!("sealform-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let boundary = format!(
+            "sealform-{}",
+            data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>())
+        );
         let mut out = Counting {
             inner: out,
             count: 0,

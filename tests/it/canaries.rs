@@ -20,7 +20,11 @@ use crate::wire;
 /// Every encoding of `canary` an accidental write could use.
 fn needles(canary: &str) -> Vec<String> {
     let raw = canary.as_bytes();
-    let mut out = vec![canary.to_owned(), hex::encode(raw), hex::encode_upper(raw)];
+    let mut out = vec![
+        canary.to_owned(),
+        data_encoding::HEXLOWER.encode(raw),
+        data_encoding::HEXUPPER.encode(raw),
+    ];
     for engine in [
         base64::engine::general_purpose::STANDARD,
         base64::engine::general_purpose::URL_SAFE,

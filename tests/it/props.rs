@@ -457,7 +457,7 @@ fn random_field_sets_come_back_unchanged_from_envelope_seal_and_decrypt() {
                 .collect();
             let submission = Submission::validate(form, raw)
                 .map_err(|r| TestCaseError::fail(format!("valid set refused: {r}")))?;
-            let receipt = sealform::store::Receipt::random().to_string();
+            let receipt = sealform::receipt::Receipt::random().to_string();
             let head = Head {
                 form: &form.id,
                 title: &form.title,

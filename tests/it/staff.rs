@@ -2452,3 +2452,63 @@ fn pull_ack_after_verify_for_a_key_leaves_records_sealed_to_other_keys_unacknowl
     assert!(stderr.contains("--all-readers"), "{stderr}");
     assert_eq!(fx.records(), vec![fx.record(&receipts["hidden"][0])]);
 }
+
+/// Every directory under `root` (itself included) is 0700 and every file
+/// 0600, where `files` says which files to check.
+fn assert_private_tree(root: &Path, files: impl Fn(&Path) -> bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.expect("walk");
+        let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+        if entry.file_type().is_dir() {
+            assert_eq!(mode, 0o700, "{}", entry.path().display());
+        } else if files(entry.path()) {
+            assert_eq!(mode, 0o600, "{}", entry.path().display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no file checked under {}", root.display());
+}
+
+#[test]
+fn spool_bundle_and_decrypted_records_are_readable_by_their_owner_only() {
+    let (fx, _token) = staff_fixture(&[TestKey::Ed25519], "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::new();
+    submit_to(&server, &client, 3);
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        path_str(&fx.path().join("token")),
+        "--out",
+        path_str(&bundle),
+    ]);
+    let plain = work.path().join("plain");
+    run_ok(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        "--csv",
+        path_str(&bundle),
+    ]);
+    drop(server);
+
+    // sled's own files are its business; the directory around them is ours.
+    let data = fx.data_dir();
+    assert_private_tree(&data.join("spool"), |_| true);
+    for dir in [&data, &data.join("index")] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir).expect("metadata").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
+    assert_private_tree(&bundle, |_| true);
+    assert_private_tree(&plain, |_| true);
+}

@@ -179,7 +179,7 @@ impl Noise {
         for c in Noise::new(seed, len) {
             h.update(&c);
         }
-        hex::encode(h.finalize())
+        data_encoding::HEXLOWER.encode(&h.finalize())
     }
 }
 
@@ -444,7 +444,7 @@ async fn a_streamed_32_mib_file_comes_back_byte_identical_through_gpg() {
         .expect("attachment");
     assert_eq!(file.contents().len() as u64, len);
     assert_eq!(
-        hex::encode(Sha256::digest(file.contents())),
+        data_encoding::HEXLOWER.encode(&Sha256::digest(file.contents())),
         Noise::sha256(42, len)
     );
 }
@@ -1126,7 +1126,7 @@ async fn an_honest_upload_gets_201_while_trickling_uploads_hold_every_slot() {
         .find(|p| p.attachment_name() == Some("honest.bin"))
         .expect("attachment");
     assert_eq!(
-        hex::encode(Sha256::digest(file.contents())),
+        data_encoding::HEXLOWER.encode(&Sha256::digest(file.contents())),
         Noise::sha256(7, len)
     );
 
