@@ -233,11 +233,24 @@ pub enum ConfigError {
 
 /// `file: `key` problem`, a line per problem.
 fn lines(path: &Path, problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
+    problems
         .iter()
-        .map(|p| format!("{}: `{}` {}", path.display(), p.key, p.problem))
-        .collect();
-    lines.join("\n")
+        .map(|p| p.line(path))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// What to show, a line per problem: [`ConfigError::Problems`] gives
+    /// one per problem, every other error one.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Problems { path, problems } => {
+                problems.iter().map(|p| p.line(path)).collect()
+            }
+            e => vec![e.to_string()],
+        }
+    }
 }
 
 /// One thing wrong in the file: the dotted key and what to do about it.
@@ -250,6 +263,11 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// `file: `key` problem`, as [`ConfigError::Invalid`] shows it.
+    fn line(&self, path: &Path) -> String {
+        format!("{}: `{}` {}", path.display(), self.key, self.problem)
+    }
+
     fn new(key: impl Into<String>, problem: impl Into<String>) -> Problem {
         Problem {
             key: key.into(),

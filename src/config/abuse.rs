@@ -163,29 +163,7 @@ impl AbuseConfig {
 
 /// Every problem of both tables, each with its key and the fix.
 pub(super) fn validate(limits: &LimitsConfig, abuse: &AbuseConfig) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let rates = [
-        ("limits.form_client", limits.form_client),
-        ("limits.form_page_client", limits.form_page_client),
-        ("limits.form_each", limits.form_each),
-        ("limits.form_global", limits.form_global),
-        ("limits.api_client", limits.api_client),
-        ("limits.api_global", limits.api_global),
-    ];
-    for (key, r) in rates {
-        // The limiter holds burst × (a minute / per_minute) in nanoseconds:
-        // above 10000000, a burst at per_minute = 1 would overflow it.
-        let problem = if r.burst == 0 || r.per_minute == 0 {
-            "burst and per_minute must both be at least 1"
-        } else if r.per_minute > 60_000_000 {
-            "per_minute must be at most 60000000"
-        } else if r.burst > 10_000_000 {
-            "burst must be at most 10000000"
-        } else {
-            continue;
-        };
-        problems.push(Problem::new(key, problem));
-    }
+    let mut problems = rate_problems(limits);
     // Counts and durations: at least 1, and bounded, so that no setting can
     // make a semaphore, a deadline or a sum of timeouts overflow.
     const COUNT: u64 = 100_000_000;
@@ -249,6 +227,34 @@ pub(super) fn validate(limits: &LimitsConfig, abuse: &AbuseConfig) -> Vec<Proble
                 "must look like https://tips.example.org",
             ));
         }
+    }
+    problems
+}
+
+/// The problems of the six rates of `[limits]`, one per rate at most.
+fn rate_problems(limits: &LimitsConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let rates = [
+        ("limits.form_client", limits.form_client),
+        ("limits.form_page_client", limits.form_page_client),
+        ("limits.form_each", limits.form_each),
+        ("limits.form_global", limits.form_global),
+        ("limits.api_client", limits.api_client),
+        ("limits.api_global", limits.api_global),
+    ];
+    for (key, r) in rates {
+        // The limiter holds burst × (a minute / per_minute) in nanoseconds:
+        // above 10000000, a burst at per_minute = 1 would overflow it.
+        let problem = if r.burst == 0 || r.per_minute == 0 {
+            "burst and per_minute must both be at least 1"
+        } else if r.per_minute > 60_000_000 {
+            "per_minute must be at most 60000000"
+        } else if r.burst > 10_000_000 {
+            "burst must be at most 10000000"
+        } else {
+            continue;
+        };
+        problems.push(Problem::new(key, problem));
     }
     problems
 }

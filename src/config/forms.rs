@@ -433,6 +433,14 @@ fn validate_field(at: &str, field: &FieldConfig) -> Vec<Problem> {
             "a file field has no max_len; use the form's max_file_bytes",
         ));
     }
+    problems.extend(validate_options(at, field));
+    problems
+}
+
+/// The problems of a field's `options`: a select field needs distinct,
+/// non-empty ones that fit its `max_len`; no other field takes any.
+fn validate_options(at: &str, field: &FieldConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
     let options = format!("{at}.options");
     match (field.kind, field.options.is_empty()) {
         (FieldKind::Select, true) => {
