@@ -13,7 +13,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sealform: error: {e}");
+            let lines = e.lines();
+            for line in &lines {
+                eprintln!("sealform: error: {line}");
+            }
+            if lines.len() > 1 {
+                eprintln!(
+                    "sealform: {} problem(s) in the config; `sealform serve` would refuse to start",
+                    lines.len()
+                );
+            }
             return Ok(ExitCode::FAILURE);
         }
     };

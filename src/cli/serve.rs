@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::config::{Config, StaffPlacement};
+use crate::config::{Config, ConfigError, StaffPlacement};
 use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
 use crate::keys::{KeyProblem, KeyWarning};
@@ -17,7 +17,7 @@ use crate::keys::{KeyProblem, KeyWarning};
 /// Runs the server with the config at `config_path`.
 pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let config = Config::load(config_path)?;
+    let config = Config::load(config_path).map_err(config_problems)?;
     for w in config.warnings() {
         tracing::warn!("WARNING: {w}");
     }
@@ -140,6 +140,21 @@ fn spawn_daily_key_check(state: &AppState) {
             }
         }
     });
+}
+
+/// A refused config as the error `serve` stops with: one problem as
+/// itself, several a line each, as [`problems`] lists the keys'.
+fn config_problems(e: ConfigError) -> anyhow::Error {
+    let lines = e.lines();
+    if lines.len() == 1 {
+        return anyhow::Error::new(e);
+    }
+    let lines: Vec<String> = lines.iter().map(|l| format!("  - {l}")).collect();
+    anyhow::anyhow!(
+        "refusing to start: {} config problem(s):\n{}",
+        lines.len(),
+        lines.join("\n")
+    )
 }
 
 /// One error listing every problem, each on its own line.

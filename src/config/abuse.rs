@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use super::Problem;
+
 /// A token bucket: `burst` requests at once, refilled at `per_minute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,32 +161,9 @@ impl AbuseConfig {
     }
 }
 
-/// Checks both tables; `Err((key, problem))`.
-pub(super) fn validate(
-    limits: &LimitsConfig,
-    abuse: &AbuseConfig,
-) -> Result<(), (&'static str, String)> {
-    let rates = [
-        ("limits.form_client", limits.form_client),
-        ("limits.form_page_client", limits.form_page_client),
-        ("limits.form_each", limits.form_each),
-        ("limits.form_global", limits.form_global),
-        ("limits.api_client", limits.api_client),
-        ("limits.api_global", limits.api_global),
-    ];
-    for (key, r) in rates {
-        if r.burst == 0 || r.per_minute == 0 {
-            return Err((key, "burst and per_minute must both be at least 1".into()));
-        }
-        if r.per_minute > 60_000_000 {
-            return Err((key, "per_minute must be at most 60000000".into()));
-        }
-        // The limiter holds burst × (a minute / per_minute) in nanoseconds:
-        // above this, a burst at per_minute = 1 would overflow it.
-        if r.burst > 10_000_000 {
-            return Err((key, "burst must be at most 10000000".into()));
-        }
-    }
+/// Every problem of both tables, each with its key and the fix.
+pub(super) fn validate(limits: &LimitsConfig, abuse: &AbuseConfig) -> Vec<Problem> {
+    let mut problems = rate_problems(limits);
     // Counts and durations: at least 1, and bounded, so that no setting can
     // make a semaphore, a deadline or a sum of timeouts overflow.
     const COUNT: u64 = 100_000_000;
@@ -229,13 +208,13 @@ pub(super) fn validate(
     ];
     for (key, n, max) in ranges {
         if !(1..=max).contains(&n) {
-            return Err((key, format!("must be from 1 to {max}")));
+            problems.push(Problem::new(key, format!("must be from 1 to {max}")));
         }
     }
     if abuse.min_fill_secs >= abuse.token_lifetime_secs {
-        return Err((
+        problems.push(Problem::new(
             "abuse.min_fill_secs",
-            "must be shorter than abuse.token_lifetime_secs".into(),
+            "must be shorter than abuse.token_lifetime_secs",
         ));
     }
     if let Some(url) = &abuse.public_url {
@@ -243,13 +222,41 @@ pub(super) fn validate(
         let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
             && abuse.public_origin().is_some_and(|o| !o.ends_with("://"));
         if !ok {
-            return Err((
+            problems.push(Problem::new(
                 "abuse.public_url",
-                "must look like https://tips.example.org".into(),
+                "must look like https://tips.example.org",
             ));
         }
     }
-    Ok(())
+    problems
+}
+
+/// The problems of the six rates of `[limits]`, one per rate at most.
+fn rate_problems(limits: &LimitsConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let rates = [
+        ("limits.form_client", limits.form_client),
+        ("limits.form_page_client", limits.form_page_client),
+        ("limits.form_each", limits.form_each),
+        ("limits.form_global", limits.form_global),
+        ("limits.api_client", limits.api_client),
+        ("limits.api_global", limits.api_global),
+    ];
+    for (key, r) in rates {
+        // The limiter holds burst × (a minute / per_minute) in nanoseconds:
+        // above 10000000, a burst at per_minute = 1 would overflow it.
+        let problem = if r.burst == 0 || r.per_minute == 0 {
+            "burst and per_minute must both be at least 1"
+        } else if r.per_minute > 60_000_000 {
+            "per_minute must be at most 60000000"
+        } else if r.burst > 10_000_000 {
+            "burst must be at most 10000000"
+        } else {
+            continue;
+        };
+        problems.push(Problem::new(key, problem));
+    }
+    problems
 }
 
 #[cfg(test)]

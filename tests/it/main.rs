@@ -9,6 +9,7 @@ mod support;
 mod wire;
 
 mod abuse;
+mod bad_config;
 mod bad_input;
 mod bad_keys;
 mod browser;
