@@ -200,6 +200,11 @@ impl Scope {
             Some(forms) => form.is_some_and(|f| forms.contains(f)),
         }
     }
+
+    /// Whether the token is limited to some forms.
+    pub fn limited_to_forms(&self) -> bool {
+        self.forms.is_some()
+    }
 }
 
 /// The configured token hashes, each with its scope.

@@ -125,8 +125,9 @@ fn describe_staff(
                           "schema": { "type": "string", "pattern": "^[a-z2-7]{26}$" } });
     let common = json!({
         "401": { "description": "Missing or wrong token (one answer for both)" },
-        "403": { "description": "The token's scope (staff.tokens: can) leaves out this \
-                 action; error code \"forbidden\"" },
+        "403": { "description": "The token's scope (staff.tokens: can, forms) leaves out this \
+                 action, or (for a token limited to some forms) the receipt is not a record of \
+                 those forms, whether it is another form's or none; error code \"forbidden\"" },
         "429": { "description": "Too many failed token attempts" },
     });
     let with = |extra: Value| {
@@ -186,8 +187,7 @@ fn describe_staff(
                 "security": auth,
                 "parameters": [receipt],
                 "responses": with(json!({ "200": { "description": "Done" },
-                                          "404": { "description": "No such record (or of a form the \
-                                                                   token's scope leaves out)" } })),
+                                          "404": { "description": "No such record" } })),
             }}),
         );
     }

@@ -23,9 +23,10 @@
 //! Each token has a scope (`staff.tokens`): the actions it may take (list;
 //! download, which includes marking exported; ack) and the forms whose
 //! records it reaches. An action outside it is answered 403 (`forbidden`),
-//! whatever the receipt; a record of a form outside it is answered 404 like
-//! a receipt that does not exist, and a listing leaves it out, so a token
-//! learns nothing about other forms' records.
+//! whatever the receipt. A token limited to some forms also gets 403 for
+//! any receipt that is not a record of those forms, another form's or one
+//! that names nothing alike, and a listing leaves other forms out, so a
+//! token learns nothing about other forms' records.
 //!
 //! Errors are JSON (`{"error": {"code", "message"}}`), and nothing here logs
 //! a receipt or a token. The API only ever hands out ciphertext.
@@ -149,8 +150,11 @@ pub enum StaffError {
     /// The token's scope leaves out this action.
     #[error("this token may not {0}")]
     Forbidden(&'static str),
-    /// Unknown receipt, a record that is no longer stored, or one of a
-    /// form the token does not reach.
+    /// A token limited to some forms named a receipt that is not a record
+    /// of those forms: of another form, or of none (one answer for both).
+    #[error("this token reaches only the records of its forms")]
+    OutOfScope,
+    /// Unknown receipt, or a record that is no longer stored.
     #[error("there is no such record")]
     NotFound,
     /// A query parameter is not one of the accepted values.
@@ -166,7 +170,9 @@ impl IntoResponse for StaffError {
         let (status, code) = match &self {
             StaffError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             StaffError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            StaffError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            StaffError::Forbidden(_) | StaffError::OutOfScope => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             StaffError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             StaffError::BadState => (StatusCode::BAD_REQUEST, "malformed"),
             StaffError::Internal(cause) => {
@@ -217,14 +223,17 @@ fn entry_json(receipt: &Receipt, e: &IndexEntry) -> serde_json::Value {
     })
 }
 
-/// 404 unless `scope` reaches the record `e`: to a token, a record of a form
-/// it does not reach is not there, as in its listing. A 403 would tell it
-/// which receipts of other forms exist.
-fn reaches(scope: &Scope, e: &IndexEntry) -> Result<(), StaffError> {
-    if scope.covers(e.form.as_deref()) {
-        Ok(())
-    } else {
-        Err(StaffError::NotFound)
+/// Whether `scope` reaches the record `entry` (`None`: no such record). A
+/// token limited to some forms gets 403 for every receipt that is not a
+/// record of its forms, whether it is another form's or nobody's, so the
+/// answer tells it nothing about other forms' records; any other token gets
+/// 404 for a receipt that names nothing.
+fn reaches(scope: &Scope, entry: Option<&IndexEntry>) -> Result<(), StaffError> {
+    match entry {
+        Some(e) if scope.covers(e.form.as_deref()) => Ok(()),
+        Some(_) => Err(StaffError::OutOfScope),
+        None if scope.limited_to_forms() => Err(StaffError::OutOfScope),
+        None => Err(StaffError::NotFound),
     }
 }
 
@@ -272,9 +281,10 @@ async fn download(
     // the same file (an ack in between cannot pull it away) in chunks.
     let (file, len, sha) = blocking(move || {
         use std::io::{Read, Seek};
-        match intake.store.get(&receipt).map_err(internal)? {
-            Some(e) if e.state != RecordState::Acked => reaches(&scope, &e)?,
-            _ => return Err(StaffError::NotFound),
+        let entry = intake.store.get(&receipt).map_err(internal)?;
+        reaches(&scope, entry.as_ref())?;
+        if entry.is_none_or(|e| e.state == RecordState::Acked) {
+            return Err(StaffError::NotFound);
         }
         let mut file = match intake.store.open_record(&receipt) {
             Ok(f) => f,
@@ -385,9 +395,10 @@ where
     let entry = blocking(move || {
         // A record's form never changes, so checking it before the change
         // leaves no gap to slip through.
-        if let Some(e) = intake.store.get(&receipt).map_err(internal)? {
-            reaches(&scope, &e)?;
-        }
+        reaches(
+            &scope,
+            intake.store.get(&receipt).map_err(internal)?.as_ref(),
+        )?;
         change(&intake.store, &receipt)
             .map_err(internal)?
             .ok_or(StaffError::NotFound)

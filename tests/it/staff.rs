@@ -2240,9 +2240,13 @@ async fn a_token_scoped_to_one_form_and_to_list_and_download_gets_403_on_ack_and
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
-    // 403 for acknowledging at all (the other form's records: see
-    // a_record_of_a_form_the_token_does_not_reach_is_answered_like_no_record).
+    // 403 for the other form's record, and for acknowledging at all.
     let forbidden = [
+        staff_get(&format!("/api/v1/staff/submissions/{leak}"), Some(&scoped)),
+        post(
+            format!("/api/v1/staff/submissions/{leak}/exported"),
+            &scoped,
+        ),
         post(format!("/api/v1/staff/submissions/{leak}/ack"), &scoped),
         post(format!("/api/v1/staff/submissions/{tip}/ack"), &scoped),
         staff_get("/api/v1/staff/submissions", Some(&acker)),
@@ -2320,12 +2324,12 @@ async fn a_record_of_a_form_the_token_does_not_reach_is_answered_like_no_record(
         }
     };
     // The token for "tip" cannot tell the "leak" record from no record:
-    // both are 404 with the same body on every route.
+    // both are 403 with the same body on every route.
     let of_leak = answers(leak.clone()).await;
     let of_none = answers(none).await;
     assert_eq!(of_leak, of_none);
     for (method, status, _) in &of_leak {
-        assert_eq!(*status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(*status, StatusCode::FORBIDDEN, "{method}");
     }
     assert_eq!(
         fx.records(),
