@@ -1,0 +1,80 @@
+//! Tests of the store as a whole: a commit, an abandoned record, an
+//! acknowledgement; and the helper other modules' tests commit with.
+
+use super::*;
+
+#[test]
+fn a_committed_record_is_in_the_spool_and_index_with_only_its_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+    let mut p = store.create().expect("create");
+    p.write_all(b"ciphertext").expect("write");
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_123);
+    let (r, entry) = store.commit(p, vec!["FPR".into()], now).expect("commit");
+    let path = store.path_of(&r);
+    assert_eq!(fs::read(&path).expect("read"), b"ciphertext");
+    assert_eq!(
+        fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        UNIX_EPOCH + Duration::from_secs(1_799_971_200)
+    );
+    assert_eq!(entry.day, "2027-01-15");
+    assert_eq!(store.get(&r).expect("get"), Some(entry));
+    assert_eq!(
+        fs::read_dir(dir.path().join("spool/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn an_abandoned_record_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+    let mut p = store.create().expect("create");
+    p.write_all(b"half").expect("write");
+    drop(p);
+    assert_eq!(
+        fs::read_dir(dir.path().join("spool/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+    assert!(store.list().expect("list").is_empty());
+}
+
+/// Commits a record of a few bytes at `now`.
+pub(super) fn committed(store: &Store, now: SystemTime) -> Receipt {
+    let mut p = store.create().expect("create");
+    p.write_all(b"ciphertext").expect("write");
+    store.commit(p, vec![], now).expect("commit").0
+}
+
+#[test]
+fn acknowledging_records_the_day_durably_and_deletes_the_spool_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_123);
+    let r = committed(&store, now);
+    let e = store.mark_exported(&r).expect("export").expect("known");
+    assert_eq!(e.state, RecordState::Exported);
+    let e = store.ack(&r, now).expect("ack").expect("known");
+    assert_eq!(
+        (e.state, e.acked_day.as_deref()),
+        (RecordState::Acked, Some("2027-01-15"))
+    );
+    assert!(!store.path_of(&r).exists());
+    // Exporting an acknowledged record does not bring it back.
+    let e = store.mark_exported(&r).expect("export").expect("known");
+    assert_eq!(e.state, RecordState::Acked);
+    assert!(store.ack(&Receipt::random(), now).expect("ack").is_none());
+    drop(store);
+    let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("reopen");
+    assert_eq!(
+        store.get(&r).expect("get").expect("kept").state,
+        RecordState::Acked
+    );
+}
