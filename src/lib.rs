@@ -27,6 +27,7 @@
 //! Beside them: [`receipt`] (a record's identity) and [`durable`] (private
 //! files and directories, fsync), used by both sides.
 
+pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod config;

@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
 
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::submission::Rejection;
 
 /// A failed request: status, stable code, safe message, maybe a field.
@@ -133,11 +133,14 @@ impl<E: Into<HttpError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let mut body = json!({ "code": e.code, "message": e.message });
-        if let Some(f) = e.field {
-            body["field"] = json!(f);
-        }
-        (e.status, Json(json!({ "error": body }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: Cow::Borrowed(e.code),
+                message: e.message,
+                field: e.field,
+            },
+        };
+        (e.status, Json(body)).into_response()
     }
 }
 
