@@ -74,8 +74,8 @@ impl AppState {
         }
     }
 
-    /// A shared handle on the intake pipeline (for an upload's blocking
-    /// thread or the staff API).
+    /// A shared handle on the intake pipeline (for an upload's sealing task
+    /// or the staff API).
     pub fn intake_arc(&self) -> Arc<Intake> {
         Arc::clone(&self.inner.intake)
     }

@@ -75,8 +75,8 @@ use serde::{Deserialize, Serialize};
 use crate::durable;
 use crate::receipt::Receipt;
 
+pub use committer::CommitAnswer;
 use committer::Committer;
-pub use committer::{CommitAnswer, Committing};
 pub use gather::Anticipated;
 use gather::Anticipations;
 use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};

@@ -183,7 +183,7 @@ impl Drop for Store {
 /// The outcome of a record's commit, to come. Dropping it does not cancel the
 /// commit.
 #[must_use = "a record is durable only once its commit has finished"]
-pub struct Committing {
+pub(super) struct Committing {
     finished: oneshot::Receiver<Result<(Receipt, IndexEntry), StoreError>>,
     spool: PathBuf,
 }
@@ -191,7 +191,7 @@ pub struct Committing {
 impl Committing {
     /// Waits on this thread for the commit. Panics if called from async
     /// code: use [`Store::enqueue_then`] there.
-    pub fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
+    pub(super) fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
         let spool = self.spool;
         self.finished
             .blocking_recv()
