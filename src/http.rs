@@ -3,8 +3,8 @@
 //! shutdown.
 //!
 //! Handlers parse and validate, then hand the submission to
-//! [`crate::intake`] on a sealing thread ([`crate::sealer`]); they never
-//! build packets. Logging
+//! [`crate::intake`] ([`Intake::submit`], [`Intake::submit_stream`]); they
+//! never build packets. Logging
 //! is one line per request with method, matched route, status and duration:
 //! never a peer address, header, query string, body, value or receipt.
 
@@ -24,22 +24,20 @@ mod upload;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::sync::oneshot;
 
 pub use error::HttpError;
 pub(crate) use error::join_failure;
 
 use crate::config::StaffPlacement;
-use crate::intake::{Committed, Intake};
+use crate::intake::{Intake, IntakeError};
 use crate::receipt::Receipt;
-use crate::sealer::Sealer;
 use crate::submission::Submission;
 
 /// Shared by every handler.
@@ -50,18 +48,14 @@ pub struct AppState {
 
 struct StateInner {
     intake: Arc<Intake>,
-    /// The threads for the CPU half of intake (sealing), not the wait for
-    /// the disk.
-    sealer: Sealer,
     upload_slots: slots::UploadSlots,
     limits: limits::Limits,
     tokens: form_tokens::FormTokens,
 }
 
 impl AppState {
-    /// Wraps a ready intake pipeline and starts its sealing threads.
-    pub fn new(intake: Intake) -> std::io::Result<AppState> {
-        let sealer = Sealer::start(intake.config.server.max_concurrent_seals)?;
+    /// Wraps a ready intake pipeline.
+    pub fn new(intake: Intake) -> AppState {
         let server = &intake.config.server;
         let upload_slots = slots::UploadSlots::new(
             server.max_concurrent_uploads,
@@ -70,19 +64,18 @@ impl AppState {
         );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
         let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
-        Ok(AppState {
+        AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
-                sealer,
                 upload_slots,
                 limits,
                 tokens,
             }),
-        })
+        }
     }
 
-    /// A shared handle on the intake pipeline (for an upload's blocking
-    /// thread or the staff API).
+    /// A shared handle on the intake pipeline (for an upload's sealing task
+    /// or the staff API).
     pub fn intake_arc(&self) -> Arc<Intake> {
         Arc::clone(&self.inner.intake)
     }
@@ -108,54 +101,13 @@ impl AppState {
         &self.inner.tokens
     }
 
-    /// Seals a validated submission on a sealing thread and waits until it
-    /// is durable: the file's fsync runs on a blocking thread (it needs no
-    /// CPU slot), and the rest of the commit on the store's committer, which
-    /// batches it with others and answers this task directly.
+    /// Seals a validated submission ([`Intake::submit`]) and waits until it
+    /// is durable; the failures answer 503 (workers stopped, storage full,
+    /// logged once) or 500 (logged once by [`HttpError::internal`]).
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        let (answer, answered) = oneshot::channel();
-        let intake = Arc::clone(&self.inner.intake);
-        let runtime = tokio::runtime::Handle::current();
-        // Until a sealing thread takes it, the committer waits a little for
-        // this submission rather than committing small batches (see
-        // `store::Expected`); dropped with the job if it never runs.
-        let expected = intake.store.expect();
-        let job = move || {
-            drop(expected);
-            // The client went away while this waited its turn: nobody would
-            // get the receipt, so the submission is dropped (and zeroized)
-            // unsealed, as it would have been before it was queued.
-            if answer.is_closed() {
-                return;
-            }
-            let form = &intake.config.forms[form_index];
-            let now = SystemTime::now();
-            match intake.seal_pending(form, &submission, now) {
-                Ok(sealed) => {
-                    drop(submission);
-                    runtime.spawn_blocking(move || {
-                        let done: Committed = Box::new(move |committed| {
-                            let _ = answer.send(committed);
-                        });
-                        intake.enqueue_then(sealed, now, done);
-                    });
-                }
-                Err(e) => {
-                    let _ = answer.send(Err(e));
-                }
-            }
-        };
-        if self.inner.sealer.submit(job).await.is_err() {
-            return Err(HttpError::unavailable());
-        }
-        let committed = match answered.await {
-            Ok(committed) => committed,
-            // The sealing job panicked (it logged that), or the committer
-            // dropped the record in a panic.
-            Err(closed) => return Err(HttpError::internal(&closed)),
-        };
-        match committed {
+        match self.inner.intake.submit(form_index, submission).await {
             Ok(receipt) => Ok(receipt),
+            Err(IntakeError::Unavailable) => Err(HttpError::unavailable()),
             Err(e) if e.is_storage_full() => {
                 tracing::error!(error = %e, "cannot store a submission: storage is full");
                 Err(HttpError::unavailable())

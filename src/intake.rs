@@ -1,35 +1,41 @@
 //! The intake pipeline: a validated submission in, a durable sealed record
-//! out.
+//! out. One function family seals every record, whichever route it came
+//! by: [`Intake::submit`] for a submission decoded in memory (the
+//! urlencoded and JSON routes) and [`Intake::submit_stream`] for a streamed
+//! multipart upload. Both start the record and seal its envelope with
+//! `Intake::seal_record` and commit it with `Intake::commit_then`
+//! (`intake/record.rs`), which fsyncs the file on the calling blocking
+//! thread and hands it to the store's batching committer; both answer only
+//! once the record is durable and indexed.
 //!
-//! [`Intake::seal_submission`] writes the envelope through the sealer into a
-//! pending spool file and commits it. It is blocking (encryption and fsync):
-//! the HTTP layer calls it in its two halves: [`Intake::seal_pending`] (CPU)
-//! on one of the sealing threads ([`crate::sealer`]), then
-//! [`Intake::enqueue_then`] (the file's fsync) on a blocking thread, and
-//! awaits the commit's answer without holding a thread. Handlers never build
-//! packets and this module never sees HTTP.
+//! The CPU half of [`Intake::submit`] runs on the pipeline's own sealing
+//! workers (`intake/workers.rs`, one thread per CPU slot), the fsync on a
+//! blocking thread, and the caller awaits the committer's answer without
+//! holding a thread. An upload waits for the network between its chunks, so
+//! [`Intake::submit_stream`] seals it on a blocking thread of its own
+//! (`intake/stream.rs`). Nothing here builds HTTP answers or sees a request:
+//! the HTTP layer maps an [`IntakeError`] to its status.
 
-use std::io::{BufWriter, Write};
+mod record;
+mod stream;
+mod workers;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{Config, FormConfig};
-use crate::keys::{KeyProblem, KeyWarning, Keyring, Recipients};
-use crate::mime::{EnvelopeWriter, Head};
+use crate::config::Config;
+use crate::keys::{KeyProblem, KeyWarning, Keyring};
+use crate::mime::EnvelopeWriter;
 use crate::receipt::Receipt;
-use crate::seal::{SealError, seal};
-use crate::store::{
-    CommitAnswer, IndexEntry, Indexing, PendingRecord, Recovery, Store, StoreError,
-};
+use crate::seal::SealError;
+use crate::store::{Recovery, Store, StoreError};
 use crate::submission::Submission;
 
-/// Receives the outcome of [`Intake::enqueue_then`].
-pub type Committed = Box<dyn FnOnce(Result<Receipt, IntakeError>) + Send>;
-
-/// Ciphertext is written to the spool in chunks of this size.
-const SPOOL_BUFFER: usize = 64 * 1024;
+pub use stream::{UploadError, UploadEvent, available_space};
+use workers::SealingWorkers;
 
 /// Everything a submission needs on its way to the spool.
 pub struct Intake {
@@ -39,6 +45,8 @@ pub struct Intake {
     pub keyring: Keyring,
     /// The spool and index.
     pub store: Store,
+    /// The threads that seal in-memory submissions ([`Intake::submit`]).
+    workers: SealingWorkers,
 }
 
 /// Why a submission could not be stored. Never caused by its content.
@@ -53,6 +61,21 @@ pub enum IntakeError {
     /// The spool or index failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The sealing workers have stopped (only a dropped [`Intake`] stops
+    /// them, so in practice never): nothing was stored, and the submission
+    /// may be sent again later.
+    #[error("the sealing threads have stopped")]
+    Unavailable,
+    /// No answer came: the sealing job panicked (it logged that, without
+    /// its message), or the committer dropped the record's batch in a panic.
+    /// Whether the record is stored is unknown.
+    #[error(transparent)]
+    Unanswered(#[from] oneshot::error::RecvError),
+    /// The blocking thread of an upload did not finish: it panicked (its
+    /// message, which could quote a value, is not kept) or the runtime was
+    /// shutting down.
+    #[error("a blocking task {0}")]
+    Interrupted(&'static str),
 }
 
 impl IntakeError {
@@ -75,12 +98,16 @@ pub enum OpenError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The sealing workers could not be started.
+    #[error(transparent)]
+    Workers(std::io::Error),
 }
 
 impl Intake {
     /// Loads and validates the keys at `now`, routes the forms and opens the
-    /// store (recovering from an unclean stop): everything `serve` needs
-    /// before it listens. Returns the warnings to show loudly.
+    /// store (recovering from an unclean stop) and starts the sealing
+    /// workers: everything `serve` needs before it listens. Returns the
+    /// warnings to show loudly.
     pub fn open(config: Config, now: SystemTime) -> Result<(Intake, Vec<KeyWarning>), OpenError> {
         let (keyring, warnings) = Keyring::load(&config, now).map_err(OpenError::Keys)?;
         let (store, recovery) = Store::open(
@@ -108,105 +135,106 @@ impl Intake {
                  see them listed but cannot download them"
             );
         }
+        let workers = SealingWorkers::start(config.server.max_concurrent_seals)
+            .map_err(OpenError::Workers)?;
         let intake = Intake {
             config,
             keyring,
             store,
+            workers,
         };
         Ok((intake, warnings))
     }
 
-    /// Seals `submission` to `form`'s recipients and commits it durably.
-    /// Returns once the record would survive a crash.
-    pub fn seal_submission(
-        &self,
-        form: &FormConfig,
-        submission: &Submission,
-        now: SystemTime,
-    ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        let sealed = self.seal_pending(form, submission, now)?;
-        self.commit(sealed, now)
-    }
-
-    /// The CPU half of [`Intake::seal_submission`]: writes the envelope
-    /// through the sealer into a pending spool file, not yet durable.
-    pub fn seal_pending(
-        &self,
-        form: &FormConfig,
-        submission: &Submission,
-        now: SystemTime,
-    ) -> Result<SealedPending, IntakeError> {
-        let recipients = self
-            .keyring
-            .for_form(&form.id)
-            .ok_or(IntakeError::NoRoute)?;
-        let pending = self.store.create()?;
-        let receipt = pending.receipt().to_string();
-        let head = Head {
-            form: &form.id,
-            title: &form.title,
-            receipt: &receipt,
-            received_at: DateTime::<Utc>::from(now),
+    /// Seals `submission`, valid for form number `form_index`, on a sealing
+    /// worker and waits, without holding a thread, until it is durable: the
+    /// file's fsync runs on a blocking thread (it needs no CPU slot), and
+    /// the rest of the commit on the store's committer, which batches it
+    /// with others and answers this task directly. If this future is
+    /// dropped before a worker takes the job, the submission is dropped
+    /// (and zeroized) unsealed.
+    pub async fn submit(
+        self: &Arc<Self>,
+        form_index: usize,
+        submission: Submission,
+    ) -> Result<Receipt, IntakeError> {
+        let (answer, answered) = oneshot::channel();
+        let intake = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
+        // Until a sealing thread takes it, the committer waits a little for
+        // this submission rather than committing small batches (see
+        // `store::Anticipated`); dropped with the job if it never runs.
+        let anticipated = self.store.anticipate();
+        let job = move || {
+            drop(anticipated);
+            // The client went away while this waited its turn: nobody would
+            // get the receipt, so the submission is dropped (and zeroized)
+            // unsealed, as it would have been before it was queued.
+            if answer.is_closed() {
+                return;
+            }
+            let form = &intake.config.forms[form_index];
+            let now = SystemTime::now();
+            let same = |record| record;
+            let sealed = intake.seal_record(form, now, same, same, |w, head| {
+                let fields = submission.envelope_fields(form);
+                let mut envelope = EnvelopeWriter::start(w, head)?;
+                envelope.text_part(&form.title, &fields)?;
+                envelope.json_part(head, &fields)?;
+                envelope.finish()?;
+                Ok(())
+            });
+            match sealed {
+                Ok(sealed) => {
+                    drop(submission);
+                    runtime.spawn_blocking(move || intake.commit_then(sealed, now, answer));
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                }
+            }
         };
-        let fields = submission.envelope_fields(form);
-        let mut out = BufWriter::with_capacity(SPOOL_BUFFER, pending);
-        seal(&mut out, &recipients, |w| {
-            let mut envelope = EnvelopeWriter::start(w, &head)?;
-            envelope.text_part(&form.title, &fields)?;
-            envelope.json_part(&head, &fields)?;
-            envelope.finish()?;
-            Ok(())
-        })?;
-        out.flush().map_err(SealError::Io)?;
-        let pending = out
-            .into_inner()
-            .map_err(|e| SealError::Io(e.into_error()))?;
-        Ok(SealedPending {
-            pending,
-            indexing: self.indexing(form, &recipients),
-        })
-    }
-
-    /// What the index keeps of a record of `form` sealed to `recipients`:
-    /// the recipients as the ciphertext names them, and the form only when a
-    /// staff token is scoped to forms (the ciphertext does not say which form
-    /// a record came from, so a store thief learns it only then).
-    pub fn indexing(&self, form: &FormConfig, recipients: &Recipients) -> Indexing {
-        Indexing {
-            form: self.config.staff.scopes_by_form().then(|| form.id.clone()),
-            recipients: recipients.index_listing(),
+        if self.workers.submit(job).await.is_err() {
+            return Err(IntakeError::Unavailable);
         }
+        answered.await?
     }
 
-    /// The I/O half of [`Intake::seal_submission`]: makes a sealed record
-    /// durable and indexed (mostly waiting for the disk).
-    pub fn commit(
-        &self,
-        sealed: SealedPending,
-        now: SystemTime,
-    ) -> Result<(Receipt, IndexEntry), IntakeError> {
-        Ok(self.store.commit(sealed.pending, sealed.indexing, now)?)
+    /// Seals the upload for form number `form_index` whose events arrive on
+    /// `events` (see [`UploadEvent`]) on a blocking thread while they
+    /// arrive, and waits until it is durable: once [`UploadEvent::End`] has
+    /// come and the fields pass the form's rules, the file is fsynced on
+    /// that thread and committed by the store's committer, as
+    /// [`Intake::submit`] commits. On any error the record's temp file is
+    /// gone when this returns; if this future is dropped, the blocking
+    /// thread still finishes (a closed channel stops it).
+    pub async fn submit_stream(
+        self: &Arc<Self>,
+        form_index: usize,
+        events: mpsc::Receiver<UploadEvent>,
+    ) -> Result<Receipt, UploadError> {
+        let (answer, answered) = oneshot::channel();
+        let intake = Arc::clone(self);
+        let sealing = tokio::task::spawn_blocking(move || {
+            let form = &intake.config.forms[form_index];
+            let now = SystemTime::now();
+            let sealed = stream::seal_stream(&intake, form, events, now)?;
+            intake.commit_then(sealed, now, answer);
+            Ok::<(), UploadError>(())
+        });
+        match sealing.await {
+            Ok(sealed) => sealed?,
+            Err(join) => {
+                let what = if join.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                return Err(IntakeError::Interrupted(what).into());
+            }
+        }
+        Ok(answered.await.map_err(IntakeError::from)??)
     }
-
-    /// [`Intake::commit`] without the wait: fsyncs the record's file
-    /// (blocking: call it on a blocking thread) and queues it for the store's
-    /// committer. `done` gets the receipt or the error: on this thread for an
-    /// error before the record is queued, on the committer otherwise; it is
-    /// dropped uncalled if the committer fails on the record's batch (see
-    /// [`crate::store::CommitAnswer`] for what it may do).
-    pub fn enqueue_then(&self, sealed: SealedPending, now: SystemTime, done: Committed) {
-        let done: CommitAnswer =
-            Box::new(move |outcome| done(outcome.map(|(receipt, _)| receipt).map_err(Into::into)));
-        self.store
-            .enqueue_then(sealed.pending, sealed.indexing, now, done);
-    }
-}
-
-/// A sealed record in `spool/tmp/`, waiting for [`Intake::commit`].
-/// Dropping it deletes the file.
-pub struct SealedPending {
-    pending: PendingRecord,
-    indexing: Indexing,
 }
 
 /// How the offline tools (`purge`, `export`) name the recipients of a spool

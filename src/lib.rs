@@ -21,7 +21,8 @@
 //! [`config`] (the form schemas) → [`http`] (parse and validate) →
 //! [`mime`] (the MIME plaintext, padded) → [`seal`] (OpenPGP encryption to
 //! the recipients chosen by [`keys`]) → [`store`] (spool file, fsync, index).
-//! Uploads with files take the same path as a stream, through [`upload`].
+//! [`intake`] drives that path for every submission; uploads with files
+//! take it as a stream ([`intake::Intake::submit_stream`]).
 //! Offline, a record goes back the other way: [`unseal`] (decryption with
 //! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
 //! Beside them: [`receipt`] (a record's identity) and [`durable`] (private
@@ -40,9 +41,7 @@ pub mod keys;
 pub mod mime;
 pub mod receipt;
 pub mod seal;
-pub mod sealer;
 pub mod staff_token;
 pub mod store;
 pub mod submission;
 pub mod unseal;
-pub mod upload;

@@ -20,7 +20,7 @@
 //! batches by one committer thread (group commit): it takes every fsynced
 //! record waiting, renames them all, fsyncs the directory once, inserts their
 //! index entries and flushes the index once. While more records are
-//! [`Expected`] soon (in their fsync, or waiting for a sealing thread) it
+//! [`Anticipated`] soon (in their fsync, or waiting for a sealing thread) it
 //! waits for them (`GATHER`, 2 ms at most), so that under load a batch holds
 //! several records rather than one or two; a lone record is committed at
 //! once. Alone, a record pays the same syncs as before, in the same order.
@@ -48,7 +48,7 @@
 //!
 //! This file holds the [`Store`] type, its public API and the contract; the
 //! jobs are in `store/`: `committer.rs` (the batching committer thread and
-//! the commit's order of steps), `gather.rs` ([`Expected`] records and the
+//! the commit's order of steps), `gather.rs` ([`Anticipated`] records and the
 //! wait for them), `index.rs` (the sled index, its rebuild and the repair of
 //! an interrupted swap), `recovery.rs` (the repairs at open), `retention.rs`
 //! ([`Store::purge`]) and `times.rs` (the day on every file).
@@ -75,10 +75,10 @@ use serde::{Deserialize, Serialize};
 use crate::durable;
 use crate::receipt::Receipt;
 
+pub use committer::CommitAnswer;
 use committer::Committer;
-pub use committer::{CommitAnswer, Committing};
-use gather::Expectations;
-pub use gather::Expected;
+pub use gather::Anticipated;
+use gather::Anticipations;
 use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
 pub use retention::Purged;
 
@@ -255,8 +255,8 @@ pub struct Store {
     /// Batches committed so far (each one directory fsync and one index
     /// flush).
     batches: Arc<AtomicU64>,
-    /// Records the committer waits a little for (see [`Expected`]).
-    expected: Arc<Expectations>,
+    /// Records the committer waits a little for (see [`Anticipated`]).
+    anticipated: Arc<Anticipations>,
 }
 
 /// Takes the store's lock: `data_dir` opened and locked exclusively.
@@ -303,7 +303,7 @@ impl Store {
             changes: Mutex::new(()),
             committer: None,
             batches: Arc::default(),
-            expected: Arc::default(),
+            anticipated: Arc::default(),
         };
         let recovery = store.recover(recipients_of)?;
         if let Err(e) = store.refresh(SystemTime::now()) {
@@ -367,15 +367,15 @@ impl Store {
         self.enqueue(pending, indexing, now).wait()
     }
 
-    /// Counts a record as [`Expected`] by the committer until the guard is
+    /// Counts a record as [`Anticipated`] by the committer until the guard is
     /// dropped.
-    pub fn expect(&self) -> Expected {
-        Expectations::expect(&self.expected)
+    pub fn anticipate(&self) -> Anticipated {
+        Anticipations::anticipate(&self.anticipated)
     }
 
-    /// How many records are [`Expected`] now.
-    pub fn expected(&self) -> usize {
-        self.expected.count.load(Ordering::SeqCst)
+    /// How many records are [`Anticipated`] now.
+    pub fn anticipated(&self) -> usize {
+        self.anticipated.count.load(Ordering::SeqCst)
     }
 
     /// The spool path of a record (whether or not it exists).

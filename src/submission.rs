@@ -1,19 +1,23 @@
-//! Decoding and validating what a client submitted, against a form schema.
+//! What a client submitted, validated against a form schema: the raw fields
+//! ([`RawValue`]), the validator and its [`Rejection`]s, and the
+//! [`Submission`] that passed.
 //!
 //! Both body formats (urlencoded and the API's JSON) decode into the same
-//! list of raw fields, and one validator checks them against the form: known
-//! names only, no duplicates, required fields present, lengths, kinds and
-//! options. The result is a [`Submission`] whose values live in
-//! [`Zeroizing`] buffers.
+//! list of raw fields (`submission/decode.rs`), and one validator checks
+//! them against the form: known names only, no duplicates, required fields
+//! present, lengths, kinds and options. The result is a [`Submission`]
+//! whose values live in [`Zeroizing`] buffers.
 //!
 //! A [`Rejection`] never carries a submitted value, and names a field only
 //! when it is one of the form's own (a client-chosen name is never echoed).
 
+mod decode;
+
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use zeroize::Zeroizing;
+
+pub use decode::{decode_json, decode_urlencoded};
 
 use crate::config::{FieldConfig, FieldKind, FormConfig};
 use crate::mime::{EnvelopeField, FieldValue};
@@ -144,184 +148,6 @@ impl fmt::Display for Rejection {
                 write!(f, "field `{n}` takes a file, sent as multipart/form-data")
             }
         }
-    }
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body.
-pub fn decode_urlencoded(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
-    let mut out = Vec::new();
-    for pair in body.split(|&b| b == b'&') {
-        if pair.is_empty() {
-            continue;
-        }
-        if out.len() == MAX_RAW_FIELDS {
-            return Err(Rejection::TooManyFields);
-        }
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &pair[..0]),
-        };
-        let name = percent_decode(name)?;
-        let value = percent_decode(value)?;
-        out.push((name.to_string(), RawValue::Text(value)));
-    }
-    Ok(out)
-}
-
-/// `+` to space and `%XX` to a byte (a `%` not followed by two hex digits is
-/// kept, as browsers do), then UTF-8.
-fn percent_decode(s: &[u8]) -> Result<Zeroizing<String>, Rejection> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(s.len()));
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b {
-            b'+' => bytes.push(b' '),
-            b'%' => match (
-                s.get(i + 1).and_then(|&c| hex(c)),
-                s.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => {
-                    bytes.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => bytes.push(b'%'),
-            },
-            _ => bytes.push(b),
-        }
-        i += 1;
-    }
-    match String::from_utf8(std::mem::take(&mut *bytes)) {
-        Ok(s) => Ok(Zeroizing::new(s)),
-        Err(e) => {
-            drop(Zeroizing::new(e.into_bytes()));
-            Err(Rejection::InvalidUtf8)
-        }
-    }
-}
-
-/// Decodes the API's JSON body, `{"fields": {name: value, ...}}`.
-pub fn decode_json(body: &[u8]) -> Result<Vec<(String, RawValue)>, Rejection> {
-    match serde_json::from_slice::<JsonBody>(body) {
-        Ok(b) => Ok(b.fields.0),
-        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(Rejection::TooManyFields),
-        Err(e) => Err(Rejection::Malformed(match e.classify() {
-            serde_json::error::Category::Eof => "the JSON ends too early",
-            serde_json::error::Category::Syntax => "not valid JSON (or not UTF-8)",
-            serde_json::error::Category::Data => "expected an object {\"fields\": {name: value}}",
-            serde_json::error::Category::Io => "unreadable body",
-        })),
-    }
-}
-
-const TOO_MANY: &str = "sealform: too many fields";
-
-/// The API body, `{"fields": {...}}` and nothing else. Written by hand
-/// because serde's derived struct impl also accepts a JSON array
-/// (`[{...}]` would be read as a one-element tuple of the struct's fields).
-struct JsonBody {
-    fields: JsonFields,
-}
-
-impl<'de> Deserialize<'de> for JsonBody {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonBody;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object {\"fields\": {...}}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody, A::Error> {
-                let mut fields = None;
-                // The key is not echoed in the error: it is client-chosen.
-                while let Some(key) = map.next_key::<String>()? {
-                    let key = Zeroizing::new(key);
-                    if key.as_str() != "fields" {
-                        return Err(de::Error::custom("unknown top-level key"));
-                    }
-                    if fields.is_some() {
-                        return Err(de::Error::custom("duplicate top-level key"));
-                    }
-                    fields = Some(map.next_value::<JsonFields>()?);
-                }
-                match fields {
-                    Some(fields) => Ok(JsonBody { fields }),
-                    None => Err(de::Error::missing_field("fields")),
-                }
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-struct JsonFields(Vec<(String, RawValue)>);
-
-impl<'de> Deserialize<'de> for JsonFields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonFields;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of fields")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonFields, A::Error> {
-                let mut out = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    if out.len() == MAX_RAW_FIELDS {
-                        return Err(de::Error::custom(TOO_MANY));
-                    }
-                    let value: JsonValue = map.next_value()?;
-                    out.push((name, value.0));
-                }
-                Ok(JsonFields(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-struct JsonValue(RawValue);
-
-impl<'de> Deserialize<'de> for JsonValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a boolean")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Text(Zeroizing::new(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Text(Zeroizing::new(v))))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Other))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Other))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Other))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<JsonValue, E> {
-                Ok(JsonValue(RawValue::Other))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(JsonValue(RawValue::Other))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(JsonValue(RawValue::Other))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 
@@ -514,7 +340,9 @@ mod tests {
     use crate::config::Config;
     use std::path::Path;
 
-    fn form() -> FormConfig {
+    /// A form with a field of each kind, for the tests here and in
+    /// `submission/decode.rs`.
+    pub(super) fn form() -> FormConfig {
         let text = r#"
 [server]
 data_dir = "d"
@@ -554,19 +382,6 @@ kind = "checkbox"
 
     fn urlencoded(body: &str) -> Result<Submission, Rejection> {
         Submission::validate(&form(), decode_urlencoded(body.as_bytes())?)
-    }
-
-    #[test]
-    fn urlencoded_values_are_percent_and_plus_decoded() {
-        let raw = decode_urlencoded(b"msg=a+b%20c%C3%A9%&x=%2").expect("decode");
-        let RawValue::Text(v) = &raw[0].1 else {
-            panic!("text")
-        };
-        assert_eq!(&**v, "a b c\u{e9}%");
-        let RawValue::Text(v) = &raw[1].1 else {
-            panic!("text")
-        };
-        assert_eq!(&**v, "%2");
     }
 
     #[test]
@@ -630,44 +445,5 @@ kind = "checkbox"
             fields[0].value,
             FieldValue::Text("line1\r\nline2")
         ));
-    }
-
-    #[test]
-    fn json_bodies_decode_strings_and_booleans_and_flag_other_types() {
-        let raw = decode_json(br#"{"fields": {"msg": "hi \u00e9", "ok": true, "name": 3}}"#)
-            .expect("decode");
-        assert_eq!(raw.len(), 3);
-        let err = Submission::validate(&form(), raw).err();
-        assert_eq!(err, Some(Rejection::WrongType("name".into())));
-        assert!(matches!(
-            decode_json(b"{\"fields\": []}"),
-            Err(Rejection::Malformed(_))
-        ));
-        assert!(matches!(
-            decode_json(b"{\"fields\": {}, \"x\": 1}"),
-            Err(Rejection::Malformed(_))
-        ));
-        for not_an_object in [
-            &br#"[{"fields": {"msg": "hi"}}]"#[..],
-            br#"[{"msg": "hi"}]"#,
-            br#"{"fields": {"msg": "hi"}, "fields": {}}"#,
-            br#"{}"#,
-            b"null",
-        ] {
-            assert!(
-                matches!(decode_json(not_an_object), Err(Rejection::Malformed(_))),
-                "{}",
-                String::from_utf8_lossy(not_an_object)
-            );
-        }
-        assert!(matches!(
-            decode_json(b"{\"fields\": {"),
-            Err(Rejection::Malformed(_))
-        ));
-        let dup = decode_json(br#"{"fields": {"msg": "a", "msg": "b"}}"#).expect("decode");
-        assert_eq!(
-            Submission::validate(&form(), dup).err(),
-            Some(Rejection::DuplicateField("msg".into()))
-        );
     }
 }

@@ -78,7 +78,7 @@ fn world() -> &'static World {
             .expect("runtime");
         let spool = dir.path().join("data/spool");
         World {
-            app: router(AppState::new(intake).expect("sealing threads start")),
+            app: router(AppState::new(intake)),
             rt,
             tmp: spool.join("tmp"),
             spool,

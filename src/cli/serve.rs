@@ -29,6 +29,9 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
              is using this data_dir: the index admits one at a time)",
         ),
         OpenError::Store(e) => anyhow::Error::new(e).context("while opening the store"),
+        OpenError::Workers(e) => {
+            anyhow::Error::new(e).context("while starting the sealing threads")
+        }
     })?;
     for w in &warnings {
         tracing::warn!("WARNING: {w}");
@@ -47,7 +50,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         let local = listener.local_addr()?;
         // This line first: scripts (and the tests) read the address from it.
         tracing::info!("listening on http://{local}/");
-        let state = AppState::new(intake).context("while starting the sealing threads")?;
+        let state = AppState::new(intake);
         let staff = &state.intake().config.staff;
         let staff_listener = match staff.placement() {
             StaffPlacement::OwnListener(staff_addr) => {

@@ -36,7 +36,7 @@ pub struct StaffConfig {
 
 impl StaffConfig {
     /// Whether a token is limited to some forms: only then does the index
-    /// keep each record's form (see [`crate::intake::Intake::indexing`]).
+    /// keep each record's form (see `Intake::indexing` in `src/intake/record.rs`).
     pub fn scopes_by_form(&self) -> bool {
         self.tokens
             .iter()

@@ -3,7 +3,7 @@
 //!
 //! The handlers here take both routes: a multipart body is read part by part
 //! and forwarded as [`UploadEvent`]s through a bounded channel to
-//! [`crate::upload::seal_upload`] on a blocking thread; any other body goes
+//! [`Intake::submit_stream`](crate::intake::Intake::submit_stream); any other body goes
 //! to the urlencoded (pages) or JSON (api) handler as before, under the usual
 //! `max_body_bytes` limit.
 //!
@@ -39,7 +39,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -57,10 +57,9 @@ use super::limits::{Budget, Client, ClientKey, Refused};
 use super::slots::{Eviction, NoSlot};
 use super::{AppState, Segment, api, closing, media_type, pages};
 use crate::config::{FieldKind, FormConfig, MAX_FILENAME_LEN};
+use crate::intake::{UploadError, UploadEvent, available_space};
 use crate::receipt::Receipt;
-use crate::store::IndexEntry;
 use crate::submission::{RawValue, Rejection};
-use crate::upload::{UploadError, UploadEvent, available_space, seal_upload};
 
 /// Chunks in flight between the HTTP reader and the sealer, per upload.
 /// Chunks are at most a few hundred KiB (hyper's read buffer), so this bounds
@@ -327,12 +326,12 @@ struct Starter<'a> {
     delivered: Arc<AtomicU64>,
     eviction: Arc<Eviction>,
     events: Option<mpsc::Receiver<UploadEvent>>,
-    sealer: Option<tokio::task::JoinHandle<Result<(Receipt, IndexEntry), UploadError>>>,
+    sealer: Option<tokio::task::JoinHandle<Result<Receipt, UploadError>>>,
 }
 
 impl Starter<'_> {
     /// Takes a slot (making room if one upload is behind the minimum rate)
-    /// and starts the sealer on a blocking thread; the slot is given back
+    /// and starts the sealer in a task of its own; the slot is given back
     /// when the sealer is done.
     fn start(&mut self) -> Result<(), Stop> {
         let Some(events) = self.events.take() else {
@@ -350,10 +349,9 @@ impl Starter<'_> {
             .map_err(no_slot)?;
         let intake = self.state.intake_arc();
         let form_index = self.form_index;
-        self.sealer = Some(tokio::task::spawn_blocking(move || {
+        self.sealer = Some(tokio::spawn(async move {
             let _slot = slot;
-            let form = &intake.config.forms[form_index];
-            seal_upload(&intake, form, events, SystemTime::now())
+            intake.submit_stream(form_index, events).await
         }));
         Ok(())
     }
@@ -496,7 +494,7 @@ async fn receive(
         return Err(HttpError::internal(&"an upload ended before its sealer started").into());
     };
     match sealed {
-        Ok(Ok((receipt, _))) => Ok(receipt),
+        Ok(Ok(receipt)) => Ok(receipt),
         Ok(Err(UploadError::Rejected(r))) => Err(Failed::Invalid(r)),
         Ok(Err(UploadError::Intake(e))) if e.is_storage_full() => {
             tracing::error!(error = %e, "cannot store an upload: storage is full");

@@ -16,10 +16,10 @@ use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
-use super::gather::{Expectations, GATHER, gather};
+use super::gather::{Anticipations, GATHER, gather};
 use super::index::{Index, put, stamp_changed};
 use super::{
-    Expected, IndexEntry, Indexing, PendingRecord, RecordState, Store, StoreError, day_string,
+    Anticipated, IndexEntry, Indexing, PendingRecord, RecordState, Store, StoreError, day_string,
     io_err, start_of_day,
 };
 use crate::durable;
@@ -83,7 +83,7 @@ impl Store {
         now: SystemTime,
         done: CommitAnswer,
     ) {
-        let (entry, expected) = match self.sync_pending(&mut pending, indexing.into(), now) {
+        let (entry, anticipated) = match self.sync_pending(&mut pending, indexing.into(), now) {
             Ok(synced) => synced,
             Err(e) => {
                 drop(pending); // deletes its file
@@ -111,20 +111,20 @@ impl Store {
             done(Err(stopped()));
             return;
         }
-        // Expected until it is queued: if it was the last one, this drop wakes
+        // Anticipated until it is queued: if it was the last one, this drop wakes
         // a committer that was waiting for it, and the job is there to take.
-        drop(expected);
+        drop(anticipated);
     }
 
     /// The part of a commit done by the thread that wrote the record: the
-    /// day as mtime, the fsync, the close. The record is [`Expected`] from
+    /// day as mtime, the fsync, the close. The record is [`Anticipated`] from
     /// just before its fsync; the guard is returned.
     fn sync_pending(
         &self,
         pending: &mut PendingRecord,
         indexing: Indexing,
         now: SystemTime,
-    ) -> Result<(IndexEntry, Expected), StoreError> {
+    ) -> Result<(IndexEntry, Anticipated), StoreError> {
         let file = pending.file.take().ok_or_else(|| StoreError::Io {
             action: "committing",
             path: pending.path.clone(),
@@ -137,7 +137,7 @@ impl Store {
         let day = start_of_day(now);
         file.set_times(FileTimes::new().set_accessed(day).set_modified(day))
             .map_err(io_err("setting the day on", &pending.path))?;
-        let expected = self.expect();
+        let anticipated = self.anticipate();
         file.sync_all().map_err(io_err("syncing", &pending.path))?;
         drop(file);
         let entry = IndexEntry {
@@ -148,7 +148,7 @@ impl Store {
             form: indexing.form,
             acked_day: None,
         };
-        Ok((entry, expected))
+        Ok((entry, anticipated))
     }
 
     /// Starts the committer thread (after recovery, which it must not race).
@@ -159,7 +159,7 @@ impl Store {
             tmp: self.tmp.clone(),
             index: Arc::clone(&self.index),
             batches: Arc::clone(&self.batches),
-            expected: Arc::clone(&self.expected),
+            anticipated: Arc::clone(&self.anticipated),
         };
         let thread = std::thread::Builder::new()
             .name("committer".into())
@@ -183,7 +183,7 @@ impl Drop for Store {
 /// The outcome of a record's commit, to come. Dropping it does not cancel the
 /// commit.
 #[must_use = "a record is durable only once its commit has finished"]
-pub struct Committing {
+pub(super) struct Committing {
     finished: oneshot::Receiver<Result<(Receipt, IndexEntry), StoreError>>,
     spool: PathBuf,
 }
@@ -191,7 +191,7 @@ pub struct Committing {
 impl Committing {
     /// Waits on this thread for the commit. Panics if called from async
     /// code: use [`Store::enqueue_then`] there.
-    pub fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
+    pub(super) fn wait(self) -> Result<(Receipt, IndexEntry), StoreError> {
         let spool = self.spool;
         self.finished
             .blocking_recv()
@@ -213,14 +213,14 @@ struct BatchCommitter {
     tmp: PathBuf,
     index: Arc<Index>,
     batches: Arc<AtomicU64>,
-    expected: Arc<Expectations>,
+    anticipated: Arc<Anticipations>,
 }
 
 impl BatchCommitter {
     fn run(self, jobs: &mpsc::Receiver<CommitJob>) {
-        let _ = self.expected.committer.set(std::thread::current());
+        let _ = self.anticipated.committer.set(std::thread::current());
         while let Ok(first) = jobs.recv() {
-            let batch = gather(first, jobs, &self.expected, GATHER);
+            let batch = gather(first, jobs, &self.anticipated, GATHER);
             // A panic must not stop all storing: the batch's jobs are dropped
             // (their `done` is dropped uncalled, so a waiter on a channel sees
             // it closed; their temp files are removed or, once renamed,
@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(thread, here);
         assert!(failed);
         assert!(!tmp_left, "answered before its temporary file was deleted");
-        assert_eq!(store.expected(), 0);
+        assert_eq!(store.anticipated(), 0);
     }
 
     #[test]

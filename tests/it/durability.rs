@@ -224,7 +224,7 @@ fn sigterm_right_after_the_server_says_it_listens_is_a_graceful_stop() {
 }
 
 /// A submission waiting for a sealing thread holds the committer's batches
-/// open (`store::Expected`). No such guard may outlive its submission,
+/// open (`store::Anticipated`). No such guard may outlive its submission,
 /// whether its job ran, was skipped because its client left, or was dropped
 /// before it was queued: one left over would make every later batch wait
 /// its full gathering time.
@@ -252,7 +252,7 @@ async fn no_submission_stays_expected_by_the_committer_once_answered_or_abandone
         .collect();
 
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.expected() == 0 {
+    while store.anticipated() == 0 {
         assert!(Instant::now() < deadline, "no submission was ever expected");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -266,11 +266,11 @@ async fn no_submission_stays_expected_by_the_committer_once_answered_or_abandone
         assert_eq!(status.ok(), Some(axum::http::StatusCode::CREATED));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.expected() != 0 {
+    while store.anticipated() != 0 {
         assert!(
             Instant::now() < deadline,
             "{} submission(s) still expected after every client was answered or left",
-            store.expected()
+            store.anticipated()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

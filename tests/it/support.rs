@@ -198,14 +198,14 @@ impl Fixture {
     pub fn app(&self) -> axum::Router {
         let config = Config::load(&self.config_path()).expect("config loads");
         let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
-        router(AppState::new(intake).expect("sealing threads start"))
+        router(AppState::new(intake))
     }
 
     /// The in-process app and its state (to look at limiters, tokens…).
     pub fn app_and_state(&self) -> (axum::Router, AppState) {
         let config = Config::load(&self.config_path()).expect("config loads");
         let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
-        let state = AppState::new(intake).expect("sealing threads start");
+        let state = AppState::new(intake);
         (router(state.clone()), state)
     }
 

@@ -831,7 +831,7 @@ async fn uploads_get_503_and_leave_nothing_when_free_space_is_under_the_floor() 
     // meanwhile, the upload fits and is stored; measure again and retry.
     for attempt in 1..=3 {
         let probe = fixture("");
-        let free = sealform::upload::available_space(probe.path()).expect("statvfs");
+        let free = sealform::intake::available_space(probe.path()).expect("statvfs");
         let fx = fixture(&format!("min_free_bytes = {}", free - 16 * 1024 * 1024));
         let app = fx.app();
         let head = Multipart::new().file_head("file", "big.bin").body;

@@ -1,12 +1,16 @@
-//! Streamed uploads: text fields and files, in any order, sealed into one
-//! record while they arrive, in bounded memory.
+//! The streamed way in: an upload's text fields and files, in any order,
+//! sealed into one record while they arrive, in bounded memory. It owns the
+//! events an upload is made of ([`UploadEvent`]), the envelope they are
+//! written into and the free-space floor; the record's start and commit are
+//! those of every submission (`intake/record.rs`).
 //!
 //! The HTTP layer reads `multipart/form-data` and sends [`UploadEvent`]s
-//! through a bounded channel; [`seal_upload`] runs on a blocking thread,
-//! writes the envelope through the sealer into a pending spool file as the
-//! events come, and commits the record only after [`UploadEvent::End`]. So
-//! memory stays bounded by the channel (a few chunks) whatever the size of the
-//! files, and the plaintext never exists anywhere but in those chunks.
+//! through a bounded channel; [`Intake::submit_stream`] runs [`seal_stream`]
+//! on a blocking thread, which writes the envelope into a pending spool file
+//! as the events come and hands the record to the committer only after
+//! [`UploadEvent::End`]. So memory stays bounded by the channel (a few
+//! chunks) whatever the size of the files, and the plaintext never exists
+//! anywhere but in those chunks.
 //!
 //! Layout of an upload's envelope (see [`crate::mime`]):
 //! 1. text fields that arrive before the first file are kept (each is bounded
@@ -28,34 +32,31 @@
 //! Every failure — the channel closing before `End` (client gone, a limit
 //! hit, a broken body), a rejected field, a full disk, free space falling
 //! under `min_free_bytes` — drops the pending record, which deletes its temp
-//! file before [`seal_upload`] returns: nothing is committed or indexed. This
+//! file before [`seal_stream`] returns: nothing is committed or indexed. This
 //! module never logs and never puts a submitted byte into an error.
+//!
+//! [`Intake::submit_stream`]: super::Intake::submit_stream
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use super::record::SealedRecord;
+use super::{Intake, IntakeError};
 use crate::config::FormConfig;
-use crate::intake::{Intake, IntakeError};
 use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
-use crate::receipt::Receipt;
-use crate::seal::{SealError, seal};
-use crate::store::{IndexEntry, PendingRecord};
+use crate::store::PendingRecord;
 use crate::submission::{RawValue, Rejection, Submission};
 
-/// Ciphertext is written to the spool in chunks of this size.
-const SPOOL_BUFFER: usize = 64 * 1024;
-
 /// A growing upload record is synced to disk after this many bytes.
-pub const WRITE_BEHIND_EVERY: u64 = 16 * 1024 * 1024;
+const WRITE_BEHIND_EVERY: u64 = 16 * 1024 * 1024;
 
 /// Free space is checked again after this many bytes of ciphertext.
-pub const SPACE_CHECK_EVERY: u64 = 4 * 1024 * 1024;
+const SPACE_CHECK_EVERY: u64 = 4 * 1024 * 1024;
 
 /// One step of an upload, in the order the client sent it. No `Debug`: it
 /// carries plaintext.
@@ -106,7 +107,7 @@ pub enum UploadError {
 /// The free-space floor was reached while writing.
 #[derive(Debug, thiserror::Error)]
 #[error("free space in data_dir fell under min_free_bytes")]
-pub struct FloorReached;
+struct FloorReached;
 
 /// Bytes available to unprivileged users on the file system holding `dir`.
 pub fn available_space(dir: &Path) -> io::Result<u64> {
@@ -117,7 +118,7 @@ pub fn available_space(dir: &Path) -> io::Result<u64> {
 /// A writer that stops with a `StorageFull` error once free space, probed
 /// every [`SPACE_CHECK_EVERY`] bytes (and before the first), is under
 /// `floor`. The error kind makes the HTTP layer answer 503.
-pub struct FloorGuard<W, P> {
+struct FloorGuard<W, P> {
     inner: W,
     probe: P,
     floor: u64,
@@ -126,7 +127,7 @@ pub struct FloorGuard<W, P> {
 
 impl<W: Write, P: FnMut() -> io::Result<u64>> FloorGuard<W, P> {
     /// Guards `inner`; `probe` returns the free space now.
-    pub fn new(inner: W, floor: u64, probe: P) -> Self {
+    fn new(inner: W, floor: u64, probe: P) -> Self {
         FloorGuard {
             inner,
             probe,
@@ -136,7 +137,7 @@ impl<W: Write, P: FnMut() -> io::Result<u64>> FloorGuard<W, P> {
     }
 
     /// The guarded writer.
-    pub fn into_inner(self) -> W {
+    fn into_inner(self) -> W {
         self.inner
     }
 }
@@ -182,86 +183,65 @@ impl Write for WriteBehind {
     }
 }
 
-/// What stopped the envelope: a write failure, or a reason of ours.
-enum Stop {
+/// Why writing an upload's envelope stopped: a write failure, or a reason
+/// of ours.
+enum EnvelopeStop {
     Io(io::Error),
     Upload(UploadError),
 }
 
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Stop {
-        Stop::Io(e)
+impl From<io::Error> for EnvelopeStop {
+    fn from(e: io::Error) -> EnvelopeStop {
+        EnvelopeStop::Io(e)
     }
 }
 
 /// Seals the upload whose events arrive on `events` to `form`'s recipients
-/// and commits it durably once [`UploadEvent::End`] arrives and the fields
-/// pass the form's rules. Blocking: run it on a blocking thread. On any
+/// into a pending record, once [`UploadEvent::End`] arrives and the fields
+/// pass the form's rules; free space is watched (`min_free_bytes`) and the
+/// file synced as it grows. Blocking: run it on a blocking thread. On any
 /// error the temp file is gone when this returns.
-pub fn seal_upload(
+pub(super) fn seal_stream(
     intake: &Intake,
     form: &FormConfig,
     mut events: mpsc::Receiver<UploadEvent>,
     now: SystemTime,
-) -> Result<(Receipt, IndexEntry), UploadError> {
-    let recipients = intake
-        .keyring
-        .for_form(&form.id)
-        .ok_or(IntakeError::NoRoute)?;
-    let pending = intake.store.create().map_err(IntakeError::from)?;
-    let receipt = pending.receipt().to_string();
-    let head = Head {
-        form: &form.id,
-        title: &form.title,
-        receipt: &receipt,
-        received_at: DateTime::<Utc>::from(now),
-    };
+) -> Result<SealedRecord, UploadError> {
     let data_dir = intake.config.server.data_dir.clone();
-    let pending = WriteBehind {
-        pending,
-        unsynced: 0,
+    let floor = intake.config.server.min_free_bytes;
+    let guarded = |pending| {
+        let synced = WriteBehind {
+            pending,
+            unsynced: 0,
+        };
+        FloorGuard::new(synced, floor, move || available_space(&data_dir))
     };
-    let guard = FloorGuard::new(pending, intake.config.server.min_free_bytes, move || {
-        available_space(&data_dir)
-    });
-    let mut out = BufWriter::with_capacity(SPOOL_BUFFER, guard);
+    let unguarded = |guard: FloorGuard<WriteBehind, _>| guard.into_inner().pending;
     let mut stopped = None;
-    let sealed = seal(&mut out, &recipients, |w| {
-        write_envelope(w, form, &head, &mut events).map_err(|stop| match stop {
-            Stop::Io(e) => e,
-            Stop::Upload(e) => {
+    let sealed = intake.seal_record(form, now, guarded, unguarded, |w, head| {
+        write_envelope(w, form, head, &mut events).map_err(|stop| match stop {
+            EnvelopeStop::Io(e) => e,
+            EnvelopeStop::Upload(e) => {
                 stopped = Some(e);
                 io::Error::other("upload stopped")
             }
         })
     });
-    // Dropping `out` (and the pending record in it) on any early return
-    // deletes the temp file.
+    // The pending record is dropped (its temp file deleted) on any error.
     if let Some(e) = stopped {
         return Err(e);
     }
-    sealed.map_err(IntakeError::from)?;
-    out.flush()
-        .map_err(|e| IntakeError::from(SealError::Io(e)))?;
-    let pending = out
-        .into_inner()
-        .map_err(|e| IntakeError::from(SealError::Io(e.into_error())))?
-        .into_inner()
-        .pending;
-    Ok(intake
-        .store
-        .commit(pending, intake.indexing(form, &recipients), now)
-        .map_err(IntakeError::from)?)
+    Ok(sealed?)
 }
 
-fn next(events: &mut mpsc::Receiver<UploadEvent>) -> Result<UploadEvent, Stop> {
+fn next(events: &mut mpsc::Receiver<UploadEvent>) -> Result<UploadEvent, EnvelopeStop> {
     events
         .blocking_recv()
-        .ok_or(Stop::Upload(UploadError::Incomplete))
+        .ok_or(EnvelopeStop::Upload(UploadError::Incomplete))
 }
 
-fn rejected(r: Rejection) -> Stop {
-    Stop::Upload(UploadError::Rejected(r))
+fn rejected(r: Rejection) -> EnvelopeStop {
+    EnvelopeStop::Upload(UploadError::Rejected(r))
 }
 
 /// Copies raw fields (into fresh zeroizing buffers).
@@ -289,12 +269,14 @@ fn reborrow<'a>(f: &EnvelopeField<'a>) -> EnvelopeField<'a> {
     }
 }
 
+/// Writes the envelope of the upload whose events arrive on `events`, in
+/// the layout the module's documentation describes.
 fn write_envelope(
     w: &mut dyn Write,
     form: &FormConfig,
     head: &Head<'_>,
     events: &mut mpsc::Receiver<UploadEvent>,
-) -> Result<(), Stop> {
+) -> Result<(), EnvelopeStop> {
     let mut envelope = EnvelopeWriter::start(w, head)?;
     let mut early: Vec<(String, RawValue)> = Vec::new();
     let mut late: Vec<(String, RawValue)> = Vec::new();
@@ -304,7 +286,7 @@ fn write_envelope(
         form.fields
             .get(i)
             .map(|f| f.name.clone())
-            .ok_or(Stop::Upload(UploadError::OutOfOrder))
+            .ok_or(EnvelopeStop::Upload(UploadError::OutOfOrder))
     };
     loop {
         match next(events)? {
@@ -320,16 +302,7 @@ fn write_envelope(
                 let name = field_name(field)?;
                 if !any_file {
                     any_file = true;
-                    // Fail early (before gigabytes are sealed) on a bad field.
-                    let partial =
-                        Submission::validate_partial(form, copy_raw(&early)).map_err(rejected)?;
-                    let shown: Vec<EnvelopeField<'_>> = partial
-                        .envelope_fields(form)
-                        .iter()
-                        .filter(|f| early.iter().any(|(n, _)| n == f.name))
-                        .map(reborrow)
-                        .collect();
-                    envelope.text_part(&form.title, &shown)?;
+                    write_early_fields(&mut envelope, form, &early)?;
                 }
                 files[field] += 1;
                 let mut part = envelope.attachment(&name, &filename, &content_type)?;
@@ -337,14 +310,14 @@ fn write_envelope(
                     match next(events)? {
                         UploadEvent::Data(chunk) => part.write_all(&chunk)?,
                         UploadEvent::FileEnd => break,
-                        _ => return Err(Stop::Upload(UploadError::OutOfOrder)),
+                        _ => return Err(EnvelopeStop::Upload(UploadError::OutOfOrder)),
                     }
                 }
                 part.finish()?;
             }
             UploadEvent::End => break,
             UploadEvent::Data(_) | UploadEvent::FileEnd => {
-                return Err(Stop::Upload(UploadError::OutOfOrder));
+                return Err(EnvelopeStop::Upload(UploadError::OutOfOrder));
             }
         }
     }
@@ -367,6 +340,25 @@ fn write_envelope(
     }
     envelope.json_part(head, &fields)?;
     envelope.finish()?;
+    Ok(())
+}
+
+/// The text part of the fields that came before the first file, once they
+/// pass the form's rules so far: a bad field fails the upload before
+/// gigabytes are sealed.
+fn write_early_fields<W: Write>(
+    envelope: &mut EnvelopeWriter<W>,
+    form: &FormConfig,
+    early: &[(String, RawValue)],
+) -> Result<(), EnvelopeStop> {
+    let partial = Submission::validate_partial(form, copy_raw(early)).map_err(rejected)?;
+    let shown: Vec<EnvelopeField<'_>> = partial
+        .envelope_fields(form)
+        .iter()
+        .filter(|f| early.iter().any(|(n, _)| n == f.name))
+        .map(reborrow)
+        .collect();
+    envelope.text_part(&form.title, &shown)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The sealing threads: a fixed set of threads, one per CPU slot
-//! (`server.max_concurrent_seals`), that run queued sealing jobs back to
-//! back.
+//! The sealing workers: the intake pipeline's own fixed set of threads, one
+//! per CPU slot (`server.max_concurrent_seals`), that run queued sealing jobs
+//! back to back. Private to [`crate::intake`]: only [`Intake::submit`]
+//! queues work here.
 //!
 //! Sealing is CPU work, so more sealing threads than cores only adds
 //! context switches and cache misses (measured: 4 threads on 2 cores seal
@@ -9,12 +10,14 @@
 //! released slot has to go through an async task and a thread wake-up before
 //! the next seal starts. Here a thread that finishes a job takes the next
 //! one from the queue at once. Jobs must not wait for the disk: a job hands
-//! its fsync to a blocking thread (see `AppState::seal`).
+//! its fsync to a blocking thread (see [`Intake::submit`]).
 //!
 //! The queue is bounded ([`QUEUED_PER_THREAD`] jobs per thread): enough
 //! that a thread always finds its next job waiting, few enough that a job
 //! rarely waits long. A submitter waits for room without holding a thread
 //! (an async semaphore), as it waited for a sealing slot before.
+//!
+//! [`Intake::submit`]: super::Intake::submit
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -27,28 +30,33 @@ use tokio::sync::Semaphore;
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Jobs that may wait in the queue, per sealing thread.
-pub const QUEUED_PER_THREAD: usize = 2;
+pub(super) const QUEUED_PER_THREAD: usize = 2;
 
 /// The sealing threads and their queue. Dropping it closes the queue; the
 /// threads finish the jobs already queued and end. Outside an async runtime
 /// the drop also waits for that; inside one (where the last handle on the
-/// app is often dropped) it does not, so that no runtime worker blocks.
-pub struct Sealer {
+/// app is often dropped) it does not, so that no runtime worker blocks. Nor
+/// does a sealing thread wait for itself: a job holds the [`Intake`] that
+/// owns these threads, and may drop the last handle on it.
+///
+/// [`Intake`]: super::Intake
+pub(super) struct SealingWorkers {
     queue: Option<Sender<Job>>,
     /// Room in the queue: a job holds one until a thread starts it.
     room: Arc<Semaphore>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The sealing threads are gone (they stop only when the [`Sealer`] is
-/// dropped, so in practice never while it is used).
+/// The sealing threads are gone (they stop only when the
+/// [`SealingWorkers`] are dropped, so in practice never while they are
+/// used).
 #[derive(Debug, thiserror::Error)]
 #[error("the sealing threads have stopped")]
-pub struct Stopped;
+pub(super) struct Stopped;
 
-impl Sealer {
+impl SealingWorkers {
     /// Starts `threads` sealing threads (at least one).
-    pub fn start(threads: usize) -> std::io::Result<Sealer> {
+    pub(super) fn start(threads: usize) -> std::io::Result<SealingWorkers> {
         let threads = threads.max(1);
         let (queue, jobs) = channel::<Job>();
         let jobs = Arc::new(Mutex::new(jobs));
@@ -61,7 +69,7 @@ impl Sealer {
                     .spawn(move || run(&jobs))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Sealer {
+        Ok(SealingWorkers {
             queue: Some(queue),
             room,
             threads,
@@ -71,7 +79,7 @@ impl Sealer {
     /// Waits (without holding a thread) for room in the queue, then queues
     /// `job` for the next free sealing thread. If the returned future is
     /// dropped while it waits, nothing is queued.
-    pub async fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
+    pub(super) async fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
         let room = Arc::clone(&self.room)
             .acquire_owned()
             .await
@@ -86,13 +94,19 @@ impl Sealer {
     }
 }
 
-impl Drop for Sealer {
+impl Drop for SealingWorkers {
     fn drop(&mut self) {
         self.queue = None;
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
+        let this = std::thread::current().id();
         for t in self.threads.drain(..) {
+            if t.thread().id() == this {
+                // Dropped by one of its own jobs: this thread ends once the
+                // job returns and finds the queue closed.
+                continue;
+            }
             // A thread only ends by panicking outside a job, which `run`
             // does not do; nothing to report either way.
             let _ = t.join();
@@ -133,12 +147,12 @@ mod tests {
 
     #[test]
     fn runs_every_job_on_a_fixed_set_of_threads() {
-        let sealer = Sealer::start(2).expect("threads start");
+        let workers = SealingWorkers::start(2).expect("threads start");
         let (done, results) = channel();
         block_on(async {
             for i in 0..100 {
                 let done = done.clone();
-                sealer
+                workers
                     .submit(move || {
                         let name = std::thread::current().name().expect("named").to_owned();
                         done.send((i, name)).expect("received");
@@ -157,14 +171,14 @@ mod tests {
 
     #[test]
     fn as_many_jobs_run_at_once_as_there_are_threads_and_no_more() {
-        let sealer = Sealer::start(3).expect("threads start");
+        let workers = SealingWorkers::start(3).expect("threads start");
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let (done, finished) = channel();
         block_on(async {
             for _ in 0..30 {
                 let (running, most, done) = (Arc::clone(&running), Arc::clone(&most), done.clone());
-                sealer
+                workers
                     .submit(move || {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
@@ -191,12 +205,12 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_and_a_submitter_waits_for_room() {
-        let sealer = Sealer::start(1).expect("threads start");
+        let workers = SealingWorkers::start(1).expect("threads start");
         let (release, released) = sync_channel::<()>(0);
         let (started, first_started) = sync_channel::<()>(1);
         block_on(async {
             // The one thread is busy with this until `release`.
-            sealer
+            workers
                 .submit(move || {
                     started.send(()).expect("received");
                     released.recv().expect("sent");
@@ -206,14 +220,14 @@ mod tests {
             first_started.recv().expect("sent");
             // The queue takes QUEUED_PER_THREAD more...
             for _ in 0..QUEUED_PER_THREAD {
-                sealer.submit(|| {}).await.expect("queued");
+                workers.submit(|| {}).await.expect("queued");
             }
             // ...and then has no room,
-            let waiting = tokio::time::timeout(Duration::from_millis(200), sealer.submit(|| {}));
+            let waiting = tokio::time::timeout(Duration::from_millis(200), workers.submit(|| {}));
             assert!(waiting.await.is_err(), "queued beyond the bound");
             // until a queued job starts.
             release.send(()).expect("received");
-            tokio::time::timeout(Duration::from_secs(10), sealer.submit(|| {}))
+            tokio::time::timeout(Duration::from_secs(10), workers.submit(|| {}))
                 .await
                 .expect("room again")
                 .expect("queued");
@@ -222,11 +236,11 @@ mod tests {
 
     #[test]
     fn a_panicking_job_does_not_stop_its_thread() {
-        let sealer = Sealer::start(1).expect("threads start");
+        let workers = SealingWorkers::start(1).expect("threads start");
         let (done, answer) = sync_channel(1);
         block_on(async {
-            sealer.submit(|| panic!("boom")).await.expect("queued");
-            sealer
+            workers.submit(|| panic!("boom")).await.expect("queued");
+            workers
                 .submit(move || done.send(7).expect("received"))
                 .await
                 .expect("queued");
@@ -236,18 +250,18 @@ mod tests {
 
     #[test]
     fn dropping_it_finishes_the_queued_jobs() {
-        let sealer = Sealer::start(1).expect("threads start");
+        let workers = SealingWorkers::start(1).expect("threads start");
         let ran = Arc::new(AtomicUsize::new(0));
         let (release, released) = sync_channel::<()>(0);
         block_on(async {
             // The thread is held by the first job while the others queue.
-            sealer
+            workers
                 .submit(move || released.recv().expect("sent"))
                 .await
                 .expect("queued");
             for _ in 0..QUEUED_PER_THREAD {
                 let ran = Arc::clone(&ran);
-                sealer
+                workers
                     .submit(move || {
                         ran.fetch_add(1, Ordering::SeqCst);
                     })
@@ -255,11 +269,30 @@ mod tests {
                     .expect("queued");
             }
         });
-        let dropping = std::thread::spawn(move || drop(sealer));
+        let dropping = std::thread::spawn(move || drop(workers));
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a queued job ran early");
         release.send(()).expect("received");
         dropping.join().expect("dropped");
         assert_eq!(ran.load(Ordering::SeqCst), QUEUED_PER_THREAD);
+    }
+
+    #[test]
+    fn a_job_may_drop_the_workers_that_run_it() {
+        // As a job holding the last handle on the `Intake` does.
+        let slot: Arc<Mutex<Option<SealingWorkers>>> = Arc::default();
+        let workers = SealingWorkers::start(2).expect("threads start");
+        let (release, released) = sync_channel::<()>(0);
+        let (done, answer) = sync_channel(1);
+        let held = Arc::clone(&slot);
+        block_on(workers.submit(move || {
+            released.recv().expect("sent");
+            drop(held.lock().expect("not poisoned").take());
+            done.send(()).expect("received");
+        }))
+        .expect("queued");
+        *slot.lock().expect("not poisoned") = Some(workers);
+        release.send(()).expect("received");
+        assert_eq!(answer.recv_timeout(Duration::from_secs(10)), Ok(()));
     }
 }
