@@ -13,12 +13,13 @@
 //! [`MIN_PADDED_LEN`], then Padmé rounding ([`padded_len`]).
 //!
 //! The pieces: `write` (the envelope, as a stream), `encode` (base64 lines,
-//! quoted-printable, header words), `parse` (a decrypted envelope taken
+//! quoted-printable, header words), `decode` (their inverse), `parse` (a decrypted envelope taken
 //! apart; every byte of it is hostile input). This module knows nothing of
 //! OpenPGP, keys, configuration, HTTP or the command line: it must never
 //! depend on `unseal`, `config`, `http` or `cli`, and never store, log or
 //! format plaintext into an error.
 
+mod decode;
 mod encode;
 mod parse;
 mod write;
