@@ -69,7 +69,9 @@ pub enum IntakeError {
     /// No answer came: the sealing job panicked (it logged that, without
     /// its message), or the committer dropped the record's batch in a panic.
     /// Whether the record is stored is unknown.
-    #[error(transparent)]
+    #[error(
+        "no answer came: the sealing job panicked or the committer failed on the record's batch"
+    )]
     Unanswered(#[from] oneshot::error::RecvError),
     /// The blocking thread of an upload did not finish: it panicked (its
     /// message, which could quote a value, is not kept) or the runtime was
@@ -276,4 +278,18 @@ fn record_recipients(keyring: &Keyring, path: &Path) -> Vec<String> {
         .collect();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_left_unanswered_is_logged_as_such_not_as_a_closed_channel() {
+        let (answer, answered) = oneshot::channel::<()>();
+        drop(answer);
+        let closed = answered.blocking_recv().expect_err("no answer");
+        let logged = IntakeError::from(closed).to_string();
+        assert!(logged.starts_with("no answer came"), "{logged}");
+    }
 }

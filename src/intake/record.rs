@@ -91,8 +91,9 @@ impl Intake {
     /// thread, never a sealing one) and queues it. `answer` gets the receipt
     /// or the error: from here for an error before the record is queued,
     /// from the committer otherwise. It is dropped unsent if the committer
-    /// fails on the record's batch (see [`crate::store::CommitAnswer`]), so
-    /// its receiver must treat a closed channel as a failure.
+    /// panics on the record's batch (see [`crate::store::CommitAnswer`]), so
+    /// its receiver must treat a closed channel as a failure
+    /// ([`IntakeError::Unanswered`]).
     pub(super) fn commit_then(&self, sealed: SealedRecord, now: SystemTime, answer: Answer) {
         let done: CommitAnswer = Box::new(move |outcome| {
             let _ = answer.send(outcome.map(|(receipt, _)| receipt).map_err(Into::into));

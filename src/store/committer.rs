@@ -300,8 +300,6 @@ impl BatchCommitter {
     }
 }
 
-/// Answers every job of a batch with (a copy of) one error; the error kind is
-/// kept so a full disk is still told apart.
 /// Answers every job of a batch whose files were renamed into the spool
 /// with `e`. Never as a full disk, even when it is one: that answer tells
 /// the client nothing was stored, and these records may well be (a file in

@@ -278,3 +278,93 @@ async fn no_submission_stays_expected_by_the_committer_once_answered_or_abandone
     let stored = fx.records().len();
     assert!((8..=12).contains(&stored), "{stored} records");
 }
+
+/// An upload waits for the network between its chunks on a blocking thread
+/// of its own (`Intake::submit_stream`), never on a sealing thread: with one
+/// sealing thread and an upload stalled in the middle of its file, JSON and
+/// urlencoded submissions are still sealed and answered. Once its body ends
+/// the upload is answered like them, only when its record is durable and
+/// indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_holds_no_sealing_thread_and_is_stored_like_the_rest() {
+    let forms = format!(
+        "{DEFAULT_FORMS}\n  [[forms.fields]]\n  name = \"file\"\n  label = \"File\"\n  kind = \"file\"\n"
+    );
+    let fx = Fixture::new(&[TestKey::Ed25519], &forms, "max_concurrent_seals = 1");
+    let (app, state) = fx.app_and_state();
+    let boundary = "durability-upload-boundary";
+    let (body, chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        let chunk = chunks.recv().await?;
+        Some((Ok::<_, std::io::Error>(chunk), chunks))
+    });
+    let upload = axum::http::Request::post("/api/v1/forms/tip/submissions")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(axum::body::Body::from_stream(stream))
+        .expect("request");
+    let uploading = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (res, body) = send(&app, upload).await;
+            created(&res, &body)
+        })
+    };
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nthe upload\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\nthe first half, "
+    );
+    body.send(head.into_bytes())
+        .await
+        .expect("the body is read");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fx.partials() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload's record never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // The upload's record is open and its client silent; the one sealing
+    // thread is free for these.
+    let answered = tokio::time::timeout(Duration::from_secs(20), async {
+        let json = json!({"fields": {"message": "sealed meanwhile"}});
+        let (res, bytes) = send(&app, api_post("tip", &json)).await;
+        let by_api = created(&res, &bytes);
+        let (res, _) = send(&app, form_post("tip", "message=also+sealed+meanwhile")).await;
+        (by_api, res.status())
+    })
+    .await;
+    let (by_api, page_status) = answered.expect("a stalled upload held the only sealing thread");
+    assert_eq!(page_status, axum::http::StatusCode::OK);
+    assert_eq!(fx.partials(), 1, "the upload's record was not still open");
+
+    let tail = format!("and the rest\r\n--{boundary}--\r\n");
+    body.send(tail.into_bytes())
+        .await
+        .expect("the body is read");
+    drop(body);
+    let uploaded = uploading.await.expect("the upload's client");
+    let listed: Vec<String> = state
+        .intake()
+        .store
+        .list()
+        .expect("index")
+        .iter()
+        .map(|(r, _)| r.to_string())
+        .collect();
+    for receipt in [&by_api, &uploaded] {
+        assert!(listed.contains(receipt), "{receipt} answered, not indexed");
+        assert!(
+            fx.record(receipt).exists(),
+            "{receipt} answered, not in the spool"
+        );
+    }
+    assert_eq!(listed.len(), 3);
+    assert_eq!(fx.records().len(), 3);
+    assert_eq!(fx.partials(), 0);
+}
