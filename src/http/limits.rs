@@ -7,8 +7,8 @@
 //! The handlers call [`Limits::charge`] themselves, once a post has passed
 //! the checks that cost nothing (so a post refused anyway never spends a
 //! budget real senders share), and [`Limits::enter`] before they read a
-//! body. A refusal is a [`Refusal`]. Nothing here logs, stores or returns
-//! an address.
+//! body. A refusal is a `Refusal` (`http/refusal.rs`). Nothing here logs,
+//! stores or returns an address.
 
 pub mod client;
 pub mod limiter;
