@@ -30,13 +30,9 @@ use tokio::time::Sleep;
 use tower::ServiceExt as _;
 
 use super::AppState;
+use super::error::BodyDeadlineElapsed;
 use super::limits::ProxiedClient;
 use super::proxy_header;
-
-/// The request body took longer than `limits.body_timeout_secs`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body was not received in time")]
-pub struct BodyDeadlineElapsed;
 
 /// A body that fails once its deadline has passed.
 struct DeadlineBody {
@@ -87,18 +83,6 @@ pub async fn body_deadline(
     let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(secs)));
     let req = req.map(|inner| Body::new(DeadlineBody { inner, deadline }));
     next.run(req).await
-}
-
-/// Whether `err` (a body read failure) is the body deadline.
-pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<BodyDeadlineElapsed>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits (at

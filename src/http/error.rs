@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::conn::is_body_deadline;
 use super::pages::layout::error_page;
 use crate::api::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::submission::Rejection;
@@ -190,6 +189,23 @@ fn rejection_code(r: &Rejection) -> ErrorCode {
         Rejection::InvalidCharacters(_) => ErrorCode::InvalidCharacters,
         Rejection::ExpectedFile(_) => ErrorCode::ExpectedFile,
     }
+}
+
+/// The request body took longer than `limits.body_timeout_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received in time")]
+pub struct BodyDeadlineElapsed;
+
+/// Whether `err` (a body read failure) is the body deadline.
+pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<BodyDeadlineElapsed>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 impl From<BytesRejection> for HttpError {

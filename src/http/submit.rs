@@ -15,16 +15,18 @@
 //! 3. The body is handled: JSON and urlencoded in memory, here; multipart
 //!    streamed into the sealer ([`multipart`]).
 //! 4. The outcome is answered once: JSON on the API, a page on an HTML form
-//!    ([`page`]). Every refusal is a typed [`Refusal`], every other failure
-//!    an [`HttpError`]; a body left unread is answered with
-//!    `Connection: close`.
+//!    ([`page`]). Every refusal is a typed `Refusal` (`http/refusal.rs`),
+//!    every other failure an [`HttpError`] ([`outcome`]); a body left
+//!    unread is answered with `Connection: close`.
 //!
 //! Nothing here logs or echoes a submitted value.
 
+pub mod front;
 pub mod gate;
 pub mod metered;
 pub mod multipart;
 pub mod origin;
+pub mod outcome;
 pub mod pace;
 pub mod page;
 pub mod parts;
@@ -32,133 +34,21 @@ pub mod parts;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::body_kind::{API_SUBMISSIONS_ROUTE, BodyKind};
+use super::AppState;
+use super::body_kind::BodyKind;
 use super::error::{HttpError, Surface, closing};
-use super::limits::{Budget, Client, ClientKey};
+use super::limits::{Budget, ClientKey};
 use super::pages::form::Echo;
-use super::refusal::{API_MEDIA_TYPES, PAGE_MEDIA_TYPES, Refusal};
-use super::{AppState, Segment};
 use crate::receipt::Receipt;
-use crate::submission::{Rejection, Submission, decode_json, decode_urlencoded};
+use crate::submission::{Submission, decode_json, decode_urlencoded};
+use front::Front;
+use outcome::Failure;
 use page::PageReply;
-
-/// Why a submission was not stored.
-#[derive(Debug)]
-pub enum Failure {
-    /// Fields broke the form's rules in ways a person can fix: an HTML form
-    /// comes back with them marked (422).
-    Invalid(Vec<Rejection>),
-    /// Turned away by a check or a limit.
-    Refused(Refusal),
-    /// Anything else, answered as it is.
-    Error(HttpError),
-}
-
-impl From<HttpError> for Failure {
-    fn from(e: HttpError) -> Failure {
-        Failure::Error(e)
-    }
-}
-
-impl From<Refusal> for Failure {
-    fn from(r: Refusal) -> Failure {
-        Failure::Refused(r)
-    }
-}
-
-impl From<Rejection> for Failure {
-    /// A malformed body is an error; a broken rule of the form is fixable.
-    fn from(r: Rejection) -> Failure {
-        if r.is_malformed() {
-            Failure::Error(r.into())
-        } else {
-            Failure::Invalid(vec![r])
-        }
-    }
-}
-
-impl From<BytesRejection> for Failure {
-    fn from(r: BytesRejection) -> Failure {
-        Failure::Error(r.into())
-    }
-}
-
-/// What the front door works out about a submission before its body is
-/// read: the one extractor of both submission routes.
-pub struct Front {
-    /// API or page: how every answer is written.
-    pub surface: Surface,
-    /// The form's index in the config, if the path names one.
-    pub form_index: Option<usize>,
-    /// What the body is.
-    pub kind: BodyKind,
-    /// Whether a browser said the post comes from another site (`false`
-    /// when `abuse.check_origin` is off).
-    pub cross_site: bool,
-    /// The client, as the rate limits know it.
-    pub client: Option<ClientKey>,
-}
-
-impl FromRequestParts<AppState> for Front {
-    type Rejection = Response;
-
-    /// Works out what the route, the headers and the path say: the route
-    /// decides the surface (never the path's text).
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Front, Response> {
-        let Segment(id) = Segment::from_request_parts(parts, state).await?;
-        let Client(client) = match Client::from_request_parts(parts, state).await {
-            Ok(client) => client,
-            Err(never) => match never {},
-        };
-        let surface = match parts.extensions.get::<MatchedPath>() {
-            Some(route) if route.as_str() == API_SUBMISSIONS_ROUTE => Surface::Api,
-            _ => Surface::Page,
-        };
-        let config = &state.intake().config;
-        let abuse = &config.abuse;
-        Ok(Front {
-            surface,
-            form_index: config.form_index(&id),
-            kind: BodyKind::of(&parts.headers),
-            cross_site: abuse.check_origin
-                && origin::is_cross_site(&parts.headers, abuse.public_origin()),
-            client,
-        })
-    }
-}
-
-impl Front {
-    /// The checks that cost nothing, in the order the routes make them:
-    /// the form, the media type, then the origin. JSON on the API is not
-    /// checked for its origin: a browser sends it cross-site only after a
-    /// CORS preflight, which this server never answers. A multipart post
-    /// needs no preflight, so it is checked on both routes: no web page can
-    /// make its visitors submit here.
-    pub fn check(&self) -> Result<(usize, BodyKind), Refusal> {
-        let form_index = self.form_index.ok_or(Refusal::UnknownForm)?;
-        let (takes, expected) = match self.surface {
-            Surface::Page => (
-                [BodyKind::Urlencoded, BodyKind::Multipart],
-                PAGE_MEDIA_TYPES,
-            ),
-            Surface::Api => ([BodyKind::Json, BodyKind::Multipart], API_MEDIA_TYPES),
-        };
-        if !takes.contains(&self.kind) {
-            return Err(Refusal::UnsupportedMediaType { expected });
-        }
-        let checked = self.surface == Surface::Page || self.kind == BodyKind::Multipart;
-        if checked && self.cross_site {
-            return Err(Refusal::CrossSite);
-        }
-        Ok((form_index, self.kind))
-    }
-}
 
 /// `POST /forms/{form}` and `POST /api/v1/forms/{form}/submissions`: the
 /// front door of both, made once by [`Front`].

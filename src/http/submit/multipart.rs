@@ -39,9 +39,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Failure;
 use super::gate;
 use super::metered::Metered;
+use super::outcome::Failure;
 use super::pace::{Pace, broken};
 use super::parts::{ZeroizingBuf, filename_of};
 use crate::api::error::ErrorCode;

@@ -12,7 +12,8 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{Failure, Front};
+use super::front::Front;
+use super::outcome::Failure;
 use crate::config::FormConfig;
 use crate::http::AppState;
 use crate::http::error::Surface;
