@@ -363,4 +363,49 @@ mod tests {
             .expect("the cause travels");
         assert_eq!(failure.cause, "disk on fire");
     }
+
+    /// What a test's subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failure_is_logged_once_by_the_middleware_and_never_answered() {
+        use tower::ServiceExt as _;
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async { HttpError::internal(&"disk on fire") }),
+            )
+            .layer(axum::middleware::from_fn(log_failures));
+        let res = app
+            .oneshot(Request::new(axum::body::Body::empty()))
+            .await
+            .expect("answered");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.extensions().get::<Failure>().is_none());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(!String::from_utf8_lossy(&body).contains("disk on fire"));
+        let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 }
