@@ -176,3 +176,72 @@ fn retry_after(mut res: Response, wait: Duration) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_refusal_answers_the_api_with_its_status_code_and_wait() {
+        let wait = Duration::from_millis(1200);
+        // (refusal, status, code, Retry-After)
+        let cases = [
+            (Refusal::UnknownForm, 404, "unknown_form", None),
+            (
+                Refusal::UnsupportedMediaType {
+                    expected: API_MEDIA_TYPES,
+                },
+                415,
+                "unsupported_media_type",
+                None,
+            ),
+            (Refusal::CrossSite, 403, "cross_site", None),
+            (Refusal::Honeypot, 400, "refused", None),
+            (Refusal::Token(TokenError::Busy), 503, "refused", None),
+            (
+                Refusal::RateLimited { wait },
+                429,
+                "rate_limited",
+                Some("2"),
+            ),
+            (
+                Refusal::TooManyFormsOpened { wait },
+                429,
+                "rate_limited",
+                Some("2"),
+            ),
+            (Refusal::Busy, 503, "busy", Some("5")),
+            (Refusal::TooManyAtOnce, 429, "too_many_at_once", Some("5")),
+            (Refusal::NoUploadSlot, 503, "unavailable", Some("5")),
+            (Refusal::TooManyUploads, 429, "too_many_uploads", Some("5")),
+        ];
+        for (refusal, status, code, retry) in cases {
+            let res = refusal.respond(Surface::Api);
+            assert_eq!(res.status().as_u16(), status, "{refusal:?}");
+            let header = |name| res.headers().get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(header(header::RETRY_AFTER), retry, "{refusal:?}");
+            // A refusal by a limit comes before the body is read.
+            let close = retry.map(|_| "close");
+            assert_eq!(header(header::CONNECTION), close, "{refusal:?}");
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            assert_eq!(body["error"]["code"], code, "{refusal:?}");
+        }
+    }
+
+    #[test]
+    fn only_abuse_checks_bring_the_form_back_and_only_a_person_s_own_words() {
+        assert_eq!(
+            Refusal::CrossSite.form_reason(),
+            Some(Msg::RefusedCrossSite)
+        );
+        assert!(!Refusal::CrossSite.keeps_what_was_written());
+        let replayed = Refusal::Token(TokenError::Replayed);
+        assert!(!replayed.keeps_what_was_written());
+        assert!(Refusal::Honeypot.keeps_what_was_written());
+        assert_eq!(Refusal::Busy.form_reason(), None);
+        assert_eq!(Refusal::UnknownForm.form_reason(), None);
+    }
+}
