@@ -9,6 +9,7 @@
 //! never a peer address, header, query string, body, value or receipt.
 
 mod api;
+mod body_kind;
 mod conn;
 mod early_limit;
 mod error;
@@ -17,10 +18,11 @@ pub mod limits;
 pub mod openapi;
 mod pages;
 pub mod proxy_header;
+mod refusal;
 mod security_headers;
 pub mod slots;
 pub mod staff;
-mod upload;
+mod submit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::Method;
 use axum::response::Response;
 use axum::routing::get;
 
 pub use error::HttpError;
 pub(crate) use error::join_failure;
 
+use crate::api::error::ErrorCode;
 use crate::config::StaffPlacement;
 use crate::intake::{Intake, IntakeError};
 use crate::receipt::Receipt;
@@ -102,15 +105,18 @@ impl AppState {
     }
 
     /// Seals a validated submission ([`Intake::submit`]) and waits until it
-    /// is durable; the failures answer 503 (workers stopped, storage full,
-    /// logged once) or 500 (logged once by [`HttpError::internal`]).
+    /// is durable; the failures answer 503 (workers stopped, storage full)
+    /// or 500, each logged once (see `http/error.rs`).
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
         match self.inner.intake.submit(form_index, submission).await {
             Ok(receipt) => Ok(receipt),
             Err(IntakeError::Unavailable) => Err(HttpError::unavailable()),
+            // The sealing job panicked, or the committer dropped the record
+            // in a panic: either logged that, so nothing is logged again.
+            Err(IntakeError::Unanswered(_)) => Err(HttpError::failed()),
             Err(e) if e.is_storage_full() => {
-                tracing::error!(error = %e, "cannot store a submission: storage is full");
-                Err(HttpError::unavailable())
+                Err(HttpError::unavailable()
+                    .logging("cannot store a submission: storage is full", &e))
             }
             Err(e) => Err(HttpError::internal(&e)),
         }
@@ -121,16 +127,19 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/", get(pages::index))
-        .route("/forms/{form}", get(pages::form).post(upload::page_submit))
-        .route("/keys", get(pages::keys))
-        .route("/keys/{file}", get(pages::key_file))
+        .route(
+            body_kind::FORM_ROUTE,
+            get(pages::form::form).post(submit::submit),
+        )
+        .route("/keys", get(pages::keys::keys))
+        .route("/keys/{file}", get(pages::keys::key_file))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(healthz))
         .route("/api/v1/forms", get(api::forms))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route(
-            "/api/v1/forms/{form}/submissions",
-            axum::routing::post(upload::api_submit),
+            body_kind::API_SUBMISSIONS_ROUTE,
+            axum::routing::post(submit::submit),
         )
         .merge(staff_routes_here(&state))
         .fallback(not_found)
@@ -163,6 +172,9 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
             state.clone(),
             conn::body_deadline,
         ));
+    // Inside the access log: a failure's cause is logged (and taken out of
+    // the response) once, whether or not requests are logged.
+    let app = app.layer(axum::middleware::from_fn(error::log_failures));
     let app = if config.abuse.access_log {
         app.layer(axum::middleware::from_fn(access_log))
     } else {
@@ -243,20 +255,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
     ) -> Result<Segment, Response> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(s)) => Ok(Segment(s)),
-            Err(_) => Err(closing_if_body(
+            Err(_) => Err(error::unrouted(
+                parts.uri.path(),
                 &parts.headers,
-                error::for_path(parts.uri.path(), nothing_here()),
+                error::nothing_here(),
             )),
         }
     }
-}
-
-fn nothing_here() -> HttpError {
-    HttpError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "there is nothing at this address",
-    )
 }
 
 async fn healthz() -> &'static str {
@@ -264,46 +269,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn not_found(req: Request) -> Response {
-    closing_if_body(
-        req.headers(),
-        error::for_path(req.uri().path(), nothing_here()),
-    )
+    error::unrouted(req.uri().path(), req.headers(), error::nothing_here())
 }
 
 async fn method_not_allowed(req: Request) -> Response {
     let e = HttpError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
         "this address does not accept that method",
     );
-    closing_if_body(req.headers(), error::for_path(req.uri().path(), e))
-}
-
-/// `res`, with `Connection: close` if the request it answers announced a
-/// body (which was not read): a post to no form at all is refused like one
-/// to an unknown form.
-fn closing_if_body(headers: &HeaderMap, res: Response) -> Response {
-    let announced = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|n| n.as_bytes() != b"0");
-    if announced { closing(res) } else { res }
-}
-
-/// `res` with `Connection: close`: for an answer given before the request
-/// body was read, hyper then closes the connection instead of reading the
-/// body to its end (which would take a client's time and our memory for a
-/// post refused anyway).
-pub(crate) fn closing(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    res
-}
-
-/// The media type of a request body, lowercased, without parameters.
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(ct.split(';').next()?.trim().to_ascii_lowercase())
+    error::unrouted(req.uri().path(), req.headers(), e)
 }
 
 /// Runs the app on `listener` (and the staff API on `staff_listener`, when

@@ -21,7 +21,7 @@
 //! temporary folder and renamed into place when complete, so an interrupted
 //! run leaves no folder that looks finished.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ fn load_keys(opts: &Options<'_>) -> anyhow::Result<SecretKeys> {
             "give at least one --key (a secret key exported with `gpg --export-secret-keys --armor`)"
         );
     }
-    let mut keys = SecretKeys::load(&key_paths, |fpr| match &passphrase {
+    let keys = SecretKeys::load(&key_paths, |fpr| match &passphrase {
         Some(p) => Some(p.clone()),
         None => rpassword::prompt_password(format!("Passphrase for key {fpr}: "))
             .ok()

@@ -1,18 +1,11 @@
-//! The JSON API: form schemas and submissions.
-//!
-//! Errors are `{"error": {"code", "message", "field"?}}` with the statuses
-//! that the OpenAPI document lists ([`super::openapi`]); a 201 answers `{"receipt": "<id>"}` once the record is durable.
+//! The JSON API's form schemas (`GET /api/v1/forms`). Submissions come in
+//! through `http/submit.rs`, the one front door of both submission routes.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
-use crate::submission::{Submission, decode_json};
 
 /// `GET /api/v1/forms`: every form's schema and recipients.
 pub async fn forms(State(state): State<AppState>) -> Json<Value> {
@@ -49,23 +42,4 @@ pub async fn forms(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "forms": forms }))
-}
-
-/// `POST /api/v1/forms/{form}/submissions` with `{"fields": {...}}`, once
-/// `upload::api_submit` has checked the form and the content type and
-/// charged the API's rate budgets (multipart bodies it takes itself).
-pub async fn submit(
-    state: &AppState,
-    form_index: usize,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let config = &state.intake().config;
-    let body = body?;
-    let submission = Submission::validate(&config.forms[form_index], decode_json(&body)?)?;
-    drop(body);
-    let receipt = state.seal(form_index, submission).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "receipt": receipt.to_string() })),
-    ))
 }

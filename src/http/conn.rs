@@ -30,13 +30,9 @@ use tokio::time::Sleep;
 use tower::ServiceExt as _;
 
 use super::AppState;
+use super::error::BodyDeadlineElapsed;
 use super::limits::ProxiedClient;
 use super::proxy_header;
-
-/// The request body took longer than `limits.body_timeout_secs`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body was not received in time")]
-pub struct BodyDeadlineElapsed;
 
 /// A body that fails once its deadline has passed.
 struct DeadlineBody {
@@ -78,26 +74,15 @@ pub async fn body_deadline(
     next: Next,
 ) -> Response {
     // Uploads have their own deadlines (a long total one and a stall
-    // limit, see `upload.rs`); a 1 GiB file cannot arrive in seconds.
-    if super::upload::is_upload(&req) {
+    // limit, see `http/submit/multipart.rs`); a 1 GiB file cannot arrive in
+    // seconds.
+    if super::body_kind::is_upload(&req) {
         return next.run(req).await;
     }
     let secs = state.intake().config.limits.body_timeout_secs;
     let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(secs)));
     let req = req.map(|inner| Body::new(DeadlineBody { inner, deadline }));
     next.run(req).await
-}
-
-/// Whether `err` (a body read failure) is the body deadline.
-pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<BodyDeadlineElapsed>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits (at
@@ -132,7 +117,7 @@ pub async fn accept_loop(
                 Err(_) => break,
             },
         };
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -146,38 +131,13 @@ pub async fn accept_loop(
         };
         let accepted = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
-        let (app, mut builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if !proxy_protocol {
-                serve_connection(builder, watcher, app, stream, peer, None).await;
+            if proxy_protocol {
+                let timeout = (header_timeout, accepted);
+                serve_proxied(builder, watcher, app, stream, peer, timeout).await;
             } else {
-                match proxy_header::read(&mut stream, header_timeout).await {
-                    Ok(header) => {
-                        // The header and the request head share one
-                        // header_timeout_secs, or a client could hold the
-                        // slot for each in turn. (A front end sends the
-                        // header at once, so this costs its connections'
-                        // keep-alive next to nothing.)
-                        builder
-                            .header_read_timeout(header_timeout.saturating_sub(accepted.elapsed()));
-                        // What was read past the header is the start of the
-                        // first request: hyper reads it first.
-                        let (read, write) = stream.into_split();
-                        let io =
-                            tokio::io::join(std::io::Cursor::new(header.rest).chain(read), write);
-                        // A header that names no client (v2 LOCAL or a
-                        // non-IP family, v1 UNKNOWN) is the front end's own
-                        // connection: keyed as the front end, so that it is
-                        // one client, and X-Forwarded-For is never read.
-                        let client = ProxiedClient(header.client.unwrap_or(peer.ip()));
-                        serve_connection(builder, watcher, app, io, peer, Some(client)).await;
-                    }
-                    // The reason only: the header's bytes and addresses
-                    // stay out of the log.
-                    Err(e) => {
-                        tracing::warn!("closed a connection: {e} ([limits] proxy_protocol is on)")
-                    }
-                }
+                serve_connection(builder, watcher, app, stream, peer, None).await;
             }
             drop(slot);
         });
@@ -188,6 +148,45 @@ pub async fn accept_loop(
         .is_err()
     {
         tracing::warn!("some connections were still open after the grace period");
+    }
+}
+
+/// Reads a connection's PROXY header, then serves it for the client the
+/// header names; a connection without one is closed. `timeout`: the
+/// header timeout, and when the connection was accepted.
+async fn serve_proxied(
+    mut builder: hyper::server::conn::http1::Builder,
+    watcher: Watcher,
+    app: axum::Router,
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    timeout: (Duration, tokio::time::Instant),
+) {
+    let (header_timeout, accepted) = timeout;
+    match proxy_header::read(&mut stream, header_timeout).await {
+        Ok(header) => {
+            // The header and the request head share one
+            // header_timeout_secs, or a client could hold the
+            // slot for each in turn. (A front end sends the
+            // header at once, so this costs its connections'
+            // keep-alive next to nothing.)
+            builder.header_read_timeout(header_timeout.saturating_sub(accepted.elapsed()));
+            // What was read past the header is the start of the
+            // first request: hyper reads it first.
+            let (read, write) = stream.into_split();
+            let io = tokio::io::join(std::io::Cursor::new(header.rest).chain(read), write);
+            // A header that names no client (v2 LOCAL or a
+            // non-IP family, v1 UNKNOWN) is the front end's own
+            // connection: keyed as the front end, so that it is
+            // one client, and X-Forwarded-For is never read.
+            let client = ProxiedClient(header.client.unwrap_or(peer.ip()));
+            serve_connection(builder, watcher, app, io, peer, Some(client)).await;
+        }
+        // The reason only: the header's bytes and addresses
+        // stay out of the log.
+        Err(e) => {
+            tracing::warn!("closed a connection: {e} ([limits] proxy_protocol is on)")
+        }
     }
 }
 

@@ -8,15 +8,18 @@
 //! body is read after it. Bodies without a length (chunked) are still
 //! counted by the extractors. Uploads (multipart posts to the two upload
 //! routes) have their own, per-form caps, checked the same way before
-//! reading (`upload.rs`), so they pass; a multipart body anywhere else does
-//! not.
+//! reading (`http/submit/multipart.rs`), so they pass; a multipart body
+//! anywhere else does not.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
 
-use super::error::HttpError;
+use super::body_kind::is_upload;
+use super::error::{HttpError, Surface, closing};
+use crate::api::error::ErrorCode;
 
 /// Middleware: 413 when `Content-Length` exceeds `limit` (JSON on the API,
 /// a page elsewhere); otherwise passes the request on.
@@ -30,14 +33,15 @@ pub async fn refuse_announced_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    if !super::upload::is_upload(&req) && announced.is_some_and(|n| n > limit as u64) {
+    if !is_upload(&req) && announced.is_some_and(|n| n > limit as u64) {
         let e = HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than this server accepts",
         );
         // Connection: close, so the body is not read after the answer.
-        return super::closing(super::error::for_path(req.uri().path(), e));
+        let surface = Surface::of_unrouted(req.uri().path());
+        return closing(e.on(surface).into_response());
     }
     next.run(req).await
 }

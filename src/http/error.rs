@@ -1,20 +1,47 @@
-//! The one HTTP error type, rendered as JSON on the API and as a plain page
-//! elsewhere.
+//! The one HTTP error type, [`HttpError`]: a status, a stable
+//! [`ErrorCode`], a safe message, maybe a field. It answers as JSON on an
+//! API route and as a plain page elsewhere ([`Surface`], set by the route
+//! that answers, never guessed from the path once a route is matched).
 //!
 //! Messages are fixed text or name a schema field; they never echo a
-//! submitted value. A 5xx body is fixed text and its cause is logged once,
-//! here, where it is turned into a response.
+//! submitted value. A 5xx body is fixed text. Its cause travels in the
+//! response's extensions ([`Failure`]) and [`log_failures`], a middleware,
+//! logs it once; nothing logs where an error is made.
 
 use std::borrow::Cow;
 use std::fmt::Display;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::api::{ErrorBody, ErrorDetail};
+use super::pages::layout::error_page;
+use crate::api::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::submission::Rejection;
+
+/// Which kind of route answers, and so how an error is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Under `/api/`: `{"error": {"code", "message", "field"?}}`.
+    Api,
+    /// Anything else: an HTML page.
+    Page,
+}
+
+impl Surface {
+    /// The surface of a request no route took (fallbacks, the early size
+    /// check): its path decides, as the routes are laid out.
+    pub fn of_unrouted(path: &str) -> Surface {
+        if path.starts_with("/api/") {
+            Surface::Api
+        } else {
+            Surface::Page
+        }
+    }
+}
 
 /// A failed request: status, stable code, safe message, maybe a field.
 #[derive(Debug)]
@@ -22,21 +49,34 @@ pub struct HttpError {
     /// The status to answer with.
     pub status: StatusCode,
     /// A stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// A message safe to show (no submitted value in it).
     pub message: Cow<'static, str>,
     /// The schema field concerned, if any.
     pub field: Option<String>,
+    surface: Surface,
+    failure: Option<Failure>,
+}
+
+/// Why a request failed on our side, for the log alone: a response
+/// extension that [`log_failures`] takes out and logs once. It holds no
+/// submitted value, address or header.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    what: &'static str,
+    cause: String,
 }
 
 impl HttpError {
     /// An error with a fixed message.
-    pub fn new(status: StatusCode, code: &'static str, message: &'static str) -> HttpError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: &'static str) -> HttpError {
         HttpError {
             status,
             code,
             message: Cow::Borrowed(message),
             field: None,
+            surface: Surface::Page,
+            failure: None,
         }
     }
 
@@ -44,39 +84,74 @@ impl HttpError {
     pub fn unknown_form() -> HttpError {
         HttpError::new(
             StatusCode::NOT_FOUND,
-            "unknown_form",
+            ErrorCode::UnknownForm,
             "there is no such form",
         )
     }
 
     /// 415 with the expected media type(s).
     pub fn unsupported_media_type(expected: &'static str) -> HttpError {
-        HttpError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
-            message: Cow::Owned(format!("the request body must be {expected}")),
-            field: None,
-        }
+        HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "",
+        )
+        .saying(format!("the request body must be {expected}"))
     }
 
     /// 503: the server cannot take submissions right now.
     pub fn unavailable() -> HttpError {
         HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "the server cannot accept submissions right now; nothing was stored, please try again later",
         )
     }
 
-    /// 500 for a fault of ours; logs `cause` (which must hold no submitted
-    /// data) and answers fixed text.
-    pub fn internal(cause: &dyn Display) -> HttpError {
-        tracing::error!(error = %cause, "request failed");
+    /// 500 for a fault of ours whose cause was already logged where it
+    /// happened (a sealing job that panicked: the sealer logs that).
+    pub fn failed() -> HttpError {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the server could not confirm that the submission was stored; please try again later",
         )
+    }
+
+    /// 500 for a fault of ours, answered with fixed text; `cause` (which
+    /// must hold no submitted data) is logged once, when answered.
+    pub fn internal(cause: &dyn Display) -> HttpError {
+        HttpError::failed().logging("request failed", cause)
+    }
+
+    /// This error, with `cause` to be logged as `what` once it is answered.
+    pub fn logging(mut self, what: &'static str, cause: &dyn Display) -> HttpError {
+        self.failure = Some(Failure {
+            what,
+            cause: cause.to_string(),
+        });
+        self
+    }
+
+    /// This error with another message (safe to show: no submitted value).
+    pub fn saying(mut self, message: String) -> HttpError {
+        self.message = Cow::Owned(message);
+        self
+    }
+
+    /// This error, answered as `surface` asks.
+    pub fn on(mut self, surface: Surface) -> HttpError {
+        self.surface = surface;
+        self
+    }
+
+    /// Moves the cause to log (if any) into `res`, for a response that was
+    /// rendered from this error some other way (a page in the reader's
+    /// language).
+    pub fn hand_failure_to(&mut self, res: &mut Response) {
+        if let Some(failure) = self.failure.take() {
+            res.extensions_mut().insert(failure);
+        }
     }
 }
 
@@ -89,78 +164,105 @@ impl From<Rejection> for HttpError {
         };
         HttpError {
             status,
-            code: r.code(),
+            code: rejection_code(&r),
             message: Cow::Owned(r.to_string()),
             field: r.field().map(str::to_owned),
+            surface: Surface::Page,
+            failure: None,
         }
     }
 }
 
+/// The API's code for a rejection (the same text as [`Rejection::code`]).
+fn rejection_code(r: &Rejection) -> ErrorCode {
+    match r {
+        Rejection::Malformed(_) => ErrorCode::Malformed,
+        Rejection::InvalidUtf8 => ErrorCode::InvalidUtf8,
+        Rejection::TooManyFields => ErrorCode::TooManyFields,
+        Rejection::UnknownField => ErrorCode::UnknownField,
+        Rejection::DuplicateField(_) => ErrorCode::DuplicateField,
+        Rejection::Missing(_) => ErrorCode::MissingField,
+        Rejection::TooLong(..) => ErrorCode::TooLong,
+        Rejection::WrongType(_) => ErrorCode::WrongType,
+        Rejection::InvalidOption(_) => ErrorCode::InvalidOption,
+        Rejection::InvalidEmail(_) => ErrorCode::InvalidEmail,
+        Rejection::InvalidCharacters(_) => ErrorCode::InvalidCharacters,
+        Rejection::ExpectedFile(_) => ErrorCode::ExpectedFile,
+    }
+}
+
+/// The request body took longer than `limits.body_timeout_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received in time")]
+pub struct BodyDeadlineElapsed;
+
+/// Whether `err` (a body read failure) is the body deadline.
+pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<BodyDeadlineElapsed>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 impl From<BytesRejection> for HttpError {
     fn from(r: BytesRejection) -> HttpError {
-        if super::conn::is_body_deadline(&r) {
+        if is_body_deadline(&r) {
             HttpError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 "the request body was not received in time; nothing was stored",
             )
         } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the request body is larger than this server accepts",
             )
         } else {
             HttpError::new(
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                ErrorCode::Malformed,
                 "the request body could not be read",
             )
         }
     }
 }
 
-/// An [`HttpError`] answered as `{"error": {"code", "message", "field"?}}`.
-#[derive(Debug)]
-pub struct ApiError(pub HttpError);
-
-impl<E: Into<HttpError>> From<E> for ApiError {
-    fn from(e: E) -> ApiError {
-        ApiError(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: Cow::Borrowed(e.code),
-                message: e.message,
-                field: e.field,
-            },
+impl IntoResponse for HttpError {
+    fn into_response(mut self) -> Response {
+        let mut res = match self.surface {
+            Surface::Api => {
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: self.code,
+                        message: std::mem::take(&mut self.message),
+                        field: self.field.take(),
+                    },
+                };
+                (self.status, Json(body)).into_response()
+            }
+            Surface::Page => {
+                let title = self.status.canonical_reason().unwrap_or("Error");
+                (self.status, Html(error_page(title, &self.message))).into_response()
+            }
         };
-        (e.status, Json(body)).into_response()
+        self.hand_failure_to(&mut res);
+        res
     }
 }
 
-/// An [`HttpError`] answered as a plain HTML page.
-#[derive(Debug)]
-pub struct PageError(pub HttpError);
-
-impl<E: Into<HttpError>> From<E> for PageError {
-    fn from(e: E) -> PageError {
-        PageError(e.into())
+/// Middleware: logs the cause of a failed request once, from the
+/// [`Failure`] its response carries, and keeps it out of the response.
+pub async fn log_failures(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    if let Some(Failure { what, cause }) = res.extensions_mut().remove::<Failure>() {
+        tracing::error!(error = %cause, "{what}");
     }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let title = e.status.canonical_reason().unwrap_or("Error");
-        let page = super::pages::error_page(title, &e.message);
-        (e.status, Html(page)).into_response()
-    }
+    res
 }
 
 /// What to log of a blocking task that did not finish: whether it panicked
@@ -176,19 +278,46 @@ pub(crate) fn join_failure(e: &tokio::task::JoinError) -> &'static str {
     }
 }
 
-/// `e` as JSON on an `/api/` path and as a page elsewhere, for answers given
-/// before any route's own error type applies (fallbacks, early limits).
-pub fn for_path(path: &str, e: HttpError) -> Response {
-    if path.starts_with("/api/") {
-        ApiError(e).into_response()
-    } else {
-        PageError(e).into_response()
-    }
+/// `e` as a request no route took is answered: JSON under `/api/`, a page
+/// elsewhere, with `Connection: close` if the request announced a body
+/// (which is never read).
+pub fn unrouted(path: &str, headers: &HeaderMap, e: HttpError) -> Response {
+    closing_if_body(headers, e.on(Surface::of_unrouted(path)).into_response())
+}
+
+/// 404 for an address that names nothing.
+pub fn nothing_here() -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "there is nothing at this address",
+    )
+}
+
+/// `res`, with `Connection: close` if the request it answers announced a
+/// body (which was not read): a post to no form at all is refused like one
+/// to an unknown form.
+pub fn closing_if_body(headers: &HeaderMap, res: Response) -> Response {
+    let announced = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0");
+    if announced { closing(res) } else { res }
+}
+
+/// `res` with `Connection: close`: for an answer given before the request
+/// body was read, hyper then closes the connection instead of reading the
+/// body to its end (which would take a client's time and our memory for a
+/// post refused anyway).
+pub fn closing(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 #[cfg(test)]
 mod tests {
-    use super::join_failure;
+    use super::*;
 
     #[tokio::test]
     async fn a_panicked_task_is_described_without_its_message() {
@@ -198,5 +327,85 @@ mod tests {
         // What tokio would have put in the log line.
         assert!(join.to_string().contains("field value 4711"));
         assert_eq!(join_failure(&join), "a blocking task panicked");
+    }
+
+    #[test]
+    fn every_rejection_has_the_code_it_names_itself() {
+        let rejections = [
+            Rejection::Malformed("x"),
+            Rejection::InvalidUtf8,
+            Rejection::TooManyFields,
+            Rejection::UnknownField,
+            Rejection::DuplicateField("f".into()),
+            Rejection::Missing("f".into()),
+            Rejection::TooLong("f".into(), 3),
+            Rejection::WrongType("f".into()),
+            Rejection::InvalidOption("f".into()),
+            Rejection::InvalidEmail("f".into()),
+            Rejection::InvalidCharacters("f".into()),
+            Rejection::ExpectedFile("f".into()),
+        ];
+        for r in rejections {
+            let code = serde_json::to_value(rejection_code(&r)).expect("serializes");
+            assert_eq!(code, serde_json::Value::from(r.code()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_out_of_the_body_and_in_an_extension() {
+        let res = HttpError::internal(&"disk on fire")
+            .on(Surface::Api)
+            .into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let failure = res
+            .extensions()
+            .get::<Failure>()
+            .expect("the cause travels");
+        assert_eq!(failure.cause, "disk on fire");
+    }
+
+    /// What a test's subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failure_is_logged_once_by_the_middleware_and_never_answered() {
+        use tower::ServiceExt as _;
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async { HttpError::internal(&"disk on fire") }),
+            )
+            .layer(axum::middleware::from_fn(log_failures));
+        let res = app
+            .oneshot(Request::new(axum::body::Body::empty()))
+            .await
+            .expect("answered");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.extensions().get::<Failure>().is_none());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(!String::from_utf8_lossy(&body).contains("disk on fire"));
+        let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 }
