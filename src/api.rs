@@ -3,5 +3,7 @@
 //! (`http/openapi.rs`) describes them. Types only; no handler lives here.
 
 pub mod error;
+pub mod forms;
+pub mod staff;
 
 pub use error::{ErrorBody, ErrorDetail};

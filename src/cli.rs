@@ -1,12 +1,17 @@
 //! Command-line interface: clap definitions and dispatch to one module per
 //! command.
 
+mod ack;
 mod check;
 mod decrypt;
 mod demo;
 pub mod keygen;
+mod local_store;
+mod pull;
 mod purge;
+mod readers;
 mod serve;
+mod staff_client;
 mod token;
 mod transfer;
 
@@ -203,7 +208,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             mlock,
             backup,
             stall_secs,
-        } => transfer::pull(&transfer::PullOptions {
+        } => pull::pull(&pull::PullOptions {
             url: &url,
             token_file: &token_file,
             out: &out,
@@ -215,7 +220,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             stall: Duration::from_secs(stall_secs),
             mlock,
         }),
-        Command::Export { out, all, backup } => transfer::export(&cli.config, &out, all, backup),
+        Command::Export { out, all, backup } => pull::export(&cli.config, &out, all, backup),
         Command::Ack {
             url,
             token_file,
@@ -225,7 +230,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             mlock,
         } => {
             let remote = url.as_deref().zip(token_file.as_deref());
-            transfer::ack(
+            ack::run(
                 &bundle,
                 remote,
                 &cli.config,

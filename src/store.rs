@@ -83,7 +83,7 @@ use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
 pub use retention::Purged;
 
 /// Where a record is in the staff routine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordState {
     /// Stored, not yet fetched by staff.

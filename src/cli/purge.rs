@@ -7,22 +7,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
-
 use crate::config::Config;
-use crate::store::Store;
 
 /// Runs `purge` with the config at `config_path`.
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let (store, _) = Store::open(
-        &config.server.data_dir,
-        config.server.index_cache_bytes,
-        crate::intake::reindex_recipients(&config),
-    )
-    .context(
-        "while opening the store (is `sealform serve` running? It applies retention daily \
-         itself; stop it to purge by hand)",
+    let store = super::local_store::open(
+        &config,
+        "It applies retention daily itself; stop it to purge by hand",
     )?;
     let r = &config.retention;
     if r.acked_days.is_none() && r.unacked_days.is_none() {

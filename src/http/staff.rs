@@ -3,10 +3,10 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/staff/submissions?state=new\|exported\|all` | `{"submissions": [{receipt, size, day, state, form, recipients}]}` |
+//! | `GET /api/v1/staff/submissions?state=new\|exported\|all` | [`StaffList`]: `{"submissions": [{receipt, size, day, state, form, recipients}]}` |
 //! | `GET /api/v1/staff/submissions/{receipt}` | the record, `application/pgp-encrypted`, with its SHA-256 in `x-sealform-sha256` |
-//! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle |
-//! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file |
+//! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle; answers its [`StaffRecord`] |
+//! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file; answers its [`StaffRecord`] |
 //!
 //! Every request carries `Authorization: Bearer <token>`; the token's hash
 //! is compared in constant time with the configured ones. A wrong or missing
@@ -44,11 +44,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Segment;
-use super::error::join_failure;
+use super::error::{HttpError, Surface, join_failure};
+use crate::api::error::ErrorCode;
+use crate::api::staff::{ListState, StaffList, StaffRecord};
 use crate::intake::Intake;
 use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
@@ -168,23 +169,23 @@ pub enum StaffError {
 impl IntoResponse for StaffError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            StaffError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            StaffError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            StaffError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            StaffError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             StaffError::Forbidden(_) | StaffError::OutOfScope => {
-                (StatusCode::FORBIDDEN, "forbidden")
+                (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             }
-            StaffError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            StaffError::BadState => (StatusCode::BAD_REQUEST, "malformed"),
-            StaffError::Internal(cause) => {
-                tracing::error!(error = %cause, "staff request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            StaffError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            StaffError::BadState => (StatusCode::BAD_REQUEST, ErrorCode::Malformed),
+            StaffError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
-        let mut res = (
-            status,
-            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
-        )
-            .into_response();
+        let mut error = HttpError::new(status, code, "")
+            .saying(self.to_string())
+            .on(Surface::Api);
+        if let StaffError::Internal(cause) = &self {
+            // Logged once, by `log_failures`, when answered.
+            error = error.logging("staff request failed", cause);
+        }
+        let mut res = error.into_response();
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -212,17 +213,6 @@ fn parse_receipt(s: &str) -> Result<Receipt, StaffError> {
     Receipt::parse(s).ok_or(StaffError::NotFound)
 }
 
-fn entry_json(receipt: &Receipt, e: &IndexEntry) -> serde_json::Value {
-    json!({
-        "receipt": receipt.to_string(),
-        "size": e.size,
-        "day": e.day,
-        "state": e.state,
-        "form": e.form,
-        "recipients": e.recipients,
-    })
-}
-
 /// Whether `scope` reaches the record `entry` (`None`: no such record). A
 /// token limited to some forms gets 403 for every receipt that is not a
 /// record of its forms, whether it is another form's or nobody's, so the
@@ -237,36 +227,34 @@ fn reaches(scope: &Scope, entry: Option<&IndexEntry>) -> Result<(), StaffError> 
     }
 }
 
-/// The `?state=` of the listing.
+/// The query of the listing.
 #[derive(Deserialize)]
 struct ListQuery {
-    state: Option<String>,
+    state: Option<ListState>,
 }
 
 async fn list(
     State(st): State<StaffState>,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, StaffError> {
+) -> Result<Json<StaffList>, StaffError> {
     let scope = st.authorize(&headers, Action::List)?;
     let query = query.map_err(|_| StaffError::BadState)?;
-    let wanted = match query.state.as_deref() {
-        None | Some("new") => Some(RecordState::New),
-        Some("exported") => Some(RecordState::Exported),
-        Some("all") => None,
-        Some(_) => return Err(StaffError::BadState),
-    };
+    let wanted = query.state.unwrap_or(ListState::New).keeps();
     let intake = Arc::clone(&st.intake);
     let entries = blocking(move || intake.store.list().map_err(internal)).await?;
     let mut items: Vec<_> = entries
-        .iter()
+        .into_iter()
         .filter(|(_, e)| wanted.is_none_or(|w| e.state == w))
         .filter(|(_, e)| scope.covers(e.form.as_deref()))
         .collect();
     // Receipts are random, so this order says nothing about arrival.
     items.sort_by_key(|(r, _)| *r);
-    let list: Vec<_> = items.iter().map(|(r, e)| entry_json(r, e)).collect();
-    Ok(Json(json!({ "submissions": list })))
+    let submissions = items
+        .into_iter()
+        .map(|(r, e)| StaffRecord::of(&r, e))
+        .collect();
+    Ok(Json(StaffList { submissions }))
 }
 
 async fn download(
@@ -352,7 +340,7 @@ async fn mark_exported(
     State(st): State<StaffState>,
     headers: HeaderMap,
     Segment(receipt): Segment,
-) -> Result<Json<serde_json::Value>, StaffError> {
+) -> Result<Json<StaffRecord>, StaffError> {
     // Marking exported is part of downloading (what `pull` does next).
     change_state(st, &headers, &receipt, Action::Download, |store, r| {
         store.mark_exported(r)
@@ -364,7 +352,7 @@ async fn ack(
     State(st): State<StaffState>,
     headers: HeaderMap,
     Segment(receipt): Segment,
-) -> Result<Json<serde_json::Value>, StaffError> {
+) -> Result<Json<StaffRecord>, StaffError> {
     change_state(st, &headers, &receipt, Action::Ack, |store, r| {
         store.ack(r, SystemTime::now())
     })
@@ -380,7 +368,7 @@ async fn change_state<F>(
     receipt: &str,
     action: Action,
     change: F,
-) -> Result<Json<serde_json::Value>, StaffError>
+) -> Result<Json<StaffRecord>, StaffError>
 where
     F: FnOnce(
             &crate::store::Store,
@@ -404,5 +392,5 @@ where
             .ok_or(StaffError::NotFound)
     })
     .await?;
-    Ok(Json(entry_json(&receipt, &entry)))
+    Ok(Json(StaffRecord::of(&receipt, entry)))
 }

@@ -31,13 +31,13 @@ pub mod pace;
 pub mod page;
 pub mod parts;
 
+use crate::api::forms::Submitted;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
 use super::body_kind::BodyKind;
@@ -130,11 +130,7 @@ async fn api_submit(state: &AppState, front: &Front, req: Request) -> Response {
 fn api_answer(outcome: Result<Receipt, Failure>) -> Response {
     let e = match outcome {
         Ok(receipt) => {
-            return (
-                StatusCode::CREATED,
-                Json(json!({ "receipt": receipt.to_string() })),
-            )
-                .into_response();
+            return (StatusCode::CREATED, Json(Submitted::new(&receipt))).into_response();
         }
         Err(Failure::Refused(refusal)) => return refusal.respond(Surface::Api),
         Err(Failure::Error(e)) => e,

@@ -1,0 +1,111 @@
+//! The public API's bodies: the forms list (`GET /api/v1/forms`) and the
+//! answer to an accepted submission (`201 {"receipt"}`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::config::{FieldConfig, FormConfig};
+use crate::receipt::Receipt;
+
+/// `{"forms": [...]}`: every form's schema and recipients.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FormList {
+    /// The forms, in the configuration's order.
+    pub forms: Vec<FormInfo>,
+}
+
+/// One form as the API describes it: what a client needs to fill it in
+/// and to check whom its submissions are sealed to.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FormInfo {
+    /// The form's id, as in its submission route.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// The paragraph shown above it (may be empty).
+    pub description: String,
+    /// Primary fingerprints of the certificates its submissions are
+    /// sealed to.
+    pub recipients: Vec<String>,
+    /// Its fields, in display order.
+    pub fields: Vec<FieldInfo>,
+    /// Largest single attached file, in bytes.
+    pub max_file_bytes: u64,
+    /// Most files one submission may attach.
+    pub max_files: usize,
+    /// Largest sum of all attached files of one submission, in bytes.
+    pub max_total_bytes: u64,
+}
+
+impl FormInfo {
+    /// `form`'s description, with the fingerprints of the certificates
+    /// its submissions are sealed to.
+    pub fn of(form: &FormConfig, recipients: Vec<String>) -> FormInfo {
+        FormInfo {
+            id: form.id.clone(),
+            title: form.title.clone(),
+            description: form.description.clone(),
+            recipients,
+            fields: form.fields.iter().map(FieldInfo::of).collect(),
+            max_file_bytes: form.max_file_bytes,
+            max_files: form.max_files,
+            max_total_bytes: form.max_total_bytes,
+        }
+    }
+}
+
+/// One field of a form.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FieldInfo {
+    /// Its name: the key of its value in a submission.
+    pub name: String,
+    /// Its label.
+    pub label: String,
+    /// `text`, `textarea`, `email`, `select`, `checkbox` or `file`.
+    pub kind: String,
+    /// A hint shown under it, if any.
+    pub hint: Option<String>,
+    /// Whether a submission must fill it.
+    pub required: bool,
+    /// The longest value it takes, in characters.
+    pub max_len: usize,
+    /// The values a `select` takes (empty for other kinds).
+    pub options: Vec<String>,
+    /// Whether a `file` field takes several files.
+    pub multiple: bool,
+}
+
+impl FieldInfo {
+    /// `field` as the API describes it.
+    pub fn of(field: &FieldConfig) -> FieldInfo {
+        FieldInfo {
+            name: field.name.clone(),
+            label: field.label.clone(),
+            kind: field.kind.as_str().to_owned(),
+            hint: field.hint.clone(),
+            required: field.required,
+            max_len: field.max_len(),
+            options: field.options.clone(),
+            multiple: field.multiple,
+        }
+    }
+}
+
+/// `{"receipt": "..."}`: a submission sealed and stored durably. The
+/// receipt is the only copy the client gets.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Receipt)]
+pub struct Submitted {
+    /// The record's receipt.
+    #[schema(pattern = "^[a-z2-7]{26}$")]
+    pub receipt: String,
+}
+
+impl Submitted {
+    /// The answer for the record `receipt`.
+    pub fn new(receipt: &Receipt) -> Submitted {
+        Submitted {
+            receipt: receipt.to_string(),
+        }
+    }
+}
