@@ -20,6 +20,7 @@ pub mod proxy_header;
 mod security_headers;
 pub mod slots;
 pub mod staff;
+mod staff_status;
 mod upload;
 
 use std::future::Future;

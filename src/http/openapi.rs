@@ -167,6 +167,17 @@ fn describe_staff(
                                           form the token's scope leaves out)" } })),
         }}),
     );
+    paths.insert(
+        "/api/v1/staff/status".into(),
+        json!({ "get": {
+            "summary": "The daily digest per reader: last delivery, problem (never an address)",
+            "operationId": "staffStatus",
+            "security": auth,
+            "responses": with(json!({ "200": { "description": "The digest's state", "content": {
+                "application/json": { "schema": { "type": "object", "required": ["notify"],
+                    "properties": { "notify": { "type": ["object", "null"] } } } } } } })),
+        }}),
+    );
     for (action, summary, id) in [
         (
             "exported",

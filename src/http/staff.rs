@@ -7,6 +7,7 @@
 //! | `GET /api/v1/staff/submissions/{receipt}` | the record, `application/pgp-encrypted`, with its SHA-256 in `x-sealform-sha256` |
 //! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle |
 //! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file |
+//! | `GET /api/v1/staff/status` | the daily digest per reader (`staff_status.rs`) |
 //!
 //! Every request carries `Authorization: Bearer <token>`; the token's hash
 //! is compared in constant time with the configured ones. A wrong or missing
@@ -62,7 +63,7 @@ const FAILURE_REFILL: Duration = Duration::from_secs(6);
 /// What the staff handlers share.
 #[derive(Clone)]
 pub struct StaffState {
-    intake: Arc<Intake>,
+    pub(super) intake: Arc<Intake>,
     tokens: Arc<TokenSet>,
     failures: Arc<DefaultDirectRateLimiter>,
     blocked_until: Arc<Mutex<Option<Instant>>>,
@@ -91,7 +92,7 @@ impl StaffState {
     ///
     /// A token whose scope leaves out `action` is answered 403; whether it
     /// reaches a given record's form is for the handler to check.
-    fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
+    pub(super) fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -135,6 +136,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> 
             post(mark_exported),
         )
         .route("/api/v1/staff/submissions/{receipt}/ack", post(ack))
+        .route("/api/v1/staff/status", get(super::staff_status::status))
         .with_state(state)
 }
 
