@@ -92,7 +92,11 @@ impl StaffState {
     ///
     /// A token whose scope leaves out `action` is answered 403; whether it
     /// reaches a given record's form is for the handler to check.
-    pub(super) fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
+    pub(super) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        action: Action,
+    ) -> Result<Arc<Scope>, StaffError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
