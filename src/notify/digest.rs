@@ -92,9 +92,9 @@ fn text(summary: &Summary, shown: usize) -> String {
     }
     if shown < summary.forms.len() {
         let rest = &summary.forms[shown..];
-        let (new, unread) = rest
-            .iter()
-            .fold((0, 0), |(n, u), c| (n + c.new, u + c.unread));
+        let (new, unread) = rest.iter().fold((0u64, 0u64), |(n, u), c| {
+            (n.saturating_add(c.new), u.saturating_add(c.unread))
+        });
         let _ = write!(
             t,
             "  ... {} more form(s) not listed: {new} new, {unread} unread\r\n",
