@@ -205,7 +205,6 @@ async fn run_slot(
         }
     };
     memory.logged = census::logged_failures();
-    memory.deliveries = 0;
     memory.readers_skipped = round.skipped.len() as u64;
     for s in &round.skipped {
         ledger.update(s.index, |r| r.problem = Some(s.reason.clone()));

@@ -4,7 +4,6 @@
 //! with the `openssl` CLI), and the real `gpg` to open what arrives.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use mail_parser::{MessageParser, MimeHeaders};
@@ -15,230 +14,31 @@ use openpgp::serialize::SerializeInto;
 
 use crate::support::{Fixture, Gpg, Server, TestKey, api_post, sealform, send};
 
-/// Three forms of one field each.
-const THREE_FORMS: &str = r#"
-[[forms]]
-id = "formalpha"
-title = "Alpha"
-  [[forms.fields]]
-  name = "message"
-  label = "Message"
-  kind = "textarea"
-  required = true
+mod smtp;
 
-[[forms]]
-id = "formbravo"
-title = "Bravo"
-  [[forms.fields]]
-  name = "message"
-  label = "Message"
-  kind = "textarea"
-  required = true
+use smtp::{Mail, Mode, Pki, Sink, free_port, wait_for};
 
-[[forms]]
-id = "formcharlie"
-title = "Charlie"
-  [[forms.fields]]
-  name = "message"
-  label = "Message"
-  kind = "textarea"
-  required = true
-"#;
+/// The three forms of the fixtures, one required field each.
+const FORMS: [&str; 3] = ["formalpha", "formbravo", "formcharlie"];
+
+/// `[[forms]]` tables for [`FORMS`].
+fn three_forms() -> String {
+    FORMS
+        .iter()
+        .map(|id| {
+            format!(
+                "[[forms]]\nid = \"{id}\"\ntitle = \"{id}\"\n[[forms.fields]]\nname = \"message\"\n\
+                 label = \"Message\"\nkind = \"textarea\"\nrequired = true\n"
+            )
+        })
+        .collect()
+}
 
 const DESK_A: &str = "desk-a@example.org";
 const DESK_B: &str = "desk-b@example.org";
 
 /// A field value that must never be seen outside the ciphertext.
 const SECRET_VALUE: &str = "canary-value-q8z";
-
-/// How the sink speaks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Plain,
-    StartTls,
-    Smtps,
-}
-
-/// A throwaway CA and a server certificate for 127.0.0.1 it signed.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("pki dir");
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("run openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test-only CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "srv.key",
-                "-out",
-                "srv.csr",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.path().join("ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("ext");
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-            "-out",
-            "srv.pem",
-        ]);
-        Pki { dir }
-    }
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-}
-
-/// The SMTP sink, killed when dropped.
-struct Sink {
-    child: Child,
-}
-
-impl Sink {
-    /// Starts the sink on `port`, writing what it gets under `out`.
-    fn start(port: u16, out: &Path, mode: Mode, pki: Option<&Pki>) -> Sink {
-        std::fs::create_dir_all(out).expect("sink dir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(script).arg(port.to_string()).arg(out);
-        if let Some(pki) = pki {
-            let flag = if mode == Mode::Smtps {
-                "--smtps"
-            } else {
-                "--starttls"
-            };
-            cmd.arg(flag)
-                .arg(pki.dir.path().join("srv.pem"))
-                .arg(pki.dir.path().join("srv.key"));
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "start /usr/bin/python3 tests/smtp/sink.py (python3-aiosmtpd, see scripts/setup)",
-            );
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP sink did not start (is python3-aiosmtpd installed?)"
-        );
-        Sink { child }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One message as the sink got it.
-struct Mail {
-    rcpt: String,
-    raw: Vec<u8>,
-}
-
-/// The messages under `out`, in arrival order.
-fn messages(out: &Path) -> Vec<Mail> {
-    let mut n: Vec<u32> = std::fs::read_dir(out)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".eml")?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    n.sort_unstable();
-    n.into_iter()
-        .map(|i| Mail {
-            rcpt: std::fs::read_to_string(out.join(format!("{i}.rcpt"))).expect("rcpt"),
-            raw: std::fs::read(out.join(format!("{i}.eml"))).expect("eml"),
-        })
-        .collect()
-}
-
-/// Waits (at most `secs`) until `out` holds `n` messages.
-fn wait_for(out: &Path, n: usize, secs: u64) -> Vec<Mail> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let m = messages(out);
-        if m.len() >= n || Instant::now() > deadline {
-            return m;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// `HH:MM:SS` UTC, `secs` from now.
 fn in_secs(secs: u64) -> String {
@@ -266,7 +66,11 @@ fn by_fingerprint(k: TestKey) -> String {
 
 /// A fixture with the three forms, both gpg-made keys and `table` added.
 fn fixture(server_extra: &str, table: &str) -> Fixture {
-    let fx = Fixture::new(&[TestKey::Ed25519, TestKey::Rsa], THREE_FORMS, server_extra);
+    let fx = Fixture::new(
+        &[TestKey::Ed25519, TestKey::Rsa],
+        &three_forms(),
+        server_extra,
+    );
     let config = std::fs::read_to_string(fx.config_path()).expect("config");
     std::fs::write(fx.config_path(), format!("{config}{table}")).expect("config");
     fx
