@@ -60,16 +60,23 @@ pub fn render(summary: &Summary) -> Vec<u8> {
     }
 }
 
-/// `HEAD` and `text`, cut or padded with spaces to [`DIGEST_BYTES`]
-/// (the padding is a last line of spaces, which mail readers show as
-/// nothing).
+/// `HEAD` and `text`, cut or padded to [`DIGEST_BYTES`]. The padding is
+/// lines of spaces (at most 76 each, as mail lines should be), which mail
+/// readers show as nothing.
 fn pad(text: String) -> Vec<u8> {
     let mut out = Vec::with_capacity(DIGEST_BYTES);
     out.extend_from_slice(HEAD.as_bytes());
     out.extend_from_slice(text.as_bytes());
-    out.truncate(DIGEST_BYTES - 2);
-    out.resize(DIGEST_BYTES - 2, b' ');
-    out.extend_from_slice(b"\r\n");
+    if out.len() > DIGEST_BYTES - 2 {
+        out.truncate(DIGEST_BYTES - 2);
+        out.extend_from_slice(b"\r\n");
+    }
+    while out.len() + 2 <= DIGEST_BYTES {
+        let spaces = (DIGEST_BYTES - out.len() - 2).min(76);
+        out.resize(out.len() + spaces, b' ');
+        out.extend_from_slice(b"\r\n");
+    }
+    out.resize(DIGEST_BYTES, b' ');
     out
 }
 
@@ -128,9 +135,9 @@ fn text(summary: &Summary, shown: usize) -> String {
     let f = summary.failures;
     let _ = write!(
         t,
-        "\r\nFailures since the last digest: {} error(s) and {} warning(s) logged, {} failed \
-         delivery attempt(s) of the digest, {} reader(s) skipped\r\n\r\nThis message has the \
-         same size every day; its absence is the alarm.\r\n",
+        "\r\nFailures since the last digest:\r\n  errors logged: {}\r\n  warnings logged: \
+         {}\r\n  failed attempts to deliver the digest: {}\r\n  readers skipped: {}\r\n\r\n\
+         This message has the same size every day; its absence is the alarm.\r\n",
         f.errors, f.warnings, f.deliveries, f.readers_skipped
     );
     t
@@ -178,6 +185,7 @@ mod tests {
         let text = String::from_utf8(big).expect("utf-8");
         assert!(text.contains("more form(s) not listed"), "{text}");
         assert!(text.contains("This message has the same size"), "{text}");
+        assert!(empty.split(|b| *b == b'\n').all(|line| line.len() <= 78));
     }
 
     #[test]
