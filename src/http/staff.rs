@@ -63,7 +63,7 @@ const FAILURE_REFILL: Duration = Duration::from_secs(6);
 /// What the staff handlers share.
 #[derive(Clone)]
 pub struct StaffState {
-    pub(super) intake: Arc<Intake>,
+    intake: Arc<Intake>,
     tokens: Arc<TokenSet>,
     failures: Arc<DefaultDirectRateLimiter>,
     blocked_until: Arc<Mutex<Option<Instant>>>,
@@ -92,11 +92,7 @@ impl StaffState {
     ///
     /// A token whose scope leaves out `action` is answered 403; whether it
     /// reaches a given record's form is for the handler to check.
-    pub(super) fn authorize(
-        &self,
-        headers: &HeaderMap,
-        action: Action,
-    ) -> Result<Arc<Scope>, StaffError> {
+    fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -140,7 +136,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> 
             post(mark_exported),
         )
         .route("/api/v1/staff/submissions/{receipt}/ack", post(ack))
-        .route("/api/v1/staff/status", get(super::staff_status::status))
+        .route("/api/v1/staff/status", get(status))
         .with_state(state)
 }
 
@@ -241,6 +237,15 @@ fn reaches(scope: &Scope, entry: Option<&IndexEntry>) -> Result<(), StaffError> 
         None if scope.limited_to_forms() => Err(StaffError::OutOfScope),
         None => Err(StaffError::NotFound),
     }
+}
+
+/// The daily digest's state (`staff_status.rs`), for any token that may list.
+async fn status(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, StaffError> {
+    st.authorize(&headers, Action::List)?;
+    Ok(Json(super::staff_status::body(&st.intake.config)))
 }
 
 /// The `?state=` of the listing.
