@@ -458,3 +458,45 @@ fn a_reader_whose_certificate_expired_is_skipped_logged_once_and_named_by_check(
         "the other reader still gets theirs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_gets_the_same_armored_ciphertext_as_the_mail_and_nothing_else() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| async move {
+            sink.lock().expect("hook").push((headers, body));
+            "ok"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let port = free_port();
+    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let webhook = format!("webhook_url = \"http://{hook_addr}/hook\"");
+    let readers = [(DESK_A, by_fingerprint(TestKey::Ed25519))];
+    let fx = fixture("", &notify_table(&url, "07:00", &readers, &webhook));
+    let out = fx.path().join("mail");
+    let _sink = Sink::start(port, &out, Mode::Plain, None);
+    let fx = Arc::new(fx);
+    let job = Arc::clone(&fx);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || notify_now(&job))
+        .await
+        .expect("notify");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mails = wait_for(&out, 1, 10);
+    let posts = got.lock().expect("hook").clone();
+    assert_eq!(posts.len(), 1);
+    let (headers, body) = &posts[0];
+    assert_eq!(headers["content-type"], "application/pgp-encrypted");
+    assert_eq!(
+        body.trim_end(),
+        armored(&mails[0].raw).replace("\r\n", "\n")
+    );
+}
