@@ -31,23 +31,7 @@ pub fn run(config_path: &Path, now: bool) -> anyhow::Result<ExitCode> {
         );
     };
     let slot_secs = notify.slot_secs().map_err(|e| anyhow::anyhow!(e))?;
-    let (store, _) = Store::open(
-        &config.server.data_dir,
-        config.server.index_cache_bytes,
-        reindex_recipients(&config),
-    )
-    .map_err(|e| {
-        let locked = e.is_locked();
-        let e = anyhow::Error::new(e);
-        if locked {
-            e.context(
-                "while opening the store: a running `sealform serve` holds it (it sends the \
-                 digest itself, daily at notify.at); stop it to send one now",
-            )
-        } else {
-            e.context("while opening the store")
-        }
-    })?;
+    let store = open_store(&config)?;
     let slot = last_slot(SystemTime::now(), slot_secs);
     let previous = day_string(slot - Duration::from_secs(86_400));
     let round = prepare(
@@ -92,4 +76,26 @@ pub fn run(config_path: &Path, now: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The store of `config`, or why not (a running `serve` holds it).
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let (store, _) = Store::open(
+        &config.server.data_dir,
+        config.server.index_cache_bytes,
+        reindex_recipients(config),
+    )
+    .map_err(|e| {
+        let locked = e.is_locked();
+        let e = anyhow::Error::new(e);
+        if locked {
+            e.context(
+                "while opening the store: a running `sealform serve` holds it (it sends the \
+                 digest itself, daily at notify.at); stop it to send one now",
+            )
+        } else {
+            e.context("while opening the store")
+        }
+    })?;
+    Ok(store)
 }
