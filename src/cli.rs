@@ -7,6 +7,7 @@ mod decrypt;
 mod demo;
 pub mod keygen;
 mod local_store;
+mod notify;
 mod pull;
 mod purge;
 mod readers;
@@ -170,6 +171,14 @@ pub enum Command {
     },
     /// Apply the `[retention]` settings now (`serve` does it daily).
     Purge,
+    /// Send the daily digest of `[notify]` now, to every reader (for
+    /// setting up; `serve` sends it daily). Exits 1 saying why when a
+    /// reader got nothing.
+    Notify {
+        /// Send it now (the only mode; `serve` keeps the daily time).
+        #[arg(long)]
+        now: bool,
+    },
     /// (Offline machine) Make a staff key: a GnuPG-compatible v4 cert
     /// (ed25519 + cv25519, two years), the secret key passphrase-protected.
     Keygen {
@@ -260,6 +269,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             passphrase_file,
             mlock,
         } => keygen::run(&name, &out, passphrase_file.as_deref(), mlock),
+        Command::Notify { now } => notify::run(&cli.config, now),
     }
 }
 
@@ -334,11 +344,16 @@ pub fn install_panic_hook() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // The digest counts the failures logged (see src/notify/census.rs).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(crate::notify::FailureCounter)
         .try_init();
 }
 

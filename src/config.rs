@@ -4,7 +4,8 @@
 //! time, with errors that name the file, the key and the fix. Each table has
 //! its module, which declares it and checks it: `server` (`[server]`),
 //! `forms` (`[[forms]]` and their fields), `abuse` (`[limits]` and
-//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`).
+//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `notify`
+//! (`[notify]`, the daily digest).
 //! [`Config::parse`] gathers the problems of every table and refuses the
 //! file with all of them at once. The result is loaded once and passed in;
 //! nothing here is global. It never touches keys or submissions: recipient
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 mod abuse;
 mod forms;
+mod notify;
 mod retention;
 mod server;
 mod staff;
@@ -25,6 +27,7 @@ pub use forms::{
     FieldConfig, FieldKind, FieldTranslation, FormConfig, FormTranslation, MAX_FIELD_LEN,
     MAX_FILENAME_LEN, MAX_FILES_LIMIT,
 };
+pub use notify::{NotifyConfig, ReaderConfig, Relay, RelayTls};
 pub use retention::RetentionConfig;
 pub use server::{MAX_BODY_LIMIT, ServerConfig};
 pub use staff::{StaffConfig, StaffPlacement};
@@ -54,6 +57,9 @@ pub struct Config {
     /// How long records are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The daily digest to staff (`[notify]`), when set.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
     /// Where the file was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -138,6 +144,9 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.server.data_dir = base.join(&config.server.data_dir);
         config.server.keys_dir = base.join(&config.server.keys_dir);
+        if let Some(notify) = &mut config.notify {
+            notify.resolve_paths(base);
+        }
         Ok(config)
     }
 
@@ -177,7 +186,15 @@ impl Config {
         problems.extend(abuse::validate(&self.limits, &self.abuse));
         problems.extend(self.staff.validate(&self.forms));
         problems.extend(forms::validate(&self.forms));
+        problems.extend(self.notify.iter().flat_map(NotifyConfig::validate));
         problems
+    }
+
+    /// Whether the index keeps each record's form: when a staff token is
+    /// limited to some forms, and when the digest counts records per form
+    /// (`[notify]`). See [`crate::intake::Intake::indexing`].
+    pub fn indexes_form(&self) -> bool {
+        self.staff.scopes_by_form() || self.notify.is_some()
     }
 
     /// The form with this id.

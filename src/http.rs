@@ -22,6 +22,7 @@ mod refusal;
 mod security_headers;
 pub mod slots;
 pub mod staff;
+mod staff_status;
 mod submit;
 
 use std::future::Future;

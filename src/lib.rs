@@ -39,6 +39,7 @@ pub mod i18n;
 pub mod intake;
 pub mod keys;
 pub mod mime;
+pub mod notify;
 pub mod receipt;
 pub mod seal;
 pub mod staff_token;

@@ -82,3 +82,35 @@ impl ListState {
         }
     }
 }
+
+/// `GET /api/v1/staff/status`: the daily digest's state (`notify` is null
+/// without `[notify]`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StaffStatus {
+    /// The digest's state, if the server sends one.
+    pub notify: Option<DigestStatus>,
+}
+
+/// The digest's slot and its state per reader.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DigestStatus {
+    /// The daily time it is sent (UTC, `HH:MM` or `HH:MM:SS`).
+    pub at: String,
+    /// Per reader, in `notify.readers` order.
+    pub readers: Vec<ReaderStatus>,
+}
+
+/// What staff see of one reader (`GET /api/v1/staff/status`): never the
+/// address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ReaderStatus {
+    /// The position in `notify.readers`.
+    pub reader: usize,
+    /// The certificate the digest was last encrypted to (or the configured
+    /// fingerprint before the first digest).
+    pub fingerprint: Option<String>,
+    /// When the last digest was accepted by the relay (RFC 3339, UTC).
+    pub last_digest: Option<String>,
+    /// Why the last round sent this reader nothing, if it did not.
+    pub problem: Option<String>,
+}

@@ -83,11 +83,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             Err(p) => problems = p,
         }
     }
+    let (digest, readers) = crate::notify::check_lines(&config, now);
+    println!();
+    for line in digest {
+        println!("{line}");
+    }
     for w in report
         .warnings
         .iter()
         .map(ToString::to_string)
         .chain(config.warnings())
+        .chain(readers)
     {
         eprintln!("sealform: WARNING: {w}");
     }

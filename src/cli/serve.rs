@@ -67,6 +67,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         };
         spawn_daily_upkeep(&state);
         spawn_daily_key_check(&state);
+        crate::notify::spawn(state.intake_arc());
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

@@ -35,8 +35,9 @@ pub struct StaffConfig {
 }
 
 impl StaffConfig {
-    /// Whether a token is limited to some forms: only then does the index
-    /// keep each record's form (see `Intake::indexing` in `src/intake/record.rs`).
+    /// Whether a token is limited to some forms: then (and with `[notify]`,
+    /// see [`super::Config::indexes_form`]) the index keeps each record's
+    /// form (see `Intake::indexing` in `src/intake/record.rs`).
     pub fn scopes_by_form(&self) -> bool {
         self.tokens
             .iter()

@@ -33,7 +33,7 @@ use utoipa::{PartialSchema, ToSchema};
 use super::AppState;
 use crate::api::ErrorBody;
 use crate::api::forms::{FormList, Submitted};
-use crate::api::staff::{ListState, StaffList, StaffRecord};
+use crate::api::staff::{ListState, StaffList, StaffRecord, StaffStatus};
 use crate::config::{FormConfig, StaffPlacement};
 
 /// `GET /api/v1/openapi.json`
@@ -293,9 +293,15 @@ fn staff_paths(paths: PathsBuilder, bodies: &mut Bodies) -> PathsBuilder {
                  leaves out)",
             ),
         );
+    let status = staff_operation(
+        "The daily digest per reader: last delivery, problem (never an address)",
+        "staffStatus",
+    )
+    .response("200", bodies.json::<StaffStatus>("The digest's state"));
     let mut paths = paths
         .path("/api/v1/staff/submissions", get(list))
-        .path("/api/v1/staff/submissions/{receipt}", get(download));
+        .path("/api/v1/staff/submissions/{receipt}", get(download))
+        .path("/api/v1/staff/status", get(status));
     for (action, summary, id) in [
         (
             "exported",

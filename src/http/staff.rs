@@ -7,6 +7,7 @@
 //! | `GET /api/v1/staff/submissions/{receipt}` | the record, `application/pgp-encrypted`, with its SHA-256 in `x-sealform-sha256` |
 //! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle; answers its [`StaffRecord`] |
 //! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file; answers its [`StaffRecord`] |
+//! | `GET /api/v1/staff/status` | [`StaffStatus`]: the daily digest per reader (`staff_status.rs`) |
 //!
 //! Every request carries `Authorization: Bearer <token>`; the token's hash
 //! is compared in constant time with the configured ones. A wrong or missing
@@ -49,7 +50,7 @@ use sha2::{Digest, Sha256};
 use super::Segment;
 use super::error::{HttpError, Surface, join_failure};
 use crate::api::error::ErrorCode;
-use crate::api::staff::{ListState, StaffList, StaffRecord};
+use crate::api::staff::{ListState, StaffList, StaffRecord, StaffStatus};
 use crate::intake::Intake;
 use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
@@ -136,6 +137,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> 
             post(mark_exported),
         )
         .route("/api/v1/staff/submissions/{receipt}/ack", post(ack))
+        .route("/api/v1/staff/status", get(status))
         .with_state(state)
 }
 
@@ -225,6 +227,15 @@ fn reaches(scope: &Scope, entry: Option<&IndexEntry>) -> Result<(), StaffError> 
         None if scope.limited_to_forms() => Err(StaffError::OutOfScope),
         None => Err(StaffError::NotFound),
     }
+}
+
+/// The daily digest's state (`staff_status.rs`), for any token that may list.
+async fn status(
+    State(st): State<StaffState>,
+    headers: HeaderMap,
+) -> Result<Json<StaffStatus>, StaffError> {
+    st.authorize(&headers, Action::List)?;
+    Ok(Json(super::staff_status::body(&st.intake.config)))
 }
 
 /// The query of the listing.

@@ -77,11 +77,12 @@ impl Intake {
 
     /// What the index keeps of a record of `form` sealed to `recipients`:
     /// the recipients as the ciphertext names them, and the form only when a
-    /// staff token is scoped to forms (the ciphertext does not say which form
-    /// a record came from, so a store thief learns it only then).
+    /// staff token is scoped to forms or the digest counts per form
+    /// (`Config::indexes_form`; the ciphertext does not say which form a
+    /// record came from, so a store thief learns it only then).
     fn indexing(&self, form: &FormConfig, recipients: &Recipients) -> Indexing {
         Indexing {
-            form: self.config.staff.scopes_by_form().then(|| form.id.clone()),
+            form: self.config.indexes_form().then(|| form.id.clone()),
             recipients: recipients.index_listing(),
         }
     }

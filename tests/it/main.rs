@@ -16,6 +16,7 @@ mod browser;
 mod canaries;
 mod durability;
 mod harden;
+mod notify;
 mod openapi;
 mod pages;
 mod props;

@@ -1,0 +1,284 @@
+//! The digest task `serve` runs: it sleeps until the daily slot
+//! (`notify.at`, UTC), prepares the round on a blocking thread (never in the
+//! way of a submission), sends it, and retries what failed with backoff
+//! until the next slot. What it keeps is in memory only: the receipts the
+//! last digest saw, and per reader the time of the last successful digest
+//! (the [`Ledger`], shown by the staff status route).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Channel, Failures, Since, attempt, census, deliveries, prepare};
+use crate::api::staff::ReaderStatus;
+use crate::config::NotifyConfig;
+use crate::intake::Intake;
+use crate::receipt::Receipt;
+use crate::store::day_string;
+
+/// The first retry of a failed delivery comes this long after it.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// Retries back off, doubling, up to this long between two.
+const MAX_RETRY: Duration = Duration::from_secs(300);
+/// Seconds in a day.
+const DAY: u64 = 86_400;
+
+/// The first slot strictly after `now`, for a slot `slot_secs` after
+/// 00:00 UTC.
+pub fn next_slot(now: SystemTime, slot_secs: u32) -> SystemTime {
+    let last = last_slot(now, slot_secs);
+    last + Duration::from_secs(DAY)
+}
+
+/// The last slot at or before `now`.
+pub fn last_slot(now: SystemTime, slot_secs: u32) -> SystemTime {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let today = secs - secs % DAY + u64::from(slot_secs);
+    let last = if today <= secs {
+        today
+    } else {
+        today.saturating_sub(DAY)
+    };
+    UNIX_EPOCH + Duration::from_secs(last)
+}
+
+/// The digest's state per reader, in memory only.
+pub struct Ledger {
+    readers: Mutex<Vec<ReaderStatus>>,
+}
+
+impl Ledger {
+    fn new(notify: &NotifyConfig) -> Ledger {
+        let readers = notify
+            .readers
+            .iter()
+            .enumerate()
+            .map(|(reader, r)| ReaderStatus {
+                reader,
+                fingerprint: r.fingerprint.as_ref().map(|f| {
+                    f.chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect::<String>()
+                        .to_ascii_uppercase()
+                }),
+                last_digest: None,
+                problem: None,
+            })
+            .collect();
+        Ledger {
+            readers: Mutex::new(readers),
+        }
+    }
+
+    /// Every reader's status, in `notify.readers` order.
+    pub fn snapshot(&self) -> Vec<ReaderStatus> {
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update(&self, reader: usize, f: impl FnOnce(&mut ReaderStatus)) {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = readers.get_mut(reader) {
+            f(r);
+        }
+    }
+}
+
+/// The ledger of the digest of the store at `data_dir`. The task of `serve`
+/// writes it and the staff status route reads it; they share only the
+/// configuration, so they meet here, by `data_dir` (one process holds a
+/// store, see [`crate::store::Store::open`]).
+pub fn ledger(data_dir: &Path, notify: &NotifyConfig) -> Arc<Ledger> {
+    static LEDGERS: OnceLock<Mutex<HashMap<PathBuf, Arc<Ledger>>>> = OnceLock::new();
+    let mut map = LEDGERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Arc::clone(
+        map.entry(data_dir.to_owned())
+            .or_insert_with(|| Arc::new(Ledger::new(notify))),
+    )
+}
+
+/// What the task remembers from one slot to the next.
+#[derive(Default)]
+struct Memory {
+    /// The receipts the last digest counted (`None` before the first).
+    seen: Option<HashSet<Receipt>>,
+    /// Errors and warnings logged when the last digest was prepared.
+    logged: (u64, u64),
+    /// Failed delivery attempts and skipped readers since then.
+    deliveries: u64,
+    readers_skipped: u64,
+    /// (reader, reason) pairs already logged, each logged once.
+    reported: HashSet<(usize, String)>,
+}
+
+/// Starts the digest task of `serve`, when `[notify]` is configured.
+pub fn spawn(intake: Arc<Intake>) {
+    let Some(notify) = intake.config.notify.clone() else {
+        return;
+    };
+    let Ok(slot_secs) = notify.slot_secs() else {
+        return; // refused when the config was loaded
+    };
+    let ledger = ledger(&intake.config.server.data_dir, &notify);
+    tracing::info!(
+        "digest: daily at {} UTC to {} reader(s)",
+        notify.at,
+        notify.readers.len()
+    );
+    tokio::spawn(async move {
+        let mut memory = Memory {
+            logged: census::logged_failures(),
+            ..Memory::default()
+        };
+        loop {
+            let slot = next_slot(SystemTime::now(), slot_secs);
+            let wait = slot.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            run_slot(&intake, &notify, slot, &mut memory, &ledger).await;
+        }
+    });
+}
+
+/// One slot: prepare the round, then send it, retrying until the next slot.
+async fn run_slot(
+    intake: &Arc<Intake>,
+    notify: &NotifyConfig,
+    slot: SystemTime,
+    memory: &mut Memory,
+    ledger: &Ledger,
+) {
+    let logged = census::logged_failures();
+    let failures = Failures {
+        errors: logged.0.saturating_sub(memory.logged.0),
+        warnings: logged.1.saturating_sub(memory.logged.1),
+        deliveries: memory.deliveries,
+        readers_skipped: memory.readers_skipped,
+    };
+    let seen = memory.seen.take();
+    let (job_intake, job_notify) = (Arc::clone(intake), notify.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        let previous = day_string(slot - Duration::from_secs(DAY));
+        let since = seen.as_ref().map_or(Since::Day(previous), Since::Seen);
+        let round = prepare(
+            &job_intake.config,
+            &job_notify,
+            &job_intake.store,
+            &since,
+            failures,
+            slot,
+        );
+        (round, seen)
+    })
+    .await;
+    let round = match prepared {
+        Ok((Ok(round), _)) => round,
+        Ok((Err(e), seen)) => {
+            memory.seen = seen;
+            tracing::error!(error = %e, "digest: could not be prepared; next try at the next slot");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "digest: could not be prepared; next try at the next slot");
+            return;
+        }
+    };
+    memory.logged = census::logged_failures();
+    memory.readers_skipped = round.skipped.len() as u64;
+    for s in &round.skipped {
+        ledger.update(s.index, |r| r.problem = Some(s.reason.clone()));
+        if memory.reported.insert((s.index, s.reason.clone())) {
+            tracing::error!(
+                "digest: notify.readers[{}] gets nothing: {}",
+                s.index,
+                s.reason
+            );
+        }
+    }
+    for l in &round.letters {
+        ledger.update(l.reader, |r| {
+            r.fingerprint = Some(l.fingerprint.clone());
+            r.problem = None;
+        });
+    }
+    memory.deliveries = send_with_retries(notify, &round, slot, ledger).await;
+    memory.seen = Some(round.seen);
+}
+
+/// Sends every delivery of `round`, retrying the failed ones with backoff
+/// until the next slot; returns the number of failed attempts.
+async fn send_with_retries(
+    notify: &NotifyConfig,
+    round: &super::Round,
+    slot: SystemTime,
+    ledger: &Ledger,
+) -> u64 {
+    let give_up = slot + Duration::from_secs(DAY) - MAX_RETRY;
+    let mut pending = deliveries(notify, round);
+    let mut wait = FIRST_RETRY;
+    let mut failed_attempts = 0;
+    loop {
+        let failed = attempt(notify, round, &pending).await;
+        let now = SystemTime::now();
+        for &(i, channel) in &pending {
+            if channel == Channel::Mail && !failed.iter().any(|(j, c, _)| *j == i && *c == channel)
+            {
+                let at = chrono::DateTime::<chrono::Utc>::from(now)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                ledger.update(round.letters[i].reader, |r| r.last_digest = Some(at));
+            }
+        }
+        if failed.is_empty() {
+            tracing::info!("digest: delivered to every reader");
+            return failed_attempts;
+        }
+        failed_attempts += failed.len() as u64;
+        let stop = now + wait >= give_up;
+        for (i, channel, error) in &failed {
+            tracing::warn!(
+                "digest: {} to notify.readers[{}] failed ({error}); {}",
+                channel.name(),
+                round.letters[*i].reader,
+                if stop {
+                    "giving up until the next slot".to_owned()
+                } else {
+                    format!("retrying in {} s", wait.as_secs())
+                }
+            );
+        }
+        if stop {
+            return failed_attempts;
+        }
+        pending = failed.into_iter().map(|(i, c, _)| (i, c)).collect();
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_is_the_configured_time_of_day_utc() {
+        let midnight = UNIX_EPOCH + Duration::from_secs(20_000 * DAY);
+        let seven = 7 * 3600;
+        let at = |s: u64| midnight + Duration::from_secs(s);
+        assert_eq!(next_slot(at(0), seven), at(u64::from(seven)));
+        assert_eq!(
+            next_slot(at(u64::from(seven)), seven),
+            at(DAY + u64::from(seven))
+        );
+        assert_eq!(last_slot(at(u64::from(seven)), seven), at(u64::from(seven)));
+        assert_eq!(
+            last_slot(at(3600), seven),
+            at(0) - Duration::from_secs(DAY - u64::from(seven))
+        );
+        assert_eq!(next_slot(at(DAY - 1), 0), at(DAY));
+    }
+}
