@@ -2,8 +2,8 @@
 //! bounds, how the client address is found, form tokens and process
 //! hardening.
 //!
-//! This module only parses and validates; [`crate::http::limits`],
-//! [`crate::http::tokens`] and [`crate::harden`] act on it.
+//! This module only parses and validates; `http/limits.rs`,
+//! `http/form_tokens.rs` and [`crate::harden`] act on it.
 
 use std::net::IpAddr;
 

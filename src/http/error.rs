@@ -4,9 +4,10 @@
 //! that answers, never guessed from the path once a route is matched).
 //!
 //! Messages are fixed text or name a schema field; they never echo a
-//! submitted value. A 5xx body is fixed text. Its cause travels in the
-//! response's extensions ([`Failure`]) and [`log_failures`], a middleware,
-//! logs it once; nothing logs where an error is made.
+//! submitted value. A 5xx body is fixed text. Its cause (or, for a refusal
+//! the operator should hear of, a warning) travels in the response's
+//! extensions ([`LogEntry`]) and [`log_failures`], a middleware, logs it
+//! once; nothing logs where an error is made.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -55,16 +56,21 @@ pub struct HttpError {
     /// The schema field concerned, if any.
     pub field: Option<String>,
     surface: Surface,
-    failure: Option<Failure>,
+    log: Option<LogEntry>,
 }
 
-/// Why a request failed on our side, for the log alone: a response
-/// extension that [`log_failures`] takes out and logs once. It holds no
-/// submitted value, address or header.
+/// What the log says of a failed request, for the log alone: the cause of
+/// a fault of ours, or a warning for the operator. A response extension
+/// that [`log_failures`] takes out and logs once; it holds no submitted
+/// value, address, header or receipt. (Not to be confused with
+/// `http/submit/outcome.rs`'s `Failure`: why a submission was not stored.)
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub struct LogEntry {
     what: &'static str,
     cause: String,
+    /// Logged as a warning without a cause: a refusal the operator should
+    /// hear of (the server is out of room), not a fault.
+    warning: bool,
 }
 
 impl HttpError {
@@ -76,7 +82,7 @@ impl HttpError {
             message: Cow::Borrowed(message),
             field: None,
             surface: Surface::Page,
-            failure: None,
+            log: None,
         }
     }
 
@@ -109,7 +115,8 @@ impl HttpError {
     }
 
     /// 500 for a fault of ours whose cause was already logged where it
-    /// happened (a sealing job that panicked: the sealer logs that).
+    /// happened (a sealing job that panicked: `intake/workers.rs` logs
+    /// that; the committer failing on a batch: `store/committer.rs`).
     pub fn failed() -> HttpError {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,9 +133,22 @@ impl HttpError {
 
     /// This error, with `cause` to be logged as `what` once it is answered.
     pub fn logging(mut self, what: &'static str, cause: &dyn Display) -> HttpError {
-        self.failure = Some(Failure {
+        self.log = Some(LogEntry {
             what,
             cause: cause.to_string(),
+            warning: false,
+        });
+        self
+    }
+
+    /// This error, with the warning `what` to be logged once it is
+    /// answered: a refusal the operator should hear of (no upload slot, no
+    /// free space), which has no cause to log.
+    pub fn warning(mut self, what: &'static str) -> HttpError {
+        self.log = Some(LogEntry {
+            what,
+            cause: String::new(),
+            warning: true,
         });
         self
     }
@@ -148,9 +168,9 @@ impl HttpError {
     /// Moves the cause to log (if any) into `res`, for a response that was
     /// rendered from this error some other way (a page in the reader's
     /// language).
-    pub fn hand_failure_to(&mut self, res: &mut Response) {
-        if let Some(failure) = self.failure.take() {
-            res.extensions_mut().insert(failure);
+    pub fn hand_log_to(&mut self, res: &mut Response) {
+        if let Some(entry) = self.log.take() {
+            res.extensions_mut().insert(entry);
         }
     }
 }
@@ -168,7 +188,7 @@ impl From<Rejection> for HttpError {
             message: Cow::Owned(r.to_string()),
             field: r.field().map(str::to_owned),
             surface: Surface::Page,
-            failure: None,
+            log: None,
         }
     }
 }
@@ -197,7 +217,7 @@ fn rejection_code(r: &Rejection) -> ErrorCode {
 pub struct BodyDeadlineElapsed;
 
 /// Whether `err` (a body read failure) is the body deadline.
-pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
+fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if e.is::<BodyDeadlineElapsed>() {
@@ -250,17 +270,23 @@ impl IntoResponse for HttpError {
                 (self.status, Html(error_page(title, &self.message))).into_response()
             }
         };
-        self.hand_failure_to(&mut res);
+        self.hand_log_to(&mut res);
         res
     }
 }
 
 /// Middleware: logs the cause of a failed request once, from the
-/// [`Failure`] its response carries, and keeps it out of the response.
+/// [`LogEntry`] its response carries, and keeps it out of the response.
 pub async fn log_failures(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    if let Some(Failure { what, cause }) = res.extensions_mut().remove::<Failure>() {
-        tracing::error!(error = %cause, "{what}");
+    match res.extensions_mut().remove::<LogEntry>() {
+        Some(LogEntry {
+            what,
+            warning: true,
+            ..
+        }) => tracing::warn!("{what}"),
+        Some(LogEntry { what, cause, .. }) => tracing::error!(error = %cause, "{what}"),
+        None => {}
     }
     res
 }
@@ -297,7 +323,7 @@ pub fn nothing_here() -> HttpError {
 /// `res`, with `Connection: close` if the request it answers announced a
 /// body (which was not read): a post to no form at all is refused like one
 /// to an unknown form.
-pub fn closing_if_body(headers: &HeaderMap, res: Response) -> Response {
+fn closing_if_body(headers: &HeaderMap, res: Response) -> Response {
     let announced = headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
@@ -359,7 +385,7 @@ mod tests {
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let failure = res
             .extensions()
-            .get::<Failure>()
+            .get::<LogEntry>()
             .expect("the cause travels");
         assert_eq!(failure.cause, "disk on fire");
     }
@@ -378,8 +404,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_failure_is_logged_once_by_the_middleware_and_never_answered() {
+    /// `app` behind [`log_failures`], asked `GET /`: its answer and what
+    /// it logged.
+    async fn answer_and_log(app: axum::Router) -> (Response, String) {
         use tower::ServiceExt as _;
         let log = Captured::default();
         let writer = log.clone();
@@ -388,24 +415,52 @@ mod tests {
             .with_ansi(false)
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
-        let app = axum::Router::new()
-            .route(
-                "/",
-                axum::routing::get(|| async { HttpError::internal(&"disk on fire") }),
-            )
-            .layer(axum::middleware::from_fn(log_failures));
+        let app = app.layer(axum::middleware::from_fn(log_failures));
         let res = app
             .oneshot(Request::new(axum::body::Body::empty()))
             .await
             .expect("answered");
+        let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf-8");
+        (res, text)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failure_is_logged_once_by_the_middleware_and_never_answered() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async { HttpError::internal(&"disk on fire") }),
+        );
+        let (res, text) = answer_and_log(app).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(res.extensions().get::<Failure>().is_none());
+        assert!(res.extensions().get::<LogEntry>().is_none());
         let body = axum::body::to_bytes(res.into_body(), 1 << 20)
             .await
             .expect("body");
         assert!(!String::from_utf8_lossy(&body).contains("disk on fire"));
-        let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf-8");
         assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    /// Every upload slot taken is a warning for the operator: logged once,
+    /// by the middleware, on either surface (not where the refusal is made,
+    /// and not again where it is answered).
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_upload_slot_is_one_warning_logged_by_the_middleware() {
+        use crate::http::refusal::Refusal;
+        for surface in [Surface::Api, Surface::Page] {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::get(move || async move { Refusal::NoUploadSlot.respond(surface) }),
+            );
+            let (res, text) = answer_and_log(app).await;
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{surface:?}");
+            assert!(res.extensions().get::<LogEntry>().is_none(), "{surface:?}");
+            assert_eq!(text.lines().count(), 1, "{surface:?}: {text}");
+            assert!(text.contains("WARN"), "{surface:?}: {text}");
+            assert!(
+                text.contains("max_concurrent_uploads"),
+                "{surface:?}: {text}"
+            );
+        }
     }
 }

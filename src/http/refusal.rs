@@ -107,7 +107,12 @@ impl Refusal {
             Refusal::UnsupportedMediaType { expected } => {
                 return HttpError::unsupported_media_type(expected);
             }
-            Refusal::NoUploadSlot => return HttpError::unavailable(),
+            // The operator hears of it (once, from `log_failures`).
+            Refusal::NoUploadSlot => {
+                return HttpError::unavailable().warning(
+                    "refusing an upload: max_concurrent_uploads are in progress, none behind the minimum rate",
+                );
+            }
             Refusal::CrossSite => (
                 S::FORBIDDEN,
                 ErrorCode::CrossSite,

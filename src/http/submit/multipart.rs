@@ -137,12 +137,7 @@ impl Starter<'_> {
 
 fn no_slot(no: NoSlot) -> Refusal {
     match no {
-        NoSlot::Full => {
-            tracing::warn!(
-                "refusing an upload: max_concurrent_uploads are in progress, none behind the minimum rate"
-            );
-            Refusal::NoUploadSlot
-        }
+        NoSlot::Full => Refusal::NoUploadSlot,
         NoSlot::ClientFull => Refusal::TooManyUploads,
     }
 }
@@ -254,10 +249,9 @@ fn check_before_reading(
         Ok(free) if free >= server.min_free_bytes.saturating_add(declared.unwrap_or(0)) => {
             Ok(boundary)
         }
-        Ok(_) => {
-            tracing::warn!("refusing an upload: free space in data_dir is under min_free_bytes");
-            Err(HttpError::unavailable().into())
-        }
+        Ok(_) => Err(HttpError::unavailable()
+            .warning("refusing an upload: free space in data_dir is under min_free_bytes")
+            .into()),
         Err(e) => Err(HttpError::internal(&e).into()),
     }
 }

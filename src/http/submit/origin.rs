@@ -1,7 +1,7 @@
 //! The one cross-site check of the submission routes ([`is_cross_site`]):
 //! whether a browser says a post comes from another web site. Refused as
-//! `cross_site` (403) on both routes; see `http/submit.rs` for which posts
-//! are checked.
+//! `cross_site` (403) on both routes; `Front::check` (`http/submit/front.rs`)
+//! says which posts are checked.
 
 use axum::http::{HeaderMap, header};
 

@@ -85,7 +85,7 @@ impl<'a> PageReply<'a> {
             Err(Failure::Refused(refusal)) => self.refused(refusal, echo),
             Err(Failure::Error(mut e)) => {
                 let mut res = not_sent(self.page(), Some(form), e.status);
-                e.hand_failure_to(&mut res);
+                e.hand_log_to(&mut res);
                 res
             }
         }
