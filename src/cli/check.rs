@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::keys::{Keyring, load_dir};
+use crate::keys::{Keyring, RecipientCert, load_dir};
 
 /// Validates the config at `config_path` and its keys; prints what it found.
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -39,47 +39,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     );
     let now = SystemTime::now();
     let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
-    for cert in &report.certs {
-        println!();
-        println!("certificate {}", cert.fingerprint().to_hex());
-        println!("  file:     {}", cert.source.display());
-        for uid in &cert.user_ids {
-            println!("  user ID:  {uid}");
-        }
-        for k in &cert.encryption_keys {
-            println!(
-                "  encrypts: {} {} (expires {})",
-                k.key.fingerprint().to_hex(),
-                k.key.pk_algo(),
-                expiry(k.expires)
-            );
-        }
-        println!("  expires:  {}", expiry(cert.expires));
-    }
+    print_certs(&report.certs);
     let mut problems = report.problems;
     if problems.is_empty() {
         match Keyring::route(&config, report.certs) {
-            Ok(keyring) => {
-                println!();
-                for form in &config.forms {
-                    let r = keyring.for_form(&form.id);
-                    let certs: Vec<String> = r
-                        .iter()
-                        .flat_map(|r| r.certs.iter().map(|c| c.to_hex()))
-                        .collect();
-                    println!(
-                        "form {}: {} recipient(s){}: {}",
-                        form.id,
-                        certs.len(),
-                        if form.hide_recipients {
-                            " (hidden)"
-                        } else {
-                            ""
-                        },
-                        certs.join(", ")
-                    );
-                }
-            }
+            Ok(keyring) => print_routes(&config, &keyring),
             Err(p) => problems = p,
         }
     }
@@ -109,6 +73,50 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             problems.len()
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Each loaded certificate: file, user IDs, encryption keys, expiry.
+fn print_certs(certs: &[RecipientCert]) {
+    for cert in certs {
+        println!();
+        println!("certificate {}", cert.fingerprint().to_hex());
+        println!("  file:     {}", cert.source.display());
+        for uid in &cert.user_ids {
+            println!("  user ID:  {uid}");
+        }
+        for k in &cert.encryption_keys {
+            println!(
+                "  encrypts: {} {} (expires {})",
+                k.key.fingerprint().to_hex(),
+                k.key.pk_algo(),
+                expiry(k.expires)
+            );
+        }
+        println!("  expires:  {}", expiry(cert.expires));
+    }
+}
+
+/// Each form's recipients, as the keyring routes them.
+fn print_routes(config: &Config, keyring: &Keyring) {
+    println!();
+    for form in &config.forms {
+        let r = keyring.for_form(&form.id);
+        let certs: Vec<String> = r
+            .iter()
+            .flat_map(|r| r.certs.iter().map(|c| c.to_hex()))
+            .collect();
+        println!(
+            "form {}: {} recipient(s){}: {}",
+            form.id,
+            certs.len(),
+            if form.hide_recipients {
+                " (hidden)"
+            } else {
+                ""
+            },
+            certs.join(", ")
+        );
     }
 }
 
