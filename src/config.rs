@@ -294,12 +294,12 @@ impl Problem {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::server::default_listen;
     use super::*;
 
     /// One form with one field: the smallest valid config.
-    pub(super) const MINIMAL: &str = r#"
+    pub(crate) const MINIMAL: &str = r#"
 [server]
 data_dir = "data"
 keys_dir = "keys"

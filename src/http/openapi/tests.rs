@@ -11,22 +11,14 @@ use crate::api::forms::{FormList, Submitted};
 use crate::api::staff::{StaffList, StaffRecord};
 use crate::api::{ErrorBody, ErrorDetail};
 use crate::config::Config;
+use crate::config::tests::MINIMAL;
 
-const FORMS: &str = r#"
-[server]
-data_dir = "data"
-keys_dir = "keys"
-
-[[forms]]
-id = "tip"
-title = "Send a tip"
-
-[[forms.fields]]
-name = "message"
-label = "Message"
-kind = "textarea"
-required = true
-max_len = 300
+/// The smallest valid config ([`MINIMAL`]) with a checkbox and a file
+/// field added.
+fn forms() -> String {
+    format!(
+        "{MINIMAL}{}",
+        r#"max_len = 300
 
 [[forms.fields]]
 name = "consent"
@@ -39,11 +31,13 @@ name = "files"
 label = "Files"
 kind = "file"
 multiple = true
-"#;
+"#
+    )
+}
 
-/// The document for [`FORMS`], with the staff API or without, as JSON.
+/// The document for [`forms`], with the staff API or without, as JSON.
 fn document(staff: bool) -> Value {
-    let config = Config::parse(FORMS, Path::new("test.toml")).expect("valid config");
+    let config = Config::parse(&forms(), Path::new("test.toml")).expect("valid config");
     serde_json::to_value(describe(&config.forms, staff)).expect("serializes")
 }
 
