@@ -3,11 +3,11 @@
 //! way of a submission), sends it, and retries what failed with backoff
 //! until the next slot. What it keeps is in memory only: the receipts the
 //! last digest saw, and per reader the time of the last successful digest
-//! (the [`Ledger`], shown by the staff status route).
+//! (the [`Ledger`], owned by the server's state in `src/http.rs`, which
+//! hands it to [`spawn`] and to the staff status route).
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Channel, Failures, Since, attempt, census, deliveries, prepare};
@@ -49,7 +49,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    fn new(notify: &NotifyConfig) -> Ledger {
+    /// Every reader of `notify` with no digest yet (created with the
+    /// server's state, `src/http.rs`, and handed to [`spawn`]).
+    pub fn new(notify: &NotifyConfig) -> Ledger {
         let readers = notify
             .readers
             .iter()
@@ -87,22 +89,6 @@ impl Ledger {
     }
 }
 
-/// The ledger of the digest of the store at `data_dir`. The task of `serve`
-/// writes it and the staff status route reads it; they share only the
-/// configuration, so they meet here, by `data_dir` (one process holds a
-/// store, see [`crate::store::Store::open`]).
-pub fn ledger(data_dir: &Path, notify: &NotifyConfig) -> Arc<Ledger> {
-    static LEDGERS: OnceLock<Mutex<HashMap<PathBuf, Arc<Ledger>>>> = OnceLock::new();
-    let mut map = LEDGERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    Arc::clone(
-        map.entry(data_dir.to_owned())
-            .or_insert_with(|| Arc::new(Ledger::new(notify))),
-    )
-}
-
 /// What the task remembers from one slot to the next.
 #[derive(Default)]
 struct Memory {
@@ -117,15 +103,15 @@ struct Memory {
     reported: HashSet<(usize, String)>,
 }
 
-/// Starts the digest task of `serve`, when `[notify]` is configured.
-pub fn spawn(intake: Arc<Intake>) {
+/// Starts the digest task of `serve`, when `[notify]` is configured; it
+/// writes each reader's state to `ledger`.
+pub fn spawn(intake: Arc<Intake>, ledger: Arc<Ledger>) {
     let Some(notify) = intake.config.notify.clone() else {
         return;
     };
     let Ok(slot_secs) = notify.slot_secs() else {
         return; // refused when the config was loaded
     };
-    let ledger = ledger(&intake.config.server.data_dir, &notify);
     tracing::info!(
         "digest: daily at {} UTC to {} reader(s)",
         notify.at,
