@@ -166,9 +166,12 @@ pub fn router(state: AppState) -> Router {
 /// The staff API alone, for its own listen address (`staff.listen`), with
 /// the same body limits, deadlines, logging rules and headers as the rest.
 pub fn staff_router(state: AppState) -> Router {
-    let app = staff::routes(staff::StaffState::new(state.intake_arc(), state.digest_ledger()))
-        .fallback(|| async { staff::StaffError::NotFound })
-        .method_not_allowed_fallback(method_not_allowed);
+    let app = staff::routes(staff::StaffState::new(
+        state.intake_arc(),
+        state.digest_ledger(),
+    ))
+    .fallback(|| async { staff::StaffError::NotFound })
+    .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 
@@ -210,7 +213,10 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
 /// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
     if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
-        staff::routes(staff::StaffState::new(state.intake_arc(), state.digest_ledger()))
+        staff::routes(staff::StaffState::new(
+            state.intake_arc(),
+            state.digest_ledger(),
+        ))
     } else {
         Router::new()
     }
