@@ -192,7 +192,7 @@ impl Config {
 
     /// Whether the index keeps each record's form: when a staff token is
     /// limited to some forms, and when the digest counts records per form
-    /// (`[notify]`). See [`crate::intake::Intake::indexing`].
+    /// (`[notify]`). See `Intake::indexing` in `src/intake.rs`.
     pub fn indexes_form(&self) -> bool {
         self.staff.scopes_by_form() || self.notify.is_some()
     }
