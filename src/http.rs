@@ -55,6 +55,9 @@ struct StateInner {
     upload_slots: slots::UploadSlots,
     limits: limits::Limits,
     tokens: form_tokens::FormTokens,
+    /// The daily digest's state per reader, with `[notify]`: written by
+    /// the digest task `serve` starts, read by the staff status route.
+    digest: Option<Arc<crate::notify::Ledger>>,
 }
 
 impl AppState {
@@ -68,12 +71,18 @@ impl AppState {
         );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
         let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
+        let digest = intake
+            .config
+            .notify
+            .as_ref()
+            .map(|n| Arc::new(crate::notify::Ledger::new(n)));
         AppState {
             inner: Arc::new(StateInner {
                 intake: Arc::new(intake),
                 upload_slots,
                 limits,
                 tokens,
+                digest,
             }),
         }
     }
@@ -82,6 +91,12 @@ impl AppState {
     /// or the staff API).
     pub fn intake_arc(&self) -> Arc<Intake> {
         Arc::clone(&self.inner.intake)
+    }
+
+    /// The daily digest's ledger (with `[notify]`), for the task that
+    /// writes it and the staff status route that reads it.
+    pub fn digest_ledger(&self) -> Option<Arc<crate::notify::Ledger>> {
+        self.inner.digest.clone()
     }
 
     /// Slots for uploads in progress (separate from the sealing slots, so
@@ -151,9 +166,12 @@ pub fn router(state: AppState) -> Router {
 /// The staff API alone, for its own listen address (`staff.listen`), with
 /// the same body limits, deadlines, logging rules and headers as the rest.
 pub fn staff_router(state: AppState) -> Router {
-    let app = staff::routes(staff::StaffState::new(state.intake_arc()))
-        .fallback(|| async { staff::StaffError::NotFound })
-        .method_not_allowed_fallback(method_not_allowed);
+    let app = staff::routes(staff::StaffState::new(
+        state.intake_arc(),
+        state.digest_ledger(),
+    ))
+    .fallback(|| async { staff::StaffError::NotFound })
+    .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 
@@ -195,7 +213,10 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
 /// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
     if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
-        staff::routes(staff::StaffState::new(state.intake_arc()))
+        staff::routes(staff::StaffState::new(
+            state.intake_arc(),
+            state.digest_ledger(),
+        ))
     } else {
         Router::new()
     }

@@ -31,7 +31,7 @@ pub use census::{FailureCounter, Since};
 pub use digest::{DIGEST_BYTES, Failures};
 pub use mail::SUBJECT;
 pub use readers::{Skipped, check_lines};
-pub use schedule::{Ledger, last_slot, ledger, next_slot, spawn};
+pub use schedule::{Ledger, last_slot, next_slot, spawn};
 
 /// One reader's digest of a round, ready to send.
 pub struct Letter {

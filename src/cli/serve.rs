@@ -67,7 +67,9 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         };
         spawn_daily_upkeep(&state);
         spawn_daily_key_check(&state);
-        crate::notify::spawn(state.intake_arc());
+        if let Some(ledger) = state.digest_ledger() {
+            crate::notify::spawn(state.intake_arc(), ledger);
+        }
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

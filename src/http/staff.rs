@@ -68,11 +68,13 @@ pub struct StaffState {
     tokens: Arc<TokenSet>,
     failures: Arc<DefaultDirectRateLimiter>,
     blocked_until: Arc<Mutex<Option<Instant>>>,
+    digest: Option<Arc<crate::notify::Ledger>>,
 }
 
 impl StaffState {
-    /// State over `intake`, with the tokens its config lists.
-    pub fn new(intake: Arc<Intake>) -> StaffState {
+    /// State over `intake`, with the tokens its config lists, and the
+    /// daily digest's `digest` ledger (with `[notify]`) for the status route.
+    pub fn new(intake: Arc<Intake>, digest: Option<Arc<crate::notify::Ledger>>) -> StaffState {
         let tokens = TokenSet::from_config(&intake.config.staff.tokens);
         let quota = Quota::with_period(FAILURE_REFILL)
             .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
@@ -82,6 +84,7 @@ impl StaffState {
             tokens: Arc::new(tokens),
             failures: Arc::new(RateLimiter::direct(quota)),
             blocked_until: Arc::new(Mutex::new(None)),
+            digest,
         }
     }
 
@@ -235,7 +238,10 @@ async fn status(
     headers: HeaderMap,
 ) -> Result<Json<StaffStatus>, StaffError> {
     st.authorize(&headers, Action::List)?;
-    Ok(Json(super::staff_status::body(&st.intake.config)))
+    Ok(Json(super::staff_status::body(
+        &st.intake.config,
+        st.digest.as_deref(),
+    )))
 }
 
 /// The query of the listing.

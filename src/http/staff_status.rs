@@ -6,15 +6,19 @@
 
 use crate::api::staff::{DigestStatus, StaffStatus};
 use crate::config::Config;
+use crate::notify::Ledger;
 
-/// The status document of the server configured by `config`.
-pub fn body(config: &Config) -> StaffStatus {
-    let notify = config.notify.as_ref().map(|notify| {
-        let ledger = crate::notify::ledger(&config.server.data_dir, notify);
-        DigestStatus {
+/// The status document of the server configured by `config`, whose digest
+/// task writes `ledger` (created with the server's state when `[notify]` is
+/// configured).
+pub fn body(config: &Config, ledger: Option<&Ledger>) -> StaffStatus {
+    let notify = config
+        .notify
+        .as_ref()
+        .zip(ledger)
+        .map(|(notify, ledger)| DigestStatus {
             at: notify.at.clone(),
             readers: ledger.snapshot(),
-        }
-    });
+        });
     StaffStatus { notify }
 }

@@ -162,11 +162,29 @@ pub async fn post_webhook(url: &str, armored: &str) -> Result<(), String> {
     }
 }
 
-/// `text` with every string of `hide` replaced by `<address>`.
+/// `text` with every string of `hide` replaced by `<address>`, whatever
+/// the case of its ASCII letters: relays echo an address as they please
+/// (`Desk@Example.ORG` for `desk@example.org`).
 pub fn redact(text: &str, hide: &[&str]) -> String {
     hide.iter()
         .filter(|h| !h.is_empty())
-        .fold(text.to_owned(), |t, h| t.replace(h, "<address>"))
+        .fold(text.to_owned(), |t, h| replace_ignoring_case(&t, h))
+}
+
+/// `text` with every ASCII-case-insensitive occurrence of `needle` replaced
+/// by `<address>`. ASCII lowercasing keeps every byte offset and character
+/// boundary, so offsets found in the lowercased text cut the original.
+fn replace_ignoring_case(text: &str, needle: &str) -> String {
+    let (lower, needle) = (text.to_ascii_lowercase(), needle.to_ascii_lowercase());
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(&needle) {
+        out.push_str(&text[from..from + at]);
+        out.push_str("<address>");
+        from += at + needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 #[cfg(test)]
@@ -178,6 +196,17 @@ mod tests {
         assert_eq!(
             redact("550 <desk@example.org>: unknown", &["desk@example.org", ""]),
             "550 <<address>>: unknown"
+        );
+    }
+
+    #[test]
+    fn an_address_echoed_in_another_case_is_hidden_too() {
+        assert_eq!(
+            redact(
+                "550 5.1.1 <Desk@Example.ORG> unknown; from é DESK@EXAMPLE.ORG",
+                &["desk@example.org"]
+            ),
+            "550 5.1.1 <<address>> unknown; from é <address>"
         );
     }
 }

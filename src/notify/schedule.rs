@@ -3,11 +3,11 @@
 //! way of a submission), sends it, and retries what failed with backoff
 //! until the next slot. What it keeps is in memory only: the receipts the
 //! last digest saw, and per reader the time of the last successful digest
-//! (the [`Ledger`], shown by the staff status route).
+//! (the [`Ledger`], owned by the server's state in `src/http.rs`, which
+//! hands it to [`spawn`] and to the staff status route).
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Channel, Failures, Since, attempt, census, deliveries, prepare};
@@ -49,7 +49,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    fn new(notify: &NotifyConfig) -> Ledger {
+    /// Every reader of `notify` with no digest yet (created with the
+    /// server's state, `src/http.rs`, and handed to [`spawn`]).
+    pub fn new(notify: &NotifyConfig) -> Ledger {
         let readers = notify
             .readers
             .iter()
@@ -87,27 +89,16 @@ impl Ledger {
     }
 }
 
-/// The ledger of the digest of the store at `data_dir`. The task of `serve`
-/// writes it and the staff status route reads it; they share only the
-/// configuration, so they meet here, by `data_dir` (one process holds a
-/// store, see [`crate::store::Store::open`]).
-pub fn ledger(data_dir: &Path, notify: &NotifyConfig) -> Arc<Ledger> {
-    static LEDGERS: OnceLock<Mutex<HashMap<PathBuf, Arc<Ledger>>>> = OnceLock::new();
-    let mut map = LEDGERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    Arc::clone(
-        map.entry(data_dir.to_owned())
-            .or_insert_with(|| Arc::new(Ledger::new(notify))),
-    )
-}
-
 /// What the task remembers from one slot to the next.
 #[derive(Default)]
 struct Memory {
-    /// The receipts the last digest counted (`None` before the first).
+    /// The receipts the last digest every reader got counted (`None`
+    /// before the first).
     seen: Option<HashSet<Receipt>>,
+    /// Without `seen`: the slot of the first digest that some reader did
+    /// not get, whose day the next one counts from, so nothing it counted
+    /// as new is lost.
+    undelivered_since: Option<SystemTime>,
     /// Errors and warnings logged when the last digest was prepared.
     logged: (u64, u64),
     /// Failed delivery attempts and skipped readers since then.
@@ -117,15 +108,38 @@ struct Memory {
     reported: HashSet<(usize, String)>,
 }
 
-/// Starts the digest task of `serve`, when `[notify]` is configured.
-pub fn spawn(intake: Arc<Intake>) {
+impl Memory {
+    /// What the next digest counts as new: after one every reader got,
+    /// what it did not count (`counted`); after one some reader missed (`counted` is
+    /// `None`), what this one counted too, for everyone, rather than lose
+    /// it for that reader: since the receipts of the last digest everyone
+    /// got (`previous`), or without those since the day before `since_slot`.
+    fn remember(
+        &mut self,
+        previous: Option<HashSet<Receipt>>,
+        counted: Option<HashSet<Receipt>>,
+        since_slot: SystemTime,
+    ) {
+        match (counted, previous) {
+            (Some(counted), _) => {
+                self.seen = Some(counted);
+                self.undelivered_since = None;
+            }
+            (None, Some(previous)) => self.seen = Some(previous),
+            (None, None) => self.undelivered_since = Some(since_slot),
+        }
+    }
+}
+
+/// Starts the digest task of `serve`, when `[notify]` is configured; it
+/// writes each reader's state to `ledger`.
+pub fn spawn(intake: Arc<Intake>, ledger: Arc<Ledger>) {
     let Some(notify) = intake.config.notify.clone() else {
         return;
     };
     let Ok(slot_secs) = notify.slot_secs() else {
         return; // refused when the config was loaded
     };
-    let ledger = ledger(&intake.config.server.data_dir, &notify);
     tracing::info!(
         "digest: daily at {} UTC to {} reader(s)",
         notify.at,
@@ -161,9 +175,10 @@ async fn run_slot(
         readers_skipped: memory.readers_skipped,
     };
     let seen = memory.seen.take();
+    let since_slot = memory.undelivered_since.unwrap_or(slot);
     let (job_intake, job_notify) = (Arc::clone(intake), notify.clone());
     let prepared = tokio::task::spawn_blocking(move || {
-        let previous = day_string(slot - Duration::from_secs(DAY));
+        let previous = day_string(since_slot - Duration::from_secs(DAY));
         let since = seen.as_ref().map_or(Since::Day(previous), Since::Seen);
         let round = prepare(
             &job_intake.config,
@@ -176,14 +191,15 @@ async fn run_slot(
         (round, seen)
     })
     .await;
-    let round = match prepared {
-        Ok((Ok(round), _)) => round,
+    let (round, seen) = match prepared {
+        Ok((Ok(round), seen)) => (round, seen),
         Ok((Err(e), seen)) => {
-            memory.seen = seen;
+            memory.remember(seen, None, since_slot);
             tracing::error!(error = %e, "digest: could not be prepared; next try at the next slot");
             return;
         }
         Err(e) => {
+            memory.remember(None, None, since_slot);
             tracing::error!(error = %e, "digest: could not be prepared; next try at the next slot");
             return;
         }
@@ -206,18 +222,20 @@ async fn run_slot(
             r.problem = None;
         });
     }
-    memory.deliveries = send_with_retries(notify, &round, slot, ledger).await;
-    memory.seen = Some(round.seen);
+    let (attempts, every_mail_delivered) = send_with_retries(notify, &round, slot, ledger).await;
+    memory.deliveries = attempts;
+    memory.remember(seen, every_mail_delivered.then_some(round.seen), since_slot);
 }
 
 /// Sends every delivery of `round`, retrying the failed ones with backoff
-/// until the next slot; returns the number of failed attempts.
+/// until the next slot; returns the number of failed attempts, and whether
+/// every reader's mail went out in the end.
 async fn send_with_retries(
     notify: &NotifyConfig,
     round: &super::Round,
     slot: SystemTime,
     ledger: &Ledger,
-) -> u64 {
+) -> (u64, bool) {
     let give_up = slot + Duration::from_secs(DAY) - MAX_RETRY;
     let mut pending = deliveries(notify, round);
     let mut wait = FIRST_RETRY;
@@ -235,7 +253,7 @@ async fn send_with_retries(
         }
         if failed.is_empty() {
             tracing::info!("digest: delivered to every reader");
-            return failed_attempts;
+            return (failed_attempts, true);
         }
         failed_attempts += failed.len() as u64;
         let stop = now + wait >= give_up;
@@ -252,7 +270,8 @@ async fn send_with_retries(
             );
         }
         if stop {
-            return failed_attempts;
+            let mail_failed = failed.iter().any(|(_, c, _)| *c == Channel::Mail);
+            return (failed_attempts, !mail_failed);
         }
         pending = failed.into_iter().map(|(i, c, _)| (i, c)).collect();
         tokio::time::sleep(wait).await;
@@ -263,6 +282,28 @@ async fn send_with_retries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_reader_missed_is_counted_again_by_the_next_digest() {
+        let slot = UNIX_EPOCH + Duration::from_secs(20_000 * DAY);
+        let counted: HashSet<Receipt> = [Receipt::random()].into();
+        let mut memory = Memory::default();
+        // The first digest after a start reaches nobody: the next one counts
+        // from the day before it, not from the day before its own slot.
+        memory.remember(None, None, slot);
+        assert_eq!(
+            (memory.seen.is_none(), memory.undelivered_since),
+            (true, Some(slot))
+        );
+        // Delivered: what it counted is not new next time.
+        memory.remember(None, Some(counted.clone()), slot);
+        assert_eq!(memory.seen.as_ref(), Some(&counted));
+        assert_eq!(memory.undelivered_since, None);
+        // Missed by a reader: the receipts of the last digest everyone got stay.
+        let previous = memory.seen.take();
+        memory.remember(previous, None, slot);
+        assert_eq!(memory.seen.as_ref(), Some(&counted));
+    }
 
     #[test]
     fn the_slot_is_the_configured_time_of_day_utc() {
