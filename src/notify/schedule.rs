@@ -14,6 +14,7 @@ use super::{Channel, Failures, Since, attempt, census, deliveries, prepare};
 use crate::api::staff::ReaderStatus;
 use crate::config::NotifyConfig;
 use crate::intake::Intake;
+use crate::keys::canonical_fingerprint;
 use crate::receipt::Receipt;
 use crate::store::day_string;
 
@@ -58,12 +59,7 @@ impl Ledger {
             .enumerate()
             .map(|(reader, r)| ReaderStatus {
                 reader,
-                fingerprint: r.fingerprint.as_ref().map(|f| {
-                    f.chars()
-                        .filter(|c| !c.is_whitespace())
-                        .collect::<String>()
-                        .to_ascii_uppercase()
-                }),
+                fingerprint: r.fingerprint.as_deref().map(canonical_fingerprint),
                 last_digest: None,
                 problem: None,
             })
