@@ -432,12 +432,20 @@ impl Keyring {
     }
 }
 
-fn find_cert<'a>(certs: &'a [RecipientCert], wanted: &str) -> Option<&'a RecipientCert> {
-    let wanted: String = wanted
+/// A fingerprint as the configuration may write it (hex, any case, spaces
+/// allowed) as [`Fingerprint::to_hex`] writes it: upper case, no spaces.
+pub fn canonical_fingerprint(written: &str) -> String {
+    written
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect::<String>()
-        .to_ascii_uppercase();
+        .to_ascii_uppercase()
+}
+
+/// The certificate of `certs` with this primary fingerprint (hex, any
+/// case, spaces allowed).
+pub fn find_cert<'a>(certs: &'a [RecipientCert], wanted: &str) -> Option<&'a RecipientCert> {
+    let wanted = canonical_fingerprint(wanted);
     certs.iter().find(|c| c.fingerprint().to_hex() == wanted)
 }
 

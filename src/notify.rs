@@ -26,12 +26,10 @@ use crate::config::{Config, NotifyConfig};
 use crate::receipt::Receipt;
 use crate::store::{Store, day_string};
 
-pub use crate::api::staff::ReaderStatus;
 pub use census::{FailureCounter, Since};
-pub use digest::{DIGEST_BYTES, Failures};
-pub use mail::SUBJECT;
+pub use digest::Failures;
 pub use readers::{Skipped, check_lines};
-pub use schedule::{Ledger, last_slot, next_slot, spawn};
+pub use schedule::{Ledger, last_slot, spawn};
 
 /// One reader's digest of a round, ready to send.
 pub struct Letter {

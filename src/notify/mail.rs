@@ -59,8 +59,7 @@ pub fn message(
         .parse()
         .map_err(|e| format!("notify.from: {e}"))?;
     let to: Mailbox = to.parse().map_err(|e| format!("reader address: {e}"))?;
-    let domain = notify.from.rsplit('@').next().unwrap_or("localhost");
-    let id = format!("<{}@{domain}>", random_hex());
+    let id = format!("<{}@{}>", random_hex(), sender_domain(notify));
     let control = SinglePart::builder()
         .header(ContentType::parse("application/pgp-encrypted").map_err(|e| e.to_string())?)
         .header(ContentTransferEncoding::SevenBit)
@@ -86,6 +85,11 @@ pub fn message(
         .message_id(Some(id))
         .multipart(multipart)
         .map_err(|e| e.to_string())
+}
+
+/// The domain of `notify.from`: the `Message-ID`'s and the relay greeting's.
+fn sender_domain(notify: &NotifyConfig) -> &str {
+    notify.from.rsplit('@').next().unwrap_or("localhost")
 }
 
 /// 32 random hex digits.
@@ -116,11 +120,10 @@ pub fn transport(notify: &NotifyConfig) -> Result<Transport, String> {
             }
         }
     };
-    let domain = notify.from.rsplit('@').next().unwrap_or("localhost");
     let mut builder = Transport::builder_dangerous(relay.host)
         .port(relay.port)
         .tls(tls)
-        .hello_name(ClientId::Domain(domain.to_owned()))
+        .hello_name(ClientId::Domain(sender_domain(notify).to_owned()))
         .timeout(Some(EXCHANGE_TIMEOUT));
     if let (Some(user), Some(file)) = (relay.user, &notify.password_file) {
         let password = Zeroizing::new(

@@ -11,7 +11,9 @@ use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
 
 use crate::config::{Config, NotifyConfig};
-use crate::keys::{KeyProblem, KeyWarning, RecipientCert, load_dir, validate};
+use crate::keys::{
+    KeyProblem, KeyWarning, RecipientCert, canonical_fingerprint, find_cert, load_dir, validate,
+};
 
 /// A reader whose certificate is usable now.
 pub struct Reader {
@@ -96,18 +98,10 @@ type Found = Result<(RecipientCert, Option<KeyWarning>), String>;
 /// The certificate with primary fingerprint `wanted` among those of
 /// `keys_dir` that are valid now, or why there is none.
 fn from_keys_dir(report: &crate::keys::KeyReport, wanted: &str) -> Found {
-    let wanted: String = wanted
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if let Some(c) = report
-        .certs
-        .iter()
-        .find(|c| c.fingerprint().to_hex() == wanted)
-    {
+    if let Some(c) = find_cert(&report.certs, wanted) {
         return Ok((c.clone(), None));
     }
+    let wanted = canonical_fingerprint(wanted);
     let problem = report.problems.iter().find_map(|p| match p {
         KeyProblem::InvalidCert {
             fingerprint,

@@ -14,8 +14,9 @@ use super::{Channel, Failures, Since, attempt, census, deliveries, prepare};
 use crate::api::staff::ReaderStatus;
 use crate::config::NotifyConfig;
 use crate::intake::Intake;
+use crate::keys::canonical_fingerprint;
 use crate::receipt::Receipt;
-use crate::store::day_string;
+use crate::store::{day_string, start_of_day};
 
 /// The first retry of a failed delivery comes this long after it.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
@@ -33,14 +34,13 @@ pub fn next_slot(now: SystemTime, slot_secs: u32) -> SystemTime {
 
 /// The last slot at or before `now`.
 pub fn last_slot(now: SystemTime, slot_secs: u32) -> SystemTime {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let today = secs - secs % DAY + u64::from(slot_secs);
-    let last = if today <= secs {
+    let today = start_of_day(now) + Duration::from_secs(u64::from(slot_secs));
+    if today <= now {
         today
     } else {
-        today.saturating_sub(DAY)
-    };
-    UNIX_EPOCH + Duration::from_secs(last)
+        let yesterday = today.checked_sub(Duration::from_secs(DAY));
+        yesterday.unwrap_or(UNIX_EPOCH).max(UNIX_EPOCH)
+    }
 }
 
 /// The digest's state per reader, in memory only.
@@ -58,12 +58,7 @@ impl Ledger {
             .enumerate()
             .map(|(reader, r)| ReaderStatus {
                 reader,
-                fingerprint: r.fingerprint.as_ref().map(|f| {
-                    f.chars()
-                        .filter(|c| !c.is_whitespace())
-                        .collect::<String>()
-                        .to_ascii_uppercase()
-                }),
+                fingerprint: r.fingerprint.as_deref().map(canonical_fingerprint),
                 last_digest: None,
                 problem: None,
             })
