@@ -32,6 +32,16 @@ pub struct StaffConfig {
     /// a bare hash, which may do everything for every form.
     #[serde(default)]
     pub tokens: Vec<crate::staff_token::TokenEntry>,
+    /// Wrong or missing tokens answered 401 in a burst before the staff API
+    /// answers them 429 (then one more every 6 s). A valid token always
+    /// passes. Default 10; raise it only for a tester that probes the API
+    /// without a token on purpose.
+    #[serde(default = "default_failed_token_burst")]
+    pub failed_token_burst: u32,
+}
+
+fn default_failed_token_burst() -> u32 {
+    10
 }
 
 impl StaffConfig {
@@ -52,6 +62,7 @@ impl Default for StaffConfig {
             listen: None,
             on_public_listener: false,
             tokens: Vec::new(),
+            failed_token_burst: default_failed_token_burst(),
         }
     }
 }
@@ -111,6 +122,12 @@ impl StaffConfig {
     pub(super) fn validate(&self, forms: &[FormConfig]) -> Vec<Problem> {
         use crate::staff_token::{TokenEntry, TokenHash};
         let mut problems = Vec::new();
+        if self.failed_token_burst == 0 {
+            problems.push(Problem::new(
+                "staff.failed_token_burst",
+                "must be at least 1 (wrong tokens answered 401 before 429)",
+            ));
+        }
         if self.listen.is_some() && self.on_public_listener {
             problems.push(Problem::new(
                 "staff.on_public_listener",

@@ -56,8 +56,6 @@ use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
 use crate::store::{IndexEntry, RecordState};
 
-/// Failed attempts allowed in a burst before 429.
-const FAILURE_BURST: u32 = 10;
 /// One more failed attempt is allowed every this long.
 const FAILURE_REFILL: Duration = Duration::from_secs(6);
 
@@ -78,7 +76,9 @@ impl StaffState {
         let tokens = TokenSet::from_config(&intake.config.staff.tokens);
         let quota = Quota::with_period(FAILURE_REFILL)
             .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(FAILURE_BURST).unwrap_or(NonZeroU32::MIN));
+            .allow_burst(
+                NonZeroU32::new(intake.config.staff.failed_token_burst).unwrap_or(NonZeroU32::MIN),
+            );
         StaffState {
             intake,
             tokens: Arc::new(tokens),
