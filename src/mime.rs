@@ -5,7 +5,9 @@
 //! `gpg -d record.pgp > x.eml` must open in any mail client, so the sealed
 //! plaintext is an RFC 5322 message with a `multipart/mixed` body:
 //! 1. `text/plain` (quoted-printable): the fields as `Label: value`;
-//! 2. one base64 part per attachment, name and type only in its headers;
+//! 2. one part per attachment, name and type only in its headers, the file's
+//!    bytes as they are (`binary`; records written before issue 24 have
+//!    base64 here, and the parser reads both);
 //! 3. last, `application/json` (base64): the machine-readable record.
 //!
 //! After the closing boundary comes padding (the MIME epilogue, which parsers

@@ -16,7 +16,7 @@
 //! 1. text fields that arrive before the first file are kept (each is bounded
 //!    by its `max_len`), checked, and written as the text part when the first
 //!    file starts;
-//! 2. each file becomes a base64 attachment part as its bytes arrive; its name
+//! 2. each file becomes an attachment part (its bytes as they are) as they arrive; its name
 //!    and content type exist only in that part's headers, inside the
 //!    ciphertext;
 //! 3. text fields that arrive after a file are kept too, and the fields the

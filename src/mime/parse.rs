@@ -448,6 +448,28 @@ mod tests {
     }
 
     #[test]
+    fn binary_attachments_ending_in_cr_or_lf_or_holding_dashes_parse_back_exactly() {
+        use crate::mime::EnvelopeWriter;
+        use std::io::Write;
+        let head = test_head();
+        let files: [&[u8]; 6] = [b"", b"\r", b"\n", b"x\r\n", b"--\r\n--\r\n\r\n", b"\r\n\r"];
+        let mut w = EnvelopeWriter::start(Vec::new(), &head).expect("start");
+        for f in files {
+            let mut a = w
+                .attachment("file", "f.bin", "application/octet-stream")
+                .expect("att");
+            a.write_all(f).expect("write");
+            a.finish().expect("finish");
+        }
+        let (plain, _) = w.finish().expect("finish");
+        let text = String::from_utf8_lossy(&plain);
+        assert_eq!(text.matches("Content-Transfer-Encoding: binary").count(), 6);
+        let p = parse(&plain).expect("parse");
+        let got: Vec<&[u8]> = p.attachments.iter().map(|(_, b)| &b[..]).collect();
+        assert_eq!(got, files);
+    }
+
+    #[test]
     fn both_text_parts_of_an_upload_are_the_message() {
         use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue};
         let head = test_head();

@@ -470,14 +470,17 @@ impl Gpg {
     }
 }
 
-/// The JSON part of a decrypted record (base64 under `application/json`).
+/// The JSON part of a decrypted record (base64 under `application/json`;
+/// binary attachment parts may come before it).
 pub fn json_part(eml: &[u8]) -> serde_json::Value {
     use base64::Engine as _;
-    let text = std::str::from_utf8(eml).expect("record is ASCII MIME");
-    let after = text
-        .split("Content-Type: application/json; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n")
-        .nth(1)
+    const HEAD: &[u8] =
+        b"Content-Type: application/json; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+    let at = eml
+        .windows(HEAD.len())
+        .position(|w| w == HEAD)
         .expect("record has a JSON part");
+    let after = std::str::from_utf8(&eml[at + HEAD.len()..]).expect("the JSON part is ASCII");
     let b64: String = after
         .split("\r\n--")
         .next()

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
+mod binary;
 mod content;
 mod limits;
 mod slow_clients;
