@@ -19,6 +19,7 @@
 //! The ciphertext is dropped; the plaintext exists only in the same
 //! zeroized buffers the server uses.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -139,46 +140,35 @@ struct Job<'a> {
 impl Job<'_> {
     /// Decodes, validates, envelopes and seals the body once, into `ciphertext`.
     fn seal_one(&self, ciphertext: &mut Vec<u8>) -> anyhow::Result<()> {
-        let raw = decode_json(self.body).map_err(|r| anyhow::anyhow!("{r}"))?;
-        let submission =
-            Submission::validate(self.form, raw).map_err(|r| anyhow::anyhow!("{r}"))?;
-        let receipt = Receipt::random().to_string();
-        let head = self.head(&receipt);
-        let fields = submission.envelope_fields(self.form);
         ciphertext.clear();
-        seal(ciphertext, self.recipients, |w| {
-            let mut envelope = EnvelopeWriter::start(w, &head)?;
-            envelope.text_part(&self.form.title, &fields)?;
-            envelope.json_part(&head, &fields)?;
-            envelope.finish()?;
-            Ok(())
-        })?;
+        seal(ciphertext, self.recipients, |w| self.envelope(w))?;
         Ok(())
     }
 
     /// The padded length of the envelope this body makes: what the cipher
     /// and the MDC's hash go over.
     fn padded_len(&self) -> anyhow::Result<usize> {
-        let raw = decode_json(self.body).map_err(|r| anyhow::anyhow!("{r}"))?;
-        let submission =
-            Submission::validate(self.form, raw).map_err(|r| anyhow::anyhow!("{r}"))?;
-        let receipt = Receipt::random().to_string();
-        let head = self.head(&receipt);
-        let fields = submission.envelope_fields(self.form);
-        let mut envelope = EnvelopeWriter::start(std::io::sink(), &head)?;
-        envelope.text_part(&self.form.title, &fields)?;
-        envelope.json_part(&head, &fields)?;
-        let (_, len) = envelope.finish()?;
-        Ok(usize::try_from(len)?)
+        Ok(usize::try_from(self.envelope(&mut std::io::sink())?)?)
     }
 
-    fn head<'r>(&'r self, receipt: &'r str) -> Head<'r> {
-        Head {
+    /// Decodes and validates the body and writes its envelope to `w`, as the
+    /// server does; returns the envelope's padded length.
+    fn envelope(&self, w: &mut dyn Write) -> io::Result<u64> {
+        let raw = decode_json(self.body).map_err(|r| io::Error::other(r.to_string()))?;
+        let submission =
+            Submission::validate(self.form, raw).map_err(|r| io::Error::other(r.to_string()))?;
+        let receipt = Receipt::random().to_string();
+        let head = Head {
             form: &self.form.id,
             title: &self.form.title,
-            receipt,
+            receipt: &receipt,
             received_at: chrono::Utc::now(),
-        }
+        };
+        let fields = submission.envelope_fields(self.form);
+        let mut envelope = EnvelopeWriter::start(w, &head)?;
+        envelope.text_part(&self.form.title, &fields)?;
+        envelope.json_part(&head, &fields)?;
+        Ok(envelope.finish()?.1)
     }
 }
 
