@@ -145,8 +145,8 @@ impl<W: Write> EnvelopeWriter<W> {
     /// writer and call [`AttachmentWriter::finish`].
     ///
     /// The bytes go into the part as they are (`Content-Transfer-Encoding:
-    /// binary`), not base64-encoded: a third fewer bytes to encrypt, hash,
-    /// write and decrypt. The part ends at the CRLF before the next
+    /// binary`), not base64-encoded (which, with its line ends, made 1.375
+    /// bytes of each byte): fewer bytes to encrypt, hash, write and decrypt. The part ends at the CRLF before the next
     /// delimiter, which a file cannot contain by chance or by design: the
     /// boundary is random and inside the ciphertext. Records written before
     /// carry base64 parts; the parser reads both.
