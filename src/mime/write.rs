@@ -146,10 +146,14 @@ impl<W: Write> EnvelopeWriter<W> {
     ///
     /// The bytes go into the part as they are (`Content-Transfer-Encoding:
     /// binary`), not base64-encoded (which, with its line ends, made 1.375
-    /// bytes of each byte): fewer bytes to encrypt, hash, write and decrypt. The part ends at the CRLF before the next
-    /// delimiter, which a file cannot contain by chance or by design: the
+    /// bytes of each byte): fewer bytes to encrypt, hash, write and decrypt.
+    /// The part ends at the CRLF before the next delimiter, which a file cannot contain by chance or by design: the
     /// boundary is random and inside the ciphertext. Records written before
-    /// carry base64 parts; the parser reads both.
+    /// carry base64 parts; the parser reads both. A file the client calls
+    /// `message/*` or `multipart/*` is labelled `application/octet-stream` in
+    /// its part (the JSON part keeps the client's type): in binary, a mail
+    /// client would otherwise parse its bytes as a nested message and show
+    /// it inline instead of giving the file back.
     pub fn attachment(
         &mut self,
         field: &str,
@@ -160,10 +164,11 @@ impl<W: Write> EnvelopeWriter<W> {
         write!(
             self.out,
             "\r\n--{}\r\n\
-             Content-Type: {content_type}\r\n\
+             Content-Type: {}\r\n\
              Content-Disposition: attachment; filename*=utf-8''{}\r\n\
              Content-Transfer-Encoding: binary\r\n\r\n",
             self.boundary,
+            part_content_type(&content_type),
             percent_encoding::utf8_percent_encode(filename, RFC5987),
         )?;
         let info = AttachmentInfo {
@@ -246,6 +251,16 @@ impl<W: Write> EnvelopeWriter<W> {
         }
         self.out.flush()?;
         Ok((self.out.inner, target))
+    }
+}
+
+/// The `Content-Type` of an attachment's part: the client's type, unless it
+/// would make a mail client parse the bytes as a message of their own.
+fn part_content_type(content_type: &str) -> &str {
+    if content_type.starts_with("message/") || content_type.starts_with("multipart/") {
+        "application/octet-stream"
+    } else {
+        content_type
     }
 }
 

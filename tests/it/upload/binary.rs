@@ -14,16 +14,18 @@ use super::*;
 /// Files that would break a careless binary part: CR and LF in every
 /// combination, lines that start like a delimiter, NUL, and endings in a
 /// lone CR or LF just before the delimiter's CRLF (three: the `upload`
-/// form's most).
-fn awkward_files() -> Vec<(&'static str, Vec<u8>)> {
+/// form's most). Each comes with the type a client claims for it: a file
+/// called `message/*` or `multipart/*` must still come back as a file, not
+/// as a message nested in the record.
+fn awkward_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut all_bytes: Vec<u8> = (0..=255u8).collect();
     all_bytes.extend_from_slice(b"\r\n--sealform-\r\n--\r\n\r\n--\n\r\r\n\0\r\n.\r\n");
     all_bytes.extend((0..600u32).map(|i| (i * 7 % 251) as u8));
     all_bytes.push(b'\r');
     vec![
-        ("awkward.bin", all_bytes),
-        ("lf-last.txt", b"line one\nline two\n".to_vec()),
-        ("crlf-last.txt", b"--\r\n".to_vec()),
+        ("awkward.bin", "multipart/mixed", all_bytes),
+        ("lf-last.txt", "text/plain", b"line one\nline two\n".to_vec()),
+        ("crlf-last.eml", "message/rfc822", b"From: x\r\n\r\n--\r\n".to_vec()),
     ]
 }
 
@@ -100,8 +102,8 @@ async fn binary_attachments_open_byte_identical_in_python_mail_parser_and_sealfo
     let app = fx.app();
     let files = awkward_files();
     let mut body = Multipart::new().text("message", "see the files");
-    for (name, data) in &files {
-        body = body.file("documents", name, "application/octet-stream", data);
+    for (name, content_type, data) in &files {
+        body = body.file("documents", name, content_type, data);
     }
     let (res, body) = send(&app, api_upload("upload", body.finish())).await;
     let receipt = created(&res, &body);
@@ -109,7 +111,7 @@ async fn binary_attachments_open_byte_identical_in_python_mail_parser_and_sealfo
 
     let want: Vec<(String, String, String)> = files
         .iter()
-        .map(|(n, d)| ((*n).to_owned(), sha256_hex(d), "binary".to_owned()))
+        .map(|(n, _, d)| ((*n).to_owned(), sha256_hex(d), "binary".to_owned()))
         .collect();
     assert_eq!(python_attachments(&plain), want);
 
@@ -135,7 +137,7 @@ async fn binary_attachments_open_byte_identical_in_python_mail_parser_and_sealfo
         sizes,
         files
             .iter()
-            .map(|(_, d)| d.len() as u64)
+            .map(|(_, _, d)| d.len() as u64)
             .collect::<Vec<_>>()
     );
 
