@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<ExitCode> {
                         title: &form.title,
                         receipt: &receipt,
                         received_at: chrono::Utc::now(),
+                        reply: None,
                     };
                     let fields = submission.envelope_fields(form);
                     ciphertext.clear();

@@ -22,6 +22,7 @@ mod refusal;
 mod security_headers;
 pub mod slots;
 pub mod staff;
+mod staff_replies;
 mod staff_status;
 mod submit;
 
@@ -110,6 +111,12 @@ impl AppState {
         &self.inner.intake
     }
 
+    /// The reply store (staff answers to tipsters); blocking I/O: use it
+    /// from a blocking thread.
+    pub fn mailboxes(&self) -> &Arc<crate::replies::Mailboxes> {
+        &self.inner.intake.mailboxes
+    }
+
     /// The rate limiters of the submission routes.
     pub fn limits(&self) -> &limits::Limits {
         &self.inner.limits
@@ -123,8 +130,18 @@ impl AppState {
     /// Seals a validated submission ([`Intake::submit`]) and waits until it
     /// is durable; the failures answer 503 (workers stopped, storage full)
     /// or 500, each logged once (see `http/error.rs`).
-    async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        match self.inner.intake.submit(form_index, submission).await {
+    async fn seal(
+        &self,
+        form_index: usize,
+        submission: Submission,
+        reply: Option<crate::replies::Derived>,
+    ) -> Result<Receipt, HttpError> {
+        match self
+            .inner
+            .intake
+            .submit(form_index, submission, reply)
+            .await
+        {
             Ok(receipt) => Ok(receipt),
             Err(IntakeError::Unavailable) => Err(HttpError::unavailable()),
             // The sealing job panicked, or the committer dropped the record
@@ -166,12 +183,9 @@ pub fn router(state: AppState) -> Router {
 /// The staff API alone, for its own listen address (`staff.listen`), with
 /// the same body limits, deadlines, logging rules and headers as the rest.
 pub fn staff_router(state: AppState) -> Router {
-    let app = staff::routes(staff::StaffState::new(
-        state.intake_arc(),
-        state.digest_ledger(),
-    ))
-    .fallback(|| async { staff::StaffError::NotFound })
-    .method_not_allowed_fallback(method_not_allowed);
+    let app = staff_routes(&state)
+        .fallback(|| async { staff::StaffError::NotFound })
+        .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 
@@ -213,13 +227,17 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
 /// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
     if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
-        staff::routes(staff::StaffState::new(
-            state.intake_arc(),
-            state.digest_ledger(),
-        ))
+        staff_routes(state)
     } else {
         Router::new()
     }
+}
+
+/// Every staff route: records and status (`staff.rs`), answers to
+/// tipsters (`staff_replies.rs`).
+fn staff_routes<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
+    let st = staff::StaffState::new(state.intake_arc(), state.digest_ledger());
+    staff::routes(st.clone()).merge(staff_replies::routes(st))
 }
 
 /// The access log: one line per request, when its response starts: the

@@ -41,6 +41,7 @@ pub mod keys;
 pub mod mime;
 pub mod notify;
 pub mod receipt;
+pub mod replies;
 pub mod seal;
 pub mod staff_token;
 pub mod store;

@@ -97,4 +97,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The staff token's scope leaves this out.
     Forbidden,
+    /// Other bytes are stored under this answer id already.
+    Conflict,
+    /// The mailbox holds as many answers as it may (`[replies]
+    /// max_per_mailbox`).
+    MailboxFull,
 }

@@ -33,6 +33,9 @@ pub struct Parsed {
     pub receipt: Option<String>,
     /// `X-Sealform-Form`, as written inside the ciphertext.
     pub form: Option<String>,
+    /// `Reply-Mailbox`: the mailbox a tipster reads answers from, for a
+    /// form with replies.
+    pub reply_mailbox: Option<String>,
     /// The decoded `text/plain` part.
     pub text: Option<Zeroizing<Vec<u8>>>,
     /// The decoded `application/json` part, if it is JSON.
@@ -53,6 +56,7 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, ParseError> {
     let headers = parse_headers(head);
     out.receipt = header(&headers, "x-sealform-receipt").map(str::to_owned);
     out.form = header(&headers, "x-sealform-form").map(str::to_owned);
+    out.reply_mailbox = header(&headers, "reply-mailbox").map(str::to_owned);
     let boundary = header(&headers, "content-type").and_then(|ct| param(ct, "boundary"));
     let Some(boundary) = boundary.filter(|b| !b.is_empty() && b.len() <= 200) else {
         out.text = Some(Zeroizing::new(body.to_vec()));
@@ -411,6 +415,7 @@ mod tests {
             title: "Send a tip",
             receipt: "abcdefghijklmnopqrstuvwxyz",
             received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            reply: None,
         }
     }
 
