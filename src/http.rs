@@ -19,6 +19,7 @@ pub mod openapi;
 mod pages;
 pub mod proxy_header;
 mod refusal;
+mod replies;
 mod security_headers;
 pub mod slots;
 pub mod staff;
@@ -34,7 +35,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use error::HttpError;
 pub(crate) use error::join_failure;
@@ -174,10 +175,28 @@ pub fn router(state: AppState) -> Router {
             body_kind::API_SUBMISSIONS_ROUTE,
             axum::routing::post(submit::submit),
         )
+        .merge(replies_routes())
         .merge(staff_routes_here(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
+}
+
+/// The tipster's reply routes (`http/replies.rs`): the pages and their
+/// JSON twin, each body capped at [`replies::MAX_BODY_BYTES`].
+fn replies_routes() -> Router<AppState> {
+    use pages::replies::{DELETE_PATH, FOLLOW_UP_PATH, REPLIES_PATH};
+    Router::new()
+        .route(
+            REPLIES_PATH,
+            get(replies::page::ask).post(replies::page::read),
+        )
+        .route(FOLLOW_UP_PATH, post(replies::page::follow_up))
+        .route(DELETE_PATH, post(replies::page::delete))
+        .route(replies::API_READ_ROUTE, post(replies::api::read))
+        .route(replies::API_FOLLOW_UP_ROUTE, post(replies::api::follow_up))
+        .route(replies::API_DELETE_ROUTE, post(replies::api::delete))
+        .layer(DefaultBodyLimit::max(replies::MAX_BODY_BYTES))
 }
 
 /// The staff API alone, for its own listen address (`staff.listen`), with

@@ -129,6 +129,9 @@ pub enum Budget {
     Form(usize),
     /// A JSON API submission: per client and global.
     Api,
+    /// A post to `/replies` (read, follow up, delete): per client and
+    /// global, from the budgets of the form posts.
+    Replies,
 }
 
 /// A submission's claim on the in-flight caps (global, and its client's);
@@ -172,7 +175,7 @@ impl Limits {
         let limited = |wait| Refusal::RateLimited { wait };
         if let Some(client) = client {
             match budget {
-                Budget::Form(_) => self.form_client.check(&client),
+                Budget::Form(_) | Budget::Replies => self.form_client.check(&client),
                 Budget::Api => self.api_client.check(&client),
             }
             .map_err(limited)?;
@@ -183,7 +186,7 @@ impl Limits {
             }
         }
         match budget {
-            Budget::Form(_) => self.form_global.check(),
+            Budget::Form(_) | Budget::Replies => self.form_global.check(),
             Budget::Api => self.api_global.check(),
         }
         .map_err(limited)

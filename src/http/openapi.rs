@@ -14,6 +14,7 @@
 //! serves it. The document describes only what the server does; it never
 //! includes a recipient's key material or anything about stored records.
 
+mod replies;
 mod staff_replies;
 mod submission_schema;
 
@@ -75,6 +76,7 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> OpenApi {
             PathItem::new(HttpMethod::Post, submit(form, &mut bodies)),
         );
     }
+    paths = replies::paths(paths, &mut bodies);
     let mut components = ComponentsBuilder::new();
     if staff {
         paths = staff_paths(paths, &mut bodies);

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+mod browser;
+mod canaries;
+mod reader;
 mod staff;
 
 /// Forms for these tests: `tip` gives reply codes, `plain` does not,
