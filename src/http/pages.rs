@@ -51,7 +51,9 @@ pub async fn index(
                 }
             }
             p { a href={ "/keys?lang=" (lang) } { (page.t(Msg::KeysLink)) } }
-            p { a href={ (replies::REPLIES_PATH) "?lang=" (lang) } { (page.t(Msg::RepliesLink)) } }
+            @if forms.iter().any(|f| f.replies) {
+                p { a href={ (replies::REPLIES_PATH) "?lang=" (lang) } { (page.t(Msg::RepliesLink)) } }
+            }
         },
     ))
 }

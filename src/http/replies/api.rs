@@ -24,13 +24,9 @@ use crate::replies::{CodeError, ReplyCode};
 
 /// `POST /api/v1/replies`: `{status, answers}`.
 pub async fn read(State(state): State<AppState>, Client(client): Client, req: Request) -> Response {
-    let (body, _in_flight) = match receive::<CodeRequest>(&state, client, req).await {
+    let (body, code, _in_flight) = match receive::<CodeRequest>(&state, client, req).await {
         Ok(received) => received,
         Err(res) => return res,
-    };
-    let code = match parse(&body.code) {
-        Ok(code) => code,
-        Err(e) => return e.into_response(),
     };
     drop(body);
     let opened = match super::open(&state, code).await {
@@ -66,13 +62,9 @@ pub async fn follow_up(
     Client(client): Client,
     req: Request,
 ) -> Response {
-    let (body, _in_flight) = match receive::<FollowUpRequest>(&state, client, req).await {
+    let (body, code, _in_flight) = match receive::<FollowUpRequest>(&state, client, req).await {
         Ok(received) => received,
         Err(res) => return res,
-    };
-    let code = match parse(&body.code) {
-        Ok(code) => code,
-        Err(e) => return e.into_response(),
     };
     let message = zeroize::Zeroizing::new(body.message.clone());
     drop(body);
@@ -88,13 +80,9 @@ pub async fn delete(
     Client(client): Client,
     req: Request,
 ) -> Response {
-    let (body, _in_flight) = match receive::<CodeRequest>(&state, client, req).await {
+    let (body, code, _in_flight) = match receive::<CodeRequest>(&state, client, req).await {
         Ok(received) => received,
         Err(res) => return res,
-    };
-    let code = match parse(&body.code) {
-        Ok(code) => code,
-        Err(e) => return e.into_response(),
     };
     drop(body);
     match super::delete(&state, code).await {
@@ -103,13 +91,30 @@ pub async fn delete(
     }
 }
 
+/// A request body that carries a reply code.
+trait CarriesCode {
+    fn code(&self) -> &str;
+}
+
+impl CarriesCode for CodeRequest {
+    fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+impl CarriesCode for FollowUpRequest {
+    fn code(&self) -> &str {
+        &self.code
+    }
+}
+
 /// The checks and the body of an API post: JSON, in-flight caps, the
-/// API's rate budgets, then the body as `T`.
-async fn receive<T: DeserializeOwned>(
+/// API's rate budgets, then the body as `T` and its code parsed.
+async fn receive<T: DeserializeOwned + CarriesCode>(
     state: &AppState,
     client: Option<crate::http::limits::ClientKey>,
     req: Request,
-) -> Result<(T, InFlight), Response> {
+) -> Result<(T, ReplyCode, InFlight), Response> {
     if BodyKind::of(req.headers()) != BodyKind::Json {
         let refusal = Refusal::UnsupportedMediaType {
             expected: API_MEDIA_TYPES_JSON,
@@ -133,7 +138,8 @@ async fn receive<T: DeserializeOwned>(
         .on(Surface::Api)
         .into_response()
     })?;
-    Ok((parsed, in_flight))
+    let code = parse(parsed.code()).map_err(IntoResponse::into_response)?;
+    Ok((parsed, code, in_flight))
 }
 
 /// What a reply route's JSON body must be.

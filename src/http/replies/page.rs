@@ -46,23 +46,16 @@ pub async fn ask(
 /// `POST /replies`: the answers the code opens, or the same "nothing here"
 /// page for a code that opens nothing and an empty mailbox.
 pub async fn read(State(state): State<AppState>, Client(client): Client, req: Request) -> Response {
-    let headers = req.headers().clone();
-    let post = Post::new(&state, client, &headers, req.uri().query());
-    let (mut fields, _in_flight) = match post.receive(req).await {
-        Ok(received) => received,
+    let p = match posted(&state, client, req).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
-    let code = match take_code(&mut fields) {
-        Ok(code) => code,
-        Err(e) => return post.bad_code(e),
-    };
-    drop(fields);
-    match super::open(&state, code).await {
+    match super::open(&state, p.code).await {
         Ok(opened) if opened.answers().is_empty() => {
-            post.ask(Some(Msg::RepliesNothing), StatusCode::OK)
+            p.post.ask(Some(Msg::RepliesNothing), StatusCode::OK)
         }
-        Ok(opened) => post.answers(&opened),
-        Err(e) => post.failed(e),
+        Ok(opened) => p.post.answers(&opened),
+        Err(e) => p.post.failed(e),
     }
 }
 
@@ -72,20 +65,13 @@ pub async fn follow_up(
     Client(client): Client,
     req: Request,
 ) -> Response {
-    let headers = req.headers().clone();
-    let post = Post::new(&state, client, &headers, req.uri().query());
-    let (mut fields, _in_flight) = match post.receive(req).await {
-        Ok(received) => received,
+    let mut p = match posted(&state, client, req).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
-    let code = match take_code(&mut fields) {
-        Ok(code) => code,
-        Err(e) => return post.bad_code(e),
-    };
-    let message = take_text(&mut fields, MESSAGE_FIELD).unwrap_or_default();
-    drop(fields);
-    let page = post.page();
-    let (status, why) = match super::follow_up(&state, code, message).await {
+    let message = take_text(&mut p.fields, MESSAGE_FIELD).unwrap_or_default();
+    let page = p.post.page();
+    let (status, why) = match super::follow_up(&state, p.code, message).await {
         Ok(receipt) => {
             return Html(render::follow_up_sent(page, &receipt.to_string())).into_response();
         }
@@ -99,7 +85,7 @@ pub async fn follow_up(
             let status = HttpError::from(problem.clone()).status;
             (status, problem_text(page, field, &problem))
         }
-        Err(FollowUpError::Failed(e)) => return post.failed(e),
+        Err(FollowUpError::Failed(e)) => return p.post.failed(e),
     };
     (status, Html(render::not_sent(page, &why))).into_response()
 }
@@ -111,30 +97,52 @@ pub async fn delete(
     Client(client): Client,
     req: Request,
 ) -> Response {
-    let headers = req.headers().clone();
-    let post = Post::new(&state, client, &headers, req.uri().query());
-    let (mut fields, _in_flight) = match post.receive(req).await {
-        Ok(received) => received,
+    let mut p = match posted(&state, client, req).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
-    let code = match take_code(&mut fields) {
-        Ok(code) => code,
-        Err(e) => return post.bad_code(e),
-    };
-    let confirmed = take_text(&mut fields, CONFIRM_FIELD).is_some_and(|c| c.as_str() == "yes");
-    drop(fields);
+    let confirmed = take_text(&mut p.fields, CONFIRM_FIELD).is_some_and(|c| c.as_str() == "yes");
+    let post = &p.post;
     if !confirmed {
         let [token] = match post.tokens() {
             Ok(tokens) => tokens,
             Err(refusal) => return refusal.respond(Surface::Page),
         };
-        let html = render::confirm_delete(post.page(), token.as_deref(), code.expose());
+        let html = render::confirm_delete(post.page(), token.as_deref(), p.code.expose());
         return Html(html).into_response();
     }
-    match super::delete(&state, code).await {
+    match super::delete(&state, p.code).await {
         Ok(()) => Html(render::deleted(post.page())).into_response(),
         Err(e) => post.failed(e),
     }
+}
+
+/// A post to a reply page that [`Post::receive`] let through, with its
+/// code parsed and its other fields.
+struct Posted<'a> {
+    post: Post<'a>,
+    code: ReplyCode,
+    fields: Vec<(String, RawValue)>,
+    _in_flight: InFlight,
+}
+
+/// Receives a post to a reply page and parses its code; or the answer it
+/// gets instead (a refusal, the form again saying what is wrong with the
+/// code).
+async fn posted(
+    state: &AppState,
+    client: Option<ClientKey>,
+    req: Request,
+) -> Result<Posted<'_>, Response> {
+    let post = Post::new(state, client, req.headers(), req.uri().query());
+    let (mut fields, in_flight) = post.receive(req).await?;
+    let code = take_code(&mut fields).map_err(|e| post.bad_code(e))?;
+    Ok(Posted {
+        post,
+        code,
+        fields,
+        _in_flight: in_flight,
+    })
 }
 
 /// One request to the reply pages: the state, the client and the reader's
