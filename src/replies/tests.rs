@@ -78,6 +78,20 @@ fn the_certificate_is_a_valid_v4_key_with_one_cv25519_encryption_subkey_and_no_s
         vc.features()
             .is_some_and(|f| f.supports_seipdv1() && !f.supports_seipdv2())
     );
+    // The same code gives the same certificate in every version: BIP39's
+    // zero vector, pinned. A change here strands every reply code handed out.
+    let zero = ReplyCode::parse(
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+         abandon about",
+    )
+    .expect("vector")
+    .derive()
+    .expect("derive");
+    assert_eq!(
+        zero.cert().fingerprint().to_hex(),
+        "40E44DF03F46ACBC404676BCED6E70E482E62DEB"
+    );
+    assert_eq!(zero.mailbox.to_string(), "2xp7fuhh57nkgchbvkyukwishe2ld5ma");
     // Every signature carries the derived salt, not a random one.
     let again = ReplyCode::parse("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about")
         .expect("vector");

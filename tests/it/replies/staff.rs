@@ -318,7 +318,11 @@ async fn the_answer_route_refuses_clearly_and_is_idempotent() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            put_answer(&mb, "../../x", Some(&token), one.clone()),
+            put_answer(&mb, "not-an-id", Some(&token), one.clone()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            put_answer(&mb, &id.to_uppercase(), Some(&token), one.clone()),
             StatusCode::BAD_REQUEST,
         ),
         (
