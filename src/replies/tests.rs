@@ -164,13 +164,21 @@ fn a_plaintext_without_a_header_block_is_all_message() {
     );
 }
 
-/// `gpg` with a throwaway home.
-fn gpg(home: &Path) -> Command {
-    let mut c = Command::new("gpg");
-    c.arg("--homedir")
+/// Runs `gpg --batch` with `args` in the throwaway home `home`; panics
+/// with its stderr unless it succeeds.
+fn gpg(home: &Path, args: &[&std::ffi::OsStr]) {
+    let out = Command::new("gpg")
+        .arg("--homedir")
         .arg(home)
-        .args(["--batch", "--quiet", "--no-tty"]);
-    c
+        .args(["--batch", "--quiet", "--no-tty"])
+        .args(args)
+        .output()
+        .expect("run gpg");
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -180,31 +188,15 @@ fn gnupg_imports_the_certificate_and_what_it_encrypts_to_it_opens_with_the_code(
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let key = home.path().join("reply-key.asc");
     std::fs::write(&key, d.cert_armored()).expect("write");
-    let out = gpg(home.path())
-        .arg("--import")
-        .arg(&key)
-        .output()
-        .expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gpg(home.path(), &["--import".as_ref(), key.as_os_str()]);
     let fpr = d.cert().fingerprint().to_hex();
     let msg = home.path().join("msg.txt");
     std::fs::write(&msg, "Can you send the second page?\n").expect("write");
     let enc = home.path().join("msg.pgp");
-    let out = gpg(home.path())
-        .args(["--trust-model", "always", "--encrypt", "-r", &fpr, "-o"])
-        .arg(&enc)
-        .arg(&msg)
-        .output()
-        .expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["--trust-model", "always", "--encrypt", "-r", &fpr, "-o"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.extend([enc.as_os_str(), msg.as_os_str()]);
+    gpg(home.path(), &args);
     let answer = d.open(&std::fs::read(&enc).expect("read")).expect("open");
     assert_eq!(answer.message.as_str(), "Can you send the second page?\n");
     assert_eq!((answer.form, answer.status), (None, None));
