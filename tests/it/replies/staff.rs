@@ -408,4 +408,30 @@ async fn a_purge_with_keep_days_zero_removes_pushed_answers() {
     assert!(out.contains("deleted 1 expired answer(s)"), "{out}");
     assert!(stored_answers(&fx, &mb).is_empty());
     assert!(!fx.data_dir().join("replies").join(&mb).exists());
+
+    // `serve` purges too, at start and after every midnight.
+    {
+        let app = fx.app();
+        let id = sealform::replies::AnswerId::random().to_string();
+        let (res, _) = send(
+            &app,
+            put_answer(&mb, &id, Some(&token), sealed_for(&d, "y")),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    assert_eq!(stored_answers(&fx, &mb).len(), 1);
+    let server = Server::start(&fx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logged = || server.log_text().contains("expired answers deleted");
+    while !(stored_answers(&fx, &mb).is_empty() && logged()) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        stored_answers(&fx, &mb).is_empty(),
+        "serve's upkeep purged it"
+    );
+    assert!(logged(), "{}", server.log_text());
+    assert!(!server.log_text().contains(&mb));
 }
