@@ -127,6 +127,9 @@ fn an_answer_sealed_to_the_mailbox_opens_with_its_code_and_not_with_another() {
     let answer = d.open(&sealed).expect("open");
     assert_eq!(answer.form.as_deref(), Some("tips"));
     assert_eq!(answer.status, Some(ReplyStatus::InProgress));
+    let written = answer.written.expect("when it was written");
+    let age = now.duration_since(written).unwrap_or_default();
+    assert!(age < Duration::from_secs(5), "{age:?}");
     assert_eq!(answer.message.as_str(), "¿Dónde?");
     assert!(!format!("{answer:?}").contains("Dónde"));
     check_encrypted(&sealed).expect("an encrypted message");
@@ -154,7 +157,8 @@ fn a_plaintext_without_a_header_block_is_all_message() {
     ] {
         let sealed = seal_answer(d.cert(), &[], text.as_bytes(), SystemTime::now()).expect("seal");
         let a = d.open(&sealed).expect("open");
-        assert_eq!((a.form, a.status, a.message.as_str()), (None, None, text));
+        assert_eq!((a.form, a.status, a.written), (None, None, None));
+        assert_eq!(a.message.as_str(), text);
     }
     assert_eq!("in-progress".parse(), Ok(ReplyStatus::InProgress));
     assert!("done".parse::<ReplyStatus>().is_err());
