@@ -155,6 +155,11 @@ fn staff_answer_a_tipster_with_reply_and_push_and_nothing_links_or_opens_it_on_t
         "{eml}"
     );
     let key = String::from_utf8(read(&record.join("attachments/reply-key.asc"))).expect("key");
+    let hint = String::from_utf8(read(&record.join("reply.txt"))).expect("hint");
+    assert!(
+        hint.starts_with(&format!("Reply-Mailbox: {mailbox}\n")),
+        "{hint}"
+    );
     assert_eq!(key, derived.cert_armored());
 
     // `sealform reply` writes the outbox; `push` uploads it.
