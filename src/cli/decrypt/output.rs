@@ -219,7 +219,37 @@ fn csv_cell(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, attachment_names, csv_cell, csv_text};
+    use super::{Row, attachment_names, csv_cell, csv_text, write_record};
+
+    #[test]
+    fn reply_txt_names_only_a_well_formed_mailbox() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let good = "2xp7fuhh57nkgchbvkyukwishe2ld5ma";
+        for (i, (header, written)) in [
+            (Some(good), true),
+            (Some("../../etc/passwd\nsealform reply --evil"), false),
+            (Some("2XP7FUHH57NKGCHBVKYUKWISHE2LD5MA"), false),
+            (None, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dir = tmp.path().join(i.to_string());
+            let parsed = crate::mime::Parsed {
+                reply_mailbox: header.map(str::to_owned),
+                ..crate::mime::Parsed::default()
+            };
+            write_record(&dir, b"x", &parsed).expect("write");
+            let hint = std::fs::read_to_string(dir.join("reply.txt"));
+            assert_eq!(hint.is_ok(), written, "{header:?}");
+            if let Ok(hint) = hint {
+                assert!(
+                    hint.starts_with(&format!("Reply-Mailbox: {good}\n")),
+                    "{hint}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn same_named_attachments_get_distinct_names_as_before() {

@@ -440,3 +440,57 @@ async fn a_purge_with_keep_days_zero_removes_pushed_answers() {
     assert!(logged(), "{}", server.log_text());
     assert!(!server.log_text().contains(&mb));
 }
+
+#[test]
+fn reply_refuses_a_record_that_cannot_be_answered_and_push_never_uploads_a_plaintext() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // A decrypted record of a form without replies: no Reply-Mailbox.
+    let record = work.path().join("record");
+    std::fs::create_dir(&record).expect("mkdir");
+    std::fs::write(
+        record.join("message.eml"),
+        "X-Sealform-Form: plain\r\nContent-Type: text/plain\r\n\r\nhello\r\n",
+    )
+    .expect("eml");
+    let message = work.path().join("answer.txt");
+    std::fs::write(&message, SECRET_ANSWER).expect("message");
+    let outbox = work.path().join("outbox");
+    let (status, out, err) = sealform(&[
+        "reply",
+        "--record",
+        path_str(&record),
+        "--message",
+        path_str(&message),
+        "--out",
+        path_str(&outbox),
+    ]);
+    assert_eq!(status, 1, "{out}\n{err}");
+    assert!(err.contains("no Reply-Mailbox header"), "{err}");
+    assert!(!err.contains(SECRET_ANSWER) && !out.contains(SECRET_ANSWER));
+
+    // A plaintext dropped into a mailbox folder of the outbox by mistake is
+    // refused before anything is sent (the URL leads nowhere).
+    let mailbox = ReplyCode::generate()
+        .derive()
+        .expect("derive")
+        .mailbox
+        .to_string();
+    std::fs::create_dir_all(outbox.join(&mailbox)).expect("mkdir");
+    std::fs::write(outbox.join(&mailbox).join("note.txt"), SECRET_ANSWER).expect("note");
+    let token = work.path().join("token");
+    std::fs::write(&token, "not-a-real-token\n").expect("token");
+    let (status, out, err) = sealform(&[
+        "push",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        path_str(&token),
+        path_str(&outbox),
+    ]);
+    assert_eq!(status, 1, "{out}\n{err}");
+    assert!(err.contains("not an encrypted OpenPGP message"), "{err}");
+    assert!(
+        out.contains("pushed 0 answer(s); 0 already on the server; 1 not pushed"),
+        "{out}"
+    );
+}
