@@ -392,22 +392,23 @@ async fn the_answer_route_refuses_clearly_and_is_idempotent() {
     assert_eq!(stored_answers(&fx, &mb).len(), 2);
 }
 
+/// Pushes one answer for `d`'s mailbox through an in-process app (dropped
+/// again, releasing the store); it is then the mailbox's only answer.
+async fn push_one(fx: &Fixture, token: &str, d: &sealform::replies::Derived) {
+    let app = fx.app();
+    let mb = d.mailbox.to_string();
+    let id = sealform::replies::AnswerId::random().to_string();
+    let (res, _) = send(&app, put_answer(&mb, &id, Some(token), sealed_for(d, "x"))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(stored_answers(fx, &mb).len(), 1);
+}
+
 #[tokio::test]
 async fn a_purge_with_keep_days_zero_removes_pushed_answers() {
     let (fx, token) = replies_fixture("keep_days = 0");
     let d = ReplyCode::generate().derive().expect("derive");
     let mb = d.mailbox.to_string();
-    {
-        let app = fx.app();
-        let id = sealform::replies::AnswerId::random().to_string();
-        let (res, _) = send(
-            &app,
-            put_answer(&mb, &id, Some(&token), sealed_for(&d, "x")),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-    }
-    assert_eq!(stored_answers(&fx, &mb).len(), 1);
+    push_one(&fx, &token, &d).await;
     let (status, out, err) = sealform(&["purge", "--config", path_str(&fx.config_path())]);
     assert_eq!(status, 0, "{out}\n{err}");
     assert!(out.contains("deleted 1 expired answer(s)"), "{out}");
@@ -415,17 +416,7 @@ async fn a_purge_with_keep_days_zero_removes_pushed_answers() {
     assert!(!fx.data_dir().join("replies").join(&mb).exists());
 
     // `serve` purges too, at start and after every midnight.
-    {
-        let app = fx.app();
-        let id = sealform::replies::AnswerId::random().to_string();
-        let (res, _) = send(
-            &app,
-            put_answer(&mb, &id, Some(&token), sealed_for(&d, "y")),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-    }
-    assert_eq!(stored_answers(&fx, &mb).len(), 1);
+    push_one(&fx, &token, &d).await;
     let server = Server::start(&fx);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let logged = || server.log_text().contains("expired answers deleted");
