@@ -52,6 +52,27 @@ pub enum ReplyError {
     Open(String),
 }
 
+/// Lowercase base32 without padding: how mailbox addresses and answer ids
+/// are written.
+fn base32(bytes: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD
+        .encode(bytes)
+        .to_ascii_lowercase()
+}
+
+/// The `N` bytes `s` writes, if it is exactly their [`base32`] form (one
+/// spelling only: these name folders and files).
+fn from_base32<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != (N * 8).div_ceil(5) || s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(s.to_ascii_uppercase().as_bytes())
+        .ok()?;
+    let bytes: [u8; N] = bytes.try_into().ok()?;
+    (base32(&bytes) == s).then_some(bytes)
+}
+
 impl ReplyError {
     fn openpgp(e: impl std::fmt::Display) -> ReplyError {
         ReplyError::OpenPgp(e.to_string())

@@ -47,7 +47,6 @@ impl Intake {
     /// (`reply-key.asc`), inside the ciphertext only. CPU work: call it on
     /// a sealing or blocking thread. On any error the pending file is
     /// deleted.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn seal_record<W: Write + Send + Sync>(
         &self,
         form: &FormConfig,

@@ -2,8 +2,8 @@
 //! one to a mailbox's certificate (and any staff key) the way records are
 //! sealed, and [`Derived::open`] decrypts one with the key a code derives.
 //!
-//! The plaintext is a block of `Sealform-` header lines, a blank line, the
-//! message, then padding (spaces) up to the length a record of that size
+//! The plaintext is a block of `Sealform-` header lines (form, status, when
+//! it was written, the message's length), a blank line, the message, then padding (spaces) up to the length a record of that size
 //! would be padded to ([`crate::mime::padded_len`]); `Sealform-Length` says
 //! where the message ends. A plaintext that does not start with such a
 //! block (one made with plain `gpg --encrypt`) is all message. An answer is
@@ -38,6 +38,9 @@ pub const FORM_HEADER: &str = "Sealform-Form";
 pub const STATUS_HEADER: &str = "Sealform-Status";
 /// The header giving the message's length in bytes (the rest is padding).
 const LENGTH_HEADER: &str = "Sealform-Length";
+/// The header giving when the answer was written (RFC 3339, UTC, seconds):
+/// inside the ciphertext, it orders a day's answers for the tipster.
+pub const WRITTEN_HEADER: &str = "Sealform-Written";
 
 /// Where the newsroom is with a tip, as the tipster reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -96,6 +99,8 @@ pub struct Answer {
     pub form: Option<String>,
     /// Its status (from `Sealform-Status`), if it says.
     pub status: Option<ReplyStatus>,
+    /// When it was written (from `Sealform-Written`), if it says.
+    pub written: Option<SystemTime>,
     /// The message.
     pub message: Zeroizing<String>,
 }
@@ -105,12 +110,13 @@ impl fmt::Debug for Answer {
         f.debug_struct("Answer")
             .field("form", &self.form)
             .field("status", &self.status)
+            .field("written", &self.written)
             .finish_non_exhaustive()
     }
 }
 
-/// The padded plaintext of an answer: headers, blank line, message,
-/// padding. A form id holding a line break is left out.
+/// The padded plaintext of an answer written now: headers, blank line,
+/// message, padding. A form id holding a line break is left out.
 pub fn answer_plaintext(
     form: Option<&str>,
     status: Option<ReplyStatus>,
@@ -123,6 +129,8 @@ pub fn answer_plaintext(
     if let Some(status) = status {
         head.push_str(&format!("{STATUS_HEADER}: {status}\n"));
     }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    head.push_str(&format!("{WRITTEN_HEADER}: {now}\n"));
     head.push_str(&format!("{LENGTH_HEADER}: {}\n\n", message.len()));
     let len = head.len() + message.len();
     let padded = usize::try_from(crate::mime::padded_len(len as u64)).unwrap_or(len);
@@ -137,6 +145,7 @@ pub fn answer_plaintext(
 fn parse_plaintext(plain: Zeroizing<Vec<u8>>) -> Answer {
     let mut form = None;
     let mut status = None;
+    let mut written = None;
     let mut length = None;
     let mut body = 0;
     if plain.starts_with(b"Sealform-") {
@@ -161,6 +170,11 @@ fn parse_plaintext(plain: Zeroizing<Vec<u8>>) -> Answer {
             match name {
                 FORM_HEADER => form = Some(value.to_string()),
                 STATUS_HEADER => status = value.parse().ok(),
+                WRITTEN_HEADER => {
+                    written = chrono::DateTime::parse_from_rfc3339(value)
+                        .ok()
+                        .map(SystemTime::from)
+                }
                 LENGTH_HEADER => length = value.parse::<usize>().ok(),
                 _ => {}
             }
@@ -168,7 +182,7 @@ fn parse_plaintext(plain: Zeroizing<Vec<u8>>) -> Answer {
         if headers_ok {
             body = at;
         } else {
-            (form, status, length) = (None, None, None);
+            (form, status, written, length) = (None, None, None, None);
         }
     }
     let end = length.map_or(plain.len(), |l| body.saturating_add(l).min(plain.len()));
@@ -179,6 +193,7 @@ fn parse_plaintext(plain: Zeroizing<Vec<u8>>) -> Answer {
     Answer {
         form,
         status,
+        written,
         message,
     }
 }

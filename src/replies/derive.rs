@@ -83,14 +83,7 @@ impl FromStr for MailboxId {
     /// The 32-character lowercase form only: it names a folder, so
     /// exactly one spelling is accepted.
     fn from_str(s: &str) -> Result<MailboxId, BadMailbox> {
-        if s.len() != 32 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(BadMailbox);
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(s.to_ascii_uppercase().as_bytes())
-            .map_err(|_| BadMailbox)?;
-        let id = MailboxId(bytes.try_into().map_err(|_| BadMailbox)?);
-        (id.to_string() == s).then_some(id).ok_or(BadMailbox)
+        super::from_base32(s).map(MailboxId).ok_or(BadMailbox)
     }
 }
 

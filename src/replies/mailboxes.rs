@@ -71,14 +71,7 @@ impl FromStr for AnswerId {
     type Err = BadAnswerId;
 
     fn from_str(s: &str) -> Result<AnswerId, BadAnswerId> {
-        if s.len() != 26 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(BadAnswerId);
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(s.to_ascii_uppercase().as_bytes())
-            .map_err(|_| BadAnswerId)?;
-        let id = AnswerId(bytes.try_into().map_err(|_| BadAnswerId)?);
-        (id.to_string() == s).then_some(id).ok_or(BadAnswerId)
+        super::from_base32(s).map(AnswerId).ok_or(BadAnswerId)
     }
 }
 

@@ -78,6 +78,20 @@ fn the_certificate_is_a_valid_v4_key_with_one_cv25519_encryption_subkey_and_no_s
         vc.features()
             .is_some_and(|f| f.supports_seipdv1() && !f.supports_seipdv2())
     );
+    // The same code gives the same certificate in every version: BIP39's
+    // zero vector, pinned. A change here strands every reply code handed out.
+    let zero = ReplyCode::parse(
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+         abandon about",
+    )
+    .expect("vector")
+    .derive()
+    .expect("derive");
+    assert_eq!(
+        zero.cert().fingerprint().to_hex(),
+        "40E44DF03F46ACBC404676BCED6E70E482E62DEB"
+    );
+    assert_eq!(zero.mailbox.to_string(), "2xp7fuhh57nkgchbvkyukwishe2ld5ma");
     // Every signature carries the derived salt, not a random one.
     let again = ReplyCode::parse("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about")
         .expect("vector");
@@ -113,6 +127,9 @@ fn an_answer_sealed_to_the_mailbox_opens_with_its_code_and_not_with_another() {
     let answer = d.open(&sealed).expect("open");
     assert_eq!(answer.form.as_deref(), Some("tips"));
     assert_eq!(answer.status, Some(ReplyStatus::InProgress));
+    let written = answer.written.expect("when it was written");
+    let age = now.duration_since(written).unwrap_or_default();
+    assert!(age < Duration::from_secs(5), "{age:?}");
     assert_eq!(answer.message.as_str(), "¿Dónde?");
     assert!(!format!("{answer:?}").contains("Dónde"));
     check_encrypted(&sealed).expect("an encrypted message");
@@ -140,7 +157,8 @@ fn a_plaintext_without_a_header_block_is_all_message() {
     ] {
         let sealed = seal_answer(d.cert(), &[], text.as_bytes(), SystemTime::now()).expect("seal");
         let a = d.open(&sealed).expect("open");
-        assert_eq!((a.form, a.status, a.message.as_str()), (None, None, text));
+        assert_eq!((a.form, a.status, a.written), (None, None, None));
+        assert_eq!(a.message.as_str(), text);
     }
     assert_eq!("in-progress".parse(), Ok(ReplyStatus::InProgress));
     assert!("done".parse::<ReplyStatus>().is_err());
@@ -150,13 +168,21 @@ fn a_plaintext_without_a_header_block_is_all_message() {
     );
 }
 
-/// `gpg` with a throwaway home.
-fn gpg(home: &Path) -> Command {
-    let mut c = Command::new("gpg");
-    c.arg("--homedir")
+/// Runs `gpg --batch` with `args` in the throwaway home `home`; panics
+/// with its stderr unless it succeeds.
+fn gpg(home: &Path, args: &[&std::ffi::OsStr]) {
+    let out = Command::new("gpg")
+        .arg("--homedir")
         .arg(home)
-        .args(["--batch", "--quiet", "--no-tty"]);
-    c
+        .args(["--batch", "--quiet", "--no-tty"])
+        .args(args)
+        .output()
+        .expect("run gpg");
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -166,31 +192,15 @@ fn gnupg_imports_the_certificate_and_what_it_encrypts_to_it_opens_with_the_code(
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let key = home.path().join("reply-key.asc");
     std::fs::write(&key, d.cert_armored()).expect("write");
-    let out = gpg(home.path())
-        .arg("--import")
-        .arg(&key)
-        .output()
-        .expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gpg(home.path(), &["--import".as_ref(), key.as_os_str()]);
     let fpr = d.cert().fingerprint().to_hex();
     let msg = home.path().join("msg.txt");
     std::fs::write(&msg, "Can you send the second page?\n").expect("write");
     let enc = home.path().join("msg.pgp");
-    let out = gpg(home.path())
-        .args(["--trust-model", "always", "--encrypt", "-r", &fpr, "-o"])
-        .arg(&enc)
-        .arg(&msg)
-        .output()
-        .expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["--trust-model", "always", "--encrypt", "-r", &fpr, "-o"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.extend([enc.as_os_str(), msg.as_os_str()]);
+    gpg(home.path(), &args);
     let answer = d.open(&std::fs::read(&enc).expect("read")).expect("open");
     assert_eq!(answer.message.as_str(), "Can you send the second page?\n");
     assert_eq!((answer.form, answer.status), (None, None));

@@ -155,6 +155,11 @@ fn staff_answer_a_tipster_with_reply_and_push_and_nothing_links_or_opens_it_on_t
         "{eml}"
     );
     let key = String::from_utf8(read(&record.join("attachments/reply-key.asc"))).expect("key");
+    let hint = String::from_utf8(read(&record.join("reply.txt"))).expect("hint");
+    assert!(
+        hint.starts_with(&format!("Reply-Mailbox: {mailbox}\n")),
+        "{hint}"
+    );
     assert_eq!(key, derived.cert_armored());
 
     // `sealform reply` writes the outbox; `push` uploads it.
@@ -318,7 +323,11 @@ async fn the_answer_route_refuses_clearly_and_is_idempotent() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            put_answer(&mb, "../../x", Some(&token), one.clone()),
+            put_answer(&mb, "not-an-id", Some(&token), one.clone()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            put_answer(&mb, &id.to_uppercase(), Some(&token), one.clone()),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -383,25 +392,96 @@ async fn the_answer_route_refuses_clearly_and_is_idempotent() {
     assert_eq!(stored_answers(&fx, &mb).len(), 2);
 }
 
+/// Pushes one answer for `d`'s mailbox through an in-process app (dropped
+/// again, releasing the store); it is then the mailbox's only answer.
+async fn push_one(fx: &Fixture, token: &str, d: &sealform::replies::Derived) {
+    let app = fx.app();
+    let mb = d.mailbox.to_string();
+    let id = sealform::replies::AnswerId::random().to_string();
+    let (res, _) = send(&app, put_answer(&mb, &id, Some(token), sealed_for(d, "x"))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(stored_answers(fx, &mb).len(), 1);
+}
+
 #[tokio::test]
 async fn a_purge_with_keep_days_zero_removes_pushed_answers() {
     let (fx, token) = replies_fixture("keep_days = 0");
     let d = ReplyCode::generate().derive().expect("derive");
     let mb = d.mailbox.to_string();
-    {
-        let app = fx.app();
-        let id = sealform::replies::AnswerId::random().to_string();
-        let (res, _) = send(
-            &app,
-            put_answer(&mb, &id, Some(&token), sealed_for(&d, "x")),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-    }
-    assert_eq!(stored_answers(&fx, &mb).len(), 1);
+    push_one(&fx, &token, &d).await;
     let (status, out, err) = sealform(&["purge", "--config", path_str(&fx.config_path())]);
     assert_eq!(status, 0, "{out}\n{err}");
     assert!(out.contains("deleted 1 expired answer(s)"), "{out}");
     assert!(stored_answers(&fx, &mb).is_empty());
     assert!(!fx.data_dir().join("replies").join(&mb).exists());
+
+    // `serve` purges too, at start and after every midnight.
+    push_one(&fx, &token, &d).await;
+    let server = Server::start(&fx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logged = || server.log_text().contains("expired answers deleted");
+    while !(stored_answers(&fx, &mb).is_empty() && logged()) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        stored_answers(&fx, &mb).is_empty(),
+        "serve's upkeep purged it"
+    );
+    assert!(logged(), "{}", server.log_text());
+    assert!(!server.log_text().contains(&mb));
+}
+
+#[test]
+fn reply_refuses_a_record_that_cannot_be_answered_and_push_never_uploads_a_plaintext() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // A decrypted record of a form without replies: no Reply-Mailbox.
+    let record = work.path().join("record");
+    std::fs::create_dir(&record).expect("mkdir");
+    std::fs::write(
+        record.join("message.eml"),
+        "X-Sealform-Form: plain\r\nContent-Type: text/plain\r\n\r\nhello\r\n",
+    )
+    .expect("eml");
+    let message = work.path().join("answer.txt");
+    std::fs::write(&message, SECRET_ANSWER).expect("message");
+    let outbox = work.path().join("outbox");
+    let (status, out, err) = sealform(&[
+        "reply",
+        "--record",
+        path_str(&record),
+        "--message",
+        path_str(&message),
+        "--out",
+        path_str(&outbox),
+    ]);
+    assert_eq!(status, 1, "{out}\n{err}");
+    assert!(err.contains("no Reply-Mailbox header"), "{err}");
+    assert!(!err.contains(SECRET_ANSWER) && !out.contains(SECRET_ANSWER));
+
+    // A plaintext dropped into a mailbox folder of the outbox by mistake is
+    // refused before anything is sent (the URL leads nowhere).
+    let mailbox = ReplyCode::generate()
+        .derive()
+        .expect("derive")
+        .mailbox
+        .to_string();
+    std::fs::create_dir_all(outbox.join(&mailbox)).expect("mkdir");
+    std::fs::write(outbox.join(&mailbox).join("note.txt"), SECRET_ANSWER).expect("note");
+    let token = work.path().join("token");
+    std::fs::write(&token, "not-a-real-token\n").expect("token");
+    let (status, out, err) = sealform(&[
+        "push",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token-file",
+        path_str(&token),
+        path_str(&outbox),
+    ]);
+    assert_eq!(status, 1, "{out}\n{err}");
+    assert!(err.contains("not an encrypted OpenPGP message"), "{err}");
+    assert!(
+        out.contains("pushed 0 answer(s); 0 already on the server; 1 not pushed"),
+        "{out}"
+    );
 }
