@@ -97,7 +97,7 @@ pub fn parse_code(typed: &str) -> Result<ReplyCode, CodeError> {
 }
 
 /// Derives what `code` opens and decrypts every answer its mailbox holds,
-/// on a blocking thread. An answer that cannot be decrypted (pushed for
+/// on a blocking thread, oldest first. An answer that cannot be decrypted (pushed for
 /// another code, damaged) is left out, and counted in a warning.
 pub async fn open(state: &AppState, code: ReplyCode) -> Result<Opened, HttpError> {
     let mailboxes = Arc::clone(state.mailboxes());
@@ -112,6 +112,10 @@ pub async fn open(state: &AppState, code: ReplyCode) -> Result<Opened, HttpError
                 Err(_) => unreadable += 1,
             }
         }
+        // Oldest first: by day, then by the time written inside the
+        // answer (`sealform reply` writes it; a plain gpg answer has none
+        // and comes first within its day). The store can only order by day.
+        answers.sort_by_key(|a| (a.day.clone(), a.answer.written));
         if unreadable > 0 {
             tracing::warn!(
                 unreadable,

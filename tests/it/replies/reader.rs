@@ -247,6 +247,9 @@ async fn the_answers_and_the_newest_status_are_shown_escaped_in_the_reader_s_lan
         Some(ReplyStatus::Received),
         "Thanks, <b>we read it</b>.",
     );
+    // An answer's time is written to the second: the second answer is
+    // written a second later, so it is the newer one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     push_answer(
         &state,
         &code,
@@ -264,10 +267,12 @@ async fn the_answers_and_the_newest_status_are_shown_escaped_in_the_reader_s_lan
         .iter()
         .map(|a| a["message"].as_str().expect("message"))
         .collect();
-    assert!(
-        texts.contains(&"Thanks, <b>we read it</b>.") && texts.contains(&"Can you\nsay more?"),
-        "{v}"
+    assert_eq!(
+        texts,
+        ["Thanks, <b>we read it</b>.", "Can you\nsay more?"],
+        "oldest first: {v}"
     );
+    assert_eq!(answers[1]["status"], "in-progress");
     assert_eq!(answers[0]["day"].as_str().map(str::len), Some(10));
 
     let (_, form) = get_replies(&app, "es").await;
