@@ -115,7 +115,7 @@ pub async fn open(state: &AppState, code: ReplyCode) -> Result<Opened, HttpError
         // Oldest first: by day, then by the time written inside the
         // answer (`sealform reply` writes it; a plain gpg answer has none
         // and comes first within its day). The store can only order by day.
-        answers.sort_by_key(|a| (a.day.clone(), a.answer.written));
+        answers.sort_by(|a, b| (&a.day, a.answer.written).cmp(&(&b.day, b.answer.written)));
         if unreadable > 0 {
             tracing::warn!(
                 unreadable,

@@ -63,35 +63,112 @@ fn run_ok(args: &[&str]) -> String {
     out
 }
 
-/// Staff's routine: pull every new record into `bundle`, decrypt into
-/// `plain`; the folder of the record `receipt`.
-fn pull_and_decrypt(server: &Server, fx: &Fixture, work: &Path, receipt: &str) -> PathBuf {
-    let bundle = work.join("bundle");
-    let plain = work.join("plain");
-    let token_file = fx.path().join("token");
-    run_ok(&[
-        "pull",
-        "--url",
-        &server.url(""),
-        "--token-file",
-        path_str(&token_file),
-        "--out",
-        path_str(&bundle),
-    ]);
-    let dir = plain.join(receipt);
-    if !dir.exists() {
-        let _ = std::fs::remove_dir_all(&plain);
+/// The newsroom: the real staff commands against the server, in `work`.
+struct Newsroom<'a> {
+    server: &'a Server,
+    token_file: PathBuf,
+    work: &'a Path,
+}
+
+impl Newsroom<'_> {
+    /// Pulls every new record into a bundle, decrypts it; the folder of
+    /// the record `receipt`.
+    fn pull_and_decrypt(&self, receipt: &str) -> PathBuf {
+        let bundle = self.work.join("bundle");
+        let plain = self.work.join("plain");
         run_ok(&[
-            "decrypt",
-            "--key",
-            path_str(&TestKey::Ed25519.secret()),
+            "pull",
+            "--url",
+            &self.server.url(""),
+            "--token-file",
+            path_str(&self.token_file),
             "--out",
-            path_str(&plain),
             path_str(&bundle),
         ]);
+        let dir = plain.join(receipt);
+        if !dir.exists() {
+            let _ = std::fs::remove_dir_all(&plain);
+            run_ok(&[
+                "decrypt",
+                "--key",
+                path_str(&TestKey::Ed25519.secret()),
+                "--out",
+                path_str(&plain),
+                path_str(&bundle),
+            ]);
+        }
+        assert!(dir.is_dir(), "{} not decrypted", dir.display());
+        dir
     }
-    assert!(dir.is_dir(), "{} not decrypted", dir.display());
-    dir
+
+    /// `sealform reply` to `record` with `text` and `status`, then `push`.
+    fn reply(&self, record: &Path, text: &str, status: &str) {
+        let outbox = self.work.join("outbox");
+        let file = self.work.join("answer.txt");
+        std::fs::write(&file, text).expect("answer");
+        run_ok(&[
+            "reply",
+            "--record",
+            path_str(record),
+            "--message",
+            path_str(&file),
+            "--status",
+            status,
+            "--out",
+            path_str(&outbox),
+        ]);
+        self.push(&outbox);
+    }
+
+    /// An answer encrypted with plain `gpg --encrypt -r` to the certificate
+    /// in `key` (the record's `reply-key.asc`), dropped into a fresh outbox
+    /// under `mailbox`, then `push`.
+    fn reply_with_gpg(&self, key: &Path, mailbox: &str, text: &str) {
+        let gpg = Gpg::with_secret_keys(&[]);
+        let out = gpg.cmd().arg("--import").arg(key).output().expect("gpg");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cert = {
+            use sequoia_openpgp::parse::Parse;
+            sequoia_openpgp::Cert::from_file(key).expect("cert")
+        };
+        let plain = self.work.join("gpg-answer.txt");
+        std::fs::write(&plain, text).expect("write");
+        let outbox = self.work.join("gpg-outbox");
+        std::fs::create_dir_all(outbox.join(mailbox)).expect("outbox dir");
+        let dropped = outbox
+            .join(mailbox)
+            .join(format!("{}.pgp", AnswerId::random()));
+        let out = gpg
+            .cmd()
+            .args(["--trust-model", "always", "--encrypt", "-r"])
+            .arg(cert.fingerprint().to_hex())
+            .arg("-o")
+            .arg(&dropped)
+            .arg(&plain)
+            .output()
+            .expect("gpg");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.push(&outbox);
+    }
+
+    fn push(&self, outbox: &Path) {
+        run_ok(&[
+            "push",
+            "--url",
+            &self.server.url(""),
+            "--token-file",
+            path_str(&self.token_file),
+            path_str(outbox),
+        ]);
+    }
 }
 
 /// The `Reply-Mailbox` header of a decrypted record.
@@ -119,20 +196,12 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn a_tipster_and_the_newsroom_talk_through_reply_codes_in_chromium_without_javascript() {
-    let (dir, chromium) = match browser_tools() {
-        Ok(t) => t,
-        Err(why) => {
-            println!("SKIPPED replies browser test: {why}; run ./scripts/setup to install it");
-            eprintln!("SKIPPED replies browser test: {why}; run ./scripts/setup to install it");
-            return;
-        }
-    };
+/// The tip form with replies, one staff token (in `dir/token`) and the
+/// real abuse defaults (form tokens, a minimum fill time of 1 s, the
+/// cross-site check); only the rate limits are raised.
+fn fixture() -> Fixture {
     let token = sealform::staff_token::mint().to_string();
     let hash = sealform::staff_token::TokenHash::of(&token);
-    // The real abuse defaults (form tokens, a minimum fill time of 1 s,
-    // the cross-site check); only the rate limits are raised.
     let tables = r#"
 [limits]
 form_client = { burst = 1000, per_minute = 1000 }
@@ -149,6 +218,20 @@ min_fill_secs = 1
         tables,
     );
     std::fs::write(fx.path().join("token"), format!("{token}\n")).expect("token file");
+    fx
+}
+
+#[test]
+fn a_tipster_and_the_newsroom_talk_through_reply_codes_in_chromium_without_javascript() {
+    let (dir, chromium) = match browser_tools() {
+        Ok(t) => t,
+        Err(why) => {
+            println!("SKIPPED replies browser test: {why}; run ./scripts/setup to install it");
+            eprintln!("SKIPPED replies browser test: {why}; run ./scripts/setup to install it");
+            return;
+        }
+    };
+    let fx = fixture();
     let server = Server::start(&fx);
     let tipster = Tipster {
         script: dir.join("replies.mjs"),
@@ -165,8 +248,13 @@ min_fill_secs = 1
     let code = sent["code"].as_str().expect("code on the page").to_owned();
     assert_eq!(code.split_whitespace().count(), 12, "{code}");
 
-    // Staff: pull, decrypt, find the certificate and the mailbox.
-    let record = pull_and_decrypt(&server, &fx, work.path(), &receipt);
+    // Staff: pull, decrypt, find the certificate and the mailbox; answer.
+    let newsroom = Newsroom {
+        server: &server,
+        token_file: fx.path().join("token"),
+        work: work.path(),
+    };
+    let record = newsroom.pull_and_decrypt(&receipt);
     let mailbox = mailbox_of(&record);
     let derived = ReplyCode::parse(&code)
         .expect("code")
@@ -175,36 +263,8 @@ min_fill_secs = 1
     assert_eq!(mailbox, derived.mailbox.to_string());
     let key = find_file(&record, "reply-key.asc").expect("reply-key.asc in the record");
     assert_eq!(read(&key), derived.cert_armored().into_bytes());
-
-    // Staff answer with `sealform reply` and push.
-    let outbox = work.path().join("outbox");
-    let answer_file = work.path().join("answer.txt");
     let answer = "Thank you. Could you tell us which year?\nWe keep this private.";
-    std::fs::write(&answer_file, answer).expect("answer");
-    let record_arg = path_str(&record).to_owned();
-    run_ok(&[
-        "reply",
-        "--record",
-        &record_arg,
-        "--message",
-        path_str(&answer_file),
-        "--status",
-        "answered",
-        "--out",
-        path_str(&outbox),
-    ]);
-    let token_file = fx.path().join("token");
-    let push = |outbox: &Path| {
-        run_ok(&[
-            "push",
-            "--url",
-            &server.url(""),
-            "--token-file",
-            path_str(&token_file),
-            path_str(outbox),
-        ])
-    };
-    push(&outbox);
+    newsroom.reply(&record, answer, "answered");
 
     // The tipster reads it in Spanish and in English.
     for (lang, status) in [("es", "Estado: respondido"), ("en", "Status: answered")] {
@@ -220,34 +280,8 @@ min_fill_secs = 1
 
     // An answer written with plain gpg to the certificate from the record,
     // dropped in the outbox and pushed, reads the same.
-    let gpg = Gpg::with_secret_keys(&[]);
-    let out = gpg.cmd().arg("--import").arg(&key).output().expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fpr = derived.cert().fingerprint().to_hex();
     let by_gpg = "Answered with plain gpg: please call the desk.";
-    let plain_file = work.path().join("gpg-answer.txt");
-    std::fs::write(&plain_file, by_gpg).expect("write");
-    let gpg_outbox = work.path().join("gpg-outbox");
-    let drop_dir = gpg_outbox.join(&mailbox);
-    std::fs::create_dir_all(&drop_dir).expect("outbox dir");
-    let dropped = drop_dir.join(format!("{}.pgp", AnswerId::random()));
-    let out = gpg
-        .cmd()
-        .args(["--trust-model", "always", "--encrypt", "-r", &fpr, "-o"])
-        .arg(&dropped)
-        .arg(&plain_file)
-        .output()
-        .expect("gpg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    push(&gpg_outbox);
+    newsroom.reply_with_gpg(&key, &mailbox, by_gpg);
     let read = tipster.step("read", "en", &[&code]);
     let answers = read["answers"].as_array().expect("answers");
     assert_eq!(answers.len(), 2, "{read}");
@@ -268,7 +302,7 @@ min_fill_secs = 1
     assert_eq!(sent["status"], 200, "{sent}");
     let receipt2 = sent["receipt"].as_str().expect("receipt").to_owned();
     assert_ne!(receipt2, receipt);
-    let record2 = pull_and_decrypt(&server, &fx, work.path(), &receipt2);
+    let record2 = newsroom.pull_and_decrypt(&receipt2);
     assert_eq!(
         mailbox_of(&record2),
         mailbox,
