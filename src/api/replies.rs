@@ -43,8 +43,9 @@ pub struct FollowUpRequest {
 
 /// `{"status", "answers"}`: what a mailbox holds. The same body, with no
 /// answer and no status, for a code that opens nothing and for a mailbox
-/// not answered yet: the server cannot tell them apart, nor say which.
-#[derive(Debug, Serialize, Deserialize, ToSchema, Zeroize, ZeroizeOnDrop)]
+/// not answered yet: the server cannot tell them apart, nor say which. No
+/// `Debug`: it holds decrypted answers.
+#[derive(Serialize, Deserialize, ToSchema, Zeroize, ZeroizeOnDrop)]
 pub struct RepliesRead {
     /// The newest status an answer gave (`null` when none did).
     #[zeroize(skip)]
@@ -53,8 +54,9 @@ pub struct RepliesRead {
     pub answers: Vec<AnswerRead>,
 }
 
-/// One answer of a mailbox, decrypted.
-#[derive(Debug, Serialize, Deserialize, ToSchema, Zeroize, ZeroizeOnDrop)]
+/// One answer of a mailbox, decrypted (no `Debug`, like
+/// [`crate::replies::Answer`]'s hides its message).
+#[derive(Serialize, Deserialize, ToSchema, Zeroize, ZeroizeOnDrop)]
 pub struct AnswerRead {
     /// The day it was pushed to the server (`YYYY-MM-DD`, UTC).
     #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]

@@ -192,6 +192,17 @@ impl Limits {
         .map_err(limited)
     }
 
+    /// Charges one post to the budget of the form of this index alone
+    /// (`form_each`): a follow-up to a tipster's answer, which becomes a
+    /// record of that form after its `/replies` post was charged to the
+    /// client's and the global budgets.
+    pub fn charge_form_each(&self, form_index: usize) -> Result<(), Refusal> {
+        match self.form_each.get(form_index) {
+            Some(each) => each.check().map_err(|wait| Refusal::RateLimited { wait }),
+            None => Ok(()),
+        }
+    }
+
     /// Charges one rendered form (a fresh form token) to its client's
     /// budget. Posts without a valid token cost nothing, so the tokens
     /// themselves are what a client must be limited in.

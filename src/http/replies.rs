@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::{HttpError, join_failure};
+use super::refusal::Refusal;
 use crate::api::replies::MAX_CODE_BYTES;
 use crate::config::FieldConfig;
 use crate::receipt::Receipt;
@@ -97,31 +98,26 @@ pub fn parse_code(typed: &str) -> Result<ReplyCode, CodeError> {
 }
 
 /// Derives what `code` opens and decrypts every answer its mailbox holds,
-/// on a blocking thread, oldest first. An answer that cannot be decrypted (pushed for
-/// another code, damaged) is left out, and counted in a warning.
+/// on a blocking thread, oldest first. An answer that cannot be decrypted
+/// (pushed for another code, damaged) is left out.
 pub async fn open(state: &AppState, code: ReplyCode) -> Result<Opened, HttpError> {
     let mailboxes = Arc::clone(state.mailboxes());
     let job = tokio::task::spawn_blocking(move || {
         let derived = code.derive()?;
         let stored = mailboxes.list(&derived.mailbox)?;
         let mut answers = Vec::with_capacity(stored.len());
-        let mut unreadable = 0usize;
         for s in stored {
-            match derived.open(&s.ciphertext) {
-                Ok(answer) => answers.push(OpenedAnswer { day: s.day, answer }),
-                Err(_) => unreadable += 1,
+            // An answer this code cannot open (pushed to the wrong mailbox,
+            // damaged) is left out. Nothing is logged: a line would carry
+            // the moment a tipster read.
+            if let Ok(answer) = derived.open(&s.ciphertext) {
+                answers.push(OpenedAnswer { day: s.day, answer });
             }
         }
         // Oldest first: by day, then by the time written inside the
         // answer (`sealform reply` writes it; a plain gpg answer has none
         // and comes first within its day). The store can only order by day.
         answers.sort_by(|a, b| (&a.day, a.answer.written).cmp(&(&b.day, b.answer.written)));
-        if unreadable > 0 {
-            tracing::warn!(
-                unreadable,
-                "a reply mailbox holds answers its code cannot open"
-            );
-        }
         Ok::<_, ReplyError>(Opened {
             code,
             derived,
@@ -158,6 +154,8 @@ pub enum FollowUpError<'a> {
     /// The form the newest answer names is gone, no longer takes replies,
     /// or has no `message` field a follow-up can fill alone.
     Closed,
+    /// The form's own rate budget (`limits.form_each`) is spent.
+    Limited(Refusal),
     /// The text breaks the `message` field's rules (blank, too long).
     Invalid {
         /// What is wrong.
@@ -186,6 +184,7 @@ impl FollowUpError<'_> {
                 ErrorCode::FollowUpClosed,
                 "the form this answer belongs to takes no follow-up now; nothing was stored",
             ),
+            FollowUpError::Limited(refusal) => refusal.error(),
             FollowUpError::Invalid { problem, .. } => HttpError::from(problem),
             FollowUpError::Failed(e) => e,
         }
@@ -227,6 +226,12 @@ pub async fn follow_up<'a>(
         // that is not text: the form takes no follow-up on its own.
         Err(_) => return Err(FollowUpError::Closed),
     };
+    // A follow-up becomes a record of this form: it is charged to the
+    // form's own budget too, as a post to the form would be.
+    state
+        .limits()
+        .charge_form_each(index)
+        .map_err(FollowUpError::Limited)?;
     let Opened { derived, .. } = opened;
     state
         .seal(index, submission, Some(derived))

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use super::FollowUpError;
 use crate::api::error::ErrorCode;
 use crate::api::forms::Submitted;
 use crate::api::replies::{AnswerRead, CodeRequest, FollowUpRequest, RepliesRead};
@@ -70,6 +71,7 @@ pub async fn follow_up(
     drop(body);
     match super::follow_up(&state, code, message).await {
         Ok(receipt) => (StatusCode::CREATED, Json(Submitted::new(&receipt, None))).into_response(),
+        Err(FollowUpError::Limited(refusal)) => refusal.respond(Surface::Api),
         Err(e) => e.into_http().on(Surface::Api).into_response(),
     }
 }

@@ -85,6 +85,7 @@ pub async fn follow_up(
             let status = HttpError::from(problem.clone()).status;
             (status, problem_text(page, field, &problem))
         }
+        Err(FollowUpError::Limited(refusal)) => return refusal.respond(Surface::Page),
         Err(FollowUpError::Failed(e)) => return p.post.failed(e),
     };
     (status, Html(render::not_sent(page, &why))).into_response()

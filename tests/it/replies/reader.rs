@@ -362,3 +362,144 @@ async fn reply_posts_spend_their_token_once_and_are_rate_limited_like_form_posts
     let (res, _) = send(&app, req).await;
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// Three forms: `desk-a` sealed to the ed25519 key and `desk-b` to the RSA
+/// key (both with replies), `closed` without replies.
+fn desk_forms() -> String {
+    let desk = |id: &str, recipients: &str, replies: bool| {
+        format!(
+            "[[forms]]\nid = \"{id}\"\ntitle = \"{id}\"\nrecipients = [{recipients}]\n\
+             replies = {replies}\n\n  [[forms.fields]]\n  name = \"message\"\n  \
+             label = \"Message\"\n  kind = \"textarea\"\n  required = true\n\n"
+        )
+    };
+    let ed = format!("\"{}\"", TestKey::Ed25519.fingerprint());
+    let rsa = format!("\"{}\"", TestKey::Rsa.fingerprint());
+    desk("desk-a", &ed, true) + &desk("desk-b", &rsa, true) + &desk("closed", &ed, false)
+}
+
+/// An answer's plaintext written by hand, with its own time.
+fn answer_at(form: &str, status: &str, written: &str, text: &str) -> Vec<u8> {
+    format!(
+        "Sealform-Form: {form}\nSealform-Status: {status}\nSealform-Written: {written}\n\n{text}"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_follow_up_goes_to_the_form_the_newest_answer_names_charged_to_that_form() {
+    let tables = r#"
+[limits]
+form_client = { burst = 100000, per_minute = 100000 }
+form_each = { burst = 1, per_minute = 1 }
+form_global = { burst = 100000, per_minute = 100000 }
+api_client = { burst = 100000, per_minute = 100000 }
+api_global = { burst = 100000, per_minute = 100000 }
+
+[abuse]
+form_tokens = false
+"#;
+    let keys = [TestKey::Ed25519, TestKey::Rsa];
+    let fx = Fixture::with_tables(&keys, &desk_forms(), "", tables);
+    let (app, state) = fx.app_and_state();
+    let (res, body) = send(&app, super::tip("desk-a", "a tip for desk A")).await;
+    let first = created(&res, &body);
+    let code = super::reply_code_of(&body);
+    let derived = ReplyCode::parse(&code)
+        .expect("code")
+        .derive()
+        .expect("derive");
+    // Two answers of one day, the newer one (by the time inside) under
+    // the smaller id, so the store lists it first.
+    let (mut a, mut b) = (AnswerId::random(), AnswerId::random());
+    if a < b {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let put = |id: &AnswerId, plain: Vec<u8>| {
+        let sealed = seal_answer(derived.cert(), &[], &plain, SystemTime::now()).expect("seal");
+        let now = SystemTime::now();
+        state
+            .mailboxes()
+            .put(&derived.mailbox, id, &sealed, now)
+            .expect("put");
+    };
+    put(
+        &a,
+        answer_at(
+            "desk-a",
+            "received",
+            "2026-01-01T10:00:00Z",
+            "older, desk A",
+        ),
+    );
+    put(
+        &b,
+        answer_at(
+            "desk-b",
+            "answered",
+            "2026-01-01T11:00:00Z",
+            "newer, desk B",
+        ),
+    );
+
+    let (status, body) = post_api(&app, "/api/v1/replies", &json!({"code": code})).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["status"], "answered", "{v}");
+    assert_eq!(v["answers"][0]["message"], "older, desk A", "{v}");
+    assert_eq!(v["answers"][1]["message"], "newer, desk B", "{v}");
+    let (_, page) = post_page(&app, "/replies", &[("code", code.as_str())]).await;
+    assert!(
+        page.contains("id=\"status\"><strong>Status: answered"),
+        "{page}"
+    );
+
+    // The follow-up: desk B's recipients only, the same mailbox inside.
+    let ask = json!({"code": code, "message": "the invoices are from 2019"});
+    let (status, body) = post_api(&app, "/api/v1/replies/follow-up", &ask).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let receipt = v["receipt"].as_str().expect("receipt");
+    let ed_only = Gpg::with_secret_keys(&[&TestKey::Ed25519.secret()]);
+    assert!(
+        ed_only.decrypt(&fx.record(receipt)).is_err(),
+        "not desk A's key"
+    );
+    let rsa_only = Gpg::with_secret_keys(&[&TestKey::Rsa.secret()]);
+    let eml = rsa_only
+        .decrypt(&fx.record(receipt))
+        .expect("desk B's key opens it");
+    assert_eq!(
+        json_part(&eml)["fields"]["message"],
+        "the invoices are from 2019"
+    );
+    let tip_eml = ed_only.decrypt(&fx.record(&first)).expect("the tip");
+    let header = |eml: &[u8]| {
+        String::from_utf8_lossy(eml)
+            .lines()
+            .find_map(|l| l.strip_prefix("Reply-Mailbox: ").map(str::to_owned))
+            .expect("Reply-Mailbox")
+    };
+    assert_eq!(header(&eml), header(&tip_eml));
+    assert_eq!(header(&eml), derived.mailbox.to_string());
+
+    // desk B's own budget (burst 1) is spent: 429, nothing stored.
+    let records = fx.records().len();
+    let (status, _) = post_api(&app, "/api/v1/replies/follow-up", &ask).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // An answer naming a form without replies closes follow-ups.
+    put(
+        &AnswerId::random(),
+        answer_at("closed", "closed", "2026-01-01T12:00:00Z", "done"),
+    );
+    let (status, body) = post_api(&app, "/api/v1/replies/follow-up", &ask).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["code"], "follow_up_closed");
+    assert_eq!(fx.records().len(), records, "nothing stored");
+}
