@@ -133,6 +133,13 @@ fn an_answer_sealed_to_the_mailbox_opens_with_its_code_and_not_with_another() {
     assert_eq!(answer.message.as_str(), "¿Dónde?");
     assert!(!format!("{answer:?}").contains("Dónde"));
     check_encrypted(&sealed).expect("an encrypted message");
+    // Wildcard key IDs: the answer names neither the mailbox's key nor the
+    // staff member's.
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), &sealed).expect("write");
+    let named = crate::seal::record_recipients(file.path()).expect("pkesks");
+    assert_eq!(named.len(), 2);
+    assert!(named.iter().all(Option::is_none), "{named:?}");
     for not in [&plain[..], b"", d.cert_armored().as_bytes()] {
         assert!(check_encrypted(not).is_err());
     }
