@@ -197,6 +197,9 @@ pub enum Command {
         /// The outbox folder.
         #[arg(long)]
         out: PathBuf,
+        /// Lock all memory (mlockall), so the answer never reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
     /// (Online machine) Upload the answers of an outbox folder that were
     /// not uploaded yet over the staff API.
@@ -209,6 +212,9 @@ pub enum Command {
         token_file: PathBuf,
         /// The outbox folder.
         outbox: PathBuf,
+        /// Lock all memory (mlockall), so the token never reaches swap.
+        #[arg(long)]
+        mlock: bool,
     },
     /// Send the daily digest of `[notify]` now, to every reader (for
     /// setting up; `serve` sends it daily). Exits 1 saying why when a
@@ -308,6 +314,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             status,
             keys,
             out,
+            mlock,
         } => reply::run(&reply::Options {
             record: &record,
             message: &message,
@@ -317,12 +324,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?,
             keys: &keys,
             out: &out,
+            mlock,
         }),
         Command::Push {
             url,
             token_file,
             outbox,
-        } => push::run(&url, &token_file, &outbox),
+            mlock,
+        } => push::run(&url, &token_file, &outbox, mlock),
         Command::Keygen {
             name,
             out,

@@ -161,7 +161,8 @@ impl Intake {
 
     /// Seals `submission`, valid for form number `form_index`, on a sealing
     /// worker (with `reply`, the record carries that mailbox and
-    /// certificate: see `Intake::seal_record` in `intake/record.rs`) and waits, without holding a thread, until it is durable: the
+    /// certificate: see `Intake::seal_record` in `intake/record.rs`) and
+    /// waits, without holding a thread, until it is durable: the
     /// file's fsync runs on a blocking thread (it needs no CPU slot), and
     /// the rest of the commit on the store's committer, which batches it
     /// with others and answers this task directly. If this future is

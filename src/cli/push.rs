@@ -22,8 +22,8 @@ use crate::replies::check_encrypted;
 use crate::store::day_string;
 
 /// Runs `push`.
-pub fn run(url: &str, token_file: &Path, outbox: &Path) -> anyhow::Result<ExitCode> {
-    crate::harden::harden_process(false).context("while hardening the process")?;
+pub fn run(url: &str, token_file: &Path, outbox: &Path, mlock: bool) -> anyhow::Result<ExitCode> {
+    crate::harden::harden_process(mlock).context("while hardening the process")?;
     let client = StaffClient::new(url, token_file, STALL)?;
     let mut outbox = Outbox::open(outbox)?;
     let (pending, skipped) = outbox.pending()?;

@@ -36,6 +36,8 @@ pub struct Options<'a> {
     pub keys: &'a [PathBuf],
     /// The outbox folder.
     pub out: &'a Path,
+    /// Lock all memory (mlockall).
+    pub mlock: bool,
 }
 
 /// Largest answer text read (the server's default cap on a whole answer is
@@ -44,7 +46,7 @@ const MAX_MESSAGE_BYTES: u64 = 1 << 20;
 
 /// Runs `reply`.
 pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
-    crate::harden::harden_process(false).context("while hardening the process")?;
+    crate::harden::harden_process(opts.mlock).context("while hardening the process")?;
     let (mailbox, form, cert) = read_record(opts.record)?;
     let mut also = Vec::new();
     for path in opts.keys {

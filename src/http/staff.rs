@@ -192,6 +192,10 @@ pub enum StaffError {
     /// The mailbox holds `[replies] max_per_mailbox` answers.
     #[error("the mailbox holds as many answers as it may; wait for older ones to expire")]
     MailboxFull,
+    /// Free space in `data_dir` is under `server.min_free_bytes`: the room
+    /// left is for submissions.
+    #[error("the server cannot store answers right now; please try again later")]
+    Unavailable,
     /// Our own failure; the cause is logged once when answered.
     #[error("the server failed; please try again later")]
     Internal(String),
@@ -214,6 +218,7 @@ impl IntoResponse for StaffError {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
             StaffError::MailboxFull => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MailboxFull),
+            StaffError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             StaffError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         let mut error = HttpError::new(status, code, "")

@@ -7,7 +7,8 @@
 //! while reading) and must be an encrypted OpenPGP message: the reply
 //! store never holds plaintext. Answers: 201 stored (durably), 200 the same
 //! bytes were stored already, 409 other bytes under this id, 413 too large,
-//! 422 mailbox full, 400 a malformed mailbox, id or body. Nothing here logs
+//! 422 mailbox full, 400 a malformed mailbox, id or body, 503 when free
+//! space is under `server.min_free_bytes` (kept for submissions). Nothing here logs
 //! a mailbox or an id.
 
 use axum::Json;
@@ -23,7 +24,9 @@ use super::body_kind::ANSWER_ROUTE;
 use super::error::closing;
 use super::staff::{StaffError, StaffState, blocking, internal};
 use crate::api::staff::{PushOutcome, PushedAnswer};
+use crate::intake::available_space;
 use crate::replies::{AnswerId, MailboxId, Put, ReplyError, check_encrypted};
+use crate::store::is_storage_full;
 
 /// The answer route over `state`, for merging beside the other staff routes.
 pub fn routes<S: Clone + Send + Sync + 'static>(state: StaffState) -> Router<S> {
@@ -76,11 +79,18 @@ async fn store_answer(
     check_encrypted(&bytes)
         .map_err(|_| StaffError::BadAnswer("the body is not an encrypted OpenPGP message"))?;
     let put = blocking(move || {
+        // The room under `min_free_bytes` is kept for submissions.
+        let server = &intake.config.server;
+        let free = available_space(&server.data_dir).map_err(internal)?;
+        if free < server.min_free_bytes.saturating_add(bytes.len() as u64) {
+            return Err(StaffError::Unavailable);
+        }
         let now = std::time::SystemTime::now();
         match intake.mailboxes.put(&mailbox, &answer, &bytes, now) {
             Ok(p) => Ok(p),
             Err(ReplyError::Conflict) => Err(StaffError::Conflict),
             Err(ReplyError::Full) => Err(StaffError::MailboxFull),
+            Err(ReplyError::Io(e)) if is_storage_full(&e) => Err(StaffError::Unavailable),
             Err(e) => Err(internal(e)),
         }
     })

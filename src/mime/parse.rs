@@ -420,6 +420,38 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_mailbox_and_key_are_written_inside_the_envelope_and_read_back() {
+        use crate::mime::{EnvelopeWriter, REPLY_KEY_FILE, ReplyKey};
+        let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEXg==\n-----END PGP PUBLIC KEY BLOCK-----\n";
+        let head = crate::mime::Head {
+            reply: Some(ReplyKey {
+                mailbox: "2xp7fuhh57nkgchbvkyukwishe2ld5ma",
+                cert_armored: key,
+            }),
+            ..test_head()
+        };
+        let mut w = EnvelopeWriter::start(Vec::new(), &head).expect("start");
+        w.json_part(&head, &[]).expect("json");
+        let (plain, _) = w.finish().expect("finish");
+        let p = parse(&plain).expect("parse");
+        assert_eq!(
+            p.reply_mailbox.as_deref(),
+            Some("2xp7fuhh57nkgchbvkyukwishe2ld5ma")
+        );
+        assert_eq!(p.attachments.len(), 1);
+        assert_eq!(p.attachments[0].0.as_str(), REPLY_KEY_FILE);
+        assert_eq!(&p.attachments[0].1[..], key.as_bytes());
+        // Not listed among the submission's attachments in the JSON part.
+        assert_eq!(p.json.expect("json")["attachments"], serde_json::json!([]));
+        assert!(
+            parse(b"Subject: x\r\n\r\nbody")
+                .expect("parse")
+                .reply_mailbox
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_written_envelope_parses_back_into_text_json_and_attachments() {
         use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue};
         use std::io::Write;

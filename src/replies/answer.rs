@@ -200,8 +200,10 @@ fn parse_plaintext(plain: Zeroizing<Vec<u8>>) -> Answer {
 
 /// Encrypts `plaintext` to the mailbox certificate `mailbox` and to every
 /// certificate in `also` (a staff member's own key): SEIPDv1, AES-256, no
-/// compression, as records are sealed ([`crate::seal::seal`]). Each
-/// certificate must pass the checks recipient keys pass at `now`.
+/// compression, as records are sealed ([`crate::seal::seal`]), with
+/// wildcard key IDs, so a stored answer names neither the mailbox's key nor
+/// the staff member's ([`Derived::open`] and GnuPG try their keys on each).
+/// Each certificate must pass the checks recipient keys pass at `now`.
 pub fn seal_answer(
     mailbox: &Cert,
     also: &[Cert],
@@ -211,10 +213,13 @@ pub fn seal_answer(
     let mut recipients = Recipients {
         keys: Vec::new(),
         certs: Vec::new(),
-        hidden: false,
+        hidden: true,
         seipdv1_only: true,
     };
-    for cert in std::iter::once(mailbox).chain(also) {
+    // The staff keys come first: GnuPG tries its key on each anonymous
+    // recipient in turn, and one that fails first (the mailbox's, of the
+    // same algorithm) makes `gpg -d` exit with an error though it decrypts.
+    for cert in also.iter().chain(std::iter::once(mailbox)) {
         let (checked, _) = validate(cert.clone(), std::path::Path::new("-"), now, true)
             .map_err(|p| ReplyError::OpenPgp(p.to_string()))?;
         if checked.encryption_keys.is_empty() {

@@ -124,21 +124,15 @@ impl Mailboxes {
 
     /// Removes leftovers: mailboxes being deleted and partial answers.
     fn clean(&self) -> Result<(), ReplyError> {
-        for entry in fs::read_dir(&self.root)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        let (names, _) = names_in(&self.root)?.unwrap_or_default();
+        for name in names {
+            let path = self.root.join(&name);
             if name.starts_with(GONE_PREFIX) {
-                fs::remove_dir_all(entry.path())?;
-                continue;
-            }
-            if !entry.file_type()?.is_dir() {
-                continue;
-            }
-            for file in fs::read_dir(entry.path())? {
-                let file = file?;
-                if file.file_name().to_string_lossy().ends_with(PARTIAL_EXT) {
-                    fs::remove_file(file.path())?;
+                fs::remove_dir_all(&path)?;
+            } else if name.parse::<MailboxId>().is_ok() {
+                let (files, _) = names_in(&path)?.unwrap_or_default();
+                for file in files.iter().filter(|f| f.ends_with(PARTIAL_EXT)) {
+                    fs::remove_file(path.join(file))?;
                 }
             }
         }
@@ -163,15 +157,18 @@ impl Mailboxes {
     ) -> Result<Put, ReplyError> {
         let _guard = self.lock();
         let dir = self.dir(mailbox);
-        let stored = answers_in(&dir)?;
+        let (stored, moved) = answers_in(&dir)?;
         if let Some((_, _, path)) = stored.iter().find(|(_, a, _)| a == id) {
-            return if read_unread(path)? == ciphertext {
+            let same = read_unread(path)? == ciphertext;
+            restamp_if_moved(&dir, moved)?;
+            return if same {
                 Ok(Put::AlreadyThere)
             } else {
                 Err(ReplyError::Conflict)
             };
         }
         if stored.len() >= self.max_per_mailbox {
+            restamp_if_moved(&dir, moved)?;
             return Err(ReplyError::Full);
         }
         let day = start_of_day(now);
@@ -198,11 +195,9 @@ impl Mailboxes {
     /// the mailbox does not exist.
     pub fn list(&self, mailbox: &MailboxId) -> Result<Vec<StoredAnswer>, ReplyError> {
         let dir = self.dir(mailbox);
-        // Listing a folder is a read that may move its access time: it is
-        // set back to the day of its last change afterwards.
-        let changed = fs::metadata(&dir).and_then(|m| m.modified());
+        let (answers, moved) = answers_in(&dir)?;
         let mut out = Vec::new();
-        for (day, id, path) in answers_in(&dir)? {
+        for (day, id, path) in answers {
             match read_unread(&path) {
                 Ok(ciphertext) => out.push(StoredAnswer {
                     id,
@@ -215,9 +210,7 @@ impl Mailboxes {
             }
         }
         out.sort_by(|a, b| (&a.day, a.id).cmp(&(&b.day, b.id)));
-        if let Ok(changed) = changed {
-            stamp(&dir, start_of_day(changed))?;
-        }
+        restamp_if_moved(&dir, moved)?;
         Ok(out)
     }
 
@@ -242,68 +235,128 @@ impl Mailboxes {
     }
 
     /// Deletes every answer pushed `keep_days` or more midnights before
-    /// `now` (0: every answer), and mailboxes left empty; returns how many
-    /// answers went.
+    /// `now` (0: every answer), and mailboxes left without answers; returns
+    /// how many answers went. A mailbox that fails does not stop the others:
+    /// the failures are counted in one log line (no mailbox named) and
+    /// tried again at the next purge.
     pub fn purge(&self, keep_days: u32, now: SystemTime) -> Result<usize, ReplyError> {
         let _guard = self.lock();
         let today = day_string(now);
-        let mut purged = 0;
-        for entry in fs::read_dir(&self.root)? {
-            let entry = entry?;
-            let Some(mailbox) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<MailboxId>().ok())
-            else {
-                continue;
-            };
-            let dir = self.dir(&mailbox);
-            let answers = answers_in(&dir)?;
-            let mut left = answers.len();
-            for (day, _, path) in answers {
-                if days_between(&day, &today).is_some_and(|age| age >= i64::from(keep_days)) {
-                    fs::remove_file(&path)?;
-                    purged += 1;
-                    left -= 1;
-                }
-            }
-            if left == 0 {
-                fs::remove_dir(&dir)?;
-            } else {
-                sync_path(&dir)?;
-                stamp(&dir, start_of_day(now))?;
+        let day = start_of_day(now);
+        let (names, _) = names_in(&self.root)?.unwrap_or_default();
+        let (mut purged, mut failed) = (0, 0);
+        for mailbox in names.iter().filter_map(|n| n.parse::<MailboxId>().ok()) {
+            match self.purge_mailbox(&mailbox, keep_days, &today, day) {
+                Ok(n) => purged += n,
+                Err(_) => failed += 1,
             }
         }
+        if failed > 0 {
+            tracing::warn!(
+                mailboxes = failed,
+                "expired answers of some mailboxes could not be deleted; the next purge tries again"
+            );
+        }
         sync_path(&self.root)?;
-        stamp(&self.root, start_of_day(now))?;
+        stamp(&self.root, day)?;
+        Ok(purged)
+    }
+
+    /// [`Mailboxes::purge`] of one mailbox: its expired answers, and the
+    /// whole folder (strays included) once no answer is left.
+    fn purge_mailbox(
+        &self,
+        mailbox: &MailboxId,
+        keep_days: u32,
+        today: &str,
+        day: SystemTime,
+    ) -> io::Result<usize> {
+        let dir = self.dir(mailbox);
+        let (answers, moved) = answers_in(&dir)?;
+        let (mut purged, mut left) = (0, answers.len());
+        for (pushed, _, path) in answers {
+            if days_between(&pushed, today).is_some_and(|age| age >= i64::from(keep_days)) {
+                fs::remove_file(&path)?;
+                purged += 1;
+                left -= 1;
+            }
+        }
+        if left == 0 {
+            fs::remove_dir_all(&dir)?;
+        } else if purged > 0 {
+            sync_path(&dir)?;
+            stamp(&dir, day)?;
+        } else {
+            restamp_if_moved(&dir, moved)?;
+        }
         Ok(purged)
     }
 }
 
-/// The answers in a mailbox folder: day, id and path; none if it does
-/// not exist.
-fn answers_in(dir: &Path) -> io::Result<Vec<(String, AnswerId, PathBuf)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+/// The names in `dir` (not `.` and `..`), read without moving its access
+/// time where the kernel allows (`O_NOATIME` needs the folder's owner), and
+/// whether the access time may have moved; `None` if `dir` does not exist.
+/// A read that moved it would need the time set back, which moves the
+/// folder's change time (ctime) to that moment instead.
+fn names_in(dir: &Path) -> io::Result<Option<(Vec<String>, bool)>> {
+    use rustix::fs::{CWD, Dir, Mode, OFlags, openat};
+    use rustix::io::Errno;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let opened = match openat(CWD, dir, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => openat(CWD, dir, flags, Mode::empty()).map(|fd| (fd, true)),
+        other => other.map(|fd| (fd, false)),
+    };
+    let (fd, moved) = match opened {
+        Ok(opened) => opened,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for entry in Dir::new(fd)? {
+        let entry = entry?;
+        if let Ok(name) = entry.file_name().to_str() {
+            if name != "." && name != ".." {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    Ok(Some((names, moved)))
+}
+
+/// Sets `dir`'s times back to the day of its last change after a read that
+/// may have moved its access time (see [`names_in`]).
+fn restamp_if_moved(dir: &Path, moved: bool) -> io::Result<()> {
+    if !moved {
+        return Ok(());
+    }
+    match fs::metadata(dir).and_then(|m| m.modified()) {
+        Ok(changed) => stamp(dir, start_of_day(changed)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answers in a mailbox folder: day, id and path (none if it does not
+/// exist), and whether listing it may have moved its access time.
+type Listing = (Vec<(String, AnswerId, PathBuf)>, bool);
+
+fn answers_in(dir: &Path) -> io::Result<Listing> {
+    let Some((names, moved)) = names_in(dir)? else {
+        return Ok((Vec::new(), false));
     };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
+    for name in names {
         let Some((day, id)) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(ANSWER_EXT))
+            .strip_suffix(ANSWER_EXT)
             .and_then(|n| n.split_once('_'))
         else {
             continue;
         };
         if let Ok(id) = id.parse::<AnswerId>() {
-            out.push((day.to_string(), id, entry.path()));
+            out.push((day.to_string(), id, dir.join(&name)));
         }
     }
-    Ok(out)
+    Ok((out, moved))
 }
 
 /// Writes a new private file, fsyncs it and sets its times to `day`.

@@ -133,6 +133,13 @@ fn an_answer_sealed_to_the_mailbox_opens_with_its_code_and_not_with_another() {
     assert_eq!(answer.message.as_str(), "¿Dónde?");
     assert!(!format!("{answer:?}").contains("Dónde"));
     check_encrypted(&sealed).expect("an encrypted message");
+    // Wildcard key IDs: the answer names neither the mailbox's key nor the
+    // staff member's.
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), &sealed).expect("write");
+    let named = crate::seal::record_recipients(file.path()).expect("pkesks");
+    assert_eq!(named.len(), 2);
+    assert!(named.iter().all(Option::is_none), "{named:?}");
     for not in [&plain[..], b"", d.cert_armored().as_bytes()] {
         assert!(check_encrypted(not).is_err());
     }
@@ -255,6 +262,21 @@ fn the_store_keeps_answers_durably_bounded_and_dated_to_the_day() {
         assert_eq!(meta.atime() % DAY as i64, 0, "day-only time");
     }
     assert_eq!(mtime(&folder) % DAY as i64, 0);
+    // Reading a mailbox (as /replies does) moves none of its folder's
+    // times, not even the change time, which no program can set back (the
+    // folder is stamped again first: the test's own listing above moved its
+    // access time).
+    crate::store::times::stamp(&folder, crate::store::start_of_day(t1)).expect("stamp");
+    let times = |p: &Path| {
+        let m = std::fs::metadata(p).expect("metadata");
+        (m.atime(), m.mtime(), m.ctime(), m.ctime_nsec())
+    };
+    let before = times(&folder);
+    for _ in 0..3 {
+        assert_eq!(boxes.list(&mailbox).expect("list").len(), 2);
+    }
+    assert_eq!(times(&folder), before, "a read moved a time of the folder");
+    assert_eq!(before.0 % DAY as i64, 0);
     assert_eq!(
         std::fs::metadata(&folder)
             .expect("meta")
@@ -269,6 +291,28 @@ fn the_store_keeps_answers_durably_bounded_and_dated_to_the_day() {
     assert_eq!(boxes.list(&mailbox).expect("list").len(), 1);
     assert_eq!(boxes.purge(0, t1).expect("purge"), 1);
     assert!(!folder.exists(), "an emptied mailbox leaves no folder");
+}
+
+#[test]
+fn a_stray_file_in_one_mailbox_does_not_stop_the_purge_of_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let boxes = Mailboxes::open(dir.path(), 20).expect("open");
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut mailboxes: Vec<MailboxId> = (0..3)
+        .map(|_| ReplyCode::generate().derive().expect("derive").mailbox)
+        .collect();
+    mailboxes.sort();
+    for m in &mailboxes {
+        boxes.put(m, &AnswerId::random(), b"a", t0).expect("put");
+    }
+    // The first mailbox in listing order gets a stray file.
+    let root = dir.path().join("replies");
+    std::fs::write(root.join(mailboxes[0].to_string()).join("stray"), b"?").expect("stray");
+    let later = t0 + Duration::from_secs(DAY);
+    assert_eq!(boxes.purge(0, later).expect("purge"), 3);
+    for m in &mailboxes {
+        assert!(!root.join(m.to_string()).exists());
+    }
 }
 
 #[test]

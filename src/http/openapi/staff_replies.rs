@@ -49,6 +49,10 @@ pub(super) fn answer_path(paths: PathsBuilder, bodies: &mut Bodies) -> PathsBuil
             "The answer is larger than [replies] max_answer_bytes",
         ),
         ("422", "The mailbox holds [replies] max_per_mailbox answers"),
+        (
+            "503",
+            "Free space in data_dir is under server.min_free_bytes (kept for submissions)",
+        ),
     ] {
         operation = operation.response(status, bodies.json::<ErrorBody>(description));
     }

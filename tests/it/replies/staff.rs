@@ -485,3 +485,30 @@ fn reply_refuses_a_record_that_cannot_be_answered_and_push_never_uploads_a_plain
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_push_is_refused_with_503_when_free_space_is_kept_for_submissions() {
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token);
+    // More free space asked for than any disk here has.
+    let fx = Fixture::new(
+        &[TestKey::Ed25519],
+        REPLIES_FORMS,
+        &format!(
+            "min_free_bytes = 1125899906842624\n[staff]\ntokens = [\"{hash}\"]\non_public_listener = true\n"
+        ),
+    );
+    let app = fx.app();
+    let d = ReplyCode::generate().derive().expect("derive");
+    let mb = d.mailbox.to_string();
+    let id = sealform::replies::AnswerId::random().to_string();
+    let (res, body) = send(
+        &app,
+        put_answer(&mb, &id, Some(&token), sealed_for(&d, "x")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["code"], "unavailable");
+    assert!(stored_answers(&fx, &mb).is_empty());
+}
