@@ -2,6 +2,7 @@
 //! document (`http/staff_replies.rs` serves it).
 
 use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
 use utoipa::openapi::{Content, HttpMethod, ObjectBuilder, PathItem, PathsBuilder, Required, Type};
 
 use super::{Bodies, RECEIPT_PATTERN, path_parameter, staff_operation};
@@ -14,16 +15,19 @@ const MAILBOX_PATTERN: &str = "^[a-z2-7]{32}$";
 
 /// `PUT /api/v1/staff/mailboxes/{mailbox}/replies/{id}`
 pub(super) fn answer_path(paths: PathsBuilder, bodies: &mut Bodies) -> PathsBuilder {
+    // Described as octet-stream: the route takes any content type (it
+    // checks the bytes, not the header), and OpenAPI tools know how to send
+    // bytes under that name, not under application/pgp-encrypted.
     let message = ObjectBuilder::new()
         .schema_type(Type::String)
-        .content_media_type("application/pgp-encrypted");
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
     let request = RequestBodyBuilder::new()
         .required(Some(Required::True))
         .description(Some(
             "The answer: an encrypted OpenPGP message (binary or armored), as `sealform reply` \
              or `gpg --encrypt` writes it",
         ))
-        .content("application/pgp-encrypted", Content::new(Some(message)))
+        .content("application/octet-stream", Content::new(Some(message)))
         .build();
     let mut operation = staff_operation("Store an answer to a tipster", "staffPushAnswer")
         .description(Some(
