@@ -97,6 +97,7 @@ fn head(receipt: &str) -> Head<'_> {
         title: "Send a tip",
         receipt,
         received_at: chrono::Utc::now(),
+        reply: None,
     }
 }
 

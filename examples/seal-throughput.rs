@@ -163,6 +163,7 @@ impl Job<'_> {
             title: &self.form.title,
             receipt: &receipt,
             received_at: chrono::Utc::now(),
+            reply: None,
         };
         let fields = submission.envelope_fields(self.form);
         let mut envelope = EnvelopeWriter::start(w, &head)?;

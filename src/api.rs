@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod forms;
+pub mod replies;
 pub mod staff;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -8,9 +8,12 @@ mod demo;
 pub mod keygen;
 mod local_store;
 mod notify;
+mod outbox;
 mod pull;
 mod purge;
+mod push;
 mod readers;
+mod reply;
 mod serve;
 mod staff_client;
 mod token;
@@ -169,8 +172,50 @@ pub enum Command {
         #[arg(long)]
         mlock: bool,
     },
-    /// Apply the `[retention]` settings now (`serve` does it daily).
+    /// Apply the `[retention]` settings now (`serve` does it daily) and
+    /// delete answers to tipsters older than `[replies] keep_days`.
     Purge,
+    /// (Offline machine) Answer a tipster: encrypt a message to the reply
+    /// certificate of a decrypted record and write it into an outbox
+    /// folder (`OUTBOX/<mailbox>/<id>.pgp`) for `push`.
+    Reply {
+        /// The record's folder, as `sealform decrypt` wrote it
+        /// (`DIR/<receipt>`).
+        #[arg(long)]
+        record: PathBuf,
+        /// File holding the answer (UTF-8 text).
+        #[arg(long)]
+        message: PathBuf,
+        /// The status the tipster sees.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            ["received", "in-progress", "answered", "closed"]))]
+        status: Option<String>,
+        /// A certificate to encrypt the answer to as well (your own, for
+        /// your records); repeat for more.
+        #[arg(long = "key", value_name = "CERT")]
+        keys: Vec<PathBuf>,
+        /// The outbox folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Lock all memory (mlockall), so the answer never reaches swap.
+        #[arg(long)]
+        mlock: bool,
+    },
+    /// (Online machine) Upload the answers of an outbox folder that were
+    /// not uploaded yet over the staff API.
+    Push {
+        /// Base URL of the staff API, e.g. http://127.0.0.1:8081.
+        #[arg(long)]
+        url: String,
+        /// File holding the staff token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The outbox folder.
+        outbox: PathBuf,
+        /// Lock all memory (mlockall), so the token never reaches swap.
+        #[arg(long)]
+        mlock: bool,
+    },
     /// Send the daily digest of `[notify]` now, to every reader (for
     /// setting up; `serve` sends it daily). Exits 1 saying why when a
     /// reader got nothing.
@@ -263,6 +308,30 @@ pub fn run() -> anyhow::Result<ExitCode> {
             mlock,
         }),
         Command::Purge => purge::run(&cli.config),
+        Command::Reply {
+            record,
+            message,
+            status,
+            keys,
+            out,
+            mlock,
+        } => reply::run(&reply::Options {
+            record: &record,
+            message: &message,
+            status: status
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            keys: &keys,
+            out: &out,
+            mlock,
+        }),
+        Command::Push {
+            url,
+            token_file,
+            outbox,
+            mlock,
+        } => push::run(&url, &token_file, &outbox, mlock),
         Command::Keygen {
             name,
             out,

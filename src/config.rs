@@ -4,8 +4,8 @@
 //! time, with errors that name the file, the key and the fix. Each table has
 //! its module, which declares it and checks it: `server` (`[server]`),
 //! `forms` (`[[forms]]` and their fields), `abuse` (`[limits]` and
-//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `notify`
-//! (`[notify]`, the daily digest).
+//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `replies`
+//! (`[replies]`), `notify` (`[notify]`, the daily digest).
 //! [`Config::parse`] gathers the problems of every table and refuses the
 //! file with all of them at once. The result is loaded once and passed in;
 //! nothing here is global. It never touches keys or submissions: recipient
@@ -18,6 +18,7 @@ use serde::Deserialize;
 mod abuse;
 mod forms;
 mod notify;
+mod replies;
 mod retention;
 mod server;
 mod staff;
@@ -28,6 +29,7 @@ pub use forms::{
     MAX_FILENAME_LEN, MAX_FILES_LIMIT,
 };
 pub use notify::{NotifyConfig, ReaderConfig, Relay, RelayTls};
+pub use replies::{MAX_ANSWER_BYTES_LIMIT, RepliesConfig};
 pub use retention::RetentionConfig;
 pub use server::{MAX_BODY_LIMIT, ServerConfig};
 pub use staff::{StaffConfig, StaffPlacement};
@@ -57,6 +59,9 @@ pub struct Config {
     /// How long records are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Answers to tipsters (`[replies]`).
+    #[serde(default)]
+    pub replies: RepliesConfig,
     /// The daily digest to staff (`[notify]`), when set.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -183,6 +188,7 @@ impl Config {
     fn validate(&self) -> Vec<Problem> {
         let mut problems = self.server.validate();
         problems.extend(self.retention.validate());
+        problems.extend(self.replies.validate());
         problems.extend(abuse::validate(&self.limits, &self.abuse));
         problems.extend(self.staff.validate(&self.forms));
         problems.extend(forms::validate(&self.forms));
@@ -468,6 +474,23 @@ required = true
             (
                 format!("{MINIMAL}\n[retention]\nunacked_days = 0\n"),
                 "retention.unacked_days",
+            ),
+            (
+                format!("{MINIMAL}\n[replies]\nmax_per_mailbox = 0\n"),
+                "replies.max_per_mailbox",
+            ),
+            (
+                format!("{MINIMAL}\n[replies]\nmax_answer_bytes = 100\n"),
+                "replies.max_answer_bytes",
+            ),
+            (
+                MINIMAL
+                    .replace(
+                        "title = \"Send a tip\"",
+                        "title = \"Send a tip\"\nreplies = true",
+                    )
+                    .replace("name = \"message\"", "name = \"text\""),
+                "forms[0].replies",
             ),
             (
                 MINIMAL.replace("[server]", "[server]\nmax_concurrent_seals = 0"),

@@ -19,9 +19,11 @@ pub mod openapi;
 mod pages;
 pub mod proxy_header;
 mod refusal;
+mod replies;
 mod security_headers;
 pub mod slots;
 pub mod staff;
+mod staff_replies;
 mod staff_status;
 mod submit;
 
@@ -33,7 +35,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use error::HttpError;
 pub(crate) use error::join_failure;
@@ -110,6 +112,12 @@ impl AppState {
         &self.inner.intake
     }
 
+    /// The reply store (staff answers to tipsters); blocking I/O: use it
+    /// from a blocking thread.
+    pub fn mailboxes(&self) -> &Arc<crate::replies::Mailboxes> {
+        &self.inner.intake.mailboxes
+    }
+
     /// The rate limiters of the submission routes.
     pub fn limits(&self) -> &limits::Limits {
         &self.inner.limits
@@ -123,8 +131,18 @@ impl AppState {
     /// Seals a validated submission ([`Intake::submit`]) and waits until it
     /// is durable; the failures answer 503 (workers stopped, storage full)
     /// or 500, each logged once (see `http/error.rs`).
-    async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
-        match self.inner.intake.submit(form_index, submission).await {
+    async fn seal(
+        &self,
+        form_index: usize,
+        submission: Submission,
+        reply: Option<crate::replies::Derived>,
+    ) -> Result<Receipt, HttpError> {
+        match self
+            .inner
+            .intake
+            .submit(form_index, submission, reply)
+            .await
+        {
             Ok(receipt) => Ok(receipt),
             Err(IntakeError::Unavailable) => Err(HttpError::unavailable()),
             // The sealing job panicked, or the committer dropped the record
@@ -157,21 +175,36 @@ pub fn router(state: AppState) -> Router {
             body_kind::API_SUBMISSIONS_ROUTE,
             axum::routing::post(submit::submit),
         )
+        .merge(replies_routes())
         .merge(staff_routes_here(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 
+/// The tipster's reply routes (`http/replies.rs`): the pages and their
+/// JSON twin, each body capped at [`replies::MAX_BODY_BYTES`].
+fn replies_routes() -> Router<AppState> {
+    use pages::replies::{DELETE_PATH, FOLLOW_UP_PATH, REPLIES_PATH};
+    Router::new()
+        .route(
+            REPLIES_PATH,
+            get(replies::page::ask).post(replies::page::read),
+        )
+        .route(FOLLOW_UP_PATH, post(replies::page::follow_up))
+        .route(DELETE_PATH, post(replies::page::delete))
+        .route(replies::API_READ_ROUTE, post(replies::api::read))
+        .route(replies::API_FOLLOW_UP_ROUTE, post(replies::api::follow_up))
+        .route(replies::API_DELETE_ROUTE, post(replies::api::delete))
+        .layer(DefaultBodyLimit::max(replies::MAX_BODY_BYTES))
+}
+
 /// The staff API alone, for its own listen address (`staff.listen`), with
 /// the same body limits, deadlines, logging rules and headers as the rest.
 pub fn staff_router(state: AppState) -> Router {
-    let app = staff::routes(staff::StaffState::new(
-        state.intake_arc(),
-        state.digest_ledger(),
-    ))
-    .fallback(|| async { staff::StaffError::NotFound })
-    .method_not_allowed_fallback(method_not_allowed);
+    let app = staff_routes(&state)
+        .fallback(|| async { staff::StaffError::NotFound })
+        .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, &state)
 }
 
@@ -213,13 +246,17 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router {
 /// (`staff.on_public_listener`).
 fn staff_routes_here(state: &AppState) -> Router<AppState> {
     if state.intake().config.staff.placement() == StaffPlacement::PublicListener {
-        staff::routes(staff::StaffState::new(
-            state.intake_arc(),
-            state.digest_ledger(),
-        ))
+        staff_routes(state)
     } else {
         Router::new()
     }
+}
+
+/// Every staff route: records and status (`staff.rs`), answers to
+/// tipsters (`staff_replies.rs`).
+fn staff_routes<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
+    let st = staff::StaffState::new(state.intake_arc(), state.digest_ledger());
+    staff::routes(st.clone()).merge(staff_replies::routes(st))
 }
 
 /// The access log: one line per request, when its response starts: the

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::keys::{KeyProblem, KeyWarning, Keyring};
 use crate::mime::EnvelopeWriter;
 use crate::receipt::Receipt;
+use crate::replies::{Derived, Mailboxes, ReplyError};
 use crate::seal::SealError;
 use crate::store::{Recovery, Store, StoreError};
 use crate::submission::Submission;
@@ -45,6 +46,8 @@ pub struct Intake {
     pub keyring: Keyring,
     /// The spool and index.
     pub store: Store,
+    /// The reply store (`data_dir/replies/`): staff answers to tipsters.
+    pub mailboxes: Arc<Mailboxes>,
     /// The threads that seal in-memory submissions ([`Intake::submit`]).
     workers: SealingWorkers,
 }
@@ -103,6 +106,9 @@ pub enum OpenError {
     /// The sealing workers could not be started.
     #[error(transparent)]
     Workers(std::io::Error),
+    /// The reply store could not be opened.
+    #[error(transparent)]
+    Replies(#[from] ReplyError),
 }
 
 impl Intake {
@@ -137,19 +143,26 @@ impl Intake {
                  see them listed but cannot download them"
             );
         }
+        let mailboxes = Arc::new(Mailboxes::open(
+            &config.server.data_dir,
+            config.replies.max_per_mailbox,
+        )?);
         let workers = SealingWorkers::start(config.server.max_concurrent_seals)
             .map_err(OpenError::Workers)?;
         let intake = Intake {
             config,
             keyring,
             store,
+            mailboxes,
             workers,
         };
         Ok((intake, warnings))
     }
 
     /// Seals `submission`, valid for form number `form_index`, on a sealing
-    /// worker and waits, without holding a thread, until it is durable: the
+    /// worker (with `reply`, the record carries that mailbox and
+    /// certificate: see `Intake::seal_record` in `intake/record.rs`) and
+    /// waits, without holding a thread, until it is durable: the
     /// file's fsync runs on a blocking thread (it needs no CPU slot), and
     /// the rest of the commit on the store's committer, which batches it
     /// with others and answers this task directly. If this future is
@@ -159,6 +172,7 @@ impl Intake {
         self: &Arc<Self>,
         form_index: usize,
         submission: Submission,
+        reply: Option<Derived>,
     ) -> Result<Receipt, IntakeError> {
         let (answer, answered) = oneshot::channel();
         let intake = Arc::clone(self);
@@ -178,7 +192,7 @@ impl Intake {
             let form = &intake.config.forms[form_index];
             let now = SystemTime::now();
             let same = |record| record;
-            let sealed = intake.seal_record(form, now, same, same, |w, head| {
+            let sealed = intake.seal_record(form, now, reply.as_ref(), same, same, |w, head| {
                 let fields = submission.envelope_fields(form);
                 let mut envelope = EnvelopeWriter::start(w, head)?;
                 envelope.text_part(&form.title, &fields)?;
@@ -189,6 +203,7 @@ impl Intake {
             match sealed {
                 Ok(sealed) => {
                     drop(submission);
+                    drop(reply);
                     runtime.spawn_blocking(move || intake.commit_then(sealed, now, answer));
                 }
                 Err(e) => {
@@ -209,18 +224,20 @@ impl Intake {
     /// that thread and committed by the store's committer, as
     /// [`Intake::submit`] commits. On any error the record's temp file is
     /// gone when this returns; if this future is dropped, the blocking
-    /// thread still finishes (a closed channel stops it).
+    /// thread still finishes (a closed channel stops it). `reply` as for
+    /// [`Intake::submit`].
     pub async fn submit_stream(
         self: &Arc<Self>,
         form_index: usize,
         events: mpsc::Receiver<UploadEvent>,
+        reply: Option<Derived>,
     ) -> Result<Receipt, UploadError> {
         let (answer, answered) = oneshot::channel();
         let intake = Arc::clone(self);
         let sealing = tokio::task::spawn_blocking(move || {
             let form = &intake.config.forms[form_index];
             let now = SystemTime::now();
-            let sealed = stream::seal_stream(&intake, form, events, now)?;
+            let sealed = stream::seal_stream(&intake, form, events, now, reply.as_ref())?;
             intake.commit_then(sealed, now, answer);
             Ok::<(), UploadError>(())
         });

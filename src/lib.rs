@@ -15,7 +15,11 @@
 //!   holds no secret key;
 //! - *abusive client*: gets a clear 4xx, never a crash, a 500 or unbounded
 //!   memory;
-//! - *network observer*: sees no third-party request from server or page.
+//! - *network observer*: sees no third-party request from server or page;
+//! - *answers to tipsters* ([`replies`]): a copy shows how many mailboxes
+//!   hold answers, their days and padded sizes, nothing that links one to a
+//!   record and nothing that opens one; a live intruder reads the answers
+//!   tipsters read while it watches (they are decrypted on the server).
 //!
 //! The pieces, in the order a submission passes through them:
 //! [`config`] (the form schemas) → [`http`] (parse and validate) →
@@ -26,7 +30,9 @@
 //! Offline, a record goes back the other way: [`unseal`] (decryption with
 //! staff secret keys) → [`mime`] (the envelope parsed, every byte hostile).
 //! Beside them: [`receipt`] (a record's identity) and [`durable`] (private
-//! files and directories, fsync), used by both sides.
+//! files and directories, fsync), used by both sides, and [`replies`]
+//! (reply codes, the mailbox and certificate they derive, answers and the
+//! reply store).
 
 pub mod api;
 pub mod bundle;
@@ -41,6 +47,7 @@ pub mod keys;
 pub mod mime;
 pub mod notify;
 pub mod receipt;
+pub mod replies;
 pub mod seal;
 pub mod staff_token;
 pub mod store;

@@ -60,7 +60,7 @@ mod recovery;
 mod retention;
 #[cfg(test)]
 mod tests;
-mod times;
+pub(crate) mod times;
 
 use std::fmt;
 use std::fs::{self, File};
@@ -81,6 +81,7 @@ pub use gather::Anticipated;
 use gather::Anticipations;
 use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
 pub use retention::Purged;
+pub(crate) use retention::days_between;
 
 /// Where a record is in the staff routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

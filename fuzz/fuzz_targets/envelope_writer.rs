@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         title: strings.first().map_or("", String::as_str),
         receipt: "aaaaaaaaaaaaaaaaaaaaaaaaaa",
         received_at: chrono::Utc::now(),
+        reply: None,
     };
     let mut out = Vec::new();
     let mut envelope = EnvelopeWriter::start(&mut out, &head).expect("writes to a Vec");

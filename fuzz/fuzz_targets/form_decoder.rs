@@ -83,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
         title: &form.title,
         receipt: "aaaaaaaaaaaaaaaaaaaaaaaaaa",
         received_at: chrono::Utc::now(),
+        reply: None,
     };
     let fields = submission.envelope_fields(form);
     let mut out = Vec::new();

@@ -93,8 +93,22 @@ pub enum ErrorCode {
     InvalidCharacters,
     /// Text sent for a file field.
     ExpectedFile,
+    /// A reply code that is not twelve words of its list.
+    InvalidCode,
+    /// A reply code whose words fail its checksum (a typo).
+    CodeChecksum,
+    /// A follow-up to a mailbox no answer has named a form in yet (or a
+    /// code that opens nothing: the two cannot be told apart).
+    NotAnsweredYet,
+    /// A follow-up to a form that no longer takes one.
+    FollowUpClosed,
     /// The staff API wants a valid token.
     Unauthorized,
     /// The staff token's scope leaves this out.
     Forbidden,
+    /// Other bytes are stored under this answer id already.
+    Conflict,
+    /// The mailbox holds as many answers as it may (`[replies]
+    /// max_per_mailbox`).
+    MailboxFull,
 }

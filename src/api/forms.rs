@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::config::{FieldConfig, FormConfig};
 use crate::receipt::Receipt;
+use crate::replies::ReplyCode;
 
 /// `{"forms": [...]}`: every form's schema and recipients.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -91,21 +92,36 @@ impl FieldInfo {
     }
 }
 
-/// `{"receipt": "..."}`: a submission sealed and stored durably. The
-/// receipt is the only copy the client gets.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// `{"receipt": "...", "reply_code": "..."}`: a submission sealed and
+/// stored durably. The receipt and the reply code are the only copies the
+/// client gets.
+#[derive(Serialize, Deserialize, ToSchema)]
 #[schema(as = Receipt)]
 pub struct Submitted {
     /// The record's receipt.
     #[schema(pattern = "^[a-z2-7]{26}$")]
     pub receipt: String,
+    /// For a form with replies: 12 words that open the answers to this
+    /// submission at `/replies` (`POST /api/v1/replies`). Shown once; the
+    /// server keeps no copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z]+( [a-z]+){11}$")]
+    pub reply_code: Option<String>,
+}
+
+impl std::fmt::Debug for Submitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the receipt nor the reply code may reach a log.
+        f.write_str("Submitted(..)")
+    }
 }
 
 impl Submitted {
-    /// The answer for the record `receipt`.
-    pub fn new(receipt: &Receipt) -> Submitted {
+    /// The answer for the record `receipt`, with its reply code if any.
+    pub fn new(receipt: &Receipt, reply_code: Option<&ReplyCode>) -> Submitted {
         Submitted {
             receipt: receipt.to_string(),
+            reply_code: reply_code.map(|c| c.expose().to_owned()),
         }
     }
 }

@@ -114,3 +114,24 @@ pub struct ReaderStatus {
     /// Why the last round sent this reader nothing, if it did not.
     pub problem: Option<String>,
 }
+
+/// The answer to `PUT /api/v1/staff/mailboxes/{mailbox}/replies/{id}`: the
+/// answer's id and what this push did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PushedAnswer {
+    /// The answer's id.
+    #[schema(pattern = "^[a-z2-7]{26}$")]
+    pub id: String,
+    /// `stored` (201) or `already_stored` (200: the same bytes were there).
+    pub outcome: PushOutcome,
+}
+
+/// What a push of an answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PushOutcome {
+    /// Stored now, durably.
+    Stored,
+    /// The same bytes were stored under this id before.
+    AlreadyStored,
+}

@@ -97,7 +97,8 @@ fn print_certs(certs: &[RecipientCert]) {
     }
 }
 
-/// Each form's recipients, as the keyring routes them.
+/// Each form's recipients, as the keyring routes them, and whether it gives
+/// reply codes.
 fn print_routes(config: &Config, keyring: &Keyring) {
     println!();
     for form in &config.forms {
@@ -106,15 +107,16 @@ fn print_routes(config: &Config, keyring: &Keyring) {
             .iter()
             .flat_map(|r| r.certs.iter().map(|c| c.to_hex()))
             .collect();
+        let hidden = if form.hide_recipients {
+            " (hidden)"
+        } else {
+            ""
+        };
+        let replies = if form.replies { ", reply codes on" } else { "" };
         println!(
-            "form {}: {} recipient(s){}: {}",
+            "form {}: {} recipient(s){hidden}{replies}: {}",
             form.id,
             certs.len(),
-            if form.hide_recipients {
-                " (hidden)"
-            } else {
-                ""
-            },
             certs.join(", ")
         );
     }

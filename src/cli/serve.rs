@@ -32,6 +32,9 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         OpenError::Workers(e) => {
             anyhow::Error::new(e).context("while starting the sealing threads")
         }
+        OpenError::Replies(e) => {
+            anyhow::Error::new(e).context("while opening the reply store (data_dir/replies)")
+        }
     })?;
     for w in &warnings {
         tracing::warn!("WARNING: {w}");
@@ -80,40 +83,60 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
 /// 00:00 UTC; at those midnights, with no retention configured, it still
 /// rebuilds the index and sets the day on every file ([`Store::refresh`]),
 /// so that the index's log holds the arrival order of one day's records at
-/// most.
+/// most. Each run first deletes the answers to tipsters older than
+/// `[replies] keep_days` (`Mailboxes::purge` in `src/replies/mailboxes.rs`).
 ///
 /// [`Store::refresh`]: crate::store::Store::refresh
 fn spawn_daily_upkeep(state: &AppState) {
     let retention = state.intake().config.retention.clone();
+    let keep_days = state.intake().config.replies.keep_days;
     let purging = retention.acked_days.is_some() || retention.unacked_days.is_some();
     let intake = state.intake_arc();
     tokio::spawn(async move {
-        let mut first = purging;
+        let mut first = true;
         loop {
             if !first {
                 tokio::time::sleep(until_next_midnight(SystemTime::now())).await;
             }
+            // At start the store was refreshed by `Store::open` already.
+            let refresh = !first;
             first = false;
             let intake = std::sync::Arc::clone(&intake);
             let (acked, unacked) = (retention.acked_days, retention.unacked_days);
             let done = tokio::task::spawn_blocking(move || {
                 let now = SystemTime::now();
-                if purging {
+                let answers = intake.mailboxes.purge(keep_days, now);
+                let store = if purging {
                     intake.store.purge(acked, unacked, now).map(Some)
-                } else {
+                } else if refresh {
                     intake.store.refresh(now).map(|()| None)
-                }
+                } else {
+                    Ok(None)
+                };
+                (answers, store)
             })
             .await;
+            let failed = |e: &dyn std::fmt::Display| tracing::error!(error = %e, "daily upkeep of the store failed");
             match done {
-                Ok(Ok(Some(p))) => {
-                    tracing::info!(acked = p.acked, unacked = p.unacked, "retention applied")
+                Ok((answers, store)) => {
+                    match answers {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(answers = n, "expired answers deleted"),
+                        Err(e) => failed(&e),
+                    }
+                    match store {
+                        Ok(Some(p)) => {
+                            tracing::info!(
+                                acked = p.acked,
+                                unacked = p.unacked,
+                                "retention applied"
+                            )
+                        }
+                        Ok(None) => {}
+                        Err(e) => failed(&e),
+                    }
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "daily upkeep of the store failed"),
-                Err(e) => {
-                    tracing::error!(error = join_failure(&e), "daily upkeep of the store failed")
-                }
+                Err(e) => failed(&join_failure(&e)),
             }
         }
     });

@@ -1,7 +1,8 @@
-//! The client side of the staff API (`http/staff.rs`), for `pull` and
-//! `ack`: lists, downloads, marks exported and acknowledges records over
-//! HTTP, reading the answers into the same types the server writes them
-//! from ([`crate::api::staff`]).
+//! The client side of the staff API (`http/staff.rs`), for `pull`, `ack`
+//! and `push`: lists, downloads, marks exported and acknowledges records
+//! and uploads answers to tipsters (`http/staff_replies.rs`) over HTTP,
+//! reading the answers into the same types the server writes them from
+//! ([`crate::api::staff`]).
 //!
 //! The HTTP client is reqwest's blocking client without TLS (the crate was
 //! already in the build for the tests, so it adds no new dependency tree):
@@ -18,8 +19,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
-use crate::api::staff::{StaffList, StaffRecord};
+use crate::api::staff::{PushOutcome, PushedAnswer, StaffList, StaffRecord};
 use crate::receipt::Receipt;
+use crate::replies::{AnswerId, MailboxId};
 
 /// A staff API at one base URL, with the token it is reached with.
 pub(super) struct StaffClient {
@@ -79,12 +81,26 @@ impl StaffClient {
         method: reqwest::Method,
         path: &str,
     ) -> anyhow::Result<reqwest::blocking::Response> {
-        let res = self
+        self.request_with(method, path, None)
+    }
+
+    /// [`StaffClient::request`] with a body (`application/pgp-encrypted`).
+    fn request_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        let mut req = self
             .client
             .request(method, format!("{}/api/v1/staff/{path}", self.base))
-            .bearer_auth(self.token.as_str())
-            .send()
-            .context("while contacting the staff API")?;
+            .bearer_auth(self.token.as_str());
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/pgp-encrypted")
+                .body(body);
+        }
+        let res = req.send().context("while contacting the staff API")?;
         match res.status().as_u16() {
             200..=299 => Ok(res),
             401 => bail!(
@@ -101,6 +117,12 @@ impl StaffClient {
                 )
             }
             429 => bail!("too many failed token attempts (429): wait a minute and try again"),
+            409 => bail!("the server holds other bytes under this answer's id (409)"),
+            413 => bail!("the answer is larger than the server's [replies] max_answer_bytes (413)"),
+            422 => bail!(
+                "the mailbox is full (422): it holds [replies] max_per_mailbox answers until \
+                 older ones expire"
+            ),
             s => bail!("the staff API answered {s}"),
         }
     }
@@ -151,6 +173,29 @@ impl StaffClient {
     pub(super) fn ack(&self, receipt: &Receipt) -> anyhow::Result<()> {
         self.request(reqwest::Method::POST, &format!("submissions/{receipt}/ack"))?;
         Ok(())
+    }
+}
+
+impl StaffClient {
+    /// Uploads one answer to a tipster's mailbox.
+    pub(super) fn put_answer(
+        &self,
+        mailbox: &MailboxId,
+        id: &AnswerId,
+        ciphertext: Vec<u8>,
+    ) -> anyhow::Result<PushOutcome> {
+        let res = self.request_with(
+            reqwest::Method::PUT,
+            &format!("mailboxes/{mailbox}/replies/{id}"),
+            Some(ciphertext),
+        )?;
+        let mut body = Vec::new();
+        res.take(64 * 1024)
+            .read_to_end(&mut body)
+            .context("while reading the answer")?;
+        let pushed: PushedAnswer =
+            serde_json::from_slice(&body).context("while reading the answer")?;
+        Ok(pushed.outcome)
     }
 }
 

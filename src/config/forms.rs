@@ -52,6 +52,10 @@ pub struct FormConfig {
     /// Largest sum of all attached files of one submission, in bytes.
     #[serde(default = "default_max_total_bytes")]
     pub max_total_bytes: u64,
+    /// Give each submitter a reply code to read staff answers with
+    /// (`src/replies.rs`). Off by default.
+    #[serde(default)]
+    pub replies: bool,
 }
 
 impl FormConfig {
@@ -364,6 +368,7 @@ fn validate_form<'a>(i: usize, form: &'a FormConfig, ids: &mut HashSet<&'a str>)
             "max_file_bytes and max_total_bytes must be at least 1",
         ));
     }
+    problems.extend(check_replies(&at, form));
     let mut names = HashSet::new();
     for (j, field) in form.fields.iter().enumerate() {
         let at = format!("{at}.fields[{j}]");
@@ -384,6 +389,22 @@ fn validate_form<'a>(i: usize, form: &'a FormConfig, ids: &mut HashSet<&'a str>)
         problems.extend(validate_field(&at, field));
     }
     problems
+}
+
+/// A form with replies needs a text or textarea field `message`: a tipster's
+/// follow-up is sealed into it as a submission of that form.
+fn check_replies(at: &str, form: &FormConfig) -> Option<Problem> {
+    let fits = form
+        .fields
+        .iter()
+        .any(|f| f.name == "message" && matches!(f.kind, FieldKind::Text | FieldKind::Textarea));
+    (form.replies && !fits).then(|| {
+        Problem::new(
+            format!("{at}.replies"),
+            "a form with replies needs a text or textarea field named \"message\" (a tipster's \
+             follow-up is stored in it); add one or set replies = false",
+        )
+    })
 }
 
 /// The problems of one field (`at` is its key, e.g. `forms[0].fields[2]`)

@@ -43,6 +43,21 @@ pub const FORM_ROUTE: &str = "/forms/{form}";
 /// The route of the API's submissions.
 pub const API_SUBMISSIONS_ROUTE: &str = "/api/v1/forms/{form}/submissions";
 
+/// The staff route that takes an answer to a tipster, capped by
+/// `[replies] max_answer_bytes` rather than `server.max_body_bytes`
+/// (`http/staff_replies.rs`).
+pub const ANSWER_ROUTE: &str = "/api/v1/staff/mailboxes/{mailbox}/replies/{id}";
+
+/// Whether `req` pushes an answer: a PUT to [`ANSWER_ROUTE`], whose
+/// handler enforces its own cap and deadline.
+pub fn is_answer_push(req: &Request) -> bool {
+    req.method() == Method::PUT
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| m.as_str() == ANSWER_ROUTE)
+}
+
 /// The routes that take uploads.
 const UPLOAD_ROUTES: [&str; 2] = [FORM_ROUTE, API_SUBMISSIONS_ROUTE];
 

@@ -8,8 +8,9 @@
 //! body is read after it. Bodies without a length (chunked) are still
 //! counted by the extractors. Uploads (multipart posts to the two upload
 //! routes) have their own, per-form caps, checked the same way before
-//! reading (`http/submit/multipart.rs`), so they pass; a multipart body
-//! anywhere else does not.
+//! reading (`http/submit/multipart.rs`), so they pass, as does an answer
+//! pushed by staff (capped by `[replies] max_answer_bytes` in
+//! `http/staff_replies.rs`); a multipart body anywhere else does not.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -17,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
 
-use super::body_kind::is_upload;
+use super::body_kind::{is_answer_push, is_upload};
 use super::error::{HttpError, Surface, closing};
 use crate::api::error::ErrorCode;
 
@@ -33,7 +34,7 @@ pub async fn refuse_announced_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    if !is_upload(&req) && announced.is_some_and(|n| n > limit as u64) {
+    if !is_upload(&req) && !is_answer_push(&req) && announced.is_some_and(|n| n > limit as u64) {
         let e = HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,

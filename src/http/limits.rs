@@ -129,6 +129,9 @@ pub enum Budget {
     Form(usize),
     /// A JSON API submission: per client and global.
     Api,
+    /// A post to `/replies` (read, follow up, delete): per client and
+    /// global, from the budgets of the form posts.
+    Replies,
 }
 
 /// A submission's claim on the in-flight caps (global, and its client's);
@@ -172,7 +175,7 @@ impl Limits {
         let limited = |wait| Refusal::RateLimited { wait };
         if let Some(client) = client {
             match budget {
-                Budget::Form(_) => self.form_client.check(&client),
+                Budget::Form(_) | Budget::Replies => self.form_client.check(&client),
                 Budget::Api => self.api_client.check(&client),
             }
             .map_err(limited)?;
@@ -183,10 +186,21 @@ impl Limits {
             }
         }
         match budget {
-            Budget::Form(_) => self.form_global.check(),
+            Budget::Form(_) | Budget::Replies => self.form_global.check(),
             Budget::Api => self.api_global.check(),
         }
         .map_err(limited)
+    }
+
+    /// Charges one post to the budget of the form of this index alone
+    /// (`form_each`): a follow-up to a tipster's answer, which becomes a
+    /// record of that form after its `/replies` post was charged to the
+    /// client's and the global budgets.
+    pub fn charge_form_each(&self, form_index: usize) -> Result<(), Refusal> {
+        match self.form_each.get(form_index) {
+            Some(each) => each.check().map_err(|wait| Refusal::RateLimited { wait }),
+            None => Ok(()),
+        }
     }
 
     /// Charges one rendered form (a fresh form token) to its client's

@@ -14,6 +14,8 @@
 //! serves it. The document describes only what the server does; it never
 //! includes a recipient's key material or anything about stored records.
 
+mod replies;
+mod staff_replies;
 mod submission_schema;
 
 use axum::Json;
@@ -74,6 +76,7 @@ pub fn describe(forms: &[FormConfig], staff: bool) -> OpenApi {
             PathItem::new(HttpMethod::Post, submit(form, &mut bodies)),
         );
     }
+    paths = replies::paths(paths, &mut bodies);
     let mut components = ComponentsBuilder::new();
     if staff {
         paths = staff_paths(paths, &mut bodies);
@@ -254,7 +257,8 @@ fn staff_operation(summary: &str, id: &str) -> OperationBuilder {
     operation
 }
 
-/// The token-authenticated staff routes (`http/staff.rs`); none of them is
+/// The token-authenticated staff routes (`http/staff.rs`, and
+/// `http/staff_replies.rs` in `openapi/staff_replies.rs`); none of them is
 /// named where the staff API is not served.
 fn staff_paths(paths: PathsBuilder, bodies: &mut Bodies) -> PathsBuilder {
     let receipt = || path_parameter("receipt", RECEIPT_PATTERN);
@@ -326,7 +330,7 @@ fn staff_paths(paths: PathsBuilder, bodies: &mut Bodies) -> PathsBuilder {
             PathItem::new(HttpMethod::Post, change),
         );
     }
-    paths
+    staff_replies::answer_path(paths, bodies)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Server-rendered HTML: the form list and the stylesheet here; a module
 //! per page beside it: [`layout`] (what every page shares, error pages),
 //! [`form`] (a form, fresh or again with its problems), [`receipt`] (the
-//! confirmation) and [`keys`] (the recipients' certificates).
+//! confirmation), [`keys`] (the recipients' certificates) and [`replies`]
+//! (a tipster reading the answers to a tip).
 //!
 //! Pages need no JavaScript and load nothing from another origin; every
 //! dynamic string goes through maud, which escapes it. All page text comes
@@ -13,6 +14,7 @@ pub mod form;
 pub mod keys;
 pub mod layout;
 pub mod receipt;
+pub mod replies;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
@@ -49,6 +51,9 @@ pub async fn index(
                 }
             }
             p { a href={ "/keys?lang=" (lang) } { (page.t(Msg::KeysLink)) } }
+            @if forms.iter().any(|f| f.replies) {
+                p { a href={ (replies::REPLIES_PATH) "?lang=" (lang) } { (page.t(Msg::RepliesLink)) } }
+            }
         },
     ))
 }

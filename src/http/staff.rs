@@ -8,6 +8,7 @@
 //! | `POST /api/v1/staff/submissions/{receipt}/exported` | marks it copied into a bundle; answers its [`StaffRecord`] |
 //! | `POST /api/v1/staff/submissions/{receipt}/ack` | marks it acknowledged and deletes its spool file; answers its [`StaffRecord`] |
 //! | `GET /api/v1/staff/status` | [`StaffStatus`]: the daily digest per reader (`staff_status.rs`) |
+//! | `PUT /api/v1/staff/mailboxes/{mailbox}/replies/{id}` | stores an answer to a tipster (`staff_replies.rs`, any valid token) |
 //!
 //! Every request carries `Authorization: Bearer <token>`; the token's hash
 //! is compared in constant time with the configured ones. A wrong or missing
@@ -88,6 +89,11 @@ impl StaffState {
         }
     }
 
+    /// The intake pipeline these routes serve.
+    pub(super) fn intake(&self) -> &Arc<Intake> {
+        &self.intake
+    }
+
     /// A valid token always passes: it is a 256-bit secret compared in
     /// constant time, so there is nothing to guess, and checking it first
     /// means nobody can lock staff out by failing on purpose. Failures are
@@ -97,6 +103,17 @@ impl StaffState {
     /// A token whose scope leaves out `action` is answered 403; whether it
     /// reaches a given record's form is for the handler to check.
     fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Arc<Scope>, StaffError> {
+        let scope = self.authenticate(headers)?;
+        if scope.can(action) {
+            Ok(scope)
+        } else {
+            Err(StaffError::Forbidden(action.describe()))
+        }
+    }
+
+    /// Any valid token, whatever its scope (see [`StaffState::authorize`]
+    /// for how failures are limited).
+    pub(super) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Scope>, StaffError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -107,11 +124,7 @@ impl StaffState {
             .filter(|p| !p.is_empty())
             .and_then(|p| self.tokens.scope_of(p))
         {
-            return if scope.can(action) {
-                Ok(scope)
-            } else {
-                Err(StaffError::Forbidden(action.describe()))
-            };
+            return Ok(scope);
         }
         let mut blocked = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
         if blocked.is_some_and(|until| Instant::now() < until) {
@@ -166,6 +179,23 @@ pub enum StaffError {
     /// A query parameter is not one of the accepted values.
     #[error("state must be new, exported or all")]
     BadState,
+    /// A pushed answer is malformed: the mailbox or id in the path, or a
+    /// body that is not an encrypted OpenPGP message.
+    #[error("{0}")]
+    BadAnswer(&'static str),
+    /// Other bytes are stored under this answer id.
+    #[error("another answer is stored under this id")]
+    Conflict,
+    /// The pushed answer is over `[replies] max_answer_bytes`.
+    #[error("the answer is larger than this server accepts ([replies] max_answer_bytes)")]
+    AnswerTooLarge,
+    /// The mailbox holds `[replies] max_per_mailbox` answers.
+    #[error("the mailbox holds as many answers as it may; wait for older ones to expire")]
+    MailboxFull,
+    /// Free space in `data_dir` is under `server.min_free_bytes`: the room
+    /// left is for submissions.
+    #[error("the server cannot store answers right now; please try again later")]
+    Unavailable,
     /// Our own failure; the cause is logged once when answered.
     #[error("the server failed; please try again later")]
     Internal(String),
@@ -180,7 +210,15 @@ impl IntoResponse for StaffError {
                 (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             }
             StaffError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            StaffError::BadState => (StatusCode::BAD_REQUEST, ErrorCode::Malformed),
+            StaffError::BadState | StaffError::BadAnswer(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::Malformed)
+            }
+            StaffError::Conflict => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            StaffError::AnswerTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+            }
+            StaffError::MailboxFull => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MailboxFull),
+            StaffError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             StaffError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         let mut error = HttpError::new(status, code, "")
@@ -201,12 +239,12 @@ impl IntoResponse for StaffError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> StaffError {
+pub(super) fn internal(e: impl std::fmt::Display) -> StaffError {
     StaffError::Internal(e.to_string())
 }
 
 /// Runs blocking store work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StaffError> + Send + 'static,
 ) -> Result<T, StaffError> {
     tokio::task::spawn_blocking(f)

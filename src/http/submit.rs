@@ -44,10 +44,9 @@ use super::body_kind::BodyKind;
 use super::error::{HttpError, Surface, closing};
 use super::limits::{Budget, ClientKey};
 use super::pages::form::Echo;
-use crate::receipt::Receipt;
 use crate::submission::{Submission, decode_json, decode_urlencoded};
 use front::Front;
-use outcome::Failure;
+use outcome::{Accepted, Failure, reply_for};
 use page::PageReply;
 
 /// `POST /forms/{form}` and `POST /api/v1/forms/{form}/submissions`: the
@@ -127,10 +126,11 @@ async fn api_submit(state: &AppState, front: &Front, req: Request) -> Response {
 }
 
 /// The API's answer to an outcome: 201 `{"receipt"}`, or the error.
-fn api_answer(outcome: Result<Receipt, Failure>) -> Response {
+fn api_answer(outcome: Result<Accepted, Failure>) -> Response {
     let e = match outcome {
-        Ok(receipt) => {
-            return (StatusCode::CREATED, Json(Submitted::new(&receipt))).into_response();
+        Ok(accepted) => {
+            let body = Submitted::new(&accepted.receipt, accepted.reply_code.as_ref());
+            return (StatusCode::CREATED, Json(body)).into_response();
         }
         Err(Failure::Refused(refusal)) => return refusal.respond(Surface::Api),
         Err(Failure::Error(e)) => e,
@@ -147,14 +147,29 @@ async fn json(
     state: &AppState,
     form_index: usize,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Receipt, Failure> {
+) -> Result<Accepted, Failure> {
     let config = &state.intake().config;
     let body = body?;
     let fields = decode_json(&body).map_err(HttpError::from)?;
     let submission =
         Submission::validate(&config.forms[form_index], fields).map_err(HttpError::from)?;
     drop(body);
-    Ok(state.seal(form_index, submission).await?)
+    seal_with_reply(state, form_index, submission).await
+}
+
+/// Seals a validated submission; for a form with replies, with a fresh
+/// reply code's mailbox and certificate, and the code for the answer.
+async fn seal_with_reply(
+    state: &AppState,
+    form_index: usize,
+    submission: Submission,
+) -> Result<Accepted, Failure> {
+    let (reply_code, derived) = reply_for(&state.intake().config.forms[form_index])?.unzip();
+    let receipt = state.seal(form_index, submission, derived).await?;
+    Ok(Accepted {
+        receipt,
+        reply_code,
+    })
 }
 
 /// An urlencoded HTML form post: decode → form token and honeypot → rate
@@ -166,7 +181,7 @@ async fn urlencoded(
     client: Option<ClientKey>,
     body: Result<Bytes, BytesRejection>,
     echo: &mut Option<Echo>,
-) -> Result<Receipt, Failure> {
+) -> Result<Accepted, Failure> {
     let form = &state.intake().config.forms[form_index];
     let body = body?;
     // A body that cannot be decoded at all gets the page that says nothing
@@ -191,5 +206,5 @@ async fn urlencoded(
             return Err(Failure::Invalid(problems));
         }
     };
-    Ok(state.seal(form_index, submission).await?)
+    seal_with_reply(state, form_index, submission).await
 }

@@ -17,8 +17,9 @@ use tokio::sync::oneshot;
 use super::{Intake, IntakeError};
 use crate::config::FormConfig;
 use crate::keys::Recipients;
-use crate::mime::Head;
+use crate::mime::{Head, ReplyKey};
 use crate::receipt::Receipt;
+use crate::replies::Derived;
 use crate::seal::{SealError, seal};
 use crate::store::{CommitAnswer, Indexing, PendingRecord};
 
@@ -41,12 +42,16 @@ impl Intake {
     /// (which writes the plaintext, given the record's head) through the
     /// OpenPGP encryptor to `form`'s recipients into the file, buffered.
     /// `wrap` puts a writer of the caller's between the encryptor and the
-    /// file, `unwrap` takes it off again. CPU work: call it on a sealing or
-    /// blocking thread. On any error the pending file is deleted.
+    /// file, `unwrap` takes it off again. With `reply`, the envelope
+    /// carries its mailbox (`Reply-Mailbox`) and certificate
+    /// (`reply-key.asc`), inside the ciphertext only. CPU work: call it on
+    /// a sealing or blocking thread. On any error the pending file is
+    /// deleted.
     pub(super) fn seal_record<W: Write + Send + Sync>(
         &self,
         form: &FormConfig,
         now: SystemTime,
+        reply: Option<&Derived>,
         wrap: impl FnOnce(PendingRecord) -> W,
         unwrap: impl FnOnce(W) -> PendingRecord,
         envelope: impl FnOnce(&mut dyn Write, &Head<'_>) -> io::Result<()>,
@@ -57,11 +62,16 @@ impl Intake {
             .ok_or(IntakeError::NoRoute)?;
         let pending = self.store.create()?;
         let receipt = pending.receipt().to_string();
+        let reply_key = reply.map(|d| (d.mailbox.to_string(), d.cert_armored()));
         let head = Head {
             form: &form.id,
             title: &form.title,
             receipt: &receipt,
             received_at: DateTime::<Utc>::from(now),
+            reply: reply_key.as_ref().map(|(mailbox, cert)| ReplyKey {
+                mailbox,
+                cert_armored: cert,
+            }),
         };
         let mut out = BufWriter::with_capacity(SPOOL_BUFFER, wrap(pending));
         seal(&mut out, &recipients, |w| envelope(w, &head))?;

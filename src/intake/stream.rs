@@ -49,6 +49,7 @@ use super::record::SealedRecord;
 use super::{Intake, IntakeError};
 use crate::config::FormConfig;
 use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
+use crate::replies::Derived;
 use crate::store::PendingRecord;
 use crate::submission::{RawValue, Rejection, Submission};
 
@@ -206,6 +207,7 @@ pub(super) fn seal_stream(
     form: &FormConfig,
     mut events: mpsc::Receiver<UploadEvent>,
     now: SystemTime,
+    reply: Option<&Derived>,
 ) -> Result<SealedRecord, UploadError> {
     let data_dir = intake.config.server.data_dir.clone();
     let floor = intake.config.server.min_free_bytes;
@@ -218,7 +220,7 @@ pub(super) fn seal_stream(
     };
     let unguarded = |guard: FloorGuard<WriteBehind, _>| guard.into_inner().pending;
     let mut stopped = None;
-    let sealed = intake.seal_record(form, now, guarded, unguarded, |w, head| {
+    let sealed = intake.seal_record(form, now, reply, guarded, unguarded, |w, head| {
         write_envelope(w, form, head, &mut events).map_err(|stop| match stop {
             EnvelopeStop::Io(e) => e,
             EnvelopeStop::Upload(e) => {

@@ -33,6 +33,9 @@ pub struct Parsed {
     pub receipt: Option<String>,
     /// `X-Sealform-Form`, as written inside the ciphertext.
     pub form: Option<String>,
+    /// `Reply-Mailbox`: the mailbox a tipster reads answers from, for a
+    /// form with replies.
+    pub reply_mailbox: Option<String>,
     /// The decoded `text/plain` part.
     pub text: Option<Zeroizing<Vec<u8>>>,
     /// The decoded `application/json` part, if it is JSON.
@@ -53,6 +56,7 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, ParseError> {
     let headers = parse_headers(head);
     out.receipt = header(&headers, "x-sealform-receipt").map(str::to_owned);
     out.form = header(&headers, "x-sealform-form").map(str::to_owned);
+    out.reply_mailbox = header(&headers, "reply-mailbox").map(str::to_owned);
     let boundary = header(&headers, "content-type").and_then(|ct| param(ct, "boundary"));
     let Some(boundary) = boundary.filter(|b| !b.is_empty() && b.len() <= 200) else {
         out.text = Some(Zeroizing::new(body.to_vec()));
@@ -411,7 +415,40 @@ mod tests {
             title: "Send a tip",
             receipt: "abcdefghijklmnopqrstuvwxyz",
             received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            reply: None,
         }
+    }
+
+    #[test]
+    fn a_reply_mailbox_and_key_are_written_inside_the_envelope_and_read_back() {
+        use crate::mime::{EnvelopeWriter, REPLY_KEY_FILE, ReplyKey};
+        let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEXg==\n-----END PGP PUBLIC KEY BLOCK-----\n";
+        let head = crate::mime::Head {
+            reply: Some(ReplyKey {
+                mailbox: "2xp7fuhh57nkgchbvkyukwishe2ld5ma",
+                cert_armored: key,
+            }),
+            ..test_head()
+        };
+        let mut w = EnvelopeWriter::start(Vec::new(), &head).expect("start");
+        w.json_part(&head, &[]).expect("json");
+        let (plain, _) = w.finish().expect("finish");
+        let p = parse(&plain).expect("parse");
+        assert_eq!(
+            p.reply_mailbox.as_deref(),
+            Some("2xp7fuhh57nkgchbvkyukwishe2ld5ma")
+        );
+        assert_eq!(p.attachments.len(), 1);
+        assert_eq!(p.attachments[0].0.as_str(), REPLY_KEY_FILE);
+        assert_eq!(&p.attachments[0].1[..], key.as_bytes());
+        // Not listed among the submission's attachments in the JSON part.
+        assert_eq!(p.json.expect("json")["attachments"], serde_json::json!([]));
+        assert!(
+            parse(b"Subject: x\r\n\r\nbody")
+                .expect("parse")
+                .reply_mailbox
+                .is_none()
+        );
     }
 
     #[test]

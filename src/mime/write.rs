@@ -62,13 +62,33 @@ pub struct Head<'a> {
     pub receipt: &'a str,
     /// When the submission arrived (exact: it is inside the ciphertext).
     pub received_at: DateTime<Utc>,
+    /// The reply mailbox and certificate, for a form with replies.
+    pub reply: Option<ReplyKey<'a>>,
 }
+
+/// What lets staff answer a record anonymously: the `Reply-Mailbox`
+/// header and the `reply-key.asc` part (see `src/replies.rs`).
+#[derive(Clone, Copy)]
+pub struct ReplyKey<'a> {
+    /// The mailbox address.
+    pub mailbox: &'a str,
+    /// The mailbox certificate, ASCII-armored.
+    pub cert_armored: &'a str,
+}
+
+/// The file name of the reply certificate's part.
+pub const REPLY_KEY_FILE: &str = "reply-key.asc";
+
+/// The header naming the reply mailbox.
+pub const REPLY_MAILBOX_HEADER: &str = "Reply-Mailbox";
 
 /// Writes one envelope to `W`, part by part, then pads it.
 pub struct EnvelopeWriter<W: Write> {
     out: Counting<W>,
     boundary: String,
     attachments: Vec<AttachmentInfo>,
+    /// The reply certificate, written as the last part.
+    reply_key: Option<String>,
 }
 
 impl<W: Write> EnvelopeWriter<W> {
@@ -82,6 +102,9 @@ impl<W: Write> EnvelopeWriter<W> {
             inner: out,
             count: 0,
         };
+        if let Some(reply) = &head.reply {
+            write!(out, "{REPLY_MAILBOX_HEADER}: {}\r\n", reply.mailbox)?;
+        }
         write!(
             out,
             "Date: {date}\r\n\
@@ -102,6 +125,7 @@ impl<W: Write> EnvelopeWriter<W> {
             out,
             boundary,
             attachments: Vec::new(),
+            reply_key: head.reply.map(|r| r.cert_armored.to_owned()),
         })
     }
 
@@ -238,6 +262,19 @@ impl<W: Write> EnvelopeWriter<W> {
     /// Closes the multipart body, pads the envelope to its bucket and returns
     /// the underlying writer and the padded length.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
+        if let Some(key) = self.reply_key.take() {
+            write!(
+                self.out,
+                "\r\n--{}\r\n\
+                 Content-Type: application/pgp-keys\r\n\
+                 Content-Disposition: attachment; filename=\"{REPLY_KEY_FILE}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n",
+                self.boundary
+            )?;
+            let mut b64 = Base64Lines::new(&mut self.out);
+            b64.write_all(key.as_bytes())?;
+            b64.finish()?;
+        }
         write!(self.out, "\r\n--{}--\r\n", self.boundary)?;
         let target = padded_len(self.out.count);
         let mut left = target - self.out.count;
@@ -322,6 +359,7 @@ mod tests {
             title: "Send a tip",
             receipt: "abcdefghijklmnopqrstuvwxyz",
             received_at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid time"),
+            reply: None,
         }
     }
 

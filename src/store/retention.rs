@@ -73,7 +73,7 @@ pub struct Purged {
 
 /// Whole days from `from` to `to` (both `YYYY-MM-DD`); `None` if either
 /// does not parse.
-fn days_between(from: &str, to: &str) -> Option<i64> {
+pub(crate) fn days_between(from: &str, to: &str) -> Option<i64> {
     let parse = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     Some((parse(to)? - parse(from)?).num_days())
 }

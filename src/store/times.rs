@@ -36,7 +36,7 @@ fn timestamps(day: SystemTime) -> Timestamps {
 /// directory, not followed if a symlink) to `day`. A path that vanished
 /// meanwhile (a record acknowledged, a write in flight abandoned) is no
 /// error: there is nothing left to stamp.
-pub(super) fn stamp(path: &Path, day: SystemTime) -> io::Result<()> {
+pub(crate) fn stamp(path: &Path, day: SystemTime) -> io::Result<()> {
     match utimensat(CWD, path, &timestamps(day), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(()) => Ok(()),
         Err(e) if e == rustix::io::Errno::NOENT => Ok(()),
@@ -46,7 +46,7 @@ pub(super) fn stamp(path: &Path, day: SystemTime) -> io::Result<()> {
 
 /// [`stamp`] on `root` and everything under it; a directory after its
 /// contents, since listing it is a read that may move its access time.
-pub(super) fn stamp_tree(root: &Path, day: SystemTime) -> io::Result<()> {
+pub(crate) fn stamp_tree(root: &Path, day: SystemTime) -> io::Result<()> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         match entry.map_err(without_path) {
             Ok(e) => stamp(e.path(), day)?,
@@ -62,7 +62,7 @@ pub(super) fn stamp_tree(root: &Path, day: SystemTime) -> io::Result<()> {
 /// The I/O error of a failed step of a walk, without the path walkdir adds
 /// to its message: a spool file's name is a receipt, which must never reach
 /// a log.
-pub(super) fn without_path(e: walkdir::Error) -> io::Error {
+pub(crate) fn without_path(e: walkdir::Error) -> io::Error {
     e.into_io_error()
         .unwrap_or_else(|| io::Error::other("a symbolic link loop"))
 }
@@ -70,7 +70,7 @@ pub(super) fn without_path(e: walkdir::Error) -> io::Error {
 /// Opens `path` for reading without moving its access time when the
 /// kernel allows it (`O_NOATIME` needs the file's owner, or a process with
 /// `CAP_FOWNER`), plainly otherwise.
-pub(super) fn open_unread(path: &Path) -> io::Result<File> {
+pub(crate) fn open_unread(path: &Path) -> io::Result<File> {
     let noatime = OpenOptions::new()
         .read(true)
         .custom_flags(OFlags::NOATIME.bits() as i32)

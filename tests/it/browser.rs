@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// Node, Chromium and the script's npm packages, or why not.
-fn browser_tools() -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn browser_tools() -> Result<(PathBuf, PathBuf), String> {
     let chromium = std::env::var_os("SEALFORM_CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     if !chromium.exists() {

@@ -50,7 +50,7 @@ fn needles(canary: &str) -> Vec<String> {
 const NEEDLE_LEN: usize = 24;
 
 /// Every needle, cut to [`NEEDLE_LEN`], mapped to the canary it encodes.
-fn needle_set(canaries: &[String]) -> HashMap<Vec<u8>, String> {
+pub(crate) fn needle_set(canaries: &[String]) -> HashMap<Vec<u8>, String> {
     let mut set = HashMap::new();
     for c in canaries {
         for n in needles(c) {
@@ -63,7 +63,7 @@ fn needle_set(canaries: &[String]) -> HashMap<Vec<u8>, String> {
 
 /// The first needle found in `bytes`, or in `bytes` without line breaks
 /// (base64 or hex wrapped into lines).
-fn scan<'a>(bytes: &[u8], set: &'a HashMap<Vec<u8>, String>) -> Option<&'a String> {
+pub(crate) fn scan<'a>(bytes: &[u8], set: &'a HashMap<Vec<u8>, String>) -> Option<&'a String> {
     let unwrapped: Vec<u8> = bytes
         .iter()
         .copied()
@@ -74,7 +74,7 @@ fn scan<'a>(bytes: &[u8], set: &'a HashMap<Vec<u8>, String>) -> Option<&'a Strin
         .find_map(|hay| hay.windows(NEEDLE_LEN).find_map(|w| set.get(w)))
 }
 
-fn canary(i: usize, field: &str) -> String {
+pub(crate) fn canary(i: usize, field: &str) -> String {
     // Alphanumeric, so it is the same raw and urlencoded.
     // The random part first: every needle's first NEEDLE_LEN characters
     // then depend on it, so each needle names one submission.
@@ -190,7 +190,7 @@ fn no_canary_reaches_the_disk_or_the_log_in_any_encoding() {
 
 /// The whole log of a server that was stopped: its stderr reader may still
 /// be draining the pipe, so wait for the last line `serve` writes.
-fn final_log(log: &std::sync::Mutex<Vec<u8>>) -> String {
+pub(crate) fn final_log(log: &std::sync::Mutex<Vec<u8>>) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let text = String::from_utf8_lossy(&log.lock().expect("log")).into_owned();

@@ -21,6 +21,7 @@ mod openapi;
 mod pages;
 mod props;
 mod proxy_protocol;
+mod replies;
 mod routes;
 mod sealing;
 mod smoke;

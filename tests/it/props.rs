@@ -463,6 +463,7 @@ fn random_field_sets_come_back_unchanged_from_envelope_seal_and_decrypt() {
                 title: &form.title,
                 receipt: &receipt,
                 received_at: chrono::Utc::now(),
+                reply: None,
             };
             let env_fields = submission.envelope_fields(form);
             let mut ciphertext = Vec::new();

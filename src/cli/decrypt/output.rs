@@ -1,6 +1,7 @@
 //! What `sealform decrypt` writes for each record: its folder (the whole
 //! message, its text and JSON parts, its attachments under safe distinct
-//! names) and, with `--csv`, one CSV per form. Every file is created new
+//! names, and for a form with replies `reply.txt`) and, with `--csv`, one
+//! CSV per form. Every file is created new
 //! with private permissions; nothing is replaced in place.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,7 +13,8 @@ use anyhow::Context as _;
 use zeroize::Zeroizing;
 
 use crate::durable;
-use crate::mime::{Parsed, safe_file_name};
+use crate::mime::{Parsed, REPLY_MAILBOX_HEADER, safe_file_name};
+use crate::replies::MailboxId;
 
 /// One row of a form's CSV.
 pub(super) struct Row {
@@ -21,6 +23,9 @@ pub(super) struct Row {
     fields: Vec<(String, String)>,
 }
 
+/// Writes the folder of one record: `message.eml`, `message.txt`,
+/// `fields.json`, `attachments/` and, for a record that can be answered,
+/// `reply.txt` (its mailbox and the command that answers it).
 pub(super) fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow::Result<()> {
     let mkdir = |p: &Path| {
         durable::create_private_dir(p).with_context(|| format!("while creating {}", p.display()))
@@ -34,6 +39,17 @@ pub(super) fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow:
         let mut pretty = Zeroizing::new(serde_json::to_vec_pretty(json)?);
         pretty.push(b'\n');
         write_new(&dir.join("fields.json"), &pretty)?;
+    }
+    // A record of a form with replies: say how to answer it. The header is
+    // hostile input like the rest, so only a well-formed address is repeated.
+    let mailbox = parsed.reply_mailbox.as_deref().map(str::parse::<MailboxId>);
+    if let Some(Ok(mailbox)) = mailbox {
+        let hint = format!(
+            "{REPLY_MAILBOX_HEADER}: {mailbox}\n\nThe sender can be answered anonymously \
+             (README, \"Replying to a tipster\"):\n  \
+             sealform reply --record THIS_FOLDER --message ANSWER.txt --out OUTBOX\n"
+        );
+        write_new(&dir.join("reply.txt"), hint.as_bytes())?;
     }
     if !parsed.attachments.is_empty() {
         let adir = dir.join("attachments");
@@ -203,7 +219,37 @@ fn csv_cell(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, attachment_names, csv_cell, csv_text};
+    use super::{Row, attachment_names, csv_cell, csv_text, write_record};
+
+    #[test]
+    fn reply_txt_names_only_a_well_formed_mailbox() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let good = "2xp7fuhh57nkgchbvkyukwishe2ld5ma";
+        for (i, (header, written)) in [
+            (Some(good), true),
+            (Some("../../etc/passwd\nsealform reply --evil"), false),
+            (Some("2XP7FUHH57NKGCHBVKYUKWISHE2LD5MA"), false),
+            (None, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dir = tmp.path().join(i.to_string());
+            let parsed = crate::mime::Parsed {
+                reply_mailbox: header.map(str::to_owned),
+                ..crate::mime::Parsed::default()
+            };
+            write_record(&dir, b"x", &parsed).expect("write");
+            let hint = std::fs::read_to_string(dir.join("reply.txt"));
+            assert_eq!(hint.is_ok(), written, "{header:?}");
+            if let Ok(hint) = hint {
+                assert!(
+                    hint.starts_with(&format!("Reply-Mailbox: {good}\n")),
+                    "{hint}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn same_named_attachments_get_distinct_names_as_before() {

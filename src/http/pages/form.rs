@@ -260,7 +260,7 @@ fn error_summary(page: Page<'_>, form: &FormConfig, problems: &[Rejection]) -> M
 }
 
 /// What to do about `problem`, in the page's language.
-fn problem_text(page: Page<'_>, field: &FieldConfig, problem: &Rejection) -> String {
+pub(crate) fn problem_text(page: Page<'_>, field: &FieldConfig, problem: &Rejection) -> String {
     let msg = match problem {
         Rejection::Missing(_) if field.kind == FieldKind::Checkbox => Msg::ErrMissingCheckbox,
         Rejection::Missing(_) => Msg::ErrMissing,

@@ -55,7 +55,10 @@ pub fn check<'a>(
 
 /// Removes the parameter `name` (if sent once or more) and returns its last
 /// text value.
-fn take_text(pairs: &mut Vec<(String, RawValue)>, name: &str) -> Option<Zeroizing<String>> {
+pub(crate) fn take_text(
+    pairs: &mut Vec<(String, RawValue)>,
+    name: &str,
+) -> Option<Zeroizing<String>> {
     let mut found = None;
     let mut i = 0;
     while i < pairs.len() {

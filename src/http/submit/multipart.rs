@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use super::gate;
 use super::metered::Metered;
-use super::outcome::Failure;
+use super::outcome::{Accepted, Failure, reply_for};
 use super::pace::{Pace, broken};
 use super::parts::{ZeroizingBuf, filename_of};
 use crate::api::error::ErrorCode;
@@ -53,6 +53,7 @@ use crate::http::refusal::Refusal;
 use crate::http::slots::{Eviction, NoSlot};
 use crate::intake::{IntakeError, UploadError, UploadEvent, available_space};
 use crate::receipt::Receipt;
+use crate::replies::Derived;
 use crate::submission::{RawValue, Rejection};
 
 /// Chunks in flight between the HTTP reader and the sealer, per upload.
@@ -104,6 +105,9 @@ struct Starter<'a> {
     delivered: Arc<AtomicU64>,
     eviction: Arc<Eviction>,
     events: Option<mpsc::Receiver<UploadEvent>>,
+    /// The reply mailbox and certificate the record carries (a form with
+    /// replies), handed to the sealer when it starts.
+    reply: Option<Derived>,
     sealer: Option<tokio::task::JoinHandle<Result<Receipt, UploadError>>>,
 }
 
@@ -127,9 +131,10 @@ impl Starter<'_> {
             .map_err(no_slot)?;
         let intake = self.state.intake_arc();
         let form_index = self.form_index;
+        let reply = self.reply.take();
         self.sealer = Some(tokio::spawn(async move {
             let _slot = slot;
-            intake.submit_stream(form_index, events).await
+            intake.submit_stream(form_index, events, reply).await
         }));
         Ok(())
     }
@@ -152,11 +157,12 @@ pub async fn receive(
     gate: Gate,
     client: Option<ClientKey>,
     kept: &mut Vec<(String, RawValue)>,
-) -> Result<Receipt, Failure> {
+) -> Result<Accepted, Failure> {
     let intake = state.intake_arc();
     let server = &intake.config.server;
     let form = &intake.config.forms[form_index];
     let boundary = check_before_reading(form, server, req.headers())?;
+    let (reply_code, reply) = reply_for(form)?.unzip();
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let delivered = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(AtomicU64::new(0));
@@ -170,6 +176,7 @@ pub async fn receive(
         delivered: Arc::clone(&delivered),
         eviction: Arc::clone(&eviction),
         events: Some(rx),
+        reply,
         sealer: None,
     };
     if gate == Gate::Api {
@@ -205,7 +212,10 @@ pub async fn receive(
         return Err(failed);
     }
     match sealed {
-        Some(Ok(sealed)) => sealed_outcome(sealed),
+        Some(Ok(sealed)) => sealed_outcome(sealed).map(|receipt| Accepted {
+            receipt,
+            reply_code,
+        }),
         Some(Err(join)) => Err(HttpError::internal(&join_failure(&join)).into()),
         None => Err(HttpError::internal(&"an upload ended before its sealer started").into()),
     }

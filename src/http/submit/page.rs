@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::front::Front;
-use super::outcome::Failure;
+use super::outcome::{Accepted, Failure};
 use crate::config::FormConfig;
 use crate::http::AppState;
 use crate::http::error::Surface;
@@ -23,7 +23,6 @@ use crate::http::pages::layout::{Page, form_response, not_sent};
 use crate::http::pages::receipt::receipt_response;
 use crate::http::refusal::Refusal;
 use crate::i18n::{Lang, Msg};
-use crate::receipt::Receipt;
 use crate::submission::RawValue;
 
 /// Everything a form route's answer needs, worked out before the body is
@@ -70,12 +69,17 @@ impl<'a> PageReply<'a> {
 
     /// The answer to a post that was read: stored, or why not. `echo` is
     /// what the person typed.
-    pub fn answer(&self, outcome: Result<Receipt, Failure>, echo: Option<Echo>) -> Response {
+    pub fn answer(&self, outcome: Result<Accepted, Failure>, echo: Option<Echo>) -> Response {
         let Some(form) = self.form else {
             return self.refused(Refusal::UnknownForm, None);
         };
         match outcome {
-            Ok(receipt) => receipt_response(self.page(), form, &receipt),
+            Ok(accepted) => receipt_response(
+                self.page(),
+                form,
+                &accepted.receipt,
+                accepted.reply_code.as_ref(),
+            ),
             Err(Failure::Invalid(problems)) => {
                 let echo = echo.unwrap_or_else(|| Echo::empty(form));
                 let html = render_form(self.page(), self.state, form, &echo, &problems, None);

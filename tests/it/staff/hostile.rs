@@ -33,6 +33,7 @@ fn hostile_names_inside_a_record_end_up_as_safe_names_inside_the_output_folder()
             title: "x",
             receipt: "../../etc/passwd",
             received_at: chrono::Utc::now(),
+            reply: None,
         };
         let fields = [EnvelopeField {
             name: "../x",

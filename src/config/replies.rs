@@ -1,0 +1,69 @@
+//! The `[replies]` table: how long staff answers to tipsters are kept, how
+//! many a mailbox holds and how large one may be (`src/replies.rs`). Which
+//! forms give reply codes is `replies = true` in their `[[forms]]` table.
+
+use serde::Deserialize;
+
+use super::Problem;
+
+/// The `[replies]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesConfig {
+    /// Delete an answer this many midnights (UTC) after it was pushed; 0:
+    /// at the next purge.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+    /// Most answers one mailbox holds; a push beyond it is refused (422).
+    #[serde(default = "default_max_per_mailbox")]
+    pub max_per_mailbox: usize,
+    /// Largest answer (the OpenPGP message) a push may upload, in bytes.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> RepliesConfig {
+        RepliesConfig {
+            keep_days: default_keep_days(),
+            max_per_mailbox: default_max_per_mailbox(),
+            max_answer_bytes: default_max_answer_bytes(),
+        }
+    }
+}
+
+fn default_keep_days() -> u32 {
+    30
+}
+
+fn default_max_per_mailbox() -> usize {
+    20
+}
+
+fn default_max_answer_bytes() -> u64 {
+    1 << 20
+}
+
+/// The largest `max_answer_bytes`: an answer is read into memory whole,
+/// on the server and on the tipster's page.
+pub const MAX_ANSWER_BYTES_LIMIT: u64 = 16 << 20;
+
+impl RepliesConfig {
+    /// Every value out of range, each with its key and the fix.
+    pub(super) fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.max_per_mailbox == 0 || self.max_per_mailbox > 1000 {
+            problems.push(Problem::new(
+                "replies.max_per_mailbox",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1024..=MAX_ANSWER_BYTES_LIMIT).contains(&self.max_answer_bytes) {
+            problems.push(Problem::new(
+                "replies.max_answer_bytes",
+                format!("must be between 1024 and {MAX_ANSWER_BYTES_LIMIT}"),
+            ));
+        }
+        problems
+    }
+}
