@@ -484,6 +484,12 @@ required = true
                 "replies.max_answer_bytes",
             ),
             (
+                format!(
+                    "{MINIMAL}\n[replies]\nmax_per_mailbox = 100\nmax_answer_bytes = 1048576\n"
+                ),
+                "replies.max_answer_bytes",
+            ),
+            (
                 MINIMAL
                     .replace(
                         "title = \"Send a tip\"",

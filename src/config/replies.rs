@@ -48,6 +48,11 @@ fn default_max_answer_bytes() -> u64 {
 /// on the server and on the tipster's page.
 pub const MAX_ANSWER_BYTES_LIMIT: u64 = 16 << 20;
 
+/// The most one read of a full mailbox may hold: `max_per_mailbox` ×
+/// `max_answer_bytes` (a read holds every answer's ciphertext, then its
+/// plaintext beside it).
+pub const MAX_MAILBOX_BYTES: u64 = 64 << 20;
+
 impl RepliesConfig {
     /// Every value out of range, each with its key and the fix.
     pub(super) fn validate(&self) -> Vec<Problem> {
@@ -62,6 +67,16 @@ impl RepliesConfig {
             problems.push(Problem::new(
                 "replies.max_answer_bytes",
                 format!("must be between 1024 and {MAX_ANSWER_BYTES_LIMIT}"),
+            ));
+        } else if (self.max_per_mailbox as u64).saturating_mul(self.max_answer_bytes)
+            > MAX_MAILBOX_BYTES
+        {
+            problems.push(Problem::new(
+                "replies.max_answer_bytes",
+                format!(
+                    "times max_per_mailbox must be at most {MAX_MAILBOX_BYTES} (64 MiB): a read \
+                     of a full mailbox holds every answer in memory; lower one of them"
+                ),
             ));
         }
         problems
