@@ -40,9 +40,11 @@ pub struct Options<'a> {
     pub mlock: bool,
 }
 
-/// Largest answer text read (the server's default cap on a whole answer is
-/// 1 MiB).
-const MAX_MESSAGE_BYTES: u64 = 1 << 20;
+/// Largest answer text read: padded (Padmé adds at most 12 %) and
+/// encrypted, it stays under the server's default cap on a whole answer
+/// (`[replies] max_answer_bytes`, 1 MiB), so what `reply` writes `push`
+/// can upload.
+const MAX_MESSAGE_BYTES: u64 = 768 << 10;
 
 /// Runs `reply`.
 pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {

@@ -82,3 +82,56 @@ impl RepliesConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, parse};
+
+    #[test]
+    fn replies_out_of_range_and_forms_that_cannot_take_follow_ups_are_refused() {
+        let replies_on = MINIMAL.replace(
+            "title = \"Send a tip\"",
+            "title = \"Send a tip\"\nreplies = true",
+        );
+        parse(&replies_on).expect("a replies form with a message field is fine");
+        let cases = [
+            (
+                format!("{MINIMAL}\n[replies]\nmax_per_mailbox = 0\n"),
+                "replies.max_per_mailbox",
+            ),
+            (
+                format!("{MINIMAL}\n[replies]\nmax_answer_bytes = 100\n"),
+                "replies.max_answer_bytes",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[replies]\nmax_per_mailbox = 100\nmax_answer_bytes = 1048576\n"
+                ),
+                "replies.max_answer_bytes",
+            ),
+            (
+                MINIMAL
+                    .replace(
+                        "title = \"Send a tip\"",
+                        "title = \"Send a tip\"\nreplies = true",
+                    )
+                    .replace("name = \"message\"", "name = \"text\""),
+                "forms[0].replies",
+            ),
+            (
+                format!(
+                    "{}\n[[forms.fields]]\nname = \"consent\"\nlabel = \"C\"\nkind = \"checkbox\"\nrequired = true\n",
+                    MINIMAL.replace(
+                        "title = \"Send a tip\"",
+                        "title = \"Send a tip\"\nreplies = true"
+                    )
+                ),
+                "forms[0].replies",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(&text).expect_err(key).to_string();
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
+    }
+}
