@@ -476,23 +476,6 @@ required = true
                 "retention.unacked_days",
             ),
             (
-                format!("{MINIMAL}\n[replies]\nmax_per_mailbox = 0\n"),
-                "replies.max_per_mailbox",
-            ),
-            (
-                format!("{MINIMAL}\n[replies]\nmax_answer_bytes = 100\n"),
-                "replies.max_answer_bytes",
-            ),
-            (
-                MINIMAL
-                    .replace(
-                        "title = \"Send a tip\"",
-                        "title = \"Send a tip\"\nreplies = true",
-                    )
-                    .replace("name = \"message\"", "name = \"text\""),
-                "forms[0].replies",
-            ),
-            (
                 MINIMAL.replace("[server]", "[server]\nmax_concurrent_seals = 0"),
                 "server.max_concurrent_seals",
             ),

@@ -27,7 +27,7 @@ mod write;
 pub use parse::{ParseError, Parsed, parse, safe_file_name};
 pub use write::{
     AttachmentInfo, AttachmentWriter, EnvelopeField, EnvelopeWriter, FieldValue, Head,
-    REPLY_KEY_FILE, REPLY_MAILBOX_HEADER, ReplyKey,
+    REPLY_KEY_FILE, REPLY_KEY_HEADER, REPLY_MAILBOX_HEADER, ReplyKey,
 };
 
 /// The smallest padded envelope. A message of a few thousand characters

@@ -52,6 +52,26 @@ pub enum ReplyError {
     Open(String),
 }
 
+/// The mailbox and certificate a decrypted record names, if it is a record
+/// of a form with replies: the `Reply-Mailbox` header, and the one
+/// `reply-key.asc` part whose certificate has the fingerprint of the
+/// `Reply-Key` header. The server writes both headers; a submitter can
+/// upload a file named `reply-key.asc` too, but not one whose fingerprint
+/// is the header's (it would need the code). `None` when either is missing
+/// or malformed.
+pub fn reply_key_in(parsed: &crate::mime::Parsed) -> Option<(MailboxId, sequoia_openpgp::Cert)> {
+    use sequoia_openpgp::parse::Parse;
+    let mailbox = parsed.reply_mailbox.as_deref()?.parse().ok()?;
+    let wanted = parsed.reply_key.as_deref()?;
+    let cert = parsed
+        .attachments
+        .iter()
+        .filter(|(name, _)| name.as_str() == crate::mime::REPLY_KEY_FILE)
+        .filter_map(|(_, bytes)| sequoia_openpgp::Cert::from_bytes(&bytes[..]).ok())
+        .find(|c| c.fingerprint().to_hex() == wanted && !c.is_tsk())?;
+    Some((mailbox, cert))
+}
+
 /// Lowercase base32 without padding: how mailbox addresses and answer ids
 /// are written.
 fn base32(bytes: &[u8]) -> String {

@@ -268,7 +268,7 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Collected> {
 }
 
 enum Outcome {
-    Written(PathBuf, Parsed),
+    Written(PathBuf, Box<Parsed>),
     AlreadyThere(PathBuf),
 }
 
@@ -332,7 +332,7 @@ fn open_one(keys: &mut SecretKeys, job: &Job, out: &Path) -> anyhow::Result<Outc
         let _ = fs::remove_dir_all(&tmp);
     })?;
     fs::rename(&tmp, &dir).with_context(|| format!("while moving {} into place", dir.display()))?;
-    Ok(Outcome::Written(dir, parsed))
+    Ok(Outcome::Written(dir, Box::new(parsed)))
 }
 
 /// Whether `name` is one of [`open_one`]'s folders in the making:

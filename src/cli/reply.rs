@@ -22,7 +22,7 @@ use openpgp::parse::Parse;
 
 use super::outbox::Outbox;
 use crate::mime::REPLY_KEY_FILE;
-use crate::replies::{MailboxId, ReplyStatus, answer_plaintext, seal_answer};
+use crate::replies::{MailboxId, ReplyStatus, answer_plaintext, reply_key_in, seal_answer};
 
 /// What `sealform reply` was asked.
 pub struct Options<'a> {
@@ -40,9 +40,11 @@ pub struct Options<'a> {
     pub mlock: bool,
 }
 
-/// Largest answer text read (the server's default cap on a whole answer is
-/// 1 MiB).
-const MAX_MESSAGE_BYTES: u64 = 1 << 20;
+/// Largest answer text read: padded (Padmé adds at most 12 %) and
+/// encrypted, it stays under the server's default cap on a whole answer
+/// (`[replies] max_answer_bytes`, 1 MiB), so what `reply` writes `push`
+/// can upload.
+const MAX_MESSAGE_BYTES: u64 = 768 << 10;
 
 /// Runs `reply`.
 pub fn run(opts: &Options<'_>) -> anyhow::Result<ExitCode> {
@@ -86,25 +88,20 @@ fn read_record(dir: &Path) -> anyhow::Result<(MailboxId, Option<String>, Cert)> 
         )
     })?);
     let parsed = crate::mime::parse(&plain).context("while reading the record")?;
-    let Some(mailbox) = parsed.reply_mailbox.as_deref() else {
+    if parsed.reply_mailbox.is_none() {
         bail!(
             "{} has no Reply-Mailbox header: its form does not give reply codes ([[forms]] \
              replies = true), so there is no way to answer it anonymously",
             eml.display()
         );
+    }
+    let Some((mailbox, cert)) = reply_key_in(&parsed) else {
+        bail!(
+            "{}: the Reply-Mailbox or Reply-Key header is damaged, or no {REPLY_KEY_FILE} part \
+             has the certificate the Reply-Key header names",
+            eml.display()
+        );
     };
-    let mailbox: MailboxId = mailbox
-        .parse()
-        .with_context(|| format!("{}: the Reply-Mailbox header is damaged", eml.display()))?;
-    let Some((_, key)) = parsed
-        .attachments
-        .iter()
-        .find(|(name, _)| name.as_str() == REPLY_KEY_FILE)
-    else {
-        bail!("{} has no {REPLY_KEY_FILE} part", eml.display());
-    };
-    let cert = Cert::from_bytes(&key[..])
-        .with_context(|| format!("{}: {REPLY_KEY_FILE} is not a certificate", eml.display()))?;
     Ok((mailbox, parsed.form, cert))
 }
 

@@ -391,18 +391,24 @@ fn validate_form<'a>(i: usize, form: &'a FormConfig, ids: &mut HashSet<&'a str>)
     problems
 }
 
-/// A form with replies needs a text or textarea field `message`: a tipster's
-/// follow-up is sealed into it as a submission of that form.
+/// A form with replies needs a text or textarea field `message` and no other
+/// required field: a tipster's follow-up is sealed into it alone, as a
+/// submission of that form.
 fn check_replies(at: &str, form: &FormConfig) -> Option<Problem> {
     let fits = form
         .fields
         .iter()
         .any(|f| f.name == "message" && matches!(f.kind, FieldKind::Text | FieldKind::Textarea));
-    (form.replies && !fits).then(|| {
+    let others_required = form
+        .fields
+        .iter()
+        .any(|f| f.required && f.name != "message");
+    (form.replies && (!fits || others_required)).then(|| {
         Problem::new(
             format!("{at}.replies"),
-            "a form with replies needs a text or textarea field named \"message\" (a tipster's \
-             follow-up is stored in it); add one or set replies = false",
+            "a form with replies needs a text or textarea field named \"message\" and no other \
+             required field (a tipster's follow-up is stored in \"message\" alone); fix the \
+             fields or set replies = false",
         )
     })
 }

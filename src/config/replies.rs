@@ -48,6 +48,11 @@ fn default_max_answer_bytes() -> u64 {
 /// on the server and on the tipster's page.
 pub const MAX_ANSWER_BYTES_LIMIT: u64 = 16 << 20;
 
+/// The most one read of a full mailbox may hold: `max_per_mailbox` ×
+/// `max_answer_bytes` (a read holds every answer's ciphertext, then its
+/// plaintext beside it).
+pub const MAX_MAILBOX_BYTES: u64 = 64 << 20;
+
 impl RepliesConfig {
     /// Every value out of range, each with its key and the fix.
     pub(super) fn validate(&self) -> Vec<Problem> {
@@ -63,7 +68,70 @@ impl RepliesConfig {
                 "replies.max_answer_bytes",
                 format!("must be between 1024 and {MAX_ANSWER_BYTES_LIMIT}"),
             ));
+        } else if (self.max_per_mailbox as u64).saturating_mul(self.max_answer_bytes)
+            > MAX_MAILBOX_BYTES
+        {
+            problems.push(Problem::new(
+                "replies.max_answer_bytes",
+                format!(
+                    "times max_per_mailbox must be at most {MAX_MAILBOX_BYTES} (64 MiB): a read \
+                     of a full mailbox holds every answer in memory; lower one of them"
+                ),
+            ));
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, parse};
+
+    #[test]
+    fn replies_out_of_range_and_forms_that_cannot_take_follow_ups_are_refused() {
+        let replies_on = MINIMAL.replace(
+            "title = \"Send a tip\"",
+            "title = \"Send a tip\"\nreplies = true",
+        );
+        parse(&replies_on).expect("a replies form with a message field is fine");
+        let cases = [
+            (
+                format!("{MINIMAL}\n[replies]\nmax_per_mailbox = 0\n"),
+                "replies.max_per_mailbox",
+            ),
+            (
+                format!("{MINIMAL}\n[replies]\nmax_answer_bytes = 100\n"),
+                "replies.max_answer_bytes",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[replies]\nmax_per_mailbox = 100\nmax_answer_bytes = 1048576\n"
+                ),
+                "replies.max_answer_bytes",
+            ),
+            (
+                MINIMAL
+                    .replace(
+                        "title = \"Send a tip\"",
+                        "title = \"Send a tip\"\nreplies = true",
+                    )
+                    .replace("name = \"message\"", "name = \"text\""),
+                "forms[0].replies",
+            ),
+            (
+                format!(
+                    "{}\n[[forms.fields]]\nname = \"consent\"\nlabel = \"C\"\nkind = \"checkbox\"\nrequired = true\n",
+                    MINIMAL.replace(
+                        "title = \"Send a tip\"",
+                        "title = \"Send a tip\"\nreplies = true"
+                    )
+                ),
+                "forms[0].replies",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(&text).expect_err(key).to_string();
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
     }
 }

@@ -49,7 +49,7 @@ pub const API_SUBMISSIONS_ROUTE: &str = "/api/v1/forms/{form}/submissions";
 pub const ANSWER_ROUTE: &str = "/api/v1/staff/mailboxes/{mailbox}/replies/{id}";
 
 /// Whether `req` pushes an answer: a PUT to [`ANSWER_ROUTE`], whose
-/// handler enforces its own cap and deadline.
+/// handler enforces its own size cap (the common body deadline applies).
 pub fn is_answer_push(req: &Request) -> bool {
     req.method() == Method::PUT
         && req

@@ -62,16 +62,22 @@ impl Intake {
             .ok_or(IntakeError::NoRoute)?;
         let pending = self.store.create()?;
         let receipt = pending.receipt().to_string();
-        let reply_key = reply.map(|d| (d.mailbox.to_string(), d.cert_armored()));
+        let reply_key = reply.map(|d| {
+            let fingerprint = d.cert().fingerprint().to_hex();
+            (d.mailbox.to_string(), fingerprint, d.cert_armored())
+        });
         let head = Head {
             form: &form.id,
             title: &form.title,
             receipt: &receipt,
             received_at: DateTime::<Utc>::from(now),
-            reply: reply_key.as_ref().map(|(mailbox, cert)| ReplyKey {
-                mailbox,
-                cert_armored: cert,
-            }),
+            reply: reply_key
+                .as_ref()
+                .map(|(mailbox, fingerprint, cert)| ReplyKey {
+                    mailbox,
+                    fingerprint,
+                    cert_armored: cert,
+                }),
         };
         let mut out = BufWriter::with_capacity(SPOOL_BUFFER, wrap(pending));
         seal(&mut out, &recipients, |w| envelope(w, &head))?;

@@ -36,6 +36,9 @@ pub struct Parsed {
     /// `Reply-Mailbox`: the mailbox a tipster reads answers from, for a
     /// form with replies.
     pub reply_mailbox: Option<String>,
+    /// `Reply-Key`: the fingerprint of the mailbox certificate, which names
+    /// the one `reply-key.asc` part the server wrote.
+    pub reply_key: Option<String>,
     /// The decoded `text/plain` part.
     pub text: Option<Zeroizing<Vec<u8>>>,
     /// The decoded `application/json` part, if it is JSON.
@@ -57,6 +60,7 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, ParseError> {
     out.receipt = header(&headers, "x-sealform-receipt").map(str::to_owned);
     out.form = header(&headers, "x-sealform-form").map(str::to_owned);
     out.reply_mailbox = header(&headers, "reply-mailbox").map(str::to_owned);
+    out.reply_key = header(&headers, "reply-key").map(str::to_owned);
     let boundary = header(&headers, "content-type").and_then(|ct| param(ct, "boundary"));
     let Some(boundary) = boundary.filter(|b| !b.is_empty() && b.len() <= 200) else {
         out.text = Some(Zeroizing::new(body.to_vec()));
@@ -426,6 +430,7 @@ mod tests {
         let head = crate::mime::Head {
             reply: Some(ReplyKey {
                 mailbox: "2xp7fuhh57nkgchbvkyukwishe2ld5ma",
+                fingerprint: "40E44DF03F46ACBC404676BCED6E70E482E62DEB",
                 cert_armored: key,
             }),
             ..test_head()
@@ -437,6 +442,10 @@ mod tests {
         assert_eq!(
             p.reply_mailbox.as_deref(),
             Some("2xp7fuhh57nkgchbvkyukwishe2ld5ma")
+        );
+        assert_eq!(
+            p.reply_key.as_deref(),
+            Some("40E44DF03F46ACBC404676BCED6E70E482E62DEB")
         );
         assert_eq!(p.attachments.len(), 1);
         assert_eq!(p.attachments[0].0.as_str(), REPLY_KEY_FILE);

@@ -72,6 +72,10 @@ pub struct Head<'a> {
 pub struct ReplyKey<'a> {
     /// The mailbox address.
     pub mailbox: &'a str,
+    /// The mailbox certificate's fingerprint: the `Reply-Key` header, which
+    /// tells the server's `reply-key.asc` part from a file a submitter
+    /// uploaded under that name.
+    pub fingerprint: &'a str,
     /// The mailbox certificate, ASCII-armored.
     pub cert_armored: &'a str,
 }
@@ -81,6 +85,9 @@ pub const REPLY_KEY_FILE: &str = "reply-key.asc";
 
 /// The header naming the reply mailbox.
 pub const REPLY_MAILBOX_HEADER: &str = "Reply-Mailbox";
+
+/// The header giving the fingerprint of the reply certificate.
+pub const REPLY_KEY_HEADER: &str = "Reply-Key";
 
 /// Writes one envelope to `W`, part by part, then pads it.
 pub struct EnvelopeWriter<W: Write> {
@@ -103,7 +110,11 @@ impl<W: Write> EnvelopeWriter<W> {
             count: 0,
         };
         if let Some(reply) = &head.reply {
-            write!(out, "{REPLY_MAILBOX_HEADER}: {}\r\n", reply.mailbox)?;
+            write!(
+                out,
+                "{REPLY_MAILBOX_HEADER}: {}\r\n{REPLY_KEY_HEADER}: {}\r\n",
+                reply.mailbox, reply.fingerprint
+            )?;
         }
         write!(
             out,

@@ -105,6 +105,9 @@ impl fmt::Debug for Derived {
 impl Derived {
     /// Derives everything from a code's bits.
     pub(super) fn from_entropy(entropy: &[u8; ENTROPY_BYTES]) -> Result<Derived, ReplyError> {
+        // Known gap: `Hkdf` (hkdf 0.12, sha2 0.10) keeps the PRK in an HMAC
+        // state that is not zeroized on drop; it lives only for this call.
+        // Every output is zeroized.
         let hk = Hkdf::<Sha256>::new(None, entropy);
         let expand = |label: &[u8]| -> Result<Zeroizing<[u8; 32]>, ReplyError> {
             let mut out = Zeroizing::new([0u8; 32]);

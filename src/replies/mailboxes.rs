@@ -241,6 +241,9 @@ impl Mailboxes {
     /// tried again at the next purge.
     pub fn purge(&self, keep_days: u32, now: SystemTime) -> Result<usize, ReplyError> {
         let _guard = self.lock();
+        // A deletion cut short (its `.gone-` folder) goes now, not only at
+        // the next start.
+        self.clean()?;
         let today = day_string(now);
         let day = start_of_day(now);
         let (names, _) = names_in(&self.root)?.unwrap_or_default();

@@ -13,8 +13,9 @@ use anyhow::Context as _;
 use zeroize::Zeroizing;
 
 use crate::durable;
-use crate::mime::{Parsed, REPLY_MAILBOX_HEADER, safe_file_name};
-use crate::replies::MailboxId;
+use crate::mime::{Parsed, REPLY_KEY_FILE, REPLY_KEY_HEADER, REPLY_MAILBOX_HEADER, safe_file_name};
+use crate::replies::reply_key_in;
+use sequoia_openpgp::serialize::SerializeInto as _;
 
 /// One row of a form's CSV.
 pub(super) struct Row {
@@ -40,16 +41,20 @@ pub(super) fn write_record(dir: &Path, plain: &[u8], parsed: &Parsed) -> anyhow:
         pretty.push(b'\n');
         write_new(&dir.join("fields.json"), &pretty)?;
     }
-    // A record of a form with replies: say how to answer it. The header is
-    // hostile input like the rest, so only a well-formed address is repeated.
-    let mailbox = parsed.reply_mailbox.as_deref().map(str::parse::<MailboxId>);
-    if let Some(Ok(mailbox)) = mailbox {
+    // A record of a form with replies: the server's certificate (told from
+    // a file a submitter named alike by the Reply-Key header) and how to
+    // answer. The headers are hostile input like the rest, so only a
+    // well-formed mailbox is repeated.
+    if let Some((mailbox, cert)) = reply_key_in(parsed) {
         let hint = format!(
-            "{REPLY_MAILBOX_HEADER}: {mailbox}\n\nThe sender can be answered anonymously \
-             (README, \"Replying to a tipster\"):\n  \
-             sealform reply --record THIS_FOLDER --message ANSWER.txt --out OUTBOX\n"
+            "{REPLY_MAILBOX_HEADER}: {mailbox}\n{REPLY_KEY_HEADER}: {}\n\nThe sender can be \
+             answered anonymously (README, \"Replying to a tipster\"):\n  \
+             sealform reply --record THIS_FOLDER --message ANSWER.txt --out OUTBOX\n\
+             or encrypt to ./{REPLY_KEY_FILE} (this folder's, not one under attachments/).\n",
+            cert.fingerprint().to_hex()
         );
         write_new(&dir.join("reply.txt"), hint.as_bytes())?;
+        write_new(&dir.join(REPLY_KEY_FILE), &cert.armored().to_vec()?)?;
     }
     if !parsed.attachments.is_empty() {
         let adir = dir.join("attachments");
@@ -222,31 +227,62 @@ mod tests {
     use super::{Row, attachment_names, csv_cell, csv_text, write_record};
 
     #[test]
-    fn reply_txt_names_only_a_well_formed_mailbox() {
+    fn reply_txt_and_the_key_come_only_from_the_server_s_headers() {
+        use crate::replies::ReplyCode;
+        use zeroize::Zeroizing;
         let tmp = tempfile::tempdir().expect("tempdir");
-        let good = "2xp7fuhh57nkgchbvkyukwishe2ld5ma";
-        for (i, (header, written)) in [
-            (Some(good), true),
-            (Some("../../etc/passwd\nsealform reply --evil"), false),
-            (Some("2XP7FUHH57NKGCHBVKYUKWISHE2LD5MA"), false),
-            (None, false),
+        let real = ReplyCode::generate().derive().expect("derive");
+        let spoof = ReplyCode::generate().derive().expect("derive");
+        let good = real.mailbox.to_string();
+        let fpr = real.cert().fingerprint().to_hex();
+        let part = |d: &crate::replies::Derived| {
+            (
+                Zeroizing::new("reply-key.asc".to_owned()),
+                Zeroizing::new(d.cert_armored().into_bytes()),
+            )
+        };
+        for (i, (mailbox, key, parts, written)) in [
+            (
+                Some(good.as_str()),
+                Some(fpr.as_str()),
+                vec![part(&spoof), part(&real)],
+                true,
+            ),
+            (
+                Some(good.as_str()),
+                Some(fpr.as_str()),
+                vec![part(&spoof)],
+                false,
+            ),
+            (
+                Some("../../etc/passwd"),
+                Some(fpr.as_str()),
+                vec![part(&real)],
+                false,
+            ),
+            (Some(good.as_str()), None, vec![part(&real)], false),
+            (None, None, vec![], false),
         ]
         .into_iter()
         .enumerate()
         {
             let dir = tmp.path().join(i.to_string());
             let parsed = crate::mime::Parsed {
-                reply_mailbox: header.map(str::to_owned),
+                reply_mailbox: mailbox.map(str::to_owned),
+                reply_key: key.map(str::to_owned),
+                attachments: parts,
                 ..crate::mime::Parsed::default()
             };
             write_record(&dir, b"x", &parsed).expect("write");
             let hint = std::fs::read_to_string(dir.join("reply.txt"));
-            assert_eq!(hint.is_ok(), written, "{header:?}");
+            assert_eq!(hint.is_ok(), written, "case {i}");
             if let Ok(hint) = hint {
                 assert!(
                     hint.starts_with(&format!("Reply-Mailbox: {good}\n")),
                     "{hint}"
                 );
+                let key = std::fs::read_to_string(dir.join("reply-key.asc")).expect("key");
+                assert_eq!(key, real.cert_armored());
             }
         }
     }

@@ -154,7 +154,7 @@ fn staff_answer_a_tipster_with_reply_and_push_and_nothing_links_or_opens_it_on_t
         eml.contains(&format!("Reply-Mailbox: {mailbox}\r\n")),
         "{eml}"
     );
-    let key = String::from_utf8(read(&record.join("attachments/reply-key.asc"))).expect("key");
+    let key = String::from_utf8(read(&record.join("reply-key.asc"))).expect("key");
     let hint = String::from_utf8(read(&record.join("reply.txt"))).expect("hint");
     assert!(
         hint.starts_with(&format!("Reply-Mailbox: {mailbox}\n")),
@@ -511,4 +511,82 @@ async fn a_push_is_refused_with_503_when_free_space_is_kept_for_submissions() {
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["error"]["code"], "unavailable");
     assert!(stored_answers(&fx, &mb).is_empty());
+}
+
+#[tokio::test]
+async fn a_file_uploaded_as_reply_key_asc_is_never_taken_for_the_mailbox_certificate() {
+    let (fx, _) = replies_fixture("");
+    let app = fx.app();
+    let spoof = ReplyCode::generate().derive().expect("derive");
+    let boundary = "replies-spoof-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nhi\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"documents\"; \
+         filename=\"reply-key.asc\"\r\nContent-Type: application/pgp-keys\r\n\r\n{}\r\n\
+         --{boundary}--\r\n",
+        spoof.cert_armored()
+    );
+    let req = Request::post("/api/v1/forms/upload/submissions")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .expect("request");
+    let (res, body) = send(&app, req).await;
+    created(&res, &body);
+    let real = ReplyCode::parse(&reply_code_of(&body))
+        .expect("code")
+        .derive()
+        .expect("derive");
+    drop(app);
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = work.path().join("plain");
+    let (code, out, err) = sealform(&[
+        "decrypt",
+        "--key",
+        path_str(&TestKey::Ed25519.secret()),
+        "--out",
+        path_str(&plain),
+        path_str(&fx.spool_dir()),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let record = std::fs::read_dir(&plain)
+        .expect("plain")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .expect("a record folder");
+    let key = String::from_utf8(read(&record.join("reply-key.asc"))).expect("key");
+    assert_eq!(key, real.cert_armored());
+    let message = work.path().join("answer.txt");
+    std::fs::write(&message, "for the real tipster").expect("message");
+    let outbox = work.path().join("outbox");
+    let (code, out, err) = sealform(&[
+        "reply",
+        "--record",
+        path_str(&record),
+        "--message",
+        path_str(&message),
+        "--out",
+        path_str(&outbox),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let folder = outbox.join(real.mailbox.to_string());
+    let file = std::fs::read_dir(&folder)
+        .expect("the real mailbox's folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .next()
+        .expect("the answer");
+    let bytes = read(&file);
+    assert_eq!(
+        real.open(&bytes)
+            .expect("the real code opens it")
+            .message
+            .as_str(),
+        "for the real tipster"
+    );
+    assert!(
+        spoof.open(&bytes).is_err(),
+        "the uploaded certificate cannot"
+    );
 }
