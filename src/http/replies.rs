@@ -162,6 +162,10 @@ pub enum FollowUpError<'a> {
         problem: Rejection,
         /// The field it breaks.
         field: &'a FieldConfig,
+        /// The mailbox, still open, to show its answers again.
+        opened: Box<Opened>,
+        /// What was typed, to put back in the form.
+        typed: Zeroizing<String>,
     },
     /// Anything else.
     Failed(HttpError),
@@ -208,6 +212,7 @@ pub async fn follow_up<'a>(
         .filter(|&i| config.forms[i].replies)
         .ok_or(FollowUpError::Closed)?;
     let form = &config.forms[index];
+    let typed = message.clone();
     let raw = vec![(FOLLOW_UP_FIELD.to_owned(), RawValue::Text(message))];
     let submission = match Submission::validate(form, raw) {
         Ok(s) => s,
@@ -218,7 +223,12 @@ pub async fn follow_up<'a>(
         ) if problem.field() == Some(FOLLOW_UP_FIELD) => {
             let field = form.fields.iter().find(|f| f.name == FOLLOW_UP_FIELD);
             return Err(match field {
-                Some(field) => FollowUpError::Invalid { problem, field },
+                Some(field) => FollowUpError::Invalid {
+                    problem,
+                    field,
+                    opened: Box::new(opened),
+                    typed,
+                },
                 None => FollowUpError::Closed,
             });
         }

@@ -70,15 +70,25 @@ pub fn ask(page: Page<'_>, token: Option<&str>, notice: Option<Msg>) -> String {
     )
 }
 
+/// A follow-up sent back for a mistake: what is wrong and what was typed.
+pub struct FollowUpAgain<'a> {
+    /// What to fix, in the page's language.
+    pub problem: &'a str,
+    /// The text as it was sent, shown again in the textarea.
+    pub typed: &'a str,
+}
+
 /// The answers a code opened, oldest first, the newest `status`, then the
-/// follow-up form and the button that asks to delete them. `tokens` are the
-/// fresh form tokens of the follow-up and the delete forms.
+/// follow-up form (with `again`, after a mistake) and the button that asks
+/// to delete them. `tokens` are the fresh form tokens of the follow-up and
+/// the delete forms.
 pub fn answers(
     page: Page<'_>,
     shown: &[ShownAnswer<'_>],
     status: Option<Msg>,
     code: &str,
     tokens: [Option<&str>; 2],
+    again: Option<FollowUpAgain<'_>>,
 ) -> String {
     let title = page.t(Msg::RepliesTitle);
     let lang = page.code();
@@ -105,7 +115,17 @@ pub fn answers(
                 input type="hidden" name=(CODE_FIELD) value=(code);
                 div.field {
                     label for="f-message" { (page.t(Msg::FollowUpLabel)) }
-                    textarea id="f-message" name=(MESSAGE_FIELD) rows="8" required {}
+                    @if let Some(again) = &again {
+                        p.error id="f-message-error" {
+                            span.visually-hidden { (page.t(Msg::ErrorPrefix)) " " }
+                            (again.problem)
+                        }
+                        textarea id="f-message" name=(MESSAGE_FIELD) rows="8" required
+                            aria-invalid="true" aria-describedby="f-message-error"
+                            autofocus { (again.typed) }
+                    } @else {
+                        textarea id="f-message" name=(MESSAGE_FIELD) rows="8" required {}
+                    }
                 }
                 button type="submit" { (page.t(Msg::FollowUpSend)) }
             }

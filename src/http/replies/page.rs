@@ -23,7 +23,8 @@ use crate::http::limits::{Budget, Client, ClientKey, InFlight};
 use crate::http::pages::form::problem_text;
 use crate::http::pages::layout::Page;
 use crate::http::pages::replies::{
-    self as render, CODE_FIELD, CONFIRM_FIELD, MESSAGE_FIELD, REPLIES_PATH, ShownAnswer,
+    self as render, CODE_FIELD, CONFIRM_FIELD, FollowUpAgain, MESSAGE_FIELD, REPLIES_PATH,
+    ShownAnswer,
 };
 use crate::http::refusal::{PAGE_MEDIA_TYPES, Refusal};
 use crate::http::submit::gate::take_text;
@@ -54,7 +55,7 @@ pub async fn read(State(state): State<AppState>, Client(client): Client, req: Re
         Ok(opened) if opened.answers().is_empty() => {
             p.post.ask(Some(Msg::RepliesNothing), StatusCode::OK)
         }
-        Ok(opened) => p.post.answers(&opened),
+        Ok(opened) => p.post.answers(&opened, None, StatusCode::OK),
         Err(e) => p.post.failed(e),
     }
 }
@@ -81,9 +82,21 @@ pub async fn follow_up(
         Err(FollowUpError::Closed) => {
             (StatusCode::CONFLICT, page.t(Msg::FollowUpClosed).to_owned())
         }
-        Err(FollowUpError::Invalid { problem, field }) => {
+        // A mistake in the text: the answers again, the text put back in
+        // the form with the problem next to it, as the forms do.
+        Err(FollowUpError::Invalid {
+            problem,
+            field,
+            opened,
+            typed,
+        }) => {
             let status = HttpError::from(problem.clone()).status;
-            (status, problem_text(page, field, &problem))
+            let problem = problem_text(page, field, &problem);
+            let again = FollowUpAgain {
+                problem: &problem,
+                typed: &typed,
+            };
+            return p.post.answers(&opened, Some(again), status);
         }
         Err(FollowUpError::Limited(refusal)) => return refusal.respond(Surface::Page),
         Err(FollowUpError::Failed(e)) => return p.post.failed(e),
@@ -203,7 +216,12 @@ impl<'a> Post<'a> {
     }
 
     /// The answers page of `opened`.
-    fn answers(&self, opened: &Opened) -> Response {
+    fn answers(
+        &self,
+        opened: &Opened,
+        again: Option<FollowUpAgain<'_>>,
+        status: StatusCode,
+    ) -> Response {
         let page = self.page();
         let shown: Vec<ShownAnswer<'_>> = opened
             .answers()
@@ -227,8 +245,9 @@ impl<'a> Post<'a> {
             opened.status().map(status_msg),
             opened.code().expose(),
             [follow_up.as_deref(), delete.as_deref()],
+            again,
         );
-        Html(html).into_response()
+        (status, Html(html)).into_response()
     }
 
     /// A failure of ours: the plain error page, its cause logged once.

@@ -295,6 +295,29 @@ async fn the_answers_and_the_newest_status_are_shown_escaped_in_the_reader_s_lan
     // The code travels back only in the hidden fields of the two forms.
     assert_eq!(page.matches(code.as_str()).count(), 2, "{page}");
     assert!(!page.contains("code="), "never in a URL");
+
+    // A follow-up too long for the form's `message` field comes back on
+    // the answers page, the text kept and the problem next to it.
+    let token = token_in(page.as_bytes());
+    let long = format!("<b>{}", "x".repeat(5000));
+    let pairs = [
+        ("sf.token", token.as_str()),
+        ("code", &code),
+        ("message", &long),
+    ];
+    let (status, again) = post_page(&app, "/replies/follow-up?lang=en", &pairs).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{again}");
+    assert!(
+        again.contains("Shorten this to at most 5000 characters"),
+        "{again}"
+    );
+    assert!(again.contains(&format!("&lt;b&gt;{}</textarea>", "x".repeat(5000))));
+    assert!(again.contains("Can you<br>say more?"), "the answers again");
+    assert_eq!(
+        again.matches(code.as_str()).count(),
+        2,
+        "the code in both forms"
+    );
 }
 
 #[tokio::test]
