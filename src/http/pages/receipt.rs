@@ -8,13 +8,11 @@ use axum::response::Response;
 use maud::html;
 
 use super::layout::{Page, form_response, layout};
+use super::replies::REPLIES_PATH;
 use crate::config::FormConfig;
 use crate::i18n::Msg;
 use crate::receipt::Receipt;
 use crate::replies::ReplyCode;
-
-/// The path of the page where a tipster reads answers.
-const REPLIES_PATH: &str = "/replies";
 
 /// The answer to a form post that was stored (200).
 pub fn receipt_response(
