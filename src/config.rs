@@ -147,6 +147,9 @@ impl Config {
         if let Some(notify) = &mut config.notify {
             notify.resolve_paths(base);
         }
+        if let Some(secret) = &mut config.abuse.form_token_secret_file {
+            *secret = base.join(&*secret);
+        }
         Ok(config)
     }
 

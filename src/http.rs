@@ -61,8 +61,9 @@ struct StateInner {
 }
 
 impl AppState {
-    /// Wraps a ready intake pipeline.
-    pub fn new(intake: Intake) -> AppState {
+    /// Wraps a ready intake pipeline; form tokens are signed with
+    /// `token_key` ([`form_tokens::TokenKey::for_config`]).
+    pub fn new(intake: Intake, token_key: form_tokens::TokenKey) -> AppState {
         let server = &intake.config.server;
         let upload_slots = slots::UploadSlots::new(
             server.max_concurrent_uploads,
@@ -70,7 +71,7 @@ impl AppState {
             server.upload_min_bytes_per_sec,
         );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
-        let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
+        let tokens = form_tokens::FormTokens::new(&intake.config.abuse, token_key);
         let digest = intake
             .config
             .notify

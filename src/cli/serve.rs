@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::config::{Config, ConfigError, StaffPlacement};
+use crate::http::form_tokens::TokenKey;
 use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
 use crate::keys::{KeyProblem, KeyWarning};
@@ -22,6 +23,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         tracing::warn!("WARNING: {w}");
     }
     crate::harden::harden_process(config.abuse.mlockall).context("while hardening the process")?;
+    let token_key = TokenKey::for_config(&config.abuse)?;
     let (intake, warnings) = Intake::open(config, SystemTime::now()).map_err(|e| match e {
         OpenError::Keys(list) => problems(list),
         OpenError::Store(e) if e.is_locked() => anyhow::Error::new(e).context(
@@ -50,7 +52,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         let local = listener.local_addr()?;
         // This line first: scripts (and the tests) read the address from it.
         tracing::info!("listening on http://{local}/");
-        let state = AppState::new(intake);
+        let state = AppState::new(intake, token_key);
         let staff = &state.intake().config.staff;
         let staff_listener = match staff.placement() {
             StaffPlacement::OwnListener(staff_addr) => {

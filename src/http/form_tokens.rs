@@ -1,12 +1,18 @@
 //! Form tokens: each rendered HTML form carries a signed, expiring,
 //! single-use token; no JavaScript needed.
 //!
-//! A token is `nonce ‖ issued ‖ tag`: 16 random bytes, the milliseconds
-//! since this process started (a monotonic clock, not the time of day), and
-//! an HMAC-SHA256 tag (truncated to 16 bytes) over the form id and both,
-//! under a key drawn at start and held only in memory. Used nonces are kept
-//! in a bounded in-memory set until their token would have expired anyway.
-//! Nothing here is written to disk or logged.
+//! A token is `nonce ‖ issued ‖ tag`: 16 random bytes, the issue time in
+//! milliseconds, and an HMAC-SHA256 tag (truncated to 16 bytes) over the
+//! form id and both. The key and the clock are a [`TokenKey`]
+//! (`form_tokens/key.rs`): by default a key drawn at start, held only in
+//! memory, with the time since this process started (a monotonic clock, not
+//! the time of day); with `[abuse] form_token_secret_file`, the key every
+//! node reads from that file, with the Unix time, so that any node accepts
+//! a form another node rendered. Used nonces are kept in a bounded
+//! in-memory set until their token would have expired anyway. Nothing here
+//! is written to disk or logged.
+
+mod key;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,7 +22,8 @@ use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+
+pub use key::{MIN_SECRET_BYTES, SecretFileError, TokenKey};
 
 use crate::config::AbuseConfig;
 
@@ -84,8 +91,7 @@ impl Drop for Held<'_> {
 
 /// Issues and checks form tokens.
 pub struct FormTokens {
-    key: Zeroizing<[u8; 32]>,
-    started: Instant,
+    key: TokenKey,
     lifetime: Duration,
     min_fill: Duration,
     max_tracked: usize,
@@ -93,13 +99,10 @@ pub struct FormTokens {
 }
 
 impl FormTokens {
-    /// Token rules from `config`, with a fresh random key.
-    pub fn new(config: &AbuseConfig) -> FormTokens {
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut key[..]);
+    /// Token rules from `config`, signed with `key`.
+    pub fn new(config: &AbuseConfig, key: TokenKey) -> FormTokens {
         FormTokens {
             key,
-            started: Instant::now(),
             lifetime: Duration::from_secs(config.token_lifetime_secs),
             min_fill: Duration::from_secs(config.min_fill_secs),
             max_tracked: config.max_tracked_tokens,
@@ -108,7 +111,7 @@ impl FormTokens {
     }
 
     fn tag(&self, form: &str, nonce: &[u8], issued: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key.secret[..])
             .expect("HMAC takes any key length");
         mac.update(&(form.len() as u64).to_be_bytes());
         mac.update(form.as_bytes());
@@ -121,7 +124,7 @@ impl FormTokens {
     pub fn issue(&self, form: &str) -> String {
         let mut nonce = [0u8; NONCE];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let issued = (self.started.elapsed().as_millis() as u64).to_be_bytes();
+        let issued = self.key.clock.now_ms().to_be_bytes();
         let tag = self.tag(form, &nonce, &issued).finalize().into_bytes();
         let mut raw = Vec::with_capacity(TOKEN_BYTES);
         raw.extend_from_slice(&nonce);
@@ -153,8 +156,14 @@ impl FormTokens {
             .map_err(|_| TokenError::Invalid)?;
         let mut ms = [0u8; 8];
         ms.copy_from_slice(issued);
-        let issued_at = self.started + Duration::from_millis(u64::from_be_bytes(ms));
-        let age = Instant::now().saturating_duration_since(issued_at);
+        // A token from a node whose clock is ahead looks younger: at worst
+        // "too fast" until the clocks agree again.
+        let age = Duration::from_millis(
+            self.key
+                .clock
+                .now_ms()
+                .saturating_sub(u64::from_be_bytes(ms)),
+        );
         if age > self.lifetime {
             return Err(TokenError::Expired);
         }
@@ -169,7 +178,7 @@ impl FormTokens {
         }
         Ok(Verified {
             nonce: key,
-            expires: issued_at + self.lifetime,
+            expires: Instant::now() + (self.lifetime - age),
         })
     }
 
@@ -225,12 +234,15 @@ mod tests {
     use super::*;
 
     fn tokens(min_fill: u64, lifetime: u64, max: usize) -> FormTokens {
-        FormTokens::new(&AbuseConfig {
-            min_fill_secs: min_fill,
-            token_lifetime_secs: lifetime,
-            max_tracked_tokens: max,
-            ..AbuseConfig::default()
-        })
+        FormTokens::new(
+            &AbuseConfig {
+                min_fill_secs: min_fill,
+                token_lifetime_secs: lifetime,
+                max_tracked_tokens: max,
+                ..AbuseConfig::default()
+            },
+            TokenKey::random(),
+        )
     }
 
     #[test]
@@ -320,5 +332,28 @@ mod tests {
             Err(TokenError::Busy)
         );
         assert_eq!(t.tracked(), 3);
+    }
+
+    fn shared(secret: &[u8]) -> FormTokens {
+        FormTokens::new(
+            &AbuseConfig {
+                min_fill_secs: 0,
+                ..AbuseConfig::default()
+            },
+            TokenKey {
+                secret: zeroize::Zeroizing::new(secret.to_vec()),
+                clock: key::TokenClock::Wall,
+            },
+        )
+    }
+
+    #[test]
+    fn nodes_with_one_shared_secret_accept_each_others_tokens() {
+        let (a, b) = (shared(&[1; 32]), shared(&[1; 32]));
+        let stranger = shared(&[2; 32]);
+        let tok = a.issue("tip");
+        assert_eq!(stranger.redeem("tip", Some(&tok)), Err(TokenError::Invalid));
+        assert_eq!(b.redeem("tip", Some(&tok)), Ok(()));
+        assert_eq!(b.redeem("tip", Some(&tok)), Err(TokenError::Replayed));
     }
 }

@@ -16,6 +16,7 @@ mod browser;
 mod canaries;
 mod durability;
 mod harden;
+mod nodes;
 mod notify;
 mod openapi;
 mod pages;
