@@ -323,6 +323,7 @@ pub async fn serve(
                 tick.tick().await;
                 state.limits().retain_recent();
                 state.tokens().forget_expired();
+                state.tokens().forget_expired_everywhere().await;
             }
         })
     };

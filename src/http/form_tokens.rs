@@ -9,14 +9,16 @@
 //! the time of day); with `[abuse] form_token_secret_file`, the key every
 //! node reads from that file, with the Unix time, so that any node accepts
 //! a form another node rendered. Used nonces are kept in a bounded
-//! in-memory set until their token would have expired anyway. Nothing here
-//! is written to disk or logged.
+//! in-memory set until their token would have expired anyway; nodes that
+//! share a database also record them there ([`SharedUsedTokens`], asked
+//! only when a post uses its token up), so that a token used on one node is
+//! refused by the others. Nothing here is written to disk or logged.
 
 mod key;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, Mac};
@@ -26,6 +28,7 @@ use sha2::Sha256;
 pub use key::{MIN_SECRET_BYTES, SecretFileError, TokenKey};
 
 use crate::config::AbuseConfig;
+use crate::used_tokens::{NONCE_BYTES, SharedUsedTokens, oldest_day_kept};
 
 /// The form parameter carrying the token. Not a valid field name, so it
 /// never collides with a configured field.
@@ -34,7 +37,7 @@ pub const TOKEN_FIELD: &str = "sf.token";
 /// The honeypot parameter: hidden from people, filled by naive bots.
 pub const HONEYPOT_FIELD: &str = "sf.homepage";
 
-const NONCE: usize = 16;
+const NONCE: usize = NONCE_BYTES;
 const TAG: usize = 16;
 const TOKEN_BYTES: usize = NONCE + 8 + TAG;
 
@@ -62,6 +65,8 @@ pub enum TokenError {
 pub struct Verified {
     nonce: [u8; NONCE],
     expires: Instant,
+    /// When the token was issued, as this node's clock reads it.
+    issued: SystemTime,
 }
 
 /// A token taken by one post ([`FormTokens::hold`]): given back when
@@ -70,12 +75,38 @@ pub struct Held<'a> {
     tokens: &'a FormTokens,
     /// `None` once kept.
     nonce: Option<[u8; NONCE]>,
+    issued: SystemTime,
 }
 
 impl Held<'_> {
-    /// Uses the token up for good.
+    /// Uses the token up for good on this node.
     pub fn keep(mut self) {
         self.nonce = None;
+    }
+
+    /// Uses the token up for good on every node: on this one, and in the
+    /// shared set when there is one, where `Replayed` says another node
+    /// used it first. If the shared set cannot be reached the token is
+    /// given back and the post refused as `Busy` (503): it may be sent
+    /// again.
+    pub async fn keep_everywhere(self) -> Result<(), TokenError> {
+        let (Some(shared), Some(nonce)) = (self.tokens.shared.clone(), self.nonce) else {
+            self.keep();
+            return Ok(());
+        };
+        let day = crate::store::day_string(self.issued);
+        let first = tokio::task::spawn_blocking(move || shared.first_use(&nonce, &day)).await;
+        match first {
+            Ok(Ok(true)) => {
+                self.keep();
+                Ok(())
+            }
+            Ok(Ok(false)) => {
+                self.keep();
+                Err(TokenError::Replayed)
+            }
+            Ok(Err(_)) | Err(_) => Err(TokenError::Busy),
+        }
     }
 }
 
@@ -96,6 +127,10 @@ pub struct FormTokens {
     min_fill: Duration,
     max_tracked: usize,
     used: Mutex<HashMap<[u8; NONCE], Instant>>,
+    /// The set every node sharing the store sees, if there is one.
+    shared: Option<Arc<dyn SharedUsedTokens>>,
+    /// The day the shared set was last told to forget what came before.
+    shared_forgotten: Mutex<Option<String>>,
 }
 
 impl FormTokens {
@@ -107,6 +142,17 @@ impl FormTokens {
             min_fill: Duration::from_secs(config.min_fill_secs),
             max_tracked: config.max_tracked_tokens,
             used: Mutex::new(HashMap::new()),
+            shared: None,
+            shared_forgotten: Mutex::new(None),
+        }
+    }
+
+    /// The same, also recording used tokens in `shared`, which the other
+    /// nodes see.
+    pub fn sharing(self, shared: Arc<dyn SharedUsedTokens>) -> FormTokens {
+        FormTokens {
+            shared: Some(shared),
+            ..self
         }
     }
 
@@ -179,6 +225,9 @@ impl FormTokens {
         Ok(Verified {
             nonce: key,
             expires: Instant::now() + (self.lifetime - age),
+            issued: SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
         })
     }
 
@@ -211,6 +260,7 @@ impl FormTokens {
         Ok(Held {
             tokens: self,
             nonce: Some(token.nonce),
+            issued: token.issued,
         })
     }
 
@@ -220,6 +270,34 @@ impl FormTokens {
         if let Ok(mut used) = self.used.lock() {
             used.retain(|_, expires| *expires > now);
             used.shrink_to_fit();
+        }
+    }
+
+    /// Forgets, in the shared set (if any), the tokens of the days whose
+    /// every token has expired: once a day, on the first call after the
+    /// oldest day still good has changed. A failure is logged; the next
+    /// call tries again.
+    pub async fn forget_expired_everywhere(&self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let day = oldest_day_kept(SystemTime::now(), self.lifetime);
+        let done = self.shared_forgotten.lock().ok().and_then(|d| d.clone());
+        if done.as_deref() == Some(day.as_str()) {
+            return;
+        }
+        let before = day.clone();
+        match tokio::task::spawn_blocking(move || shared.forget_before(&before)).await {
+            Ok(Ok(_)) => {
+                if let Ok(mut done) = self.shared_forgotten.lock() {
+                    *done = Some(day);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot forget expired form tokens"),
+            Err(e) => tracing::warn!(
+                error = super::join_failure(&e),
+                "cannot forget expired form tokens"
+            ),
         }
     }
 

@@ -345,7 +345,7 @@ impl<'f> Feeder<'f> {
                     continue;
                 }
                 if !self.gate_open {
-                    self.open_gate(starter)?;
+                    self.open_gate(starter).await?;
                 }
             }
             let index = part
@@ -359,7 +359,7 @@ impl<'f> Feeder<'f> {
             }
         }
         if self.gated && !self.gate_open {
-            self.open_gate(starter)?;
+            self.open_gate(starter).await?;
         }
         Ok(())
     }
@@ -391,7 +391,7 @@ impl<'f> Feeder<'f> {
     /// and takes an upload slot, and only then is its token used up (a
     /// person refused by a limit or for want of a slot gets it back and can
     /// send the same form again).
-    fn open_gate(&mut self, starter: &mut Starter<'_>) -> Result<(), Halt> {
+    async fn open_gate(&mut self, starter: &mut Starter<'_>) -> Result<(), Halt> {
         let state = starter.state;
         // A refusal below drops the pass, which gives the token back.
         let pass = gate::check(state, self.form, &mut self.gate_pairs)?;
@@ -399,7 +399,7 @@ impl<'f> Feeder<'f> {
             .limits()
             .charge(starter.client, Budget::Form(starter.form_index))?;
         starter.start()?;
-        pass.spend();
+        pass.spend().await?;
         self.gate_open = true;
         Ok(())
     }
