@@ -37,57 +37,46 @@ fn secret_file(dir: &Path, bytes: &[u8], mode: u32) -> std::path::PathBuf {
     path
 }
 
-async fn token_from(client: &reqwest::Client, node: &Server) -> String {
-    let res = client
-        .get(node.url("/forms/tip"))
-        .send()
-        .await
-        .expect("GET form");
+fn token_from(client: &reqwest::blocking::Client, node: &Server) -> String {
+    let res = client.get(node.url("/forms/tip")).send().expect("GET form");
     assert_eq!(res.status(), 200);
-    token_in(&res.bytes().await.expect("page"))
+    token_in(&res.bytes().expect("page"))
 }
 
-async fn post_to(client: &reqwest::Client, node: &Server, token: &str) -> (u16, String) {
-    let body = urlencode(&[
-        ("message", "a message sent to another node"),
-        ("sf.token", token),
-    ]);
+/// Posts the form with `token` to `node`: the status and the page.
+fn post_to(client: &reqwest::blocking::Client, node: &Server, token: &str) -> (u16, String) {
+    let body = urlencode(&[("message", "a message sent to another node"), ("sf.token", token)]);
     let res = client
         .post(node.url("/forms/tip"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
-        .await
         .expect("POST form");
     let status = res.status().as_u16();
-    (status, res.text().await.expect("page"))
+    (status, res.text().expect("page"))
 }
 
-#[tokio::test]
-async fn a_form_opened_on_one_node_is_accepted_by_another_with_the_same_secret_file() {
+#[test]
+fn a_form_opened_on_one_node_is_accepted_by_another_with_the_same_secret_file() {
     let shared = tempfile::tempdir().expect("tempdir");
-    let secret = secret_file(
-        shared.path(),
-        format!("{}\n", "5a".repeat(32)).as_bytes(),
-        0o600,
-    );
+    let secret = secret_file(shared.path(), format!("{}\n", "5a".repeat(32)).as_bytes(), 0o600);
     let (fa, fb, fc) = (node(Some(&secret)), node(Some(&secret)), node(None));
     let (a, b, c) = (Server::start(&fa), Server::start(&fb), Server::start(&fc));
-    let client = reqwest::Client::new();
+    let client = reqwest::blocking::Client::new();
 
-    let token = token_from(&client, &a).await;
-    let (status, page) = post_to(&client, &b, &token).await;
+    let token = token_from(&client, &a);
+    let (status, page) = post_to(&client, &b, &token);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"receipt\""), "{page}");
     assert_eq!((fa.records().len(), fb.records().len()), (0, 1));
 
-    let (status, page) = post_to(&client, &b, &token).await;
+    let (status, page) = post_to(&client, &b, &token);
     assert_eq!(status, 400, "the same token twice on one node: {page}");
     assert!(page.contains("already sent"), "{page}");
 
     // A node with a key of its own refuses the others' forms.
-    let other = token_from(&client, &a).await;
-    let (status, page) = post_to(&client, &c, &other).await;
+    let other = token_from(&client, &a);
+    let (status, page) = post_to(&client, &c, &other);
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("did not come from"), "{page}");
     assert_eq!(fc.records().len(), 0);
