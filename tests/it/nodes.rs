@@ -45,7 +45,10 @@ fn token_from(client: &reqwest::blocking::Client, node: &Server) -> String {
 
 /// Posts the form with `token` to `node`: the status and the page.
 fn post_to(client: &reqwest::blocking::Client, node: &Server, token: &str) -> (u16, String) {
-    let body = urlencode(&[("message", "a message sent to another node"), ("sf.token", token)]);
+    let body = urlencode(&[
+        ("message", "a message sent to another node"),
+        ("sf.token", token),
+    ]);
     let res = client
         .post(node.url("/forms/tip"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -59,7 +62,11 @@ fn post_to(client: &reqwest::blocking::Client, node: &Server, token: &str) -> (u
 #[test]
 fn a_form_opened_on_one_node_is_accepted_by_another_with_the_same_secret_file() {
     let shared = tempfile::tempdir().expect("tempdir");
-    let secret = secret_file(shared.path(), format!("{}\n", "5a".repeat(32)).as_bytes(), 0o600);
+    let secret = secret_file(
+        shared.path(),
+        format!("{}\n", "5a".repeat(32)).as_bytes(),
+        0o600,
+    );
     let (fa, fb, fc) = (node(Some(&secret)), node(Some(&secret)), node(None));
     let (a, b, c) = (Server::start(&fa), Server::start(&fb), Server::start(&fc));
     let client = reqwest::blocking::Client::new();

@@ -38,7 +38,11 @@ fn submit_json(client: &reqwest::blocking::Client, node: &Server, i: usize) -> S
 }
 
 /// Every record `node`'s staff API lists, as (receipt, state), sorted.
-fn listing(client: &reqwest::blocking::Client, node: &Server, token: &str) -> Vec<(String, String)> {
+fn listing(
+    client: &reqwest::blocking::Client,
+    node: &Server,
+    token: &str,
+) -> Vec<(String, String)> {
     let listing: Value = client
         .get(node.url("/api/v1/staff/submissions?state=all"))
         .bearer_auth(token)
@@ -76,7 +80,10 @@ fn retention_line(server: &Server) -> String {
             return line.to_owned();
         }
         assert!(!log.contains("upkeep of the store failed"), "{log}");
-        assert!(Instant::now() < deadline, "no retention within 30 s:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no retention within 30 s:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -125,7 +132,10 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
         assert!(page.contains("already sent"), "{page}");
     }
     receipts.sort();
-    let listed: Vec<String> = listing(&client, &a, &token).into_iter().map(|(r, _)| r).collect();
+    let listed: Vec<String> = listing(&client, &a, &token)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     assert_eq!(listed, receipts, "node A lists what both took in");
 
     // pull through B fetches every record, and the real gpg reads them.
@@ -133,20 +143,43 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
     let bundle = work.path().join("bundle");
     let bundle_s = bundle.to_str().expect("utf-8");
     let token_s = token_file.to_str().expect("utf-8");
-    let out = run_ok(&["pull", "--url", &b.url(""), "--token-file", token_s, "--out", bundle_s]);
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &b.url(""),
+        "--token-file",
+        token_s,
+        "--out",
+        bundle_s,
+    ]);
     assert!(out.contains("7 fetched"), "{out}");
     let gpg = Gpg::with_secret_keys(&[&TestKey::Ed25519.secret()]);
     for r in &receipts {
-        let plain = gpg.decrypt(&bundle.join(format!("{r}.pgp"))).expect("gpg decrypts");
+        let plain = gpg
+            .decrypt(&bundle.join(format!("{r}.pgp")))
+            .expect("gpg decrypts");
         let plain = String::from_utf8_lossy(&plain);
-        assert!(plain.contains(&format!("X-Sealform-Receipt: {r}")), "{plain}");
+        assert!(
+            plain.contains(&format!("X-Sealform-Receipt: {r}")),
+            "{plain}"
+        );
     }
 
     // ack through A: acknowledged for both.
-    let out = run_ok(&["ack", "--all-readers", "--url", &a.url(""), "--token-file", token_s, bundle_s]);
+    let out = run_ok(&[
+        "ack",
+        "--all-readers",
+        "--url",
+        &a.url(""),
+        "--token-file",
+        token_s,
+        bundle_s,
+    ]);
     assert!(out.contains("7 acknowledged"), "{out}");
     assert!(
-        listing(&client, &b, &token).iter().all(|(_, state)| state == "acked"),
+        listing(&client, &b, &token)
+            .iter()
+            .all(|(_, state)| state == "acked"),
         "node B sees them acknowledged"
     );
 
