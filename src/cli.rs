@@ -13,6 +13,7 @@ mod purge;
 mod readers;
 mod serve;
 mod staff_client;
+mod store_copy;
 mod token;
 mod transfer;
 
@@ -171,6 +172,12 @@ pub enum Command {
     },
     /// Apply the `[retention]` settings now (`serve` does it daily).
     Purge,
+    /// Work on a store as a whole, with the servers using it stopped.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Send the daily digest of `[notify]` now, to every reader (for
     /// setting up; `serve` sends it daily). Exits 1 saying why when a
     /// reader got nothing.
@@ -194,6 +201,23 @@ pub enum Command {
         /// Lock all memory (mlockall), so no secret key reaches swap.
         #[arg(long)]
         mlock: bool,
+    },
+}
+
+/// The commands of `sealform store`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every record, with its state, from the store config FROM names to
+    /// the one config TO names (e.g. from the embedded store to PostgreSQL),
+    /// checking each record's sha256; run it again to finish a copy that
+    /// was stopped.
+    Copy {
+        /// The configuration of the store to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration of the store to copy into.
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -263,6 +287,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             mlock,
         }),
         Command::Purge => purge::run(&cli.config),
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => store_copy::run(&from, &to),
         Command::Keygen {
             name,
             out,

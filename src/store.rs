@@ -55,6 +55,7 @@
 
 mod committer;
 mod gather;
+mod import;
 mod index;
 mod recovery;
 mod retention;

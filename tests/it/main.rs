@@ -26,4 +26,5 @@ mod routes;
 mod sealing;
 mod smoke;
 mod staff;
+mod store_copy;
 mod upload;
