@@ -4,7 +4,7 @@
 //! time, with errors that name the file, the key and the fix. Each table has
 //! its module, which declares it and checks it: `server` (`[server]`),
 //! `forms` (`[[forms]]` and their fields), `abuse` (`[limits]` and
-//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `notify`
+//! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `store` (`[store]`), `notify`
 //! (`[notify]`, the daily digest).
 //! [`Config::parse`] gathers the problems of every table and refuses the
 //! file with all of them at once. The result is loaded once and passed in;
@@ -21,6 +21,7 @@ mod notify;
 mod retention;
 mod server;
 mod staff;
+mod store;
 
 pub use abuse::{AbuseConfig, LimitsConfig, Rate};
 pub use forms::{
@@ -31,6 +32,7 @@ pub use notify::{NotifyConfig, ReaderConfig, Relay, RelayTls};
 pub use retention::RetentionConfig;
 pub use server::{MAX_BODY_LIMIT, ServerConfig};
 pub use staff::{StaffConfig, StaffPlacement};
+pub use store::{SslMode, StoreBackend, StoreConfig};
 
 /// Default path of the configuration file when neither `--config` nor
 /// `$SEALFORM_CONFIG` is given.
@@ -57,6 +59,9 @@ pub struct Config {
     /// How long records are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Which backend keeps the records (`[store]`).
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The daily digest to staff (`[notify]`), when set.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -144,6 +149,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.server.data_dir = base.join(&config.server.data_dir);
         config.server.keys_dir = base.join(&config.server.keys_dir);
+        config.store.resolve_paths(base);
         if let Some(notify) = &mut config.notify {
             notify.resolve_paths(base);
         }
@@ -186,6 +192,7 @@ impl Config {
     fn validate(&self) -> Vec<Problem> {
         let mut problems = self.server.validate();
         problems.extend(self.retention.validate());
+        problems.extend(self.store.validate());
         problems.extend(abuse::validate(&self.limits, &self.abuse));
         problems.extend(self.staff.validate(&self.forms));
         problems.extend(forms::validate(&self.forms));

@@ -122,8 +122,8 @@ impl AppState {
     }
 
     /// Seals a validated submission ([`Intake::submit`]) and waits until it
-    /// is durable; the failures answer 503 (workers stopped, storage full)
-    /// or 500, each logged once (see `http/error.rs`).
+    /// is durable; the failures answer 503 (workers stopped, storage full,
+    /// database unavailable) or 500, each logged once (see `http/error.rs`).
     async fn seal(&self, form_index: usize, submission: Submission) -> Result<Receipt, HttpError> {
         match self.inner.intake.submit(form_index, submission).await {
             Ok(receipt) => Ok(receipt),
@@ -135,6 +135,8 @@ impl AppState {
                 Err(HttpError::unavailable()
                     .logging("cannot store a submission: storage is full", &e))
             }
+            Err(e) if e.is_store_unavailable() => Err(HttpError::unavailable()
+                .logging("cannot store a submission: the database is unavailable", &e)),
             Err(e) => Err(HttpError::internal(&e)),
         }
     }

@@ -49,7 +49,7 @@ use super::record::SealedRecord;
 use super::{Intake, IntakeError};
 use crate::config::FormConfig;
 use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
-use crate::store::PendingRecord;
+use crate::store::Pending;
 use crate::submission::{RawValue, Rejection, Submission};
 
 /// A growing upload record is synced to disk after this many bytes.
@@ -164,7 +164,7 @@ impl<W: Write, P: FnMut() -> io::Result<u64>> Write for FloorGuard<W, P> {
 /// large upload does not pile up dirty pages that would slow every other
 /// record's fsync and its own commit.
 struct WriteBehind {
-    pending: PendingRecord,
+    pending: Pending,
     unsynced: u64,
 }
 

@@ -267,6 +267,9 @@ fn sealed_outcome(sealed: Result<Receipt, UploadError>) -> Result<Receipt, Failu
         Err(UploadError::Intake(e)) if e.is_storage_full() => Err(HttpError::unavailable()
             .logging("cannot store an upload: storage is full", &e)
             .into()),
+        Err(UploadError::Intake(e)) if e.is_store_unavailable() => Err(HttpError::unavailable()
+            .logging("cannot store an upload: the database is unavailable", &e)
+            .into()),
         Err(e) => Err(HttpError::internal(&e).into()),
     }
 }
