@@ -71,7 +71,11 @@ impl AppState {
             server.upload_min_bytes_per_sec,
         );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
-        let tokens = form_tokens::FormTokens::new(&intake.config.abuse, token_key);
+        let mut tokens = form_tokens::FormTokens::new(&intake.config.abuse, token_key);
+        // Nodes sharing a database share the set of used tokens too.
+        if let Some(pg) = intake.store.postgres() {
+            tokens = tokens.sharing(Arc::new(crate::used_tokens::PgUsedTokens::new(pg.pool())));
+        }
         let digest = intake
             .config
             .notify

@@ -12,7 +12,11 @@
 //! Only a store that several nodes share needs one; the embedded store
 //! serves one node, whose in-memory set is the whole truth.
 
+mod postgres;
+
 use std::time::{Duration, SystemTime};
+
+pub use postgres::PgUsedTokens;
 
 /// Bytes of a form token's nonce.
 pub const NONCE_BYTES: usize = 16;

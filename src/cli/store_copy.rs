@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
 use crate::receipt::Receipt;
-use crate::store::{IndexEntry, RecordState, Store};
+use crate::store::{IndexEntry, RecordState, RecordStore};
 
 /// What happened to one record.
 enum Copied {
@@ -59,8 +59,8 @@ pub fn run(from: &Path, to: &Path) -> anyhow::Result<ExitCode> {
 
 /// Copies one record unless `dest` holds it identical already.
 fn copy_one(
-    source: &Store,
-    dest: &Store,
+    source: &RecordStore,
+    dest: &RecordStore,
     receipt: &Receipt,
     entry: &IndexEntry,
 ) -> anyhow::Result<Copied> {
@@ -90,12 +90,8 @@ fn copy_one(
 }
 
 /// A record's ciphertext in `store`, if it has one.
-fn ciphertext(store: &Store, receipt: &Receipt) -> anyhow::Result<Option<impl Read>> {
-    match store.open_record(receipt) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context("while opening a record")),
-    }
+fn ciphertext(store: &RecordStore, receipt: &Receipt) -> anyhow::Result<Option<impl Read>> {
+    store.open_record(receipt).context("while opening a record")
 }
 
 /// The SHA-256 of what `reader` holds, if anything.

@@ -27,6 +27,7 @@
 //! `connect.rs`; the pool replaces broken connections by itself.
 
 mod connect;
+mod import;
 mod migrate;
 mod pending;
 mod reader;
@@ -74,6 +75,13 @@ impl PgStore {
     /// `store/postgres/migrations/` and `MIGRATIONS` in `store/postgres/migrate.rs`).
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
         connect::take(&self.pool)
+    }
+
+    /// The backend's pool itself, for such a feature that outlives a
+    /// borrow of the store (the shared set of used form tokens,
+    /// `used_tokens/postgres.rs`).
+    pub(crate) fn pool(&self) -> Pool {
+        self.pool.clone()
     }
 
     /// Starts a record: picks a receipt; nothing is sent to the database

@@ -151,6 +151,22 @@ impl RecordStore {
         }
     }
 
+    /// Writes a record whole as `entry` describes it, receipt and all, with
+    /// `ciphertext` (`None` for an acknowledged record), replacing one
+    /// already there; durable when this returns (`sealform store copy`).
+    /// Blocking.
+    pub fn import(
+        &self,
+        receipt: &Receipt,
+        entry: &IndexEntry,
+        ciphertext: Option<&mut dyn Read>,
+    ) -> Result<(), StoreError> {
+        match self {
+            RecordStore::Fs(s) => s.import(receipt, entry, ciphertext),
+            RecordStore::Postgres(s) => s.import(receipt, entry, ciphertext),
+        }
+    }
+
     /// Opens a record's ciphertext for reading; `None` when it is not
     /// there (unknown, acknowledged, or its spool file gone).
     pub fn open_record(&self, receipt: &Receipt) -> Result<Option<RecordReader>, StoreError> {

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use crate::support::*;
 
+mod shared_database;
+
 const LIMITS: &str = r#"
 [limits]
 form_client = { burst = 100000, per_minute = 100000 }

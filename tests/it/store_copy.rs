@@ -1,15 +1,15 @@
 //! `sealform store copy`: a store of 1,000 records (some with attachments,
-//! some exported, some acknowledged) copied to another store and back is
-//! byte-identical, entry for entry, and a copy killed half-way completes
-//! when run again, skipping what it had copied.
+//! some exported, some acknowledged) copied from the embedded store to a
+//! real PostgreSQL and back is byte-identical, entry for entry, and a copy
+//! killed half-way completes when run again, skipping what it had copied.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use serde_json::json;
 
+use crate::pg::Postgres;
 use crate::support::*;
 use crate::upload::{Multipart, UPLOAD_FORMS, api_upload, receipt_of};
 
@@ -122,25 +122,25 @@ fn copy_killed_half_way(from: &Fixture, to: &Fixture, copied: impl Fn() -> usize
     child.wait().expect("reap");
 }
 
-fn spool_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("spool"))
-        .map(|d| {
-            d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some()))
-                .count()
-        })
-        .unwrap_or(0)
+/// Records in the database (0 before the first copy created the schema).
+fn rows(pg: &Postgres) -> usize {
+    pg.client()
+        .query_one("SELECT count(*) FROM records", &[])
+        .map_or(0, |r| r.get::<_, i64>(0) as usize)
 }
 
 #[tokio::test]
 async fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() {
     let a = Fixture::new(&[TestKey::Ed25519], UPLOAD_FORMS, "");
     fill(&a).await;
-    let (b, c) = (
-        Fixture::new(&[TestKey::Ed25519], UPLOAD_FORMS, ""),
-        Fixture::new(&[TestKey::Ed25519], UPLOAD_FORMS, ""),
+    let pg = Postgres::start();
+    let store = format!(
+        "{TEST_TABLES}\n[store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n",
+        pg.url()
     );
-    let b_dir = b.data_dir();
-    copy_killed_half_way(&a, &b, || spool_files(&b_dir));
+    let b = Fixture::with_tables(&[TestKey::Ed25519], UPLOAD_FORMS, "", &store);
+    let c = Fixture::new(&[TestKey::Ed25519], UPLOAD_FORMS, "");
+    copy_killed_half_way(&a, &b, || rows(&pg));
     let out = copy(&a, &b);
     assert!(out.contains(&format!("{RECORDS} record(s): ")), "{out}");
     assert!(

@@ -11,7 +11,10 @@ use super::connect::db_err;
 use crate::store::StoreError;
 
 /// Every migration, numbered from 1 without gaps, oldest first.
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_records.sql"))];
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_records.sql")),
+    (2, include_str!("migrations/0002_used_tokens.sql")),
+];
 
 /// The advisory lock every node takes while it migrates (any constant no
 /// other program on the database uses: "sealform" in ASCII).

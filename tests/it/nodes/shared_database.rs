@@ -183,6 +183,22 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
         "node B sees them acknowledged"
     );
 
+    // The shared replay set holds the used token's nonce and day, nothing
+    // else; a day whose tokens have all expired is forgotten by the next
+    // node to start.
+    let mut db = pg.client();
+    let rows = db
+        .query("SELECT day, length(nonce) FROM used_tokens", &[])
+        .expect("used_tokens");
+    let today = sealform::store::day_string(std::time::SystemTime::now());
+    let seen: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(seen, vec![(today.clone(), 16)]);
+    db.execute(
+        "INSERT INTO used_tokens (nonce, day) VALUES ($1, '2020-01-01')",
+        &[&&[7u8; 16][..]],
+    )
+    .expect("an old nonce");
+
     // Both nodes restart at once and purge at start: each record once.
     a.terminate();
     b.terminate();
@@ -195,6 +211,23 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
     assert_eq!(acked_in(&la) + acked_in(&lb), 7, "{la}\n{lb}");
     assert!(listing(&client, &a, &token).is_empty());
     assert!(listing(&client, &b, &token).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let days: Vec<String> = db
+            .query("SELECT day FROM used_tokens", &[])
+            .expect("used_tokens")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if days == vec![today.clone()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expired days not forgotten: {days:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for server in [&a, &b] {
         let log = server.log_text();
         assert!(!log.contains("ERROR") && !log.contains("failed"), "{log}");
