@@ -129,10 +129,13 @@ fn rows(pg: &Postgres) -> usize {
         .map_or(0, |r| r.get::<_, i64>(0) as usize)
 }
 
-#[tokio::test]
-async fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() {
+#[test]
+fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() {
     let a = Fixture::new(&[TestKey::Ed25519], UPLOAD_FORMS, "");
-    fill(&a).await;
+    // The blocking PostgreSQL client below cannot run inside a runtime.
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(fill(&a));
     let pg = Postgres::start();
     let store = format!(
         "{TEST_TABLES}\n[store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n",
