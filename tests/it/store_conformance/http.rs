@@ -120,7 +120,7 @@ fn json_form_and_upload_submissions_on_postgres_pull_decrypt_and_ack() {
         .body(multipart("with a file", &file))
         .send()
         .expect("upload");
-    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(res.status().as_u16(), 201, "{}", server.log_text());
     let uploaded = res.json::<Value>().expect("json")["receipt"]
         .as_str()
         .expect("receipt")
@@ -262,14 +262,20 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("synchronous_commit"), "{text}");
-    pg.client()
-        .batch_execute(
-            "ALTER DATABASE sealform RESET synchronous_commit; \
-             ALTER SYSTEM SET track_commit_timestamp = on",
-        )
+    let mut c = pg.client();
+    c.batch_execute("ALTER DATABASE sealform RESET synchronous_commit")
         .expect("alter");
+    c.batch_execute("ALTER SYSTEM SET track_commit_timestamp = on")
+        .expect("alter");
+    drop(c);
     pg.stop_immediate();
     pg.start_again();
+    let shown: String = pg
+        .client()
+        .query_one("SHOW synchronous_commit", &[])
+        .expect("show")
+        .get(0);
+    assert_eq!(shown, "on");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(fx.config_path())
