@@ -263,8 +263,13 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("synchronous_commit"), "{text}");
     let mut c = pg.client();
-    c.batch_execute("ALTER DATABASE sealform RESET synchronous_commit")
-        .expect("alter");
+    // This session has the database's setting (off): without this its own
+    // RESET would commit asynchronously, and the immediate stop below could
+    // lose it (as sealform's records would be lost, hence the refusal).
+    c.batch_execute(
+        "SET synchronous_commit = on; ALTER DATABASE sealform RESET synchronous_commit",
+    )
+    .expect("alter");
     c.batch_execute("ALTER SYSTEM SET track_commit_timestamp = on")
         .expect("alter");
     drop(c);
