@@ -208,11 +208,7 @@ fn ack_deletes_the_ciphertext_and_keeps_the_row_with_its_day(b: Backend) {
     assert_eq!(twice.acked_day, e.acked_day, "a second ack changes nothing");
     assert_eq!(b.store.ack(&Receipt::random(), now).expect("ack"), None);
     if let Some(pg) = &b.pg {
-        let left: i64 = pg
-            .client()
-            .query_one("SELECT count(*) FROM chunks", &[])
-            .expect("count")
-            .get(0);
+        let left = pg.count("SELECT count(*) FROM chunks");
         assert_eq!(left, 0, "no chunk of an acknowledged record is left");
     }
 }
@@ -332,11 +328,7 @@ fn a_record_dropped_before_its_commit_leaves_nothing(b: Backend) {
     drop(pending);
     assert!(b.store.list().expect("list").is_empty());
     if let Some(pg) = &b.pg {
-        let rows: i64 = pg
-            .client()
-            .query_one("SELECT count(*) FROM chunks", &[])
-            .expect("count")
-            .get(0);
+        let rows = pg.count("SELECT count(*) FROM chunks");
         assert_eq!(rows, 0, "the transaction was rolled back");
     }
     // The store still takes records afterwards (the connection went back
