@@ -207,6 +207,14 @@ impl Config {
         self.staff.scopes_by_form() || self.notify.is_some()
     }
 
+    /// Whether records take room in `data_dir` (the embedded store), so
+    /// that uploads watch its free space (`server.min_free_bytes`); with
+    /// PostgreSQL the records go to the database, and the database server
+    /// watches its own disk.
+    pub fn stores_in_data_dir(&self) -> bool {
+        self.store.backend == StoreBackend::Fs
+    }
+
     /// The form with this id.
     pub fn form(&self, id: &str) -> Option<&FormConfig> {
         self.form_index(id).map(|i| &self.forms[i])

@@ -51,7 +51,8 @@
 //! the commit's order of steps), `gather.rs` ([`Anticipated`] records and the
 //! wait for them), `index.rs` (the sled index, its rebuild and the repair of
 //! an interrupted swap), `recovery.rs` (the repairs at open), `retention.rs`
-//! ([`Store::purge`]) and `times.rs` (the day on every file).
+//! ([`Store::purge`]), `import.rs` ([`Store::import`], a record moved in
+//! from another store) and `times.rs` (the day on every file).
 //!
 //! [`RecordStore`] (`store/record_store.rs`) is the one interface the rest
 //! of sealform uses: it dispatches to this embedded store or to the
@@ -86,6 +87,7 @@ pub use committer::CommitAnswer;
 use committer::Committer;
 pub use gather::Anticipated;
 use gather::Anticipations;
+pub use import::Imported;
 use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
 pub use record_store::{Pending, RecordReader, RecordStore};
 pub use retention::Purged;

@@ -7,7 +7,8 @@
 //! A, and read back from B and hashed again once B says it is durable: a
 //! record whose two digests differ stops the copy. A copy that was stopped
 //! (or killed) is run again the same way: a record B already holds with the
-//! same entry and the same digest is skipped, any other is written again.
+//! same entry and the same digest is skipped, any other is written; one
+//! it holds differently (changed there since) stops the copy.
 //! Nothing is printed about a record but counts: a receipt is a secret of
 //! the person who sent it.
 
@@ -20,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
 use crate::receipt::Receipt;
-use crate::store::{IndexEntry, RecordState, RecordStore};
+use crate::store::{Imported, IndexEntry, RecordState, RecordStore};
 
 /// What happened to one record.
 enum Copied {
@@ -75,7 +76,18 @@ fn copy_one(
     if expects_ciphertext && reader.is_none() {
         bail!("the --from store lists a record that is not acknowledged, but has no ciphertext");
     }
-    dest.import(receipt, entry, reader.as_mut().map(|r| r as &mut dyn Read))?;
+    // An acknowledged record has no ciphertext: nothing is read.
+    let mut nothing = io::empty();
+    let source_bytes: &mut dyn Read = match reader.as_mut() {
+        Some(r) => r,
+        None => &mut nothing,
+    };
+    if dest.import(receipt, entry, source_bytes)? == Imported::AlreadyThere {
+        bail!(
+            "the --to store holds this record already, but not as the --from store does: \
+             it was changed there since an earlier copy; copy into an empty store"
+        );
+    }
     let read = reader.map(Hashing::finish);
     let written = digest(ciphertext(dest, receipt)?)?;
     ensure!(

@@ -209,12 +209,20 @@ pub(super) fn seal_stream(
 ) -> Result<SealedRecord, UploadError> {
     let data_dir = intake.config.server.data_dir.clone();
     let floor = intake.config.server.min_free_bytes;
+    // Records in a database take no room in data_dir.
+    let watch = intake.config.stores_in_data_dir();
     let guarded = |pending| {
         let synced = WriteBehind {
             pending,
             unsynced: 0,
         };
-        FloorGuard::new(synced, floor, move || available_space(&data_dir))
+        FloorGuard::new(synced, floor, move || {
+            if watch {
+                available_space(&data_dir)
+            } else {
+                Ok(u64::MAX)
+            }
+        })
     };
     let unguarded = |guard: FloorGuard<WriteBehind, _>| guard.into_inner().pending;
     let mut stopped = None;

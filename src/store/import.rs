@@ -1,65 +1,88 @@
-//! Records brought in whole from another store (`sealform store copy`),
-//! keeping their identity: receipt, day, state, recipients, form and the
-//! day of acknowledgement, and the ciphertext byte for byte.
-//!
-//! The order is a commit's: the ciphertext is written to `spool/tmp/`,
-//! fsynced, dated to its day and renamed into `spool/` (the directory
-//! fsynced), and only then is the index entry written and synced. A crash
-//! in between leaves a spool file the next [`Store::open`] indexes again (a
-//! copy run again then puts the source's entry back). Importing a record
-//! that is already there replaces it, so a copy that was stopped can be run
-//! again.
+//! Importing a record with its identity (receipt, day, state, recipients,
+//! form, day of acknowledgement), for moving a store between backends: the
+//! embedded store's half ([`Store::import`]). It must never answer before
+//! the record is as durable as a committed one, nor overwrite a record that
+//! is already there.
 
-use std::fs;
+use std::fs::{self, FileTimes};
 use std::io::{self, Read};
 use std::time::SystemTime;
 
-use super::{IndexEntry, Store, StoreError, io_err, sync_dir, times};
+use super::{IndexEntry, RecordState, Store, StoreError, io_err, sync_dir};
 use crate::durable;
 use crate::receipt::Receipt;
 
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// The record is stored now.
+    Stored,
+    /// A record with this receipt was there already; nothing changed.
+    AlreadyThere,
+}
+
+/// The start of `day` (`YYYY-MM-DD`, UTC), or an error naming the entry's
+/// field.
+pub(super) fn start_of(day: &str) -> Result<SystemTime, StoreError> {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| SystemTime::from(t.and_utc()))
+        .ok_or_else(|| StoreError::Database(format!("an imported entry's day is not a day: {day}")))
+}
+
+/// Fails unless `read` is the size the entry says.
+pub(super) fn check_size(read: u64, entry: &IndexEntry) -> Result<(), StoreError> {
+    if read == entry.size {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "an imported record has {read} bytes of ciphertext, its entry says {}",
+            entry.size
+        )))
+    }
+}
+
 impl Store {
-    /// Writes the record `receipt` as `entry` describes it, with
-    /// `ciphertext` as its spool file (`None` for an acknowledged record,
-    /// which has none); durable when this returns. Blocking.
+    /// Stores a record under `receipt` with `entry` as its index entry and
+    /// `ciphertext` as its spool file (not read for an acknowledged record,
+    /// which has none): the file is written in `spool/tmp/`, dated to its
+    /// day, fsynced, renamed into `spool/` and the directory fsynced, then
+    /// the entry is inserted and the index synced, as a commit does.
+    /// [`Imported::AlreadyThere`] if the receipt is known. Blocking.
     pub fn import(
         &self,
         receipt: &Receipt,
         entry: &IndexEntry,
-        ciphertext: Option<&mut dyn Read>,
-    ) -> Result<(), StoreError> {
-        let day = day_start(&entry.day).ok_or_else(|| {
-            io_err("dating a record for", &self.spool)(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "its day is not YYYY-MM-DD",
-            ))
-        })?;
+        ciphertext: &mut dyn Read,
+    ) -> Result<Imported, StoreError> {
         let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        match ciphertext {
-            Some(source) => {
-                let tmp = self.tmp.join(format!("import-{receipt}"));
+        if self.get(receipt)?.is_some() {
+            return Ok(Imported::AlreadyThere);
+        }
+        let day = start_of(&entry.day)?;
+        if entry.state != RecordState::Acked {
+            let tmp = self.tmp.join(receipt.to_string());
+            let written = (|| -> Result<(), StoreError> {
                 let mut file =
-                    durable::replace_private_file(&tmp).map_err(io_err("creating", &tmp))?;
-                io::copy(source, &mut file).map_err(io_err("writing", &tmp))?;
+                    durable::create_private_file(&tmp).map_err(io_err("creating", &tmp))?;
+                let n = io::copy(ciphertext, &mut file).map_err(io_err("writing", &tmp))?;
+                check_size(n, entry)?;
+                file.set_times(FileTimes::new().set_accessed(day).set_modified(day))
+                    .map_err(io_err("setting the day on", &tmp))?;
                 file.sync_all().map_err(io_err("syncing", &tmp))?;
-                drop(file);
-                times::stamp(&tmp, day).map_err(io_err("setting the day on", &tmp))?;
                 let path = self.path_of(receipt);
-                fs::rename(&tmp, &path).map_err(io_err("renaming", &path))?;
-                sync_dir(&self.spool)?;
+                fs::rename(&tmp, &path).map_err(io_err("renaming into", &path))?;
+                sync_dir(&self.spool)
+            })();
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
             }
-            None => self.remove_spool_file(receipt)?,
         }
         self.put(receipt, entry)?;
         self.sync_index()?;
-        self.stamp_changed(SystemTime::now())
+        self.stamp_changed(SystemTime::now())?;
+        Ok(Imported::Stored)
     }
-}
-
-/// 00:00 UTC of `day` (`YYYY-MM-DD`).
-fn day_start(day: &str) -> Option<SystemTime> {
-    let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
-    Some(SystemTime::from(
-        date.and_time(chrono::NaiveTime::MIN).and_utc(),
-    ))
 }

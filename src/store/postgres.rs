@@ -27,16 +27,17 @@
 //! `connect.rs`; the pool replaces broken connections by itself.
 
 mod connect;
-mod import;
 mod migrate;
 mod pending;
 mod reader;
 
+use std::io::{self, Read};
 use std::time::{Duration, SystemTime};
 
 use postgres::Row;
 
-use super::{IndexEntry, Indexing, Purged, RecordState, StoreError, day_string};
+use super::import::check_size;
+use super::{Imported, IndexEntry, Indexing, Purged, RecordState, StoreError, day_string};
 use crate::config::StoreConfig;
 use crate::receipt::Receipt;
 
@@ -109,6 +110,36 @@ impl PgStore {
         };
         pending.commit(&entry)?;
         Ok((receipt, entry))
+    }
+
+    /// Stores a record under `receipt` with `entry` as its row and
+    /// `ciphertext` as its chunks (not read for an acknowledged record), in
+    /// one transaction; answers once it has committed.
+    /// [`Imported::AlreadyThere`] if the receipt is known. Blocking.
+    pub fn import(
+        &self,
+        receipt: &Receipt,
+        entry: &IndexEntry,
+        ciphertext: &mut dyn Read,
+    ) -> Result<Imported, StoreError> {
+        if self.get(receipt)?.is_some() {
+            return Ok(Imported::AlreadyThere);
+        }
+        let mut pending = PgPending::with_receipt(self.pool.clone(), *receipt);
+        // An acknowledged record has no ciphertext.
+        if entry.state != RecordState::Acked {
+            io::copy(ciphertext, &mut pending).map_err(|e| match e.downcast::<StoreError>() {
+                Ok(store) => store,
+                Err(e) => StoreError::Database(format!("reading an imported record: {e}")),
+            })?;
+            check_size(pending.size(), entry)?;
+        }
+        match pending.commit(entry) {
+            Ok(()) => Ok(Imported::Stored),
+            // Imported meanwhile by another process (a unique violation).
+            Err(StoreError::Database(text)) if text.contains("23505") => Ok(Imported::AlreadyThere),
+            Err(e) => Err(e),
+        }
     }
 
     /// The row of a record.

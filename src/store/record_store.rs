@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use super::postgres::{PgPending, PgReader, PgStore};
 use super::{
-    Anticipated, CommitAnswer, IndexEntry, Indexing, PendingRecord, Purged, Recovery, Store,
-    StoreError,
+    Anticipated, CommitAnswer, Imported, IndexEntry, Indexing, PendingRecord, Purged, Recovery,
+    Store, StoreError,
 };
 use crate::config::{Config, StoreBackend};
 use crate::receipt::Receipt;
@@ -34,8 +34,8 @@ pub enum RecordStore {
 pub enum Pending {
     /// A file in `spool/tmp/`.
     Fs(PendingRecord),
-    /// Chunks in an open transaction.
-    Postgres(PgPending),
+    /// Chunks in an open transaction (boxed: it holds a connection).
+    Postgres(Box<PgPending>),
 }
 
 /// A record's ciphertext being read, in either backend.
@@ -75,7 +75,7 @@ impl RecordStore {
     pub fn create(&self) -> Result<Pending, StoreError> {
         Ok(match self {
             RecordStore::Fs(s) => Pending::Fs(s.create()?),
-            RecordStore::Postgres(s) => Pending::Postgres(s.create()),
+            RecordStore::Postgres(s) => Pending::Postgres(Box::new(s.create())),
         })
     }
 
@@ -93,7 +93,7 @@ impl RecordStore {
         match (self, pending) {
             (RecordStore::Fs(s), Pending::Fs(p)) => s.enqueue_then(p, indexing, now, done),
             (RecordStore::Postgres(s), Pending::Postgres(p)) => {
-                done(s.commit(p, indexing.into(), now));
+                done(s.commit(*p, indexing.into(), now));
             }
             _ => done(Err(StoreError::Database(
                 "a record started in one backend was committed to another".into(),
@@ -110,7 +110,7 @@ impl RecordStore {
     ) -> Result<(Receipt, IndexEntry), StoreError> {
         match (self, pending) {
             (RecordStore::Fs(s), Pending::Fs(p)) => s.commit(p, indexing, now),
-            (RecordStore::Postgres(s), Pending::Postgres(p)) => s.commit(p, indexing.into(), now),
+            (RecordStore::Postgres(s), Pending::Postgres(p)) => s.commit(*p, indexing.into(), now),
             _ => Err(StoreError::Database(
                 "a record started in one backend was committed to another".into(),
             )),
@@ -148,22 +148,6 @@ impl RecordStore {
         match self {
             RecordStore::Fs(s) => s.list(),
             RecordStore::Postgres(s) => s.list(),
-        }
-    }
-
-    /// Writes a record whole as `entry` describes it, receipt and all, with
-    /// `ciphertext` (`None` for an acknowledged record), replacing one
-    /// already there; durable when this returns (`sealform store copy`).
-    /// Blocking.
-    pub fn import(
-        &self,
-        receipt: &Receipt,
-        entry: &IndexEntry,
-        ciphertext: Option<&mut dyn Read>,
-    ) -> Result<(), StoreError> {
-        match self {
-            RecordStore::Fs(s) => s.import(receipt, entry, ciphertext),
-            RecordStore::Postgres(s) => s.import(receipt, entry, ciphertext),
         }
     }
 
@@ -235,6 +219,24 @@ impl RecordStore {
         match self {
             RecordStore::Fs(s) => s.flush(),
             RecordStore::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Stores a record moved from another store under its own `receipt`
+    /// and `entry` (day, state, recipients, form, day of acknowledgement),
+    /// `ciphertext` as its content (not read when acknowledged), as durable
+    /// as a commit when this returns; [`Imported::AlreadyThere`] (nothing
+    /// changed) if the receipt is known, so that a copy can be run again.
+    /// Blocking.
+    pub fn import(
+        &self,
+        receipt: &Receipt,
+        entry: &IndexEntry,
+        ciphertext: &mut dyn Read,
+    ) -> Result<Imported, StoreError> {
+        match self {
+            RecordStore::Fs(s) => s.import(receipt, entry, ciphertext),
+            RecordStore::Postgres(s) => s.import(receipt, entry, ciphertext),
         }
     }
 

@@ -92,19 +92,23 @@ impl Postgres {
         postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect to the test db")
     }
 
+    /// The one number `sql` selects (a count).
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// Stops the server as a crash would (`pg_ctl stop -m immediate`).
     pub fn stop_immediate(&self) {
-        self.run_ok(
-            "pg_ctl",
-            &[
-                "stop",
-                "-D",
-                &self.data().display().to_string(),
-                "-m",
-                "immediate",
-                "-w",
-            ],
-        );
+        let out = self.stop();
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    fn stop(&self) -> Output {
+        let data = self.data().display().to_string();
+        self.run("pg_ctl", &["stop", "-D", &data, "-m", "immediate", "-w"])
     }
 
     /// Starts the server (again) on the same port and data directory; it
@@ -176,17 +180,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if self.data().join("postmaster.pid").exists() {
-            let _ = self.run(
-                "pg_ctl",
-                &[
-                    "stop",
-                    "-D",
-                    &self.data().display().to_string(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                ],
-            );
+            let _ = self.stop();
         }
     }
 }

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use sealform::config::{SslMode, StoreBackend, StoreConfig};
 use sealform::receipt::Receipt;
 use sealform::store::postgres::{CHUNK, PgStore};
-use sealform::store::{Indexing, RecordState, RecordStore, Store, day_string};
+use sealform::store::{
+    Imported, IndexEntry, Indexing, RecordState, RecordStore, Store, day_string,
+};
 
 use crate::pg::Postgres;
 
@@ -81,6 +83,7 @@ conformance!(
     concurrent_commits_are_all_stored_and_readable,
     a_64_mib_record_goes_in_and_out_in_chunks,
     a_record_dropped_before_its_commit_leaves_nothing,
+    an_import_keeps_the_records_identity_and_runs_again_harmlessly,
 );
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -205,11 +208,7 @@ fn ack_deletes_the_ciphertext_and_keeps_the_row_with_its_day(b: Backend) {
     assert_eq!(twice.acked_day, e.acked_day, "a second ack changes nothing");
     assert_eq!(b.store.ack(&Receipt::random(), now).expect("ack"), None);
     if let Some(pg) = &b.pg {
-        let left: i64 = pg
-            .client()
-            .query_one("SELECT count(*) FROM chunks", &[])
-            .expect("count")
-            .get(0);
+        let left = pg.count("SELECT count(*) FROM chunks");
         assert_eq!(left, 0, "no chunk of an acknowledged record is left");
     }
 }
@@ -329,15 +328,55 @@ fn a_record_dropped_before_its_commit_leaves_nothing(b: Backend) {
     drop(pending);
     assert!(b.store.list().expect("list").is_empty());
     if let Some(pg) = &b.pg {
-        let rows: i64 = pg
-            .client()
-            .query_one("SELECT count(*) FROM chunks", &[])
-            .expect("count")
-            .get(0);
+        let rows = pg.count("SELECT count(*) FROM chunks");
         assert_eq!(rows, 0, "the transaction was rolled back");
     }
     // The store still takes records afterwards (the connection went back
     // to the pool usable).
     let r = put(&b.store, b"after", SystemTime::now());
     assert_eq!(read_all(&b.store, &r), b"after");
+}
+
+fn an_import_keeps_the_records_identity_and_runs_again_harmlessly(b: Backend) {
+    let now = SystemTime::now();
+    let entry = |state, size, acked_day: Option<String>| IndexEntry {
+        day: day_string(now - 10 * DAY),
+        size,
+        state,
+        recipients: vec!["CCCC".into()],
+        form: Some("tip".into()),
+        acked_day,
+    };
+    let data = bytes(9, CHUNK + 3);
+    let fresh = (
+        Receipt::random(),
+        entry(RecordState::New, data.len() as u64, None),
+    );
+    let exported = (Receipt::random(), entry(RecordState::Exported, 5, None));
+    let acked = (
+        Receipt::random(),
+        entry(RecordState::Acked, 700, Some(day_string(now - 2 * DAY))),
+    );
+    let s = &b.store;
+    for want in [Imported::Stored, Imported::AlreadyThere] {
+        let runs = [
+            s.import(&fresh.0, &fresh.1, &mut &data[..]),
+            s.import(&exported.0, &exported.1, &mut &b"12345"[..]),
+            s.import(&acked.0, &acked.1, &mut std::io::empty()),
+        ];
+        let outcomes: Vec<Imported> = runs.into_iter().map(|r| r.expect("import")).collect();
+        assert_eq!(outcomes, [want; 3]);
+    }
+    for (r, e) in [&fresh, &exported, &acked] {
+        assert_eq!(s.get(r).expect("get").as_ref(), Some(e), "kept as imported");
+    }
+    assert_eq!(read_all(s, &fresh.0), data);
+    assert_eq!(read_all(s, &exported.0), b"12345");
+    assert!(s.open_record(&acked.0).expect("open").is_none());
+    // A ciphertext of another size than its entry says is refused, and
+    // leaves nothing.
+    let short = (Receipt::random(), entry(RecordState::New, 10, None));
+    assert!(s.import(&short.0, &short.1, &mut &b"123"[..]).is_err());
+    assert_eq!(s.get(&short.0).expect("get"), None);
+    assert_eq!(s.list().expect("list").len(), 3);
 }

@@ -156,7 +156,12 @@ pub async fn receive(
     let intake = state.intake_arc();
     let server = &intake.config.server;
     let form = &intake.config.forms[form_index];
-    let boundary = check_before_reading(form, server, req.headers())?;
+    let boundary = check_before_reading(
+        form,
+        server,
+        intake.config.stores_in_data_dir(),
+        req.headers(),
+    )?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let delivered = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(AtomicU64::new(0));
@@ -212,11 +217,13 @@ pub async fn receive(
 }
 
 /// What costs nothing before the body is read: a usable boundary, a
-/// `Content-Length` (if any) the form can take, and room on the disk for
-/// it. Returns the boundary.
+/// `Content-Length` (if any) the form can take, and, with `watch_space`
+/// (records go to `data_dir`), room on the disk for it. Returns the
+/// boundary.
 fn check_before_reading(
     form: &FormConfig,
     server: &ServerConfig,
+    watch_space: bool,
     headers: &HeaderMap,
 ) -> Result<String, Failure> {
     let content_type = headers
@@ -244,6 +251,9 @@ fn check_before_reading(
             "the upload is larger than this form accepts",
         )
         .into());
+    }
+    if !watch_space {
+        return Ok(boundary);
     }
     match available_space(&server.data_dir) {
         Ok(free) if free >= server.min_free_bytes.saturating_add(declared.unwrap_or(0)) => {

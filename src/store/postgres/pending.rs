@@ -15,7 +15,7 @@ use postgres::types::ToSql;
 use super::connect::{Conn, Pool, db_err, take};
 use super::{CHUNK, row_params};
 use crate::receipt::Receipt;
-use crate::store::{IndexEntry, StoreError};
+use crate::store::{IndexEntry, RecordState, StoreError};
 
 /// A record being written; see the module's documentation.
 pub struct PgPending {
@@ -36,8 +36,13 @@ pub struct PgPending {
 
 impl PgPending {
     pub(super) fn new(pool: Pool) -> PgPending {
+        PgPending::with_receipt(pool, Receipt::random())
+    }
+
+    /// A record under a receipt it already has (an import).
+    pub(super) fn with_receipt(pool: Pool, receipt: Receipt) -> PgPending {
         PgPending {
-            receipt: Receipt::random(),
+            receipt,
             pool,
             buf: Vec::new(),
             open: None,
@@ -56,9 +61,8 @@ impl PgPending {
         self.size
     }
 
-    /// Inserts the chunk in `buf` (opening the transaction first if need
-    /// be) and empties `buf`.
-    fn insert_chunk(&mut self) -> Result<(), StoreError> {
+    /// Takes a connection and opens the record's transaction, unless open.
+    fn begin(&mut self) -> Result<(), StoreError> {
         if self.open.is_none() {
             let mut conn = take(&self.pool)?;
             conn.batch_execute("BEGIN").map_err(db_err)?;
@@ -67,6 +71,13 @@ impl PgPending {
                 .map_err(db_err)?;
             self.open = Some(Mutex::new((conn, insert)));
         }
+        Ok(())
+    }
+
+    /// Inserts the chunk in `buf` (opening the transaction first if need
+    /// be) and empties `buf`.
+    fn insert_chunk(&mut self) -> Result<(), StoreError> {
+        self.begin()?;
         let receipt = self.receipt.to_string();
         let Some((conn, insert)) = self.open.as_mut().map(unlocked) else {
             return Err(StoreError::Database("no open transaction".into()));
@@ -83,9 +94,13 @@ impl PgPending {
     /// and commits; returns once `COMMIT` has returned (with
     /// `synchronous_commit` on, checked at start: the record is durable).
     pub(super) fn commit(mut self, entry: &IndexEntry) -> Result<(), StoreError> {
-        if !self.buf.is_empty() || self.chunks == 0 {
+        // An empty record still gets its (empty) chunk, so that it can be
+        // read; an acknowledged one (an import) has none.
+        let keeps_ciphertext = entry.state != RecordState::Acked;
+        if !self.buf.is_empty() || (self.chunks == 0 && keeps_ciphertext) {
             self.insert_chunk()?;
         }
+        self.begin()?;
         let receipt = self.receipt.to_string();
         let Some((conn, _)) = self.open.as_mut().map(unlocked) else {
             return Err(StoreError::Database("no open transaction".into()));

@@ -3,12 +3,12 @@
 //! records decrypt, the upload byte-identical), `ack`; and a database that
 //! goes away: 503, never 500 nor a hang, and the node recovers by itself.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::pg::Postgres;
+use crate::staff::{ack_over_http, every_record as listing, path_str as s, run_ok};
 use crate::support::*;
 
 const BOUNDARY: &str = "sealform-pg-test-b0undary";
@@ -63,27 +63,6 @@ fn multipart(message: &str, file: &[u8]) -> Vec<u8> {
     body
 }
 
-fn listing(server: &Server, client: &reqwest::blocking::Client, token: &str) -> Vec<Value> {
-    let v: Value = client
-        .get(server.url("/api/v1/staff/submissions?state=all"))
-        .bearer_auth(token)
-        .send()
-        .expect("list")
-        .json()
-        .expect("json");
-    v["submissions"].as_array().expect("list").clone()
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let (code, out, err) = sealform(args);
-    assert_eq!(code, 0, "sealform {args:?}\n{out}\n{err}");
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 #[test]
 fn json_form_and_upload_submissions_on_postgres_pull_decrypt_and_ack() {
     let pg = Postgres::start();
@@ -120,7 +99,7 @@ fn json_form_and_upload_submissions_on_postgres_pull_decrypt_and_ack() {
         .body(multipart("with a file", &file))
         .send()
         .expect("upload");
-    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(res.status().as_u16(), 201, "{}", server.log_text());
     let uploaded = res.json::<Value>().expect("json")["receipt"]
         .as_str()
         .expect("receipt")
@@ -169,24 +148,11 @@ fn json_form_and_upload_submissions_on_postgres_pull_decrypt_and_ack() {
         "the upload decrypts byte-identical"
     );
 
-    let url = server.url("");
-    let out = run_ok(&[
-        "ack",
-        "--all-readers",
-        "--url",
-        &url,
-        "--token-file",
-        s(&token_file),
-        s(&bundle),
-    ]);
+    let out = ack_over_http(&server, &token_file, &bundle);
     assert!(out.contains("3 acknowledged, 0 refused"), "{out}");
     let items = listing(&server, &client, &token);
     assert!(items.iter().all(|i| i["state"] == "acked"), "{items:?}");
-    let chunks: i64 = pg
-        .client()
-        .query_one("SELECT count(*) FROM chunks", &[])
-        .expect("count")
-        .get(0);
+    let chunks = pg.count("SELECT count(*) FROM chunks");
     assert_eq!(chunks, 0, "acknowledged ciphertext is deleted");
     let log = server.log_text();
     assert!(!log.contains(&by_api) && !log.contains(&uploaded), "{log}");
@@ -247,6 +213,18 @@ fn a_database_that_goes_away_gets_503_fast_and_the_node_recovers_by_itself() {
     assert!(server.terminate().success());
 }
 
+/// Runs `sealform serve` on `fx`, which must refuse to start; its stderr.
+fn serve_refused(fx: &Fixture) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(fx.config_path())
+        .output()
+        .expect("serve");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    text
+}
+
 #[test]
 fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     let pg = Postgres::start();
@@ -254,28 +232,27 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
         .batch_execute("ALTER DATABASE sealform SET synchronous_commit = off")
         .expect("alter");
     let (fx, _) = pg_fixture(&pg, FORMS, "");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(fx.config_path())
-        .output()
-        .expect("serve");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let text = serve_refused(&fx);
     assert!(text.contains("synchronous_commit"), "{text}");
-    pg.client()
-        .batch_execute(
-            "ALTER DATABASE sealform RESET synchronous_commit; \
-             ALTER SYSTEM SET track_commit_timestamp = on",
-        )
+    let mut c = pg.client();
+    // This session has the database's setting (off): without this its own
+    // RESET would commit asynchronously, and the immediate stop below could
+    // lose it (as sealform's records would be lost, hence the refusal).
+    c.batch_execute(
+        "SET synchronous_commit = on; ALTER DATABASE sealform RESET synchronous_commit",
+    )
+    .expect("alter");
+    c.batch_execute("ALTER SYSTEM SET track_commit_timestamp = on")
         .expect("alter");
+    drop(c);
     pg.stop_immediate();
     pg.start_again();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(fx.config_path())
-        .output()
-        .expect("serve");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let shown: String = pg
+        .client()
+        .query_one("SHOW synchronous_commit", &[])
+        .expect("show")
+        .get(0);
+    assert_eq!(shown, "on");
+    let text = serve_refused(&fx);
     assert!(text.contains("track_commit_timestamp"), "{text}");
 }
