@@ -4,11 +4,13 @@
 # one database. Run as root, the cluster belongs to the unprivileged `postgres` user (the server
 # refuses root) and every server command runs as that user. Source it, then:
 #
-#   pg_scratch_start DIR      create and start a cluster under DIR (made by the caller, removed
-#                             by it); sets PG_URL (no TLS, trust authentication) and PG_PORT
+#   pg_scratch_start          create and start a cluster in a temporary directory of its own
+#                             (the postgres user must reach it: not under a caller's 0700
+#                             directory); sets PG_URL (no TLS, trust authentication) and PG_PORT
 #   pg_scratch_stop_immediate stop it as a crash would (pg_ctl stop -m immediate)
 #   pg_scratch_restart        start it again on the same port (it recovers from its WAL)
-#   pg_scratch_cleanup        stop it (-m immediate) if running; call it from the EXIT trap
+#   pg_scratch_cleanup        stop it (-m immediate) if running and remove its directory; call
+#                             it from the EXIT trap
 #   pg_scratch_sql SQL        run SQL in the database, print the rows unaligned
 #
 # Needs PostgreSQL's server (Debian: `apt-get install postgresql`; ./scripts/setup --test).
@@ -54,7 +56,7 @@ pg_scratch_start() {
   local bin
   bin="$(pg_scratch_bin)" || return 1
   PG_SCRATCH_BIN="$bin"
-  PG_SCRATCH_DIR="$1"
+  PG_SCRATCH_DIR="$(mktemp -d -t sealform-pg.XXXXXX)" || return 1
   if [ "$(id -u)" = 0 ]; then
     id -u postgres >/dev/null 2>&1 || {
       echo "pg-scratch: running as root needs the unprivileged postgres user (Debian's postgresql package makes it)" >&2
@@ -90,6 +92,7 @@ pg_scratch_stop_immediate() {
 pg_scratch_cleanup() {
   [ -n "$PG_SCRATCH_DIR" ] && [ -f "$PG_SCRATCH_DIR/data/postmaster.pid" ] &&
     pg_scratch_stop_immediate 2>/dev/null
+  [ -n "$PG_SCRATCH_DIR" ] && rm -rf "$PG_SCRATCH_DIR"
   return 0
 }
 

@@ -43,7 +43,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
-    runtime.block_on(async move {
+    let (code, state) = runtime.block_on(async move {
         // Before "listening on": a SIGTERM from then on must stop gracefully.
         let shutdown = http::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr)
@@ -72,10 +72,17 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         if let Some(ledger) = state.digest_ledger() {
             crate::notify::spawn(state.intake_arc(), ledger);
         }
+        let kept = state.clone();
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+        anyhow::Ok((ExitCode::SUCCESS, kept))
+    })?;
+    // The state (and the store's database connections, whose blocking
+    // client must not be dropped on a thread of a runtime) goes last, once
+    // the runtime and every task holding a copy of it are gone.
+    drop(runtime);
+    drop(state);
+    Ok(code)
 }
 
 /// Applies `[retention]` at start, when configured, and just after every
