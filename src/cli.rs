@@ -16,6 +16,7 @@ mod readers;
 mod reply;
 mod serve;
 mod staff_client;
+mod store_copy;
 mod token;
 mod transfer;
 
@@ -216,6 +217,12 @@ pub enum Command {
         #[arg(long)]
         mlock: bool,
     },
+    /// Work on a store as a whole, with the servers using it stopped.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Send the daily digest of `[notify]` now, to every reader (for
     /// setting up; `serve` sends it daily). Exits 1 saying why when a
     /// reader got nothing.
@@ -239,6 +246,23 @@ pub enum Command {
         /// Lock all memory (mlockall), so no secret key reaches swap.
         #[arg(long)]
         mlock: bool,
+    },
+}
+
+/// The commands of `sealform store`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every record, with its state, from the store config FROM names to
+    /// the one config TO names (e.g. from the embedded store to PostgreSQL),
+    /// checking each record's sha256; run it again to finish a copy that
+    /// was stopped.
+    Copy {
+        /// The configuration of the store to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration of the store to copy into.
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -332,6 +356,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             outbox,
             mlock,
         } => push::run(&url, &token_file, &outbox, mlock),
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => store_copy::run(&from, &to),
         Command::Keygen {
             name,
             out,

@@ -5,7 +5,7 @@
 //! its module, which declares it and checks it: `server` (`[server]`),
 //! `forms` (`[[forms]]` and their fields), `abuse` (`[limits]` and
 //! `[abuse]`), `staff` (`[staff]`), `retention` (`[retention]`), `replies`
-//! (`[replies]`), `notify` (`[notify]`, the daily digest).
+//! (`[replies]`), `store` (`[store]`), `notify` (`[notify]`, the daily digest).
 //! [`Config::parse`] gathers the problems of every table and refuses the
 //! file with all of them at once. The result is loaded once and passed in;
 //! nothing here is global. It never touches keys or submissions: recipient
@@ -22,6 +22,7 @@ mod replies;
 mod retention;
 mod server;
 mod staff;
+mod store;
 
 pub use abuse::{AbuseConfig, LimitsConfig, Rate};
 pub use forms::{
@@ -33,6 +34,7 @@ pub use replies::{MAX_ANSWER_BYTES_LIMIT, RepliesConfig};
 pub use retention::RetentionConfig;
 pub use server::{MAX_BODY_LIMIT, ServerConfig};
 pub use staff::{StaffConfig, StaffPlacement};
+pub use store::{SslMode, StoreBackend, StoreConfig};
 
 /// Default path of the configuration file when neither `--config` nor
 /// `$SEALFORM_CONFIG` is given.
@@ -62,6 +64,9 @@ pub struct Config {
     /// Answers to tipsters (`[replies]`).
     #[serde(default)]
     pub replies: RepliesConfig,
+    /// Which backend keeps the records (`[store]`).
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The daily digest to staff (`[notify]`), when set.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -149,8 +154,12 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.server.data_dir = base.join(&config.server.data_dir);
         config.server.keys_dir = base.join(&config.server.keys_dir);
+        config.store.resolve_paths(base);
         if let Some(notify) = &mut config.notify {
             notify.resolve_paths(base);
+        }
+        if let Some(secret) = &mut config.abuse.form_token_secret_file {
+            *secret = base.join(&*secret);
         }
         Ok(config)
     }
@@ -189,6 +198,7 @@ impl Config {
         let mut problems = self.server.validate();
         problems.extend(self.retention.validate());
         problems.extend(self.replies.validate());
+        problems.extend(self.store.validate());
         problems.extend(abuse::validate(&self.limits, &self.abuse));
         problems.extend(self.staff.validate(&self.forms));
         problems.extend(forms::validate(&self.forms));
@@ -201,6 +211,14 @@ impl Config {
     /// (`[notify]`). See `Intake::indexing` in `src/intake/record.rs`.
     pub fn indexes_form(&self) -> bool {
         self.staff.scopes_by_form() || self.notify.is_some()
+    }
+
+    /// Whether records take room in `data_dir` (the embedded store), so
+    /// that uploads watch its free space (`server.min_free_bytes`); with
+    /// PostgreSQL the records go to the database, and the database server
+    /// watches its own disk.
+    pub fn stores_in_data_dir(&self) -> bool {
+        self.store.backend == StoreBackend::Fs
     }
 
     /// The form with this id.

@@ -63,8 +63,9 @@ struct StateInner {
 }
 
 impl AppState {
-    /// Wraps a ready intake pipeline.
-    pub fn new(intake: Intake) -> AppState {
+    /// Wraps a ready intake pipeline; form tokens are signed with
+    /// `token_key` ([`form_tokens::TokenKey::for_config`]).
+    pub fn new(intake: Intake, token_key: form_tokens::TokenKey) -> AppState {
         let server = &intake.config.server;
         let upload_slots = slots::UploadSlots::new(
             server.max_concurrent_uploads,
@@ -72,7 +73,11 @@ impl AppState {
             server.upload_min_bytes_per_sec,
         );
         let limits = limits::Limits::new(&intake.config.limits, intake.config.forms.len());
-        let tokens = form_tokens::FormTokens::new(&intake.config.abuse);
+        let mut tokens = form_tokens::FormTokens::new(&intake.config.abuse, token_key);
+        // Nodes sharing a database share the set of used tokens too.
+        if let Some(pg) = intake.store.postgres() {
+            tokens = tokens.sharing(Arc::new(crate::used_tokens::PgUsedTokens::new(pg.pool())));
+        }
         let digest = intake
             .config
             .notify
@@ -129,8 +134,8 @@ impl AppState {
     }
 
     /// Seals a validated submission ([`Intake::submit`]) and waits until it
-    /// is durable; the failures answer 503 (workers stopped, storage full)
-    /// or 500, each logged once (see `http/error.rs`).
+    /// is durable; the failures answer 503 (workers stopped, storage full,
+    /// database unavailable) or 500, each logged once (see `http/error.rs`).
     async fn seal(
         &self,
         form_index: usize,
@@ -152,6 +157,8 @@ impl AppState {
                 Err(HttpError::unavailable()
                     .logging("cannot store a submission: storage is full", &e))
             }
+            Err(e) if e.is_store_unavailable() => Err(HttpError::unavailable()
+                .logging("cannot store a submission: the database is unavailable", &e)),
             Err(e) => Err(HttpError::internal(&e)),
         }
     }
@@ -359,6 +366,7 @@ pub async fn serve(
                 tick.tick().await;
                 state.limits().retain_recent();
                 state.tokens().forget_expired();
+                state.tokens().forget_expired_everywhere().await;
             }
         })
     };

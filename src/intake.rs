@@ -32,7 +32,7 @@ use crate::mime::EnvelopeWriter;
 use crate::receipt::Receipt;
 use crate::replies::{Derived, Mailboxes, ReplyError};
 use crate::seal::SealError;
-use crate::store::{Recovery, Store, StoreError};
+use crate::store::{RecordStore, Recovery, StoreError};
 use crate::submission::Submission;
 
 pub use stream::{UploadError, UploadEvent, available_space};
@@ -44,8 +44,8 @@ pub struct Intake {
     pub config: Config,
     /// The validated recipients and their routing.
     pub keyring: Keyring,
-    /// The spool and index.
-    pub store: Store,
+    /// The records, in the configured backend.
+    pub store: RecordStore,
     /// The reply store (`data_dir/replies/`): staff answers to tipsters.
     pub mailboxes: Arc<Mailboxes>,
     /// The threads that seal in-memory submissions ([`Intake::submit`]).
@@ -84,6 +84,20 @@ pub enum IntakeError {
 }
 
 impl IntakeError {
+    /// The database cannot be reached: the right answer is 503, not 500.
+    /// A chunk that could not be written reaches here inside the sealing
+    /// error's I/O error.
+    pub fn is_store_unavailable(&self) -> bool {
+        match self {
+            IntakeError::Store(e) => e.is_unavailable(),
+            IntakeError::Seal(SealError::Io(e)) => e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<StoreError>())
+                .is_some_and(StoreError::is_unavailable),
+            _ => false,
+        }
+    }
+
     /// The disk is full: the right answer is 503, not 500.
     pub fn is_storage_full(&self) -> bool {
         match self {
@@ -118,11 +132,8 @@ impl Intake {
     /// warnings to show loudly.
     pub fn open(config: Config, now: SystemTime) -> Result<(Intake, Vec<KeyWarning>), OpenError> {
         let (keyring, warnings) = Keyring::load(&config, now).map_err(OpenError::Keys)?;
-        let (store, recovery) = Store::open(
-            &config.server.data_dir,
-            config.server.index_cache_bytes,
-            |path| record_recipients(&keyring, path),
-        )?;
+        let (store, recovery) =
+            RecordStore::open(&config, |path| record_recipients(&keyring, path))?;
         let repaired = Recovery {
             missing_files: 0,
             ..recovery.clone()

@@ -53,3 +53,4 @@ pub mod staff_token;
 pub mod store;
 pub mod submission;
 pub mod unseal;
+pub mod used_tokens;

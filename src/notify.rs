@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use crate::config::{Config, NotifyConfig};
 use crate::receipt::Receipt;
-use crate::store::{Store, day_string};
+use crate::store::{RecordStore, day_string};
 
 pub use census::{FailureCounter, Since};
 pub use digest::Failures;
@@ -81,7 +81,7 @@ impl Channel {
 pub fn prepare(
     config: &Config,
     notify: &NotifyConfig,
-    store: &Store,
+    store: &RecordStore,
     since: &Since<'_>,
     failures: Failures,
     slot: SystemTime,

@@ -51,11 +51,19 @@
 //! the commit's order of steps), `gather.rs` ([`Anticipated`] records and the
 //! wait for them), `index.rs` (the sled index, its rebuild and the repair of
 //! an interrupted swap), `recovery.rs` (the repairs at open), `retention.rs`
-//! ([`Store::purge`]) and `times.rs` (the day on every file).
+//! ([`Store::purge`]), `import.rs` ([`Store::import`], a record moved in
+//! from another store) and `times.rs` (the day on every file).
+//!
+//! [`RecordStore`] (`store/record_store.rs`) is the one interface the rest
+//! of sealform uses: it dispatches to this embedded store or to the
+//! PostgreSQL backend (`store/postgres.rs`, its own contract there).
 
 mod committer;
 mod gather;
+mod import;
 mod index;
+pub mod postgres;
+mod record_store;
 mod recovery;
 mod retention;
 #[cfg(test)]
@@ -79,7 +87,9 @@ pub use committer::CommitAnswer;
 use committer::Committer;
 pub use gather::Anticipated;
 use gather::Anticipations;
+pub use import::Imported;
 use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
+pub use record_store::{Pending, RecordReader, RecordStore};
 pub use retention::Purged;
 pub(crate) use retention::days_between;
 
@@ -164,6 +174,18 @@ pub enum StoreError {
     /// could not be opened again; the next start repairs it.
     #[error("the index is closed after a failed rebuild: restart sealform")]
     IndexClosed,
+    /// The database cannot be reached, is going away, or cut a statement
+    /// short: nothing was done, and the client may retry (503).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused an operation (its SQLSTATE and message; never
+    /// its `DETAIL`, which can quote values).
+    #[error("database: {0}")]
+    Database(String),
+    /// The database, or the way to reach it, breaks a promise sealform
+    /// keeps (a setting named in the message): it does not start.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -178,6 +200,11 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+
+    /// The database cannot be reached now: the client should retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 
     /// The disk (or quota) is full: the client should retry later.

@@ -78,7 +78,10 @@ fn world() -> &'static World {
             .expect("runtime");
         let spool = dir.path().join("data/spool");
         World {
-            app: router(AppState::new(intake)),
+            app: router(AppState::new(
+                intake,
+                sealform::http::form_tokens::TokenKey::random(),
+            )),
             rt,
             tmp: spool.join("tmp"),
             spool,

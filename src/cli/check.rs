@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use crate::config::Config;
+use crate::http::form_tokens::TokenKey;
 use crate::keys::{Keyring, RecipientCert, load_dir};
 
 /// Validates the config at `config_path` and its keys; prints what it found.
@@ -37,6 +38,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             "off (abuse.access_log = false): start, stop and failures only"
         }
     );
+    let token_key = TokenKey::for_config(&config.abuse).map(|key| {
+        println!(
+            "form tokens: {}",
+            if key.is_shared() {
+                "signed with the key of abuse.form_token_secret_file (shared by the nodes)"
+            } else {
+                "signed with a random key per process (one node)"
+            }
+        );
+    });
     let now = SystemTime::now();
     let report = load_dir(&config.server.keys_dir, now, config.server.gnupg_compat);
     print_certs(&report.certs);
@@ -61,7 +72,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     {
         eprintln!("sealform: WARNING: {w}");
     }
-    if problems.is_empty() {
+    if let Err(e) = &token_key {
+        eprintln!("sealform: error: {e}");
+    }
+    if problems.is_empty() && token_key.is_ok() {
         println!("\nall good: `sealform serve` would start");
         Ok(ExitCode::SUCCESS)
     } else {
@@ -70,7 +84,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         }
         eprintln!(
             "sealform: {} problem(s); `sealform serve` would refuse to start",
-            problems.len()
+            problems.len() + usize::from(token_key.is_err())
         );
         Ok(ExitCode::FAILURE)
     }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::intake::reindex_recipients;
 use crate::notify::{Channel, Failures, Since, attempt, deliveries, last_slot, prepare};
-use crate::store::{Store, day_string};
+use crate::store::{RecordStore, day_string};
 
 /// Sends one digest of the store of the config at `config_path` now, dated
 /// at the last slot. Exits 1, saying why, when any reader got nothing.
@@ -79,13 +79,8 @@ pub fn run(config_path: &Path, now: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// The store of `config`, or why not (a running `serve` holds it).
-fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let (store, _) = Store::open(
-        &config.server.data_dir,
-        config.server.index_cache_bytes,
-        reindex_recipients(config),
-    )
-    .map_err(|e| {
+fn open_store(config: &Config) -> anyhow::Result<RecordStore> {
+    let (store, _) = RecordStore::open(config, reindex_recipients(config)).map_err(|e| {
         let locked = e.is_locked();
         let e = anyhow::Error::new(e);
         if locked {

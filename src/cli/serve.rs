@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::config::{Config, ConfigError, StaffPlacement};
+use crate::http::form_tokens::TokenKey;
 use crate::http::{self, AppState, join_failure};
 use crate::intake::{Intake, OpenError};
 use crate::keys::{KeyProblem, KeyWarning};
@@ -22,6 +23,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         tracing::warn!("WARNING: {w}");
     }
     crate::harden::harden_process(config.abuse.mlockall).context("while hardening the process")?;
+    let token_key = TokenKey::for_config(&config.abuse)?;
     let (intake, warnings) = Intake::open(config, SystemTime::now()).map_err(|e| match e {
         OpenError::Keys(list) => problems(list),
         OpenError::Store(e) if e.is_locked() => anyhow::Error::new(e).context(
@@ -44,7 +46,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
-    runtime.block_on(async move {
+    let (code, state) = runtime.block_on(async move {
         // Before "listening on": a SIGTERM from then on must stop gracefully.
         let shutdown = http::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(addr)
@@ -53,7 +55,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         let local = listener.local_addr()?;
         // This line first: scripts (and the tests) read the address from it.
         tracing::info!("listening on http://{local}/");
-        let state = AppState::new(intake);
+        let state = AppState::new(intake, token_key);
         let staff = &state.intake().config.staff;
         let staff_listener = match staff.placement() {
             StaffPlacement::OwnListener(staff_addr) => {
@@ -73,10 +75,17 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         if let Some(ledger) = state.digest_ledger() {
             crate::notify::spawn(state.intake_arc(), ledger);
         }
+        let kept = state.clone();
         http::serve(state, listener, staff_listener, shutdown).await?;
         tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+        anyhow::Ok((ExitCode::SUCCESS, kept))
+    })?;
+    // The state (and the store's database connections, whose blocking
+    // client must not be dropped on a thread of a runtime) goes last, once
+    // the runtime and every task holding a copy of it are gone.
+    drop(runtime);
+    drop(state);
+    Ok(code)
 }
 
 /// Applies `[retention]` at start, when configured, and just after every

@@ -21,14 +21,14 @@ use super::staff_client::StaffClient;
 use crate::api::staff::StaffRecord;
 use crate::config::Config;
 use crate::receipt::Receipt;
-use crate::store::{RecordState, Store};
+use crate::store::{RecordState, RecordStore};
 
 /// Where records come from: the staff API or the store itself.
 pub(super) enum Source {
     /// The staff API, over HTTP.
     Remote(StaffClient),
     /// The store, opened by this process.
-    Local(Store),
+    Local(RecordStore),
 }
 
 impl Source {
@@ -69,10 +69,13 @@ impl Source {
                 Ok((Box::new(res), sha))
             }
             Source::Local(store) => {
-                let file = store
+                let Some(record) = store
                     .open_record(receipt)
-                    .context("while reading a spool file")?;
-                Ok((Box::new(file), None))
+                    .context("while reading a record")?
+                else {
+                    bail!("the record's ciphertext is not in the store (acknowledged already?)");
+                };
+                Ok((Box::new(record), None))
             }
         }
     }

@@ -6,6 +6,7 @@
 //! `http/form_tokens.rs` and [`crate::harden`] act on it.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -107,6 +108,11 @@ pub struct AbuseConfig {
     pub token_lifetime_secs: u64,
     /// Most used tokens remembered (to refuse replays) at once.
     pub max_tracked_tokens: usize,
+    /// A file of at least 32 random bytes (raw or hex), readable by
+    /// sealform only, that signs form tokens instead of a random key per
+    /// process: every node given the same file accepts the forms the others
+    /// render. Relative to the config file.
+    pub form_token_secret_file: Option<PathBuf>,
     /// Add a hidden field that people leave empty and naive bots fill.
     pub honeypot: bool,
     /// Refuse form posts a browser marks as cross-site (`Sec-Fetch-Site`,
@@ -131,6 +137,7 @@ impl Default for AbuseConfig {
             min_fill_secs: 3,
             token_lifetime_secs: 2 * 3600,
             max_tracked_tokens: 100_000,
+            form_token_secret_file: None,
             honeypot: true,
             check_origin: true,
             public_url: None,

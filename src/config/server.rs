@@ -55,6 +55,7 @@ pub struct ServerConfig {
     pub upload_min_bytes_per_sec: u64,
     /// Free space (bytes) that must remain in `data_dir`: an upload that would
     /// leave less is refused or stopped with 503 and its partial file removed.
+    /// Only for the embedded store (`[store] backend = "fs"`).
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
     /// Uploads (`multipart/form-data`) in progress at the same time; one more

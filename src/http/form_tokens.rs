@@ -1,24 +1,34 @@
 //! Form tokens: each rendered HTML form carries a signed, expiring,
 //! single-use token; no JavaScript needed.
 //!
-//! A token is `nonce ‖ issued ‖ tag`: 16 random bytes, the milliseconds
-//! since this process started (a monotonic clock, not the time of day), and
-//! an HMAC-SHA256 tag (truncated to 16 bytes) over the form id and both,
-//! under a key drawn at start and held only in memory. Used nonces are kept
-//! in a bounded in-memory set until their token would have expired anyway.
-//! Nothing here is written to disk or logged.
+//! A token is `nonce ‖ issued ‖ tag`: 16 random bytes, the issue time in
+//! milliseconds, and an HMAC-SHA256 tag (truncated to 16 bytes) over the
+//! form id and both. The key and the clock are a [`TokenKey`]
+//! (`form_tokens/key.rs`): by default a key drawn at start, held only in
+//! memory, with the time since this process started (a monotonic clock, not
+//! the time of day); with `[abuse] form_token_secret_file`, the key every
+//! node reads from that file, with the Unix time, so that any node accepts
+//! a form another node rendered. Used nonces are kept in a bounded
+//! in-memory set until their token would have expired anyway; nodes that
+//! share a database also record them there ([`SharedUsedTokens`], asked
+//! only when a post uses its token up), so that a token used on one node is
+//! refused by the others. Nothing here is written to disk or logged.
+
+mod key;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+
+pub use key::{MIN_SECRET_BYTES, SecretFileError, TokenKey};
 
 use crate::config::AbuseConfig;
+use crate::used_tokens::{NONCE_BYTES, SharedUsedTokens, oldest_day_kept};
 
 /// The form parameter carrying the token. Not a valid field name, so it
 /// never collides with a configured field.
@@ -27,7 +37,7 @@ pub const TOKEN_FIELD: &str = "sf.token";
 /// The honeypot parameter: hidden from people, filled by naive bots.
 pub const HONEYPOT_FIELD: &str = "sf.homepage";
 
-const NONCE: usize = 16;
+const NONCE: usize = NONCE_BYTES;
 const TAG: usize = 16;
 const TOKEN_BYTES: usize = NONCE + 8 + TAG;
 
@@ -55,6 +65,8 @@ pub enum TokenError {
 pub struct Verified {
     nonce: [u8; NONCE],
     expires: Instant,
+    /// When the token was issued, as this node's clock reads it.
+    issued: SystemTime,
 }
 
 /// A token taken by one post ([`FormTokens::hold`]): given back when
@@ -63,12 +75,38 @@ pub struct Held<'a> {
     tokens: &'a FormTokens,
     /// `None` once kept.
     nonce: Option<[u8; NONCE]>,
+    issued: SystemTime,
 }
 
 impl Held<'_> {
-    /// Uses the token up for good.
+    /// Uses the token up for good on this node.
     pub fn keep(mut self) {
         self.nonce = None;
+    }
+
+    /// Uses the token up for good on every node: on this one, and in the
+    /// shared set when there is one, where `Replayed` says another node
+    /// used it first. If the shared set cannot be reached the token is
+    /// given back and the post refused as `Busy` (503): it may be sent
+    /// again.
+    pub async fn keep_everywhere(self) -> Result<(), TokenError> {
+        let (Some(shared), Some(nonce)) = (self.tokens.shared.clone(), self.nonce) else {
+            self.keep();
+            return Ok(());
+        };
+        let day = crate::store::day_string(self.issued);
+        let first = tokio::task::spawn_blocking(move || shared.first_use(&nonce, &day)).await;
+        match first {
+            Ok(Ok(true)) => {
+                self.keep();
+                Ok(())
+            }
+            Ok(Ok(false)) => {
+                self.keep();
+                Err(TokenError::Replayed)
+            }
+            Ok(Err(_)) | Err(_) => Err(TokenError::Busy),
+        }
     }
 }
 
@@ -84,31 +122,42 @@ impl Drop for Held<'_> {
 
 /// Issues and checks form tokens.
 pub struct FormTokens {
-    key: Zeroizing<[u8; 32]>,
-    started: Instant,
+    key: TokenKey,
     lifetime: Duration,
     min_fill: Duration,
     max_tracked: usize,
     used: Mutex<HashMap<[u8; NONCE], Instant>>,
+    /// The set every node sharing the store sees, if there is one.
+    shared: Option<Arc<dyn SharedUsedTokens>>,
+    /// The day the shared set was last told to forget what came before.
+    shared_forgotten: Mutex<Option<String>>,
 }
 
 impl FormTokens {
-    /// Token rules from `config`, with a fresh random key.
-    pub fn new(config: &AbuseConfig) -> FormTokens {
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut key[..]);
+    /// Token rules from `config`, signed with `key`.
+    pub fn new(config: &AbuseConfig, key: TokenKey) -> FormTokens {
         FormTokens {
             key,
-            started: Instant::now(),
             lifetime: Duration::from_secs(config.token_lifetime_secs),
             min_fill: Duration::from_secs(config.min_fill_secs),
             max_tracked: config.max_tracked_tokens,
             used: Mutex::new(HashMap::new()),
+            shared: None,
+            shared_forgotten: Mutex::new(None),
+        }
+    }
+
+    /// The same, also recording used tokens in `shared`, which the other
+    /// nodes see.
+    pub fn sharing(self, shared: Arc<dyn SharedUsedTokens>) -> FormTokens {
+        FormTokens {
+            shared: Some(shared),
+            ..self
         }
     }
 
     fn tag(&self, form: &str, nonce: &[u8], issued: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key.secret[..])
             .expect("HMAC takes any key length");
         mac.update(&(form.len() as u64).to_be_bytes());
         mac.update(form.as_bytes());
@@ -121,7 +170,7 @@ impl FormTokens {
     pub fn issue(&self, form: &str) -> String {
         let mut nonce = [0u8; NONCE];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let issued = (self.started.elapsed().as_millis() as u64).to_be_bytes();
+        let issued = self.key.clock.now_ms().to_be_bytes();
         let tag = self.tag(form, &nonce, &issued).finalize().into_bytes();
         let mut raw = Vec::with_capacity(TOKEN_BYTES);
         raw.extend_from_slice(&nonce);
@@ -153,8 +202,14 @@ impl FormTokens {
             .map_err(|_| TokenError::Invalid)?;
         let mut ms = [0u8; 8];
         ms.copy_from_slice(issued);
-        let issued_at = self.started + Duration::from_millis(u64::from_be_bytes(ms));
-        let age = Instant::now().saturating_duration_since(issued_at);
+        // A token from a node whose clock is ahead looks younger: at worst
+        // "too fast" until the clocks agree again.
+        let age = Duration::from_millis(
+            self.key
+                .clock
+                .now_ms()
+                .saturating_sub(u64::from_be_bytes(ms)),
+        );
         if age > self.lifetime {
             return Err(TokenError::Expired);
         }
@@ -169,7 +224,10 @@ impl FormTokens {
         }
         Ok(Verified {
             nonce: key,
-            expires: issued_at + self.lifetime,
+            expires: Instant::now() + (self.lifetime - age),
+            issued: SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
         })
     }
 
@@ -202,6 +260,7 @@ impl FormTokens {
         Ok(Held {
             tokens: self,
             nonce: Some(token.nonce),
+            issued: token.issued,
         })
     }
 
@@ -211,6 +270,34 @@ impl FormTokens {
         if let Ok(mut used) = self.used.lock() {
             used.retain(|_, expires| *expires > now);
             used.shrink_to_fit();
+        }
+    }
+
+    /// Forgets, in the shared set (if any), the tokens of the days whose
+    /// every token has expired: once a day, on the first call after the
+    /// oldest day still good has changed. A failure is logged; the next
+    /// call tries again.
+    pub async fn forget_expired_everywhere(&self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let day = oldest_day_kept(SystemTime::now(), self.lifetime);
+        let done = self.shared_forgotten.lock().ok().and_then(|d| d.clone());
+        if done.as_deref() == Some(day.as_str()) {
+            return;
+        }
+        let before = day.clone();
+        match tokio::task::spawn_blocking(move || shared.forget_before(&before)).await {
+            Ok(Ok(_)) => {
+                if let Ok(mut done) = self.shared_forgotten.lock() {
+                    *done = Some(day);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot forget expired form tokens"),
+            Err(e) => tracing::warn!(
+                error = super::join_failure(&e),
+                "cannot forget expired form tokens"
+            ),
         }
     }
 
@@ -225,12 +312,15 @@ mod tests {
     use super::*;
 
     fn tokens(min_fill: u64, lifetime: u64, max: usize) -> FormTokens {
-        FormTokens::new(&AbuseConfig {
-            min_fill_secs: min_fill,
-            token_lifetime_secs: lifetime,
-            max_tracked_tokens: max,
-            ..AbuseConfig::default()
-        })
+        FormTokens::new(
+            &AbuseConfig {
+                min_fill_secs: min_fill,
+                token_lifetime_secs: lifetime,
+                max_tracked_tokens: max,
+                ..AbuseConfig::default()
+            },
+            TokenKey::random(),
+        )
     }
 
     #[test]
@@ -320,5 +410,28 @@ mod tests {
             Err(TokenError::Busy)
         );
         assert_eq!(t.tracked(), 3);
+    }
+
+    fn shared(secret: &[u8]) -> FormTokens {
+        FormTokens::new(
+            &AbuseConfig {
+                min_fill_secs: 0,
+                ..AbuseConfig::default()
+            },
+            TokenKey {
+                secret: zeroize::Zeroizing::new(secret.to_vec()),
+                clock: key::TokenClock::Wall,
+            },
+        )
+    }
+
+    #[test]
+    fn nodes_with_one_shared_secret_accept_each_others_tokens() {
+        let (a, b) = (shared(&[1; 32]), shared(&[1; 32]));
+        let stranger = shared(&[2; 32]);
+        let tok = a.issue("tip");
+        assert_eq!(stranger.redeem("tip", Some(&tok)), Err(TokenError::Invalid));
+        assert_eq!(b.redeem("tip", Some(&tok)), Ok(()));
+        assert_eq!(b.redeem("tip", Some(&tok)), Err(TokenError::Replayed));
     }
 }

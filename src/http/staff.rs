@@ -55,7 +55,7 @@ use crate::api::staff::{ListState, StaffList, StaffRecord, StaffStatus};
 use crate::intake::Intake;
 use crate::receipt::Receipt;
 use crate::staff_token::{Action, Scope, TokenSet};
-use crate::store::{IndexEntry, RecordState};
+use crate::store::{IndexEntry, RecordState, StoreError};
 
 /// One more failed attempt is allowed every this long.
 const FAILURE_REFILL: Duration = Duration::from_secs(6);
@@ -195,7 +195,11 @@ pub enum StaffError {
     /// Free space in `data_dir` is under `server.min_free_bytes`: the room
     /// left is for submissions.
     #[error("the server cannot store answers right now; please try again later")]
-    Unavailable,
+    NoRoom,
+    /// The store cannot be reached now (a database that went away); the
+    /// cause is logged once when answered.
+    #[error("the store is unavailable; please try again later")]
+    Unavailable(String),
     /// Our own failure; the cause is logged once when answered.
     #[error("the server failed; please try again later")]
     Internal(String),
@@ -218,13 +222,14 @@ impl IntoResponse for StaffError {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
             StaffError::MailboxFull => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MailboxFull),
-            StaffError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            StaffError::NoRoom => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            StaffError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             StaffError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         let mut error = HttpError::new(status, code, "")
             .saying(self.to_string())
             .on(Surface::Api);
-        if let StaffError::Internal(cause) = &self {
+        if let StaffError::Internal(cause) | StaffError::Unavailable(cause) = &self {
             // Logged once, by `log_failures`, when answered.
             error = error.logging("staff request failed", cause);
         }
@@ -241,6 +246,15 @@ impl IntoResponse for StaffError {
 
 pub(super) fn internal(e: impl std::fmt::Display) -> StaffError {
     StaffError::Internal(e.to_string())
+}
+
+/// A store failure: 503 when the store cannot be reached now, 500 else.
+fn store_err(e: StoreError) -> StaffError {
+    if e.is_unavailable() {
+        StaffError::Unavailable(e.to_string())
+    } else {
+        internal(e)
+    }
 }
 
 /// Runs blocking store work off the async runtime.
@@ -297,7 +311,7 @@ async fn list(
     let query = query.map_err(|_| StaffError::BadState)?;
     let wanted = query.state.unwrap_or(ListState::New).keeps();
     let intake = Arc::clone(&st.intake);
-    let entries = blocking(move || intake.store.list().map_err(internal)).await?;
+    let entries = blocking(move || intake.store.list().map_err(store_err)).await?;
     let mut items: Vec<_> = entries
         .into_iter()
         .filter(|(_, e)| wanted.is_none_or(|w| e.state == w))
@@ -320,61 +334,66 @@ async fn download(
     let scope = st.authorize(&headers, Action::Download)?;
     let receipt = parse_receipt(&receipt)?;
     let intake = Arc::clone(&st.intake);
-    // Records can be gigabytes: hash the open file in one pass, then stream
-    // the same file (an ack in between cannot pull it away) in chunks.
-    let (file, len, sha) = blocking(move || {
+    // Records can be gigabytes: hash the open record in one pass, then
+    // stream the same reader again (an ack in between cannot pull a spool
+    // file away) in chunks, read on a blocking thread.
+    let (mut reader, len, sha) = blocking(move || {
         use std::io::{Read, Seek};
-        let entry = intake.store.get(&receipt).map_err(internal)?;
+        let entry = intake.store.get(&receipt).map_err(store_err)?;
         reaches(&scope, entry.as_ref())?;
         if entry.is_none_or(|e| e.state == RecordState::Acked) {
             return Err(StaffError::NotFound);
         }
-        let mut file = match intake.store.open_record(&receipt) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StaffError::NotFound),
-            Err(e) => return Err(internal(e)),
-        };
+        let mut reader = intake
+            .store
+            .open_record(&receipt)
+            .map_err(store_err)?
+            .ok_or(StaffError::NotFound)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; DOWNLOAD_CHUNK];
         let mut len = 0u64;
         loop {
-            let n = file.read(&mut buf).map_err(internal)?;
+            let n = reader.read(&mut buf).map_err(read_err)?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             len += n as u64;
         }
-        file.rewind().map_err(internal)?;
+        reader.rewind().map_err(read_err)?;
         Ok((
-            file,
+            reader,
             len,
             data_encoding::HEXLOWER.encode(&hasher.finalize()),
         ))
     })
     .await?;
-    let chunks = futures_util::stream::unfold(
-        (tokio::fs::File::from_std(file), len),
-        |(mut file, left)| async move {
-            use tokio::io::AsyncReadExt;
-            if left == 0 {
-                return None;
-            }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut left = len;
+        while left > 0 {
             let want = usize::try_from(left).map_or(DOWNLOAD_CHUNK, |l| l.min(DOWNLOAD_CHUNK));
             let mut buf = vec![0u8; want];
-            match file.read(&mut buf).await {
-                Ok(0) => Some((
-                    Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
-                    (file, 0),
-                )),
+            let item = match reader.read(&mut buf) {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
                 Ok(n) => {
                     buf.truncate(n);
-                    Some((Ok(axum::body::Bytes::from(buf)), (file, left - n as u64)))
+                    left -= n as u64;
+                    Ok(axum::body::Bytes::from(buf))
                 }
-                Err(e) => Some((Err(e), (file, 0))),
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            // A closed channel: the client went away.
+            if tx.blocking_send(item).is_err() || failed {
+                return;
             }
-        },
-    );
+        }
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut res = axum::body::Body::from_stream(chunks).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -386,6 +405,14 @@ async fn download(
         h.insert("x-sealform-sha256", v);
     }
     Ok(res)
+}
+
+/// A record that could not be read: 503 when its store went away.
+fn read_err(e: std::io::Error) -> StaffError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<StoreError>()) {
+        Some(store) if store.is_unavailable() => StaffError::Unavailable(e.to_string()),
+        _ => internal(e),
+    }
 }
 
 /// Bytes read at a time when a record is hashed and sent.
@@ -425,10 +452,7 @@ async fn change_state<F>(
     change: F,
 ) -> Result<Json<StaffRecord>, StaffError>
 where
-    F: FnOnce(
-            &crate::store::Store,
-            &Receipt,
-        ) -> Result<Option<IndexEntry>, crate::store::StoreError>
+    F: FnOnce(&crate::store::RecordStore, &Receipt) -> Result<Option<IndexEntry>, StoreError>
         + Send
         + 'static,
 {
@@ -440,10 +464,10 @@ where
         // leaves no gap to slip through.
         reaches(
             &scope,
-            intake.store.get(&receipt).map_err(internal)?.as_ref(),
+            intake.store.get(&receipt).map_err(store_err)?.as_ref(),
         )?;
         change(&intake.store, &receipt)
-            .map_err(internal)?
+            .map_err(store_err)?
             .ok_or(StaffError::NotFound)
     })
     .await?;

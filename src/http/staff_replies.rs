@@ -83,14 +83,14 @@ async fn store_answer(
         let server = &intake.config.server;
         let free = available_space(&server.data_dir).map_err(internal)?;
         if free < server.min_free_bytes.saturating_add(bytes.len() as u64) {
-            return Err(StaffError::Unavailable);
+            return Err(StaffError::NoRoom);
         }
         let now = std::time::SystemTime::now();
         match intake.mailboxes.put(&mailbox, &answer, &bytes, now) {
             Ok(p) => Ok(p),
             Err(ReplyError::Conflict) => Err(StaffError::Conflict),
             Err(ReplyError::Full) => Err(StaffError::MailboxFull),
-            Err(ReplyError::Io(e)) if is_storage_full(&e) => Err(StaffError::Unavailable),
+            Err(ReplyError::Io(e)) if is_storage_full(&e) => Err(StaffError::NoRoom),
             Err(e) => Err(internal(e)),
         }
     })

@@ -196,7 +196,7 @@ async fn urlencoded(
     *echo = Some(Echo::of(form, &raw));
     let pass = checked?;
     state.limits().charge(client, Budget::Form(form_index))?;
-    pass.spend();
+    pass.spend().await?;
     let submission = match Submission::validate_all(form, raw) {
         Ok(s) => s,
         Err(problems) => {

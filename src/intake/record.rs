@@ -21,7 +21,7 @@ use crate::mime::{Head, ReplyKey};
 use crate::receipt::Receipt;
 use crate::replies::Derived;
 use crate::seal::{SealError, seal};
-use crate::store::{CommitAnswer, Indexing, PendingRecord};
+use crate::store::{CommitAnswer, Indexing, Pending};
 
 /// Ciphertext is written to the spool in chunks of this size.
 const SPOOL_BUFFER: usize = 64 * 1024;
@@ -29,10 +29,10 @@ const SPOOL_BUFFER: usize = 64 * 1024;
 /// Where a record's commit is answered: the task waiting for its receipt.
 pub(super) type Answer = oneshot::Sender<Result<Receipt, IntakeError>>;
 
-/// A sealed record in `spool/tmp/`, not yet durable. Dropping it deletes the
-/// file.
+/// A sealed record not yet durable (a file in `spool/tmp/`, or chunks in an
+/// open transaction). Dropping it deletes the file or rolls back.
 pub(super) struct SealedRecord {
-    pending: PendingRecord,
+    pending: Pending,
     indexing: Indexing,
 }
 
@@ -52,8 +52,8 @@ impl Intake {
         form: &FormConfig,
         now: SystemTime,
         reply: Option<&Derived>,
-        wrap: impl FnOnce(PendingRecord) -> W,
-        unwrap: impl FnOnce(W) -> PendingRecord,
+        wrap: impl FnOnce(Pending) -> W,
+        unwrap: impl FnOnce(W) -> Pending,
         envelope: impl FnOnce(&mut dyn Write, &Head<'_>) -> io::Result<()>,
     ) -> Result<SealedRecord, IntakeError> {
         let recipients = self

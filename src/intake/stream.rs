@@ -50,7 +50,7 @@ use super::{Intake, IntakeError};
 use crate::config::FormConfig;
 use crate::mime::{EnvelopeField, EnvelopeWriter, FieldValue, Head};
 use crate::replies::Derived;
-use crate::store::PendingRecord;
+use crate::store::Pending;
 use crate::submission::{RawValue, Rejection, Submission};
 
 /// A growing upload record is synced to disk after this many bytes.
@@ -165,7 +165,7 @@ impl<W: Write, P: FnMut() -> io::Result<u64>> Write for FloorGuard<W, P> {
 /// large upload does not pile up dirty pages that would slow every other
 /// record's fsync and its own commit.
 struct WriteBehind {
-    pending: PendingRecord,
+    pending: Pending,
     unsynced: u64,
 }
 
@@ -211,12 +211,20 @@ pub(super) fn seal_stream(
 ) -> Result<SealedRecord, UploadError> {
     let data_dir = intake.config.server.data_dir.clone();
     let floor = intake.config.server.min_free_bytes;
+    // Records in a database take no room in data_dir.
+    let watch = intake.config.stores_in_data_dir();
     let guarded = |pending| {
         let synced = WriteBehind {
             pending,
             unsynced: 0,
         };
-        FloorGuard::new(synced, floor, move || available_space(&data_dir))
+        FloorGuard::new(synced, floor, move || {
+            if watch {
+                available_space(&data_dir)
+            } else {
+                Ok(u64::MAX)
+            }
+        })
     };
     let unguarded = |guard: FloorGuard<WriteBehind, _>| guard.into_inner().pending;
     let mut stopped = None;

@@ -76,11 +76,11 @@ fn fields_for(i: usize) -> Value {
     })
 }
 
-fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-fn run_ok(args: &[&str]) -> String {
+pub(crate) fn run_ok(args: &[&str]) -> String {
     let (code, out, err) = sealform(args);
     assert_eq!(
         code, 0,
@@ -90,7 +90,11 @@ fn run_ok(args: &[&str]) -> String {
 }
 
 /// Every record the server's staff API lists (`state=all`).
-fn every_record(server: &Server, client: &reqwest::blocking::Client, token: &str) -> Vec<Value> {
+pub(crate) fn every_record(
+    server: &Server,
+    client: &reqwest::blocking::Client,
+    token: &str,
+) -> Vec<Value> {
     let listing: Value = client
         .get(server.url("/api/v1/staff/submissions?state=all"))
         .bearer_auth(token)
@@ -103,7 +107,7 @@ fn every_record(server: &Server, client: &reqwest::blocking::Client, token: &str
 
 /// Runs `sealform ack` on `bundle` against the server's staff API; its
 /// stdout.
-fn ack_over_http(server: &Server, token_file: &Path, bundle: &Path) -> String {
+pub(crate) fn ack_over_http(server: &Server, token_file: &Path, bundle: &Path) -> String {
     let url = server.url("");
     run_ok(&[
         "ack",

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sealform::config::Config;
+use sealform::http::form_tokens::TokenKey;
 use sealform::http::{AppState, router};
 use sealform::intake::Intake;
 use tower::ServiceExt;
@@ -196,16 +197,15 @@ impl Fixture {
 
     /// The in-process app (keys validated now, store opened).
     pub fn app(&self) -> axum::Router {
-        let config = Config::load(&self.config_path()).expect("config loads");
-        let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
-        router(AppState::new(intake))
+        self.app_and_state().0
     }
 
     /// The in-process app and its state (to look at limiters, tokens…).
     pub fn app_and_state(&self) -> (axum::Router, AppState) {
         let config = Config::load(&self.config_path()).expect("config loads");
+        let key = TokenKey::for_config(&config.abuse).expect("form-token key");
         let (intake, _warnings) = Intake::open(config, SystemTime::now()).expect("intake opens");
-        let state = AppState::new(intake);
+        let state = AppState::new(intake, key);
         (router(state.clone()), state)
     }
 

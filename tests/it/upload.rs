@@ -27,7 +27,7 @@ const BOUNDARY: &str = "sealform-test-7MA4YWxkTrZu0gW";
 
 /// Forms for these tests: `upload` with small caps, `big` with room for tens
 /// of MiB and a required file.
-const UPLOAD_FORMS: &str = r#"
+pub(crate) const UPLOAD_FORMS: &str = r#"
 [[forms]]
 id = "upload"
 title = "Send documents"
@@ -91,16 +91,16 @@ fn fixture(server_extra: &str) -> Fixture {
 }
 
 /// A `multipart/form-data` body under construction.
-struct Multipart {
+pub(crate) struct Multipart {
     body: Vec<u8>,
 }
 
 impl Multipart {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Multipart { body: Vec::new() }
     }
 
-    fn text(self, name: &str, value: &str) -> Self {
+    pub(crate) fn text(self, name: &str, value: &str) -> Self {
         self.raw_part(
             &format!("form-data; name=\"{name}\""),
             None,
@@ -108,7 +108,7 @@ impl Multipart {
         )
     }
 
-    fn file(self, name: &str, filename: &str, content_type: &str, data: &[u8]) -> Self {
+    pub(crate) fn file(self, name: &str, filename: &str, content_type: &str, data: &[u8]) -> Self {
         self.raw_part(
             &format!("form-data; name=\"{name}\"; filename=\"{filename}\""),
             Some(content_type),
@@ -141,7 +141,7 @@ impl Multipart {
         self
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         self.body
             .extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
         self.body
@@ -159,7 +159,7 @@ fn page_post(form: &str, body: Vec<u8>) -> Request<Body> {
         .expect("request")
 }
 
-fn api_upload(form: &str, body: Vec<u8>) -> Request<Body> {
+pub(crate) fn api_upload(form: &str, body: Vec<u8>) -> Request<Body> {
     Request::post(format!("/api/v1/forms/{form}/submissions"))
         .header("content-type", content_type())
         .body(Body::from(body))
@@ -220,7 +220,7 @@ fn streamed_body(head: Vec<u8>, seed: u64, len: u64, tail: Vec<u8>) -> Body {
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
-fn receipt_of(body: &[u8]) -> String {
+pub(crate) fn receipt_of(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body).expect("json")["receipt"]
         .as_str()
         .expect("receipt")

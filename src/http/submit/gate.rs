@@ -18,10 +18,13 @@ use crate::submission::RawValue;
 pub struct Pass<'a>(Option<Held<'a>>);
 
 impl Pass<'_> {
-    /// Uses the token up.
-    pub fn spend(self) {
-        if let Some(held) = self.0 {
-            held.keep();
+    /// Uses the token up, on every node that shares the store: refused
+    /// (`Replayed`) if another node used it first, or `Busy` if the shared
+    /// set cannot be reached.
+    pub async fn spend(self) -> Result<(), Refusal> {
+        match self.0 {
+            Some(held) => held.keep_everywhere().await.map_err(Refusal::Token),
+            None => Ok(()),
         }
     }
 }

@@ -161,7 +161,12 @@ pub async fn receive(
     let intake = state.intake_arc();
     let server = &intake.config.server;
     let form = &intake.config.forms[form_index];
-    let boundary = check_before_reading(form, server, req.headers())?;
+    let boundary = check_before_reading(
+        form,
+        server,
+        intake.config.stores_in_data_dir(),
+        req.headers(),
+    )?;
     let (reply_code, reply) = reply_for(form)?.unzip();
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let delivered = Arc::new(AtomicU64::new(0));
@@ -222,11 +227,13 @@ pub async fn receive(
 }
 
 /// What costs nothing before the body is read: a usable boundary, a
-/// `Content-Length` (if any) the form can take, and room on the disk for
-/// it. Returns the boundary.
+/// `Content-Length` (if any) the form can take, and, with `watch_space`
+/// (records go to `data_dir`), room on the disk for it. Returns the
+/// boundary.
 fn check_before_reading(
     form: &FormConfig,
     server: &ServerConfig,
+    watch_space: bool,
     headers: &HeaderMap,
 ) -> Result<String, Failure> {
     let content_type = headers
@@ -255,6 +262,9 @@ fn check_before_reading(
         )
         .into());
     }
+    if !watch_space {
+        return Ok(boundary);
+    }
     match available_space(&server.data_dir) {
         Ok(free) if free >= server.min_free_bytes.saturating_add(declared.unwrap_or(0)) => {
             Ok(boundary)
@@ -276,6 +286,9 @@ fn sealed_outcome(sealed: Result<Receipt, UploadError>) -> Result<Receipt, Failu
         Err(UploadError::Intake(IntakeError::Unanswered(_))) => Err(HttpError::failed().into()),
         Err(UploadError::Intake(e)) if e.is_storage_full() => Err(HttpError::unavailable()
             .logging("cannot store an upload: storage is full", &e)
+            .into()),
+        Err(UploadError::Intake(e)) if e.is_store_unavailable() => Err(HttpError::unavailable()
+            .logging("cannot store an upload: the database is unavailable", &e)
             .into()),
         Err(e) => Err(HttpError::internal(&e).into()),
     }
@@ -355,7 +368,7 @@ impl<'f> Feeder<'f> {
                     continue;
                 }
                 if !self.gate_open {
-                    self.open_gate(starter)?;
+                    self.open_gate(starter).await?;
                 }
             }
             let index = part
@@ -369,7 +382,7 @@ impl<'f> Feeder<'f> {
             }
         }
         if self.gated && !self.gate_open {
-            self.open_gate(starter)?;
+            self.open_gate(starter).await?;
         }
         Ok(())
     }
@@ -401,7 +414,7 @@ impl<'f> Feeder<'f> {
     /// and takes an upload slot, and only then is its token used up (a
     /// person refused by a limit or for want of a slot gets it back and can
     /// send the same form again).
-    fn open_gate(&mut self, starter: &mut Starter<'_>) -> Result<(), Halt> {
+    async fn open_gate(&mut self, starter: &mut Starter<'_>) -> Result<(), Halt> {
         let state = starter.state;
         // A refusal below drops the pass, which gives the token back.
         let pass = gate::check(state, self.form, &mut self.gate_pairs)?;
@@ -409,7 +422,7 @@ impl<'f> Feeder<'f> {
             .limits()
             .charge(starter.client, Budget::Form(starter.form_index))?;
         starter.start()?;
-        pass.spend();
+        pass.spend().await?;
         self.gate_open = true;
         Ok(())
     }
