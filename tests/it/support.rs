@@ -570,3 +570,13 @@ pub fn outside_refilled_form(text: &str, status: u16) -> String {
         _ => text.to_owned(),
     }
 }
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS:`, `VmHWM:`).
+pub fn proc_kb(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field")
+}

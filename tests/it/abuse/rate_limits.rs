@@ -134,16 +134,6 @@ async fn five_thousand_client_addresses_do_not_grow_the_limiter_past_its_ceiling
     assert_eq!(fx.records().len(), 1);
 }
 
-/// Reads `/proc/<pid>/status` field `name` in kB.
-fn proc_kb(pid: u32, name: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("field")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_client_gets_429s_while_another_client_keeps_submitting() {
     let fx = Fixture::with_tables(

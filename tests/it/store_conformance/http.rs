@@ -3,9 +3,11 @@
 //! records decrypt, the upload byte-identical), `ack`; and a database that
 //! goes away: 503, never 500 nor a hang, and the node recovers by itself.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::pg::Postgres;
 use crate::staff::{ack_over_http, every_record as listing, path_str as s, run_ok};
@@ -255,4 +257,113 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     assert_eq!(shown, "on");
     let text = serve_refused(&fx);
     assert!(text.contains("track_commit_timestamp"), "{text}");
+}
+
+/// Endless deterministic noise (xorshift64*, a byte per step, so that the
+/// bytes do not depend on how they are read), as a reader.
+struct Noise(u64);
+
+impl Read for Noise {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        for byte in out.iter_mut() {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            *byte = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8;
+        }
+        Ok(out.len())
+    }
+}
+
+/// The SHA-256 of everything `r` gives, read in pieces.
+fn sha256_of(mut r: impl Read) -> Vec<u8> {
+    let mut h = Sha256::new();
+    std::io::copy(&mut r, &mut h).expect("hash");
+    h.finalize().to_vec()
+}
+
+#[test]
+fn a_128_mib_upload_into_postgres_stays_in_bounded_memory_and_decrypts_byte_identical() {
+    const SIZE: u64 = 128 << 20;
+    let pg = Postgres::start();
+    let forms = FORMS.replace("16777216", "268435456");
+    let (fx, _) = pg_fixture(&pg, &forms, "");
+    let server = Server::start(&fx);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .expect("client");
+    let small = client
+        .post(server.url("/api/v1/forms/tip/submissions"))
+        .json(&json!({"fields": {"message": "warm up"}}))
+        .send()
+        .expect("post");
+    assert_eq!(small.status().as_u16(), 201);
+    let pid = server.child.id();
+    let idle = proc_kb(pid, "VmRSS:");
+
+    let body = multipart("a large file", b"");
+    let (head, tail) = body.split_at(body.len() - format!("\r\n--{BOUNDARY}--\r\n").len());
+    let stream = std::io::Cursor::new(head.to_vec())
+        .chain(Noise(7).take(SIZE))
+        .chain(std::io::Cursor::new(tail.to_vec()));
+    let res = client
+        .post(server.url("/api/v1/forms/tip/submissions"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(reqwest::blocking::Body::new(stream))
+        .send()
+        .expect("upload");
+    assert_eq!(res.status().as_u16(), 201, "{}", server.log_text());
+    let receipt = res.json::<Value>().expect("json")["receipt"]
+        .as_str()
+        .expect("receipt")
+        .to_owned();
+    let peak = proc_kb(pid, "VmHWM:");
+    eprintln!(
+        "a {} MiB upload into PostgreSQL: node VmRSS idle {idle} kB, VmHWM {peak} kB, {} kB above idle",
+        SIZE >> 20,
+        peak.saturating_sub(idle)
+    );
+    assert!(
+        peak.saturating_sub(idle) < 64 * 1024,
+        "the node's peak rose {} kB over idle",
+        peak - idle
+    );
+    let chunks = pg.count("SELECT count(*) FROM chunks");
+    assert!(chunks > (SIZE >> 20) as i64, "{chunks} chunks of 1 MiB");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("bundle");
+    let token_file = fx.path().join("token");
+    let out = run_ok(&[
+        "pull",
+        "--url",
+        &server.url(""),
+        "--token-file",
+        s(&token_file),
+        "--out",
+        s(&bundle),
+    ]);
+    assert!(out.contains("2 fetched"), "{out}");
+    let plain = work.path().join("plain");
+    let out = run_ok(&[
+        "decrypt",
+        "--key",
+        s(&TestKey::Ed25519.secret()),
+        "--out",
+        s(&plain),
+        s(&bundle),
+    ]);
+    assert!(out.contains("decrypted 2, skipped 0, failed 0"), "{out}");
+    let file = std::fs::File::open(plain.join(&receipt).join("attachments").join("doc.bin"))
+        .expect("the attachment");
+    assert_eq!(
+        sha256_of(file),
+        sha256_of(Noise(7).take(SIZE)),
+        "the upload decrypts byte-identical"
+    );
+    assert!(server.terminate().success());
 }
