@@ -24,8 +24,16 @@ fn awkward_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     all_bytes.push(b'\r');
     vec![
         ("awkward.bin", "multipart/mixed", all_bytes),
-        ("lf-last.txt", "text/plain", b"line one\nline two\n".to_vec()),
-        ("crlf-last.eml", "message/rfc822", b"From: x\r\n\r\n--\r\n".to_vec()),
+        (
+            "lf-last.txt",
+            "text/plain",
+            b"line one\nline two\n".to_vec(),
+        ),
+        (
+            "crlf-last.eml",
+            "message/rfc822",
+            b"From: x\r\n\r\n--\r\n".to_vec(),
+        ),
     ]
 }
 
