@@ -198,7 +198,7 @@ impl Config {
         let mut problems = self.server.validate();
         problems.extend(self.retention.validate());
         problems.extend(self.replies.validate());
-        problems.extend(self.store.validate());
+        problems.extend(self.store.validate(self.server.max_concurrent_uploads));
         problems.extend(abuse::validate(&self.limits, &self.abuse));
         problems.extend(self.staff.validate(&self.forms));
         problems.extend(forms::validate(&self.forms));

@@ -65,8 +65,14 @@ pub struct StoreConfig {
 }
 
 fn default_pool_size() -> u32 {
-    16
+    32
 }
+
+/// Connections kept for everything but uploads (records' commits, the
+/// replay set, the staff API): `pool_size` must exceed
+/// `server.max_concurrent_uploads` by this many, so that uploads streaming
+/// in slowly cannot take every connection.
+pub const POOL_SPARE: usize = 4;
 
 impl Default for StoreConfig {
     /// The embedded store; the database settings at their defaults.
@@ -83,8 +89,10 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Every value out of range or missing, each with its key and the fix.
-    pub(super) fn validate(&self) -> Vec<Problem> {
+    /// Every value out of range or missing, each with its key and the fix;
+    /// `max_concurrent_uploads` is `server.max_concurrent_uploads` (every
+    /// upload in flight holds a connection of the pool).
+    pub(super) fn validate(&self, max_concurrent_uploads: usize) -> Vec<Problem> {
         let mut problems = Vec::new();
         let postgres = self.backend == StoreBackend::Postgres;
         match (&self.url, &self.url_file) {
@@ -103,6 +111,16 @@ impl StoreConfig {
             problems.push(Problem::new(
                 "store.pool_size",
                 "give between 1 and 1024 connections",
+            ));
+        } else if postgres && (self.pool_size as usize) < max_concurrent_uploads + POOL_SPARE {
+            problems.push(Problem::new(
+                "store.pool_size",
+                format!(
+                    "every upload in flight holds a connection while it streams in: give at \
+                     least server.max_concurrent_uploads + {POOL_SPARE} ({}) connections, or \
+                     lower server.max_concurrent_uploads",
+                    max_concurrent_uploads + POOL_SPARE
+                ),
             ));
         }
         if self.ca_file.is_some() && self.sslmode != SslMode::VerifyFull {
@@ -131,5 +149,37 @@ impl StoreConfig {
         {
             *path = base.join(&*path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, parse};
+
+    /// `MINIMAL` with a `[store]` on PostgreSQL of `pool_size` connections
+    /// and `uploads` uploads in flight at most.
+    fn with_pool(pool_size: u32, uploads: usize) -> String {
+        MINIMAL.replace(
+            "keys_dir = \"keys\"\n",
+            &format!(
+                "keys_dir = \"keys\"\nmax_concurrent_uploads = {uploads}\n\n[store]\n\
+                 backend = \"postgres\"\nurl = \"postgresql://sealform@db/sealform\"\n\
+                 pool_size = {pool_size}\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_pool_that_uploads_could_fill_is_refused_naming_the_least_size() {
+        let text = parse(&with_pool(16, 16)).expect_err("refused").to_string();
+        assert!(text.contains("store.pool_size"), "{text}");
+        assert!(text.contains("(20)"), "{text}");
+        parse(&with_pool(20, 16)).expect("valid");
+        // The default pool leaves room beside the default upload slots.
+        parse(&MINIMAL.replace(
+            "keys_dir = \"keys\"\n",
+            "keys_dir = \"keys\"\n\n[store]\nbackend = \"postgres\"\nurl = \"postgresql://db/s\"\n",
+        ))
+        .expect("valid");
     }
 }

@@ -114,8 +114,10 @@ impl Postgres {
     /// Starts the server (again) on the same port and data directory; it
     /// recovers from its WAL after [`Postgres::stop_immediate`].
     pub fn start_again(&self) {
+        // fsync is on by default and not set here, so that a test can turn it
+        // off with ALTER SYSTEM (a command-line setting would win).
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=on -c synchronous_commit=on \
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c synchronous_commit=on \
              -c log_statement=none -c max_connections=200",
             self.port,
             self.dir.path().display()

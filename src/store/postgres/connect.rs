@@ -124,7 +124,8 @@ pub(super) fn take(pool: &Pool) -> Result<Conn, StoreError> {
 }
 
 /// Refuses a server whose settings break the durability contract (a commit
-/// that answers before it is flushed) or the metadata promise (a commit
+/// that answers before it is flushed, a flush that is not one: `fsync`,
+/// `full_page_writes`) or the metadata promise (a commit
 /// time kept per transaction), naming the setting.
 pub(super) fn check_settings(client: &mut Client) -> Result<(), StoreError> {
     let show = |client: &mut Client, name: &str| -> Result<String, StoreError> {
@@ -142,6 +143,15 @@ pub(super) fn check_settings(client: &mut Client) -> Result<(), StoreError> {
              setting (ALTER ROLE ... RESET synchronous_commit; ALTER DATABASE ... RESET \
              synchronous_commit)"
         )));
+    }
+    for setting in ["fsync", "full_page_writes"] {
+        if show(client, setting)? != "on" {
+            return Err(StoreError::Refused(format!(
+                "PostgreSQL's {setting} is off: a crash of the database's host could lose or \
+                 corrupt committed records. Set {setting} = on in postgresql.conf and reload \
+                 PostgreSQL"
+            )));
+        }
     }
     let track = show(client, "track_commit_timestamp")?;
     if track != "off" {

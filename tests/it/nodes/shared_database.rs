@@ -17,7 +17,7 @@ use crate::pg::Postgres;
 fn pg_node(pg: &Postgres, secret: &Path, hash: &str) -> Fixture {
     let tables = format!(
         "{LIMITS}\n[abuse]\nmin_fill_secs = 0\nform_token_secret_file = \"{}\"\n\n\
-         [store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\npool_size = 4\n\n\
+         [store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\npool_size = 20\n\n\
          [staff]\ntokens = [\"{hash}\"]\non_public_listener = true\n\n\
          [retention]\nacked_days = 0\n",
         secret.display(),

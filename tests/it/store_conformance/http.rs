@@ -217,11 +217,25 @@ fn a_database_that_goes_away_gets_503_fast_and_the_node_recovers_by_itself() {
 
 /// Runs `sealform serve` on `fx`, which must refuse to start; its stderr.
 fn serve_refused(fx: &Fixture) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealform"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(fx.config_path())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("serve");
+    // A serve that starts instead of refusing would run for ever: give it
+    // a minute, then stop it and fail.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            let _ = child.wait();
+            panic!("serve started instead of refusing the database's settings");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("serve");
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{text}");
     text
@@ -257,6 +271,16 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     assert_eq!(shown, "on");
     let text = serve_refused(&fx);
     assert!(text.contains("track_commit_timestamp"), "{text}");
+    let mut c = pg.client();
+    // One statement per call: ALTER SYSTEM refuses a transaction block.
+    c.batch_execute("ALTER SYSTEM RESET track_commit_timestamp")
+        .expect("alter");
+    c.batch_execute("ALTER SYSTEM SET fsync = off").expect("alter");
+    drop(c);
+    pg.stop_immediate();
+    pg.start_again();
+    let text = serve_refused(&fx);
+    assert!(text.contains("fsync"), "{text}");
 }
 
 /// Endless deterministic noise (xorshift64*, a byte per step, so that the
