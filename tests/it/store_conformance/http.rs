@@ -275,7 +275,8 @@ fn serve_refuses_a_database_with_synchronous_commit_off_naming_the_setting() {
     // One statement per call: ALTER SYSTEM refuses a transaction block.
     c.batch_execute("ALTER SYSTEM RESET track_commit_timestamp")
         .expect("alter");
-    c.batch_execute("ALTER SYSTEM SET fsync = off").expect("alter");
+    c.batch_execute("ALTER SYSTEM SET fsync = off")
+        .expect("alter");
     drop(c);
     pg.stop_immediate();
     pg.start_again();
