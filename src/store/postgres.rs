@@ -287,9 +287,18 @@ impl PgStore {
     /// Vacuums the tables, so that the space of deleted rows (acknowledged
     /// ciphertext, purged records) is reclaimed for reuse rather than left
     /// until autovacuum's turn. Run daily by `serve` and after every purge.
+    /// On a store of real size VACUUM outlasts the statement timeout meant
+    /// for requests, so the timeout is lifted for it alone and restored
+    /// (to the connection's default) before the connection goes back.
     pub fn refresh(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        conn.batch_execute("VACUUM records, chunks").map_err(db_err)
+        conn.batch_execute("SET statement_timeout = 0")
+            .map_err(db_err)?;
+        let vacuumed = conn.batch_execute("VACUUM records, chunks").map_err(db_err);
+        let restored = conn
+            .batch_execute("RESET statement_timeout")
+            .map_err(db_err);
+        vacuumed.and(restored)
     }
 }
 
