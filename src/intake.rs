@@ -155,6 +155,7 @@ impl Intake {
             );
         }
         let mailboxes = Arc::new(Mailboxes::open(
+            &store,
             &config.server.data_dir,
             config.replies.max_per_mailbox,
         )?);

@@ -6,8 +6,9 @@
 //! in an error: it exists only in memory while a submission is sealed or a
 //! mailbox is read ([`ReplyCode`] zeroizes it and has no `Debug`). The
 //! mailbox address and the certificate go into the sealed record only; the
-//! reply store ([`Mailboxes`], under `data_dir/replies/`) names a mailbox by
-//! its folder and holds nothing that links it to a record. Nothing here
+//! reply store ([`Mailboxes`], under `data_dir/replies/` or in the
+//! PostgreSQL store's database) names a mailbox by its folder or its key and
+//! holds nothing that links it to a record. Nothing here
 //! knows HTTP, the CLI or receipts.
 //!
 //! - `code.rs`: [`ReplyCode`], 12 BIP39 English words (128 bits and a
@@ -16,7 +17,9 @@
 //!   [`MailboxId`] and a deterministic v4 certificate;
 //! - `answer.rs`: the plaintext of an answer ([`Answer`], [`ReplyStatus`]),
 //!   its sealing to a mailbox's certificate and its opening;
-//! - `mailboxes.rs`: the reply store, fsynced, with day-only file times.
+//! - `mailboxes.rs`: the reply store, durable before a put returns, with
+//!   the day and nothing finer: folders (`mailboxes/fs.rs`) or a table of
+//!   the PostgreSQL store (`mailboxes/postgres.rs`).
 
 mod answer;
 mod code;
@@ -28,7 +31,9 @@ pub use answer::{
 };
 pub use code::{CodeError, ReplyCode};
 pub use derive::{BadMailbox, Derived, MailboxId};
-pub use mailboxes::{AnswerId, BadAnswerId, Mailboxes, Put, StoredAnswer};
+pub use mailboxes::{
+    AnswerId, BadAnswerId, FsMailboxes, Mailboxes, PgMailboxes, Put, StoredAnswer,
+};
 
 /// Why a reply could not be derived, sealed, opened or stored. No variant
 /// carries a reply code, an answer's text or a mailbox address.
@@ -37,6 +42,12 @@ pub enum ReplyError {
     /// Reading or writing the reply store failed.
     #[error("the reply store failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The database holding the reply store cannot be reached (a 503).
+    #[error("the reply store's database cannot be reached: {0}")]
+    Unavailable(String),
+    /// The database holding the reply store refused a statement.
+    #[error("the reply store's database failed: {0}")]
+    Database(String),
     /// Sequoia refused to build a key, certificate or message.
     #[error("OpenPGP failed: {0}")]
     OpenPgp(String),

@@ -20,8 +20,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         &config,
         "It applies retention daily itself; stop it to purge by hand",
     )?;
-    let mailboxes = Mailboxes::open(&config.server.data_dir, config.replies.max_per_mailbox)
-        .context("while opening the reply store (data_dir/replies)")?;
+    let mailboxes = Mailboxes::open(
+        &store,
+        &config.server.data_dir,
+        config.replies.max_per_mailbox,
+    )
+    .context("while opening the reply store")?;
     let answers = mailboxes
         .purge(config.replies.keep_days, SystemTime::now())
         .context("while deleting expired answers")?;

@@ -9,19 +9,26 @@
 //! (or killed) is run again the same way: a record B already holds with the
 //! same entry and the same digest is skipped, any other is written; one
 //! it holds differently (changed there since) stops the copy.
-//! Nothing is printed about a record but counts: a receipt is a secret of
-//! the person who sent it.
+//! Then every answer to tipsters in A's reply store (folders under A's
+//! data_dir, or A's database) is put into B's with the day it was pushed,
+//! so its expiry does not move; an answer B holds already with the same
+//! bytes is skipped.
+//!
+//! Nothing is printed about a record or an answer but counts: a receipt is
+//! a secret of the person who sent it, a mailbox address a tipster's.
 
 use std::io::{self, Read};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
 use crate::receipt::Receipt;
-use crate::store::{Imported, IndexEntry, RecordState, RecordStore};
+use crate::replies::{Mailboxes, Put, ReplyError};
+use crate::store::{Imported, IndexEntry, RecordState, RecordStore, days_between};
 
 /// What happened to one record.
 enum Copied {
@@ -55,7 +62,55 @@ pub fn run(from: &Path, to: &Path) -> anyhow::Result<ExitCode> {
         "{} record(s): {written} copied, {there} already there (same entry and sha256)",
         records.len()
     );
+    let open = |store: &RecordStore, config: &Config| {
+        Mailboxes::open(
+            store,
+            &config.server.data_dir,
+            config.replies.max_per_mailbox,
+        )
+    };
+    let from_answers = open(&source, &from_config).context("the --from reply store")?;
+    let to_answers = open(&dest, &to_config).context("the --to reply store")?;
+    let (written, there) = copy_answers(&from_answers, &to_answers)?;
+    println!(
+        "{} answer(s) to tipsters: {written} copied, {there} already there",
+        written + there
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts every answer of `from` into `to`, on the day it was pushed;
+/// returns how many were written and how many `to` held already.
+fn copy_answers(from: &Mailboxes, to: &Mailboxes) -> anyhow::Result<(usize, usize)> {
+    let (mut written, mut there) = (0usize, 0usize);
+    let mailboxes = from
+        .mailbox_ids()
+        .context("while listing the --from reply store")?;
+    for mailbox in &mailboxes {
+        for answer in from
+            .list(mailbox)
+            .context("while reading the --from reply store")?
+        {
+            let days = days_between("1970-01-01", &answer.day)
+                .and_then(|d| u64::try_from(d).ok())
+                .context("an answer in the --from reply store has no valid day")?;
+            let pushed = UNIX_EPOCH + Duration::from_secs(days * 86_400);
+            match to.put(mailbox, &answer.id, &answer.ciphertext, pushed) {
+                Ok(Put::Stored) => written += 1,
+                Ok(Put::AlreadyThere) => there += 1,
+                Err(ReplyError::Full) => bail!(
+                    "a mailbox holds more answers than the --to configuration's [replies] \
+                     max_per_mailbox allows: raise it there and run the copy again"
+                ),
+                Err(ReplyError::Conflict) => bail!(
+                    "the --to reply store holds other bytes under an answer's id: it was \
+                     changed there since an earlier copy"
+                ),
+                Err(e) => return Err(e).context("while writing the --to reply store"),
+            }
+        }
+    }
+    Ok((written, there))
 }
 
 /// Copies one record unless `dest` holds it identical already.

@@ -34,8 +34,9 @@ pub enum SslMode {
     VerifyFull,
 }
 
-/// The `[store]` table.
-#[derive(Debug, Clone, Deserialize)]
+/// The `[store]` table. Its `Debug` leaves the connection string out: it
+/// may hold the database password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `fs` (default) or `postgres`.
@@ -73,6 +74,19 @@ fn default_pool_size() -> u32 {
 /// `server.max_concurrent_uploads` by this many, so that uploads streaming
 /// in slowly cannot take every connection.
 pub const POOL_SPARE: usize = 4;
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|_| "(not shown)"))
+            .field("url_file", &self.url_file)
+            .field("pool_size", &self.pool_size)
+            .field("sslmode", &self.sslmode)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
 
 impl Default for StoreConfig {
     /// The embedded store; the database settings at their defaults.
@@ -181,5 +195,14 @@ mod tests {
             "keys_dir = \"keys\"\n\n[store]\nbackend = \"postgres\"\nurl = \"postgresql://db/s\"\n",
         ))
         .expect("valid");
+    }
+
+    #[test]
+    fn the_debug_form_of_the_store_table_leaves_the_password_out() {
+        let config = parse(&with_pool(32, 16).replace("sealform@db", "sealform:hunter2-secret@db"))
+            .expect("valid");
+        let shown = format!("{:?}", config.store);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("not shown"), "{shown}");
     }
 }

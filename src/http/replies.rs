@@ -16,11 +16,13 @@ pub mod page;
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::{HttpError, join_failure};
 use super::refusal::Refusal;
+use crate::api::error::ErrorCode;
 use crate::api::replies::MAX_CODE_BYTES;
 use crate::config::FieldConfig;
 use crate::receipt::Receipt;
@@ -126,7 +128,7 @@ pub async fn open(state: &AppState, code: ReplyCode) -> Result<Opened, HttpError
     });
     match job.await {
         Ok(Ok(opened)) => Ok(opened),
-        Ok(Err(e)) => Err(failed("reading a reply mailbox failed", &e)),
+        Ok(Err(e)) => Err(store_failed("reading a reply mailbox failed", &e)),
         Err(e) => Err(failed("reading a reply mailbox failed", &join_failure(&e))),
     }
 }
@@ -142,7 +144,7 @@ pub async fn delete(state: &AppState, code: ReplyCode) -> Result<(), HttpError> 
     });
     match job.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(failed("deleting a reply mailbox failed", &e)),
+        Ok(Err(e)) => Err(store_failed("deleting a reply mailbox failed", &e)),
         Err(e) => Err(failed("deleting a reply mailbox failed", &join_failure(&e))),
     }
 }
@@ -252,4 +254,18 @@ pub async fn follow_up<'a>(
 /// A 500 whose cause (which names no code, mailbox or answer) is logged.
 fn failed(what: &'static str, cause: &dyn std::fmt::Display) -> HttpError {
     HttpError::failed().logging(what, cause)
+}
+
+/// [`failed`], but a 503 when the reply store's database cannot be reached:
+/// the tipster may try again shortly.
+fn store_failed(what: &'static str, e: &ReplyError) -> HttpError {
+    match e {
+        ReplyError::Unavailable(_) => HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "answers cannot be read or deleted right now; nothing was changed, please try again later",
+        )
+        .logging(what, e),
+        _ => failed(what, e),
+    }
 }

@@ -25,7 +25,7 @@ use super::error::closing;
 use super::staff::{StaffError, StaffState, blocking, internal};
 use crate::api::staff::{PushOutcome, PushedAnswer};
 use crate::intake::available_space;
-use crate::replies::{AnswerId, MailboxId, Put, ReplyError, check_encrypted};
+use crate::replies::{AnswerId, MailboxId, Mailboxes, Put, ReplyError, check_encrypted};
 use crate::store::is_storage_full;
 
 /// The answer route over `state`, for merging beside the other staff routes.
@@ -79,11 +79,15 @@ async fn store_answer(
     check_encrypted(&bytes)
         .map_err(|_| StaffError::BadAnswer("the body is not an encrypted OpenPGP message"))?;
     let put = blocking(move || {
-        // The room under `min_free_bytes` is kept for submissions.
-        let server = &intake.config.server;
-        let free = available_space(&server.data_dir).map_err(internal)?;
-        if free < server.min_free_bytes.saturating_add(bytes.len() as u64) {
-            return Err(StaffError::NoRoom);
+        // The room under `min_free_bytes` of data_dir is kept for
+        // submissions (answers kept in PostgreSQL take none of it; a full
+        // database refuses the insert by itself).
+        if let Mailboxes::Fs(_) = *intake.mailboxes {
+            let server = &intake.config.server;
+            let free = available_space(&server.data_dir).map_err(internal)?;
+            if free < server.min_free_bytes.saturating_add(bytes.len() as u64) {
+                return Err(StaffError::NoRoom);
+            }
         }
         let now = std::time::SystemTime::now();
         match intake.mailboxes.put(&mailbox, &answer, &bytes, now) {
@@ -91,6 +95,7 @@ async fn store_answer(
             Err(ReplyError::Conflict) => Err(StaffError::Conflict),
             Err(ReplyError::Full) => Err(StaffError::MailboxFull),
             Err(ReplyError::Io(e)) if is_storage_full(&e) => Err(StaffError::NoRoom),
+            Err(ReplyError::Unavailable(e)) => Err(StaffError::Unavailable(e)),
             Err(e) => Err(internal(e)),
         }
     })

@@ -220,7 +220,7 @@ fn mtime(path: &Path) -> i64 {
 #[test]
 fn the_store_keeps_answers_durably_bounded_and_dated_to_the_day() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let boxes = Mailboxes::open(dir.path(), 2).expect("open");
+    let boxes = FsMailboxes::open(dir.path(), 2).expect("open");
     let mailbox = ReplyCode::generate().derive().expect("derive").mailbox;
     let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 12_345);
     let (a, b, c) = (AnswerId::random(), AnswerId::random(), AnswerId::random());
@@ -296,7 +296,7 @@ fn the_store_keeps_answers_durably_bounded_and_dated_to_the_day() {
 #[test]
 fn a_stray_file_in_one_mailbox_does_not_stop_the_purge_of_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let boxes = Mailboxes::open(dir.path(), 20).expect("open");
+    let boxes = FsMailboxes::open(dir.path(), 20).expect("open");
     let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let mut mailboxes: Vec<MailboxId> = (0..3)
         .map(|_| ReplyCode::generate().derive().expect("derive").mailbox)
@@ -318,7 +318,7 @@ fn a_stray_file_in_one_mailbox_does_not_stop_the_purge_of_the_others() {
 #[test]
 fn deleting_a_mailbox_removes_it_at_once_and_leftovers_go_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let boxes = Mailboxes::open(dir.path(), 20).expect("open");
+    let boxes = FsMailboxes::open(dir.path(), 20).expect("open");
     let keep = ReplyCode::generate().derive().expect("derive").mailbox;
     let gone = ReplyCode::generate().derive().expect("derive").mailbox;
     let now = SystemTime::now();
@@ -343,7 +343,7 @@ fn deleting_a_mailbox_removes_it_at_once_and_leftovers_go_at_open() {
     let partial = root.join(keep.to_string()).join("2020-01-01_x.partial");
     std::fs::write(&partial, b"half").expect("write");
     drop(boxes);
-    let _boxes = Mailboxes::open(dir.path(), 20).expect("reopen");
+    let _boxes = FsMailboxes::open(dir.path(), 20).expect("reopen");
     assert!(!root.join(".gone-x").exists() && !partial.exists());
     for bad in ["", "AAAAAAAAAAAAAAAAAAAAAAAAAA", "../x"] {
         assert!(bad.parse::<AnswerId>().is_err());

@@ -4,6 +4,8 @@
 //! schema_version(version)                  migrations applied (store/postgres/migrate.rs)
 //! records(receipt, day, size, state, recipients, form, acked_day)   the index, one row a record
 //! chunks(receipt, seq, data)               the ciphertext, 1 MiB a row
+//! used_tokens(nonce, day)                  form tokens used on any node (used_tokens/postgres.rs)
+//! reply_answers(mailbox, id, day, ciphertext)  answers to tipsters (replies/mailboxes/postgres.rs)
 //! ```
 //!
 //! The durability contract is the embedded store's: a record's chunks and
@@ -285,7 +287,7 @@ impl PgStore {
     }
 
     /// Vacuums the tables, so that the space of deleted rows (acknowledged
-    /// ciphertext, purged records) is reclaimed for reuse rather than left
+    /// ciphertext, purged records, expired answers) is reclaimed for reuse rather than left
     /// until autovacuum's turn. Run daily by `serve` and after every purge.
     /// On a store of real size VACUUM outlasts the statement timeout meant
     /// for requests, so the timeout is lifted for it alone and restored
@@ -294,7 +296,9 @@ impl PgStore {
         let mut conn = self.conn()?;
         conn.batch_execute("SET statement_timeout = 0")
             .map_err(db_err)?;
-        let vacuumed = conn.batch_execute("VACUUM records, chunks").map_err(db_err);
+        let vacuumed = conn
+            .batch_execute("VACUUM records, chunks, reply_answers")
+            .map_err(db_err);
         let restored = conn
             .batch_execute("RESET statement_timeout")
             .map_err(db_err);

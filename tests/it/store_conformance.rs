@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use sealform::config::{SslMode, StoreBackend, StoreConfig};
 use sealform::receipt::Receipt;
+use sealform::replies::{AnswerId, MailboxId, Mailboxes, Put, ReplyError};
 use sealform::store::postgres::{CHUNK, PgStore};
 use sealform::store::{
     Imported, IndexEntry, Indexing, RecordState, RecordStore, Store, day_string,
@@ -26,7 +27,16 @@ pub struct Backend {
     pub store: RecordStore,
     /// The PostgreSQL server, for the tests that look into it.
     pub pg: Option<Postgres>,
-    _dir: Option<tempfile::TempDir>,
+    /// The data_dir (the embedded store's, or one the database's store
+    /// leaves empty).
+    dir: tempfile::TempDir,
+}
+
+impl Backend {
+    /// The reply store that goes with this backend, `max` answers a mailbox.
+    fn mailboxes(&self, max: usize) -> Mailboxes {
+        Mailboxes::open(&self.store, self.dir.path(), max).expect("open the reply store")
+    }
 }
 
 fn fs() -> Backend {
@@ -35,7 +45,7 @@ fn fs() -> Backend {
     Backend {
         store: RecordStore::Fs(store),
         pg: None,
-        _dir: Some(dir),
+        dir,
     }
 }
 
@@ -57,7 +67,7 @@ fn postgres() -> Backend {
     Backend {
         store: RecordStore::Postgres(store),
         pg: Some(pg),
-        _dir: None,
+        dir: tempfile::tempdir().expect("tempdir"),
     }
 }
 
@@ -84,6 +94,9 @@ conformance!(
     a_64_mib_record_goes_in_and_out_in_chunks,
     a_record_dropped_before_its_commit_leaves_nothing,
     an_import_keeps_the_records_identity_and_runs_again_harmlessly,
+    answers_to_a_mailbox_are_kept_bounded_listed_oldest_first_and_deleted_at_once,
+    answers_expire_by_whole_days_after_their_push,
+    concurrent_pushes_to_one_mailbox_keep_its_bound,
 );
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -379,4 +392,141 @@ fn an_import_keeps_the_records_identity_and_runs_again_harmlessly(b: Backend) {
     assert!(s.import(&short.0, &short.1, &mut &b"123"[..]).is_err());
     assert_eq!(s.get(&short.0).expect("get"), None);
     assert_eq!(s.list().expect("list").len(), 3);
+}
+
+/// Mailbox `n`: a valid address (32 base32 characters; any such string
+/// decodes to 20 bytes).
+fn mailbox(n: u8) -> MailboxId {
+    let first = char::from(b'a' + n % 26);
+    format!("{first}{}", "q".repeat(31))
+        .parse()
+        .expect("a mailbox address")
+}
+
+fn answers_to_a_mailbox_are_kept_bounded_listed_oldest_first_and_deleted_at_once(b: Backend) {
+    let boxes = b.mailboxes(3);
+    let (mine, other) = (mailbox(1), mailbox(2));
+    let now = SystemTime::now();
+    let ids: Vec<AnswerId> = (0..4).map(|_| AnswerId::random()).collect();
+    // Pushed on two days, the newer first.
+    assert_eq!(
+        boxes.put(&mine, &ids[0], b"second", now).expect("put"),
+        Put::Stored
+    );
+    assert_eq!(
+        boxes.put(&mine, &ids[1], b"first", now - DAY).expect("put"),
+        Put::Stored
+    );
+    // The same bytes again: already there; other bytes: refused.
+    assert_eq!(
+        boxes.put(&mine, &ids[0], b"second", now).expect("put"),
+        Put::AlreadyThere
+    );
+    assert!(matches!(
+        boxes.put(&mine, &ids[0], b"other", now),
+        Err(ReplyError::Conflict)
+    ));
+    assert_eq!(
+        boxes.put(&mine, &ids[2], b"third", now).expect("put"),
+        Put::Stored
+    );
+    assert!(matches!(
+        boxes.put(&mine, &ids[3], b"fourth", now),
+        Err(ReplyError::Full)
+    ));
+    // Another mailbox has its own bound and its own answers.
+    boxes.put(&other, &ids[3], b"elsewhere", now).expect("put");
+
+    let listed = boxes.list(&mine).expect("list");
+    let days: Vec<&str> = listed.iter().map(|a| a.day.as_str()).collect();
+    assert_eq!(
+        days,
+        [day_string(now - DAY), day_string(now), day_string(now)],
+        "oldest first"
+    );
+    assert_eq!(listed[0].ciphertext, b"first");
+    assert_eq!(listed[0].id, ids[1]);
+    let mut rest: Vec<(AnswerId, Vec<u8>)> = listed[1..]
+        .iter()
+        .map(|a| (a.id, a.ciphertext.clone()))
+        .collect();
+    rest.sort();
+    let mut want = vec![(ids[0], b"second".to_vec()), (ids[2], b"third".to_vec())];
+    want.sort();
+    assert_eq!(rest, want);
+
+    boxes.delete(&mine).expect("delete");
+    assert!(boxes.list(&mine).expect("list").is_empty());
+    boxes
+        .delete(&mine)
+        .expect("deleting a missing mailbox is harmless");
+    assert_eq!(
+        boxes.list(&other).expect("list").len(),
+        1,
+        "the other stays"
+    );
+    // A deleted mailbox takes answers again, from none.
+    assert_eq!(
+        boxes.put(&mine, &ids[0], b"again", now).expect("put"),
+        Put::Stored
+    );
+    assert!(boxes.list(&mailbox(3)).expect("list").is_empty());
+}
+
+fn answers_expire_by_whole_days_after_their_push(b: Backend) {
+    let boxes = b.mailboxes(20);
+    let now = SystemTime::now();
+    let (a, c) = (mailbox(4), mailbox(5));
+    boxes
+        .put(&a, &AnswerId::random(), b"three days old", now - 3 * DAY)
+        .expect("put");
+    boxes
+        .put(&a, &AnswerId::random(), b"a day old", now - DAY)
+        .expect("put");
+    boxes
+        .put(&c, &AnswerId::random(), b"today", now)
+        .expect("put");
+    assert_eq!(boxes.purge(4, now).expect("purge"), 0);
+    assert_eq!(boxes.purge(3, now).expect("purge"), 1, "3 midnights ago");
+    assert_eq!(boxes.list(&a).expect("list").len(), 1);
+    assert_eq!(boxes.purge(1, now).expect("purge"), 1);
+    assert!(boxes.list(&a).expect("list").is_empty());
+    assert_eq!(boxes.purge(1, now).expect("purge"), 0, "today's stays");
+    assert_eq!(boxes.purge(0, now).expect("purge"), 1, "0: every answer");
+    assert!(boxes.list(&c).expect("list").is_empty());
+}
+
+fn concurrent_pushes_to_one_mailbox_keep_its_bound(b: Backend) {
+    let boxes = b.mailboxes(5);
+    let target = mailbox(6);
+    let now = SystemTime::now();
+    let outcomes: Vec<Result<Put, ReplyError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let (boxes, target) = (&boxes, &target);
+                scope.spawn(move || {
+                    boxes.put(
+                        target,
+                        &AnswerId::random(),
+                        format!("answer {i}").as_bytes(),
+                        now,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Put::Stored)))
+        .count();
+    let full = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(ReplyError::Full)))
+        .count();
+    assert_eq!((stored, full), (5, 7), "5 stored, the rest refused as full");
+    assert_eq!(boxes.list(&target).expect("list").len(), 5);
 }

@@ -2,6 +2,7 @@
 //! some exported, some acknowledged) copied from the embedded store to a
 //! real PostgreSQL and back is byte-identical, entry for entry, and a copy
 //! killed half-way completes when run again, skipping what it had copied.
+//! The answers to tipsters go along, each on the day it was pushed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +15,7 @@ use crate::support::*;
 use crate::upload::{Multipart, UPLOAD_FORMS, api_upload, receipt_of};
 
 use sealform::receipt::Receipt;
+use sealform::replies::{AnswerId, FsMailboxes, MailboxId};
 use sealform::store::{IndexEntry, Store};
 
 const RECORDS: usize = 1000;
@@ -122,6 +124,47 @@ fn copy_killed_half_way(from: &Fixture, to: &Fixture, copied: impl Fn() -> usize
     child.wait().expect("reap");
 }
 
+/// Puts answers into the reply store under `fx`: 3 mailboxes, each with
+/// one answer pushed 5 days ago and one yesterday.
+fn fill_answers(fx: &Fixture) {
+    let boxes = FsMailboxes::open(&fx.data_dir(), 20).expect("reply store");
+    let day = Duration::from_secs(86_400);
+    for m in 0..3u8 {
+        let mailbox = mailbox(m);
+        for (age, text) in [(5, "old"), (1, "new")] {
+            let bytes = format!("answer {text} to mailbox {m}").into_bytes();
+            let pushed = SystemTime::now() - age * day;
+            boxes
+                .put(&mailbox, &AnswerId::random(), &bytes, pushed)
+                .expect("put");
+        }
+    }
+}
+
+fn mailbox(m: u8) -> MailboxId {
+    format!("{}{}", char::from(b'a' + m), "x".repeat(31))
+        .parse()
+        .expect("mailbox")
+}
+
+/// Every answer in the reply store under `fx`: (mailbox, id, day, bytes).
+fn answers(fx: &Fixture) -> Vec<(String, String, String, Vec<u8>)> {
+    let boxes = FsMailboxes::open(&fx.data_dir(), 20).expect("reply store");
+    let mut v = Vec::new();
+    for m in 0..3u8 {
+        for a in boxes.list(&mailbox(m)).expect("list") {
+            v.push((
+                mailbox(m).to_string(),
+                a.id.to_string(),
+                a.day,
+                a.ciphertext,
+            ));
+        }
+    }
+    v.sort();
+    v
+}
+
 /// Records in the database (0 before the first copy created the schema).
 fn rows(pg: &Postgres) -> usize {
     pg.client()
@@ -136,6 +179,7 @@ fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() 
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(fill(&a));
+    fill_answers(&a);
     let pg = Postgres::start();
     let store = format!(
         "{TEST_TABLES}\n[store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n",
@@ -147,12 +191,17 @@ fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() 
     let out = copy(&a, &b);
     assert!(out.contains(&format!("{RECORDS} record(s): ")), "{out}");
     assert!(
-        !out.contains(" 0 already there"),
+        !out.contains(" 0 already there (same entry"),
         "the second run skipped what the first copied: {out}"
     );
+    assert!(out.contains("6 answer(s) to tipsters: "), "{out}");
     let out = copy(&a, &b);
     assert!(
         out.contains(&format!("0 copied, {RECORDS} already there")),
+        "{out}"
+    );
+    assert!(
+        out.contains("6 answer(s) to tipsters: 0 copied, 6 already there"),
         "{out}"
     );
     let out = copy(&b, &c);
@@ -160,6 +209,13 @@ fn a_store_copied_away_and_back_is_byte_identical_and_a_killed_copy_completes() 
         out.contains(&format!("{RECORDS} copied, 0 already there")),
         "{out}"
     );
+    assert!(
+        out.contains("6 answer(s) to tipsters: 6 copied, 0 already there"),
+        "{out}"
+    );
+    let (sent, came_back) = (answers(&a), answers(&c));
+    assert_eq!(sent.len(), 6);
+    assert!(sent == came_back, "the answers differ after the round trip");
     let (original, back) = (contents(&a), contents(&c));
     assert_eq!(original.len(), RECORDS);
     assert_eq!(

@@ -14,6 +14,7 @@ use crate::store::StoreError;
 pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_records.sql")),
     (2, include_str!("migrations/0002_used_tokens.sql")),
+    (3, include_str!("migrations/0003_reply_answers.sql")),
 ];
 
 /// The advisory lock every node takes while it migrates (any constant no

@@ -1,7 +1,9 @@
 //! Two nodes, one PostgreSQL (a real one, `tests/it/pg.rs`): submissions
 //! to both, a form opened on one sent to the other once only, `pull`
 //! through one node fetching what both took in, `ack` through the other
-//! removing it for both, and retention started on both at once.
+//! removing it for both, and retention started on both at once; an answer
+//! to a tipster pushed to one node, read, followed up and deleted on the
+//! other.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +17,11 @@ use crate::pg::Postgres;
 /// to the forms for the token hashed `hash`, acknowledged records deleted
 /// at every purge (and so at start).
 fn pg_node(pg: &Postgres, secret: &Path, hash: &str) -> Fixture {
+    pg_node_with(pg, secret, hash, DEFAULT_FORMS)
+}
+
+/// [`pg_node`] with `forms`.
+fn pg_node_with(pg: &Postgres, secret: &Path, hash: &str, forms: &str) -> Fixture {
     let tables = format!(
         "{LIMITS}\n[abuse]\nmin_fill_secs = 0\nform_token_secret_file = \"{}\"\n\n\
          [store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\npool_size = 20\n\n\
@@ -23,7 +30,7 @@ fn pg_node(pg: &Postgres, secret: &Path, hash: &str) -> Fixture {
         secret.display(),
         pg.url()
     );
-    Fixture::with_tables(&[TestKey::Ed25519], DEFAULT_FORMS, "", &tables)
+    Fixture::with_tables(&[TestKey::Ed25519], forms, "", &tables)
 }
 
 fn submit_json(client: &reqwest::blocking::Client, node: &Server, i: usize) -> String {
@@ -231,5 +238,119 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
     for server in [&a, &b] {
         let log = server.log_text();
         assert!(!log.contains("ERROR") && !log.contains("failed"), "{log}");
+    }
+}
+
+#[test]
+fn an_answer_pushed_to_one_node_is_read_followed_up_and_deleted_on_the_other() {
+    use sealform::replies::{AnswerId, ReplyCode, ReplyStatus, answer_plaintext, seal_answer};
+
+    let pg = Postgres::start();
+    let shared = tempfile::tempdir().expect("tempdir");
+    let secret = secret_file(shared.path(), &[0x5a; 48], 0o600);
+    let token = sealform::staff_token::mint().to_string();
+    let hash = sealform::staff_token::TokenHash::of(&token).to_string();
+    let forms = crate::replies::REPLIES_FORMS;
+    let (fa, fb) = (
+        pg_node_with(&pg, &secret, &hash, forms),
+        pg_node_with(&pg, &secret, &hash, forms),
+    );
+    let (a, b) = (Server::start(&fa), Server::start(&fb));
+    let client = reqwest::blocking::Client::new();
+
+    // A tip to A; its reply code.
+    let res = client
+        .post(a.url("/api/v1/forms/tip/submissions"))
+        .json(&json!({"fields": {"message": "a tip to node A"}}))
+        .send()
+        .expect("submit");
+    assert_eq!(res.status().as_u16(), 201);
+    let body: Value = res.json().expect("json");
+    let code_text = body["reply_code"].as_str().expect("reply_code").to_owned();
+    let derived = ReplyCode::parse(&code_text)
+        .expect("code")
+        .derive()
+        .expect("derive");
+    let mailbox = derived.mailbox.to_string();
+
+    // Staff push an answer to A.
+    let plain = answer_plaintext(
+        Some("tip"),
+        Some(ReplyStatus::InProgress),
+        b"we are looking into it",
+    );
+    let sealed =
+        seal_answer(derived.cert(), &[], &plain, std::time::SystemTime::now()).expect("seal");
+    let res = client
+        .put(a.url(&format!(
+            "/api/v1/staff/mailboxes/{mailbox}/replies/{}",
+            AnswerId::random()
+        )))
+        .bearer_auth(&token)
+        .body(sealed)
+        .send()
+        .expect("push");
+    assert_eq!(res.status().as_u16(), 201, "{}", a.log_text());
+    // The database holds the mailbox as the key of its row, and the day.
+    let mut db = pg.client();
+    let rows: Vec<(String, String)> = db
+        .query("SELECT mailbox, day FROM reply_answers", &[])
+        .expect("reply_answers")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let today = sealform::store::day_string(std::time::SystemTime::now());
+    assert_eq!(rows, vec![(mailbox.clone(), today)]);
+
+    // The tipster reads it on B, and follows up there.
+    let read = |node: &Server| -> Value {
+        let res = client
+            .post(node.url("/api/v1/replies"))
+            .json(&json!({"code": code_text}))
+            .send()
+            .expect("read");
+        assert_eq!(res.status().as_u16(), 200);
+        res.json().expect("json")
+    };
+    let on_b = read(&b);
+    assert_eq!(
+        on_b["answers"][0]["message"], "we are looking into it",
+        "{on_b}"
+    );
+    assert_eq!(on_b["status"], "in-progress", "{on_b}");
+    let res = client
+        .post(b.url("/api/v1/replies/follow-up"))
+        .json(&json!({"code": code_text, "message": "here is more, sent to node B"}))
+        .send()
+        .expect("follow up");
+    assert_eq!(res.status().as_u16(), 201);
+    let follow_up: Value = res.json().expect("json");
+    let follow_up = follow_up["receipt"].as_str().expect("receipt").to_owned();
+    assert!(
+        listing(&client, &a, &token)
+            .iter()
+            .any(|(r, _)| *r == follow_up),
+        "node A lists the follow-up node B took in"
+    );
+
+    // Deleted on B: gone for A as well.
+    let res = client
+        .post(b.url("/api/v1/replies/delete"))
+        .json(&json!({"code": code_text}))
+        .send()
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    let on_a = read(&a);
+    assert_eq!(on_a["answers"], json!([]), "{on_a}");
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM reply_answers", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    for server in [&a, &b] {
+        assert!(
+            !server.log_text().contains(&mailbox),
+            "no mailbox in the log"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! goes away: 503, never 500 nor a hang, and the node recovers by itself.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -196,6 +196,29 @@ fn a_database_that_goes_away_gets_503_fast_and_the_node_recovers_by_itself() {
         .send()
         .expect("list");
     assert_eq!(staff.status().as_u16(), 503, "the staff API says 503 too");
+    // The reply store is in the database too: reading and pushing say 503.
+    let code = sealform::replies::ReplyCode::generate();
+    let read = client
+        .post(server.url("/api/v1/replies"))
+        .json(&json!({"code": code.expose()}))
+        .send()
+        .expect("read replies");
+    assert_eq!(read.status().as_u16(), 503, "reading answers says 503");
+    let derived = code.derive().expect("derive");
+    let plain = sealform::replies::answer_plaintext(None, None, b"an answer");
+    let sealed = sealform::replies::seal_answer(derived.cert(), &[], &plain, SystemTime::now())
+        .expect("seal");
+    let push = client
+        .put(server.url(&format!(
+            "/api/v1/staff/mailboxes/{}/replies/{}",
+            derived.mailbox,
+            sealform::replies::AnswerId::random()
+        )))
+        .bearer_auth(&token)
+        .body(sealed)
+        .send()
+        .expect("push");
+    assert_eq!(push.status().as_u16(), 503, "pushing an answer says 503");
 
     pg.start_again();
     let deadline = Instant::now() + Duration::from_secs(30);
