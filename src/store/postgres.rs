@@ -66,7 +66,12 @@ impl PgStore {
     /// migrations (under a lock: nodes may start together).
     pub fn open(config: &StoreConfig) -> Result<PgStore, StoreError> {
         let pool = connect::pool(config)?;
-        let mut conn = connect::take(&pool)?;
+        let mut conn = connect::take(&pool).map_err(|e| {
+            match connect::why_unreachable(config).filter(|_| e.is_unavailable()) {
+                Some(why) => StoreError::Unavailable(format!("cannot connect: {why}")),
+                None => e,
+            }
+        })?;
         connect::check_settings(&mut conn)?;
         migrate::migrate(&mut conn)?;
         drop(conn);

@@ -140,6 +140,44 @@ impl Postgres {
         );
     }
 
+    /// Turns TLS on with the PEM certificate chain `cert` and key `key`
+    /// (kept in the cluster's directory, readable by the server only) and
+    /// restarts the server. Connections without TLS are still accepted.
+    pub fn enable_tls(&self, cert: &[u8], key: &[u8]) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (cert_file, key_file) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::write(&cert_file, cert).expect("write the certificate");
+        std::fs::write(&key_file, key).expect("write the key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the key");
+        if let Some(user) = &self.user {
+            let chown = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(&cert_file)
+                .arg(&key_file)
+                .status()
+                .expect("chown");
+            assert!(chown.success(), "chown of the certificate and key");
+        }
+        let mut client = self.client();
+        // One statement at a time: ALTER SYSTEM refuses a transaction block.
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert_file.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key_file.display()),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+        ] {
+            client
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(client);
+        self.stop_immediate();
+        self.start_again();
+    }
+
     /// The server's log, for a failing test to show.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

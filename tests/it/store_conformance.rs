@@ -5,6 +5,7 @@
 //! http.rs` runs the real server on PostgreSQL end to end.
 
 mod http;
+mod tls;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime};

@@ -38,6 +38,43 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Builds the pool `config` describes. Connects to nothing yet.
 pub(super) fn pool(config: &StoreConfig) -> Result<Pool, StoreError> {
+    let (pg, tls) = client_config(config)?;
+    let manager = PostgresConnectionManager::new(pg, tls);
+    r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(POOL_WAIT)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build(manager)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Why a connection to the database of `config` fails, every cause told
+/// (the pool keeps only the outermost, such as "error performing TLS
+/// handshake", not which check of the certificate failed): one direct
+/// attempt, for the error that stops `serve` at start. `None` if it
+/// connects now.
+pub(super) fn why_unreachable(config: &StoreConfig) -> Option<String> {
+    let (pg, tls) = client_config(config).ok()?;
+    let e = pg.connect(tls).err()?;
+    if e.as_db_error().is_some() {
+        // The server's own refusal (authentication, no such database):
+        // without its DETAIL.
+        return Some(db_err(e).to_string());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    Some(text)
+}
+
+/// The client settings of `config`: the connection string with sealform's
+/// timeouts and options, and the TLS connector of `sslmode`.
+fn client_config(config: &StoreConfig) -> Result<(postgres::Config, MakeTlsConnector), StoreError> {
     let url = match (&config.url, &config.url_file) {
         (Some(url), _) => url.clone(),
         (None, Some(file)) => std::fs::read_to_string(file)
@@ -76,14 +113,7 @@ pub(super) fn pool(config: &StoreConfig) -> Result<Pool, StoreError> {
         _ => timeout,
     };
     pg.options(&options);
-    let manager = PostgresConnectionManager::new(pg, tls(config)?);
-    r2d2::Pool::builder()
-        .max_size(config.pool_size)
-        .min_idle(Some(0))
-        .connection_timeout(POOL_WAIT)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build(manager)
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    Ok((pg, tls(config)?))
 }
 
 /// The TLS connector of `sslmode`: with `verify-full` the server's
