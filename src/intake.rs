@@ -46,7 +46,8 @@ pub struct Intake {
     pub keyring: Keyring,
     /// The records, in the configured backend.
     pub store: RecordStore,
-    /// The reply store (`data_dir/replies/`): staff answers to tipsters.
+    /// The reply store (`data_dir/replies/`, or the PostgreSQL store's
+    /// database): staff answers to tipsters.
     pub mailboxes: Arc<Mailboxes>,
     /// The threads that seal in-memory submissions ([`Intake::submit`]).
     workers: SealingWorkers,

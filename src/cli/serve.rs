@@ -34,9 +34,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         OpenError::Workers(e) => {
             anyhow::Error::new(e).context("while starting the sealing threads")
         }
-        OpenError::Replies(e) => {
-            anyhow::Error::new(e).context("while opening the reply store (data_dir/replies)")
-        }
+        OpenError::Replies(e) => anyhow::Error::new(e).context("while opening the reply store"),
     })?;
     for w in &warnings {
         tracing::warn!("WARNING: {w}");

@@ -12,7 +12,9 @@
 //! Then every answer to tipsters in A's reply store (folders under A's
 //! data_dir, or A's database) is put into B's with the day it was pushed,
 //! so its expiry does not move; an answer B holds already with the same
-//! bytes is skipped.
+//! bytes is skipped. Opening an embedded reply store removes what an
+//! interrupted push or deletion left there (a `.partial` answer, a
+//! `.gone-` folder), in A as in B; nothing else of A changes.
 //!
 //! Nothing is printed about a record or an answer but counts: a receipt is
 //! a secret of the person who sent it, a mailbox address a tipster's.
@@ -71,7 +73,11 @@ pub fn run(from: &Path, to: &Path) -> anyhow::Result<ExitCode> {
     };
     let from_answers = open(&source, &from_config).context("the --from reply store")?;
     let to_answers = open(&dest, &to_config).context("the --to reply store")?;
-    let (written, there) = copy_answers(&from_answers, &to_answers)?;
+    let (written, there) = copy_answers(
+        &from_answers,
+        &to_answers,
+        to_config.replies.max_per_mailbox,
+    )?;
     println!(
         "{} answer(s) to tipsters: {written} copied, {there} already there",
         written + there
@@ -79,13 +85,27 @@ pub fn run(from: &Path, to: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Puts every answer of `from` into `to`, on the day it was pushed;
-/// returns how many were written and how many `to` held already.
-fn copy_answers(from: &Mailboxes, to: &Mailboxes) -> anyhow::Result<(usize, usize)> {
+/// Puts every answer of `from` into `to` (whose mailboxes hold `to_max`
+/// answers at most), on the day it was pushed; returns how many were
+/// written and how many `to` held already. A mailbox of `from` holding more
+/// than `to_max` stops the copy before any answer is written.
+fn copy_answers(from: &Mailboxes, to: &Mailboxes, to_max: usize) -> anyhow::Result<(usize, usize)> {
     let (mut written, mut there) = (0usize, 0usize);
     let mailboxes = from
         .mailbox_ids()
         .context("while listing the --from reply store")?;
+    for mailbox in &mailboxes {
+        let held = from
+            .list(mailbox)
+            .context("while reading the --from reply store")?
+            .len();
+        ensure!(
+            held <= to_max,
+            "a mailbox of the --from store holds {held} answers, more than the --to \
+             configuration's [replies] max_per_mailbox ({to_max}): raise it there and run the \
+             copy again (no answer was copied)"
+        );
+    }
     for mailbox in &mailboxes {
         for answer in from
             .list(mailbox)
@@ -99,8 +119,9 @@ fn copy_answers(from: &Mailboxes, to: &Mailboxes) -> anyhow::Result<(usize, usiz
                 Ok(Put::Stored) => written += 1,
                 Ok(Put::AlreadyThere) => there += 1,
                 Err(ReplyError::Full) => bail!(
-                    "a mailbox holds more answers than the --to configuration's [replies] \
-                     max_per_mailbox allows: raise it there and run the copy again"
+                    "a mailbox of the --to store is full (it holds answers the --from store \
+                     does not have, up to [replies] max_per_mailbox): raise it there and run \
+                     the copy again"
                 ),
                 Err(ReplyError::Conflict) => bail!(
                     "the --to reply store holds other bytes under an answer's id: it was \

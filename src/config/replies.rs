@@ -57,6 +57,15 @@ impl RepliesConfig {
     /// Every value out of range, each with its key and the fix.
     pub(super) fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
+        if self.keep_days > super::retention::MAX_DAYS {
+            problems.push(Problem::new(
+                "replies.keep_days",
+                format!(
+                    "must be at most {} (a hundred years)",
+                    super::retention::MAX_DAYS
+                ),
+            ));
+        }
         if self.max_per_mailbox == 0 || self.max_per_mailbox > 1000 {
             problems.push(Problem::new(
                 "replies.max_per_mailbox",
@@ -98,6 +107,14 @@ mod tests {
             (
                 format!("{MINIMAL}\n[replies]\nmax_per_mailbox = 0\n"),
                 "replies.max_per_mailbox",
+            ),
+            (
+                format!("{MINIMAL}\n[replies]\nkeep_days = 4000000000\n"),
+                "replies.keep_days",
+            ),
+            (
+                format!("{MINIMAL}\n[retention]\nacked_days = 36501\n"),
+                "retention.acked_days",
             ),
             (
                 format!("{MINIMAL}\n[replies]\nmax_answer_bytes = 100\n"),

@@ -20,6 +20,11 @@ pub struct RetentionConfig {
     pub unacked_days: Option<u32>,
 }
 
+/// The most days any retention setting may give (`[retention]`,
+/// `[replies] keep_days`): a hundred years, far inside the calendar the
+/// day arithmetic handles.
+pub const MAX_DAYS: u32 = 36_500;
+
 impl RetentionConfig {
     /// Every value out of range, each with its key and the fix.
     pub(super) fn validate(&self) -> Vec<Problem> {
@@ -30,6 +35,17 @@ impl RetentionConfig {
                 "0 would delete unread records at the first midnight after they arrive; leave \
                  the key out to keep unread records, or give the days to keep them (at least 1)",
             ));
+        }
+        for (key, days) in [
+            ("retention.acked_days", self.acked_days),
+            ("retention.unacked_days", self.unacked_days),
+        ] {
+            if days.is_some_and(|d| d > MAX_DAYS) {
+                problems.push(Problem::new(
+                    key,
+                    format!("must be at most {MAX_DAYS} (a hundred years)"),
+                ));
+            }
         }
         problems
     }

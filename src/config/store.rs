@@ -70,7 +70,7 @@ fn default_pool_size() -> u32 {
 }
 
 /// Connections kept for everything but uploads (records' commits, the
-/// replay set, the staff API): `pool_size` must exceed
+/// replay set, the answers to tipsters, the staff API): `pool_size` must exceed
 /// `server.max_concurrent_uploads` by this many, so that uploads streaming
 /// in slowly cannot take every connection.
 pub const POOL_SPARE: usize = 4;

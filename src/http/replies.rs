@@ -263,7 +263,7 @@ fn store_failed(what: &'static str, e: &ReplyError) -> HttpError {
         ReplyError::Unavailable(_) => HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Unavailable,
-            "answers cannot be read or deleted right now; nothing was changed, please try again later",
+            "answers cannot be read or deleted right now; please try again later",
         )
         .logging(what, e),
         _ => failed(what, e),

@@ -107,18 +107,21 @@ impl PgMailboxes {
         Ok(Put::Stored)
     }
 
-    /// [`super::Mailboxes::list`] (sorted there).
+    /// [`super::Mailboxes::list`] (sorted there). Rows are read one at a
+    /// time, so a full mailbox is held once (its answers), not twice.
     pub fn list(&self, mailbox: &MailboxId) -> Result<Vec<StoredAnswer>, ReplyError> {
+        use postgres::fallible_iterator::FallibleIterator as _;
         let db = |e| reply_err(db_err(e));
-        let rows = self
-            .conn()?
-            .query(
+        let key = mailbox.to_string();
+        let mut conn = self.conn()?;
+        let mut rows = conn
+            .query_raw(
                 "SELECT id, day, ciphertext FROM reply_answers WHERE mailbox = $1",
-                &[&mailbox.to_string()],
+                [&key],
             )
             .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
             let id: &str = row.try_get(0).map_err(db)?;
             // The table's check allows only ids sealform writes.
             let Ok(id) = id.parse::<AnswerId>() else {
@@ -166,10 +169,8 @@ impl PgMailboxes {
     pub fn purge(&self, keep_days: u32, now: SystemTime) -> Result<usize, ReplyError> {
         // Pushed `keep_days` or more midnights ago: on that day or before.
         // Days are YYYY-MM-DD, so text order is time order.
-        let last = day_string(
-            now.checked_sub(Duration::from_secs(86_400 * u64::from(keep_days)))
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-        );
+        // `keep_days` is at most a hundred years (`config/retention.rs`).
+        let last = day_string(now - Duration::from_secs(86_400 * u64::from(keep_days)));
         let n = self
             .conn()?
             .execute("DELETE FROM reply_answers WHERE day <= $1", &[&last])
