@@ -13,15 +13,10 @@ use serde_json::{Value, json};
 use super::*;
 use crate::pg::Postgres;
 
-/// A node over `pg`, form tokens signed with `secret`, the staff API next
+/// A node over `pg` with `forms`, form tokens signed with `secret`, the staff API next
 /// to the forms for the token hashed `hash`, acknowledged records deleted
 /// at every purge (and so at start).
-fn pg_node(pg: &Postgres, secret: &Path, hash: &str) -> Fixture {
-    pg_node_with(pg, secret, hash, DEFAULT_FORMS)
-}
-
-/// [`pg_node`] with `forms`.
-fn pg_node_with(pg: &Postgres, secret: &Path, hash: &str, forms: &str) -> Fixture {
+fn pg_node(pg: &Postgres, secret: &Path, hash: &str, forms: &str) -> Fixture {
     let tables = format!(
         "{LIMITS}\n[abuse]\nmin_fill_secs = 0\nform_token_secret_file = \"{}\"\n\n\
          [store]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\npool_size = 20\n\n\
@@ -106,16 +101,48 @@ fn acked_in(line: &str) -> usize {
         .expect("a count")
 }
 
-#[test]
-fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
+/// Two nodes' fixtures over one database, sharing a form-token key and a
+/// staff token.
+struct Cluster {
+    pg: Postgres,
+    /// Holds the shared secret file (and what a test puts beside it).
+    shared: tempfile::TempDir,
+    /// The staff token both nodes accept.
+    token: String,
+    a: Fixture,
+    b: Fixture,
+}
+
+fn cluster(forms: &str) -> Cluster {
     let pg = Postgres::start();
     let shared = tempfile::tempdir().expect("tempdir");
     let secret = secret_file(shared.path(), &[0x5a; 48], 0o600);
     let token = sealform::staff_token::mint().to_string();
     let hash = sealform::staff_token::TokenHash::of(&token).to_string();
+    let (a, b) = (
+        pg_node(&pg, &secret, &hash, forms),
+        pg_node(&pg, &secret, &hash, forms),
+    );
+    Cluster {
+        pg,
+        shared,
+        token,
+        a,
+        b,
+    }
+}
+
+#[test]
+fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
+    let Cluster {
+        pg,
+        shared,
+        token,
+        a: fa,
+        b: fb,
+    } = cluster(DEFAULT_FORMS);
     let token_file = shared.path().join("staff.token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token file");
-    let (fa, fb) = (pg_node(&pg, &secret, &hash), pg_node(&pg, &secret, &hash));
     let (a, b) = (Server::start(&fa), Server::start(&fb));
     let client = reqwest::blocking::Client::new();
 
@@ -245,16 +272,14 @@ fn two_nodes_over_one_database_share_records_tokens_pull_ack_and_retention() {
 fn an_answer_pushed_to_one_node_is_read_followed_up_and_deleted_on_the_other() {
     use sealform::replies::{AnswerId, ReplyCode, ReplyStatus, answer_plaintext, seal_answer};
 
-    let pg = Postgres::start();
-    let shared = tempfile::tempdir().expect("tempdir");
-    let secret = secret_file(shared.path(), &[0x5a; 48], 0o600);
-    let token = sealform::staff_token::mint().to_string();
-    let hash = sealform::staff_token::TokenHash::of(&token).to_string();
-    let forms = crate::replies::REPLIES_FORMS;
-    let (fa, fb) = (
-        pg_node_with(&pg, &secret, &hash, forms),
-        pg_node_with(&pg, &secret, &hash, forms),
-    );
+    // `_shared` holds the secret file the nodes read at start.
+    let Cluster {
+        pg,
+        shared: _shared,
+        token,
+        a: fa,
+        b: fb,
+    } = cluster(crate::replies::REPLIES_FORMS);
     let (a, b) = (Server::start(&fa), Server::start(&fb));
     let client = reqwest::blocking::Client::new();
 

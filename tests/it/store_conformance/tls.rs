@@ -136,8 +136,9 @@ fn open(pg: &Postgres, sslmode: SslMode, ca: Option<&X509>) -> Result<PgStore, S
     PgStore::open(&config).map_err(|e| e.to_string())
 }
 
-#[test]
-fn verify_full_connects_only_to_a_certificate_of_ca_file_naming_the_host() {
+/// A PostgreSQL with TLS on, its certificate naming `san` (`("ip", ..)` or
+/// `("dns", ..)`) and issued by a fresh CA; that CA's certificate.
+fn tls_server(san: (&str, &str)) -> (Postgres, X509) {
     let pg = Postgres::start();
     let (ca_cert, ca_key) = ca("sealform test CA");
     let server_key = key();
@@ -145,12 +146,18 @@ fn verify_full_connects_only_to_a_certificate_of_ca_file_naming_the_host() {
         "database",
         &server_key,
         Some((&ca_cert, &ca_key)),
-        Some(("ip", "127.0.0.1")),
+        Some(san),
     );
     pg.enable_tls(
         &server_cert.to_pem().expect("pem"),
         &server_key.private_key_to_pem_pkcs8().expect("pem"),
     );
+    (pg, ca_cert)
+}
+
+#[test]
+fn verify_full_connects_only_to_a_certificate_of_ca_file_naming_the_host() {
+    let (pg, ca_cert) = tls_server(("ip", "127.0.0.1"));
 
     // The right CA: connected, over TLS.
     let store = open(&pg, SslMode::VerifyFull, Some(&ca_cert)).expect("verify-full with the CA");
@@ -175,19 +182,7 @@ fn verify_full_connects_only_to_a_certificate_of_ca_file_naming_the_host() {
 
 #[test]
 fn verify_full_refuses_a_certificate_for_another_host() {
-    let pg = Postgres::start();
-    let (ca_cert, ca_key) = ca("sealform test CA");
-    let server_key = key();
-    let server_cert = certificate(
-        "database",
-        &server_key,
-        Some((&ca_cert, &ca_key)),
-        Some(("dns", "db.example.org")),
-    );
-    pg.enable_tls(
-        &server_cert.to_pem().expect("pem"),
-        &server_key.private_key_to_pem_pkcs8().expect("pem"),
-    );
+    let (pg, ca_cert) = tls_server(("dns", "db.example.org"));
     let err = open(&pg, SslMode::VerifyFull, Some(&ca_cert))
         .err()
         .expect("a certificate for another name is refused");
