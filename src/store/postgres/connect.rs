@@ -77,14 +77,7 @@ pub(super) fn why_unreachable(config: &StoreConfig) -> Option<String> {
 fn client_config(config: &StoreConfig) -> Result<(postgres::Config, MakeTlsConnector), StoreError> {
     let url = match (&config.url, &config.url_file) {
         (Some(url), _) => url.clone(),
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|source| StoreError::Io {
-                action: "reading store.url_file",
-                path: file.clone(),
-                source,
-            })?
-            .trim()
-            .to_owned(),
+        (None, Some(file)) => read_url_file(file)?,
         (None, None) => {
             return Err(StoreError::Refused(
                 "[store] backend = \"postgres\" needs url or url_file".into(),
@@ -114,6 +107,32 @@ fn client_config(config: &StoreConfig) -> Result<(postgres::Config, MakeTlsConne
     };
     pg.options(&options);
     Ok((pg, tls(config)?))
+}
+
+/// The connection string in `file`, which must not be open to other users:
+/// it holds the database password.
+fn read_url_file(file: &std::path::Path) -> Result<String, StoreError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |source| StoreError::Io {
+        action: "reading store.url_file",
+        path: file.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::open(file).map_err(io)?;
+    let mode = f.metadata().map_err(io)?.permissions().mode();
+    if mode & 0o007 != 0 {
+        return Err(StoreError::Refused(format!(
+            "store.url_file {}: other users may read or change it (mode {:o}), and it holds the \
+             database's password; make it readable by sealform only: chmod 600 (or 640 with a \
+             group of its own)",
+            file.display(),
+            mode & 0o7777
+        )));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(io)?;
+    Ok(text.trim().to_owned())
 }
 
 /// The TLS connector of `sslmode`: with `verify-full` the server's
@@ -236,4 +255,45 @@ fn is_unavailable(e: &postgres::Error) -> bool {
                 | "error performing TLS handshake"
                 | "error communicating with the server"
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn config_with_url_file(mode: u32) -> (tempfile::TempDir, StoreConfig) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("db-url");
+        std::fs::write(
+            &file,
+            "postgresql://sealform:hunter2-secret@127.0.0.1:1/sealform\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let config = StoreConfig {
+            backend: crate::config::StoreBackend::Postgres,
+            url_file: Some(file),
+            sslmode: SslMode::Disable,
+            ..StoreConfig::default()
+        };
+        (dir, config)
+    }
+
+    #[test]
+    fn a_url_file_other_users_can_read_is_refused_without_showing_the_password() {
+        let (_dir, config) = config_with_url_file(0o644);
+        let text = client_config(&config).err().expect("refused").to_string();
+        assert!(
+            text.contains("store.url_file") && text.contains("chmod 600"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        for mode in [0o600, 0o640] {
+            let (_dir, config) = config_with_url_file(mode);
+            let (pg, _) = client_config(&config).expect("a private url_file is read");
+            assert_eq!(pg.get_dbname(), Some("sealform"));
+        }
+    }
 }
