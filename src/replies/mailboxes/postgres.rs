@@ -32,17 +32,6 @@ fn reply_err(e: StoreError) -> ReplyError {
     }
 }
 
-/// The advisory lock a put takes for `mailbox`: 64 bits of its address (a
-/// collision only makes two mailboxes wait for each other).
-fn lock_key(mailbox: &MailboxId) -> i64 {
-    let text = mailbox.to_string();
-    let mut key = 0xcbf2_9ce4_8422_2325_u64;
-    for b in text.bytes() {
-        key = (key ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    key as i64
-}
-
 impl PgMailboxes {
     /// The reply store in the database `pool` reaches; its table exists
     /// once the store has opened (and migrated) the database.
@@ -71,8 +60,13 @@ impl PgMailboxes {
         let key = mailbox.to_string();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(mailbox)])
-            .map_err(db)?;
+        // The mailbox's own lock (64 bits of a hash of its address: a
+        // collision only makes two mailboxes wait for each other).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .map_err(db)?;
         let stored = tx
             .query_opt(
                 "SELECT ciphertext FROM reply_answers WHERE mailbox = $1 AND id = $2",
