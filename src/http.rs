@@ -20,6 +20,7 @@ mod pages;
 pub mod proxy_header;
 mod refusal;
 mod replies;
+mod secret_body;
 mod security_headers;
 pub mod slots;
 pub mod staff;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::config::{FieldConfig, FormConfig};
 use crate::receipt::Receipt;
@@ -94,8 +95,9 @@ impl FieldInfo {
 
 /// `{"receipt": "...", "reply_code": "..."}`: a submission sealed and
 /// stored durably. The receipt and the reply code are the only copies the
-/// client gets.
-#[derive(Serialize, Deserialize, ToSchema)]
+/// client gets; both are zeroized when this is dropped (send it with
+/// `src/http/secret_body.rs`, whose body is zeroized too).
+#[derive(Serialize, Deserialize, ToSchema, Zeroize, ZeroizeOnDrop)]
 #[schema(as = Receipt)]
 pub struct Submitted {
     /// The record's receipt.

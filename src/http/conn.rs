@@ -107,7 +107,11 @@ pub async fn accept_loop(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(64 * 1024)
+        // A body is queued and written as it is, never copied into the
+        // connection's own buffer: the bodies that carry a secret zeroize
+        // themselves when hyper drops them (src/http/secret_body.rs).
+        .writev(true);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {

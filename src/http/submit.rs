@@ -32,7 +32,6 @@ pub mod page;
 pub mod parts;
 
 use crate::api::forms::Submitted;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
@@ -44,6 +43,7 @@ use super::body_kind::BodyKind;
 use super::error::{HttpError, Surface, closing};
 use super::limits::{Budget, ClientKey};
 use super::pages::form::Echo;
+use super::secret_body;
 use crate::submission::{Submission, decode_json, decode_urlencoded};
 use front::Front;
 use outcome::{Accepted, Failure, reply_for};
@@ -130,7 +130,7 @@ fn api_answer(outcome: Result<Accepted, Failure>) -> Response {
     let e = match outcome {
         Ok(accepted) => {
             let body = Submitted::new(&accepted.receipt, accepted.reply_code.as_ref());
-            return (StatusCode::CREATED, Json(body)).into_response();
+            return secret_body::json(StatusCode::CREATED, &body);
         }
         Err(Failure::Refused(refusal)) => return refusal.respond(Surface::Api),
         Err(Failure::Error(e)) => e,

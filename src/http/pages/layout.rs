@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::config::FormConfig;
+use crate::http::secret_body;
 use crate::i18n::{Catalogue, Lang, Msg, catalogue, negotiate};
 
 /// What every page needs to speak the reader's language.
@@ -153,7 +154,8 @@ pub fn form_response(form: &FormConfig, status: StatusCode, html: String) -> Res
          frame-ancestors {}; base-uri 'none'",
         form.frame_ancestors_csp()
     );
-    let mut res = (status, Html(html)).into_response();
+    // A confirmation page may carry a reply code.
+    let mut res = secret_body::html(status, html);
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match HeaderValue::from_str(&csp) {

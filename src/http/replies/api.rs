@@ -5,10 +5,9 @@
 //! (`invalid_code`) and a typo caught by the checksum (`code_checksum`) get
 //! a 400 each.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -21,6 +20,7 @@ use crate::http::body_kind::BodyKind;
 use crate::http::error::{HttpError, Surface, closing};
 use crate::http::limits::{Budget, Client, InFlight};
 use crate::http::refusal::Refusal;
+use crate::http::secret_body;
 use crate::replies::{CodeError, ReplyCode};
 
 /// `POST /api/v1/replies`: `{status, answers}`.
@@ -47,14 +47,8 @@ pub async fn read(State(state): State<AppState>, Client(client): Client, req: Re
             .collect(),
     };
     drop(opened);
-    // Serialized here, so the copy in the body is the only one left once
-    // `read` is zeroized (a `Json` response would serialize it later).
-    let res = match serde_json::to_vec(&read) {
-        Ok(bytes) => bytes,
-        Err(e) => return HttpError::internal(&e).on(Surface::Api).into_response(),
-    };
-    drop(read);
-    ([(header::CONTENT_TYPE, "application/json")], res).into_response()
+    // `read` is zeroized when it drops here, and the body once sent.
+    secret_body::json(StatusCode::OK, &read)
 }
 
 /// `POST /api/v1/replies/follow-up`: 201 `{receipt}`.
@@ -70,7 +64,7 @@ pub async fn follow_up(
     let message = zeroize::Zeroizing::new(body.message.clone());
     drop(body);
     match super::follow_up(&state, code, message).await {
-        Ok(receipt) => (StatusCode::CREATED, Json(Submitted::new(&receipt, None))).into_response(),
+        Ok(receipt) => secret_body::json(StatusCode::CREATED, &Submitted::new(&receipt, None)),
         Err(FollowUpError::Limited(refusal)) => refusal.respond(Surface::Api),
         Err(e) => e.into_http().on(Surface::Api).into_response(),
     }

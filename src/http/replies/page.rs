@@ -27,6 +27,7 @@ use crate::http::pages::replies::{
     ShownAnswer,
 };
 use crate::http::refusal::{PAGE_MEDIA_TYPES, Refusal};
+use crate::http::secret_body;
 use crate::http::submit::gate::take_text;
 use crate::http::submit::origin;
 use crate::i18n::{Lang, Msg};
@@ -74,7 +75,10 @@ pub async fn follow_up(
     let page = p.post.page();
     let (status, why) = match super::follow_up(&state, p.code, message).await {
         Ok(receipt) => {
-            return Html(render::follow_up_sent(page, &receipt.to_string())).into_response();
+            return secret_body::html(
+                StatusCode::OK,
+                render::follow_up_sent(page, &receipt.to_string()),
+            );
         }
         Err(FollowUpError::NotAnsweredYet) => {
             (StatusCode::CONFLICT, page.t(Msg::FollowUpNotYet).to_owned())
@@ -101,7 +105,7 @@ pub async fn follow_up(
         Err(FollowUpError::Limited(refusal)) => return refusal.respond(Surface::Page),
         Err(FollowUpError::Failed(e)) => return p.post.failed(e),
     };
-    (status, Html(render::not_sent(page, &why))).into_response()
+    secret_body::html(status, render::not_sent(page, &why))
 }
 
 /// `POST /replies/delete`: without `confirm=yes`, the page that asks to
@@ -123,10 +127,10 @@ pub async fn delete(
             Err(refusal) => return refusal.respond(Surface::Page),
         };
         let html = render::confirm_delete(post.page(), token.as_deref(), p.code.expose());
-        return Html(html).into_response();
+        return secret_body::html(StatusCode::OK, html);
     }
     match super::delete(&state, p.code).await {
-        Ok(()) => Html(render::deleted(post.page())).into_response(),
+        Ok(()) => secret_body::html(StatusCode::OK, render::deleted(post.page())),
         Err(e) => post.failed(e),
     }
 }
@@ -236,9 +240,8 @@ impl<'a> Post<'a> {
             Ok(tokens) => tokens,
             Err(refusal) => return refusal.respond(Surface::Page),
         };
-        // The page carries the code in the hidden fields of its two forms;
-        // like every rendered page it is handed to hyper, which cannot
-        // zeroize it.
+        // The page carries the answers, and the code in the hidden fields of
+        // its two forms: its body is zeroized once sent.
         let html = render::answers(
             page,
             &shown,
@@ -247,7 +250,7 @@ impl<'a> Post<'a> {
             [follow_up.as_deref(), delete.as_deref()],
             again,
         );
-        (status, Html(html)).into_response()
+        secret_body::html(status, html)
     }
 
     /// A failure of ours: the plain error page, its cause logged once.

@@ -1,5 +1,5 @@
 //! Reading one part of an upload: values into buffers that leave no
-//! unzeroized copy behind ([`ZeroizingBuf`]), and the file name a part
+//! unzeroized copy behind (`ZeroizingBuf`, src/http/secret_body.rs), and the file name a part
 //! declares ([`filename_of`]), decoded as browsers and RFC 5987 write it.
 //! Never used as a path; never logged.
 
@@ -7,42 +7,6 @@ use axum::http::{HeaderMap, header};
 use zeroize::Zeroizing;
 
 use crate::submission::Rejection;
-
-/// A growable byte buffer that never leaves an unzeroized copy behind: it
-/// grows by moving into a bigger zeroizing buffer.
-pub struct ZeroizingBuf(Zeroizing<Vec<u8>>);
-
-impl ZeroizingBuf {
-    /// An empty buffer with room for `capacity` bytes.
-    pub fn new(capacity: usize) -> Self {
-        ZeroizingBuf(Zeroizing::new(Vec::with_capacity(capacity)))
-    }
-    /// Bytes held.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    /// Appends `bytes`, moving into a bigger buffer when full.
-    pub fn push(&mut self, bytes: &[u8]) {
-        let need = self.0.len() + bytes.len();
-        if need > self.0.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(need.max(self.0.capacity() * 2)));
-            bigger.extend_from_slice(&self.0);
-            self.0 = bigger;
-        }
-        self.0.extend_from_slice(bytes);
-    }
-    /// The bytes as text, or `None` (the bytes zeroized) if not UTF-8.
-    pub fn into_string(mut self) -> Option<Zeroizing<String>> {
-        let bytes = std::mem::take(&mut *self.0);
-        match String::from_utf8(bytes) {
-            Ok(s) => Some(Zeroizing::new(s)),
-            Err(e) => {
-                drop(Zeroizing::new(e.into_bytes()));
-                None
-            }
-        }
-    }
-}
 
 /// The file name a part declares: RFC 5987 `filename*=utf-8''…` when present,
 /// otherwise `filename="…"` with the escapes browsers use for `"`, CR and LF
@@ -184,21 +148,5 @@ mod tests {
                 String::from_utf8_lossy(header)
             );
         }
-    }
-
-    #[test]
-    fn a_zeroizing_buffer_grows_and_keeps_its_bytes() {
-        let mut b = ZeroizingBuf::new(2);
-        for chunk in [&b"ab"[..], b"cde", b"", b"fghij"] {
-            b.push(chunk);
-        }
-        assert_eq!(b.len(), 10);
-        assert_eq!(
-            b.into_string().as_deref().map(|s| s.as_str()),
-            Some("abcdefghij")
-        );
-        let mut bad = ZeroizingBuf::new(1);
-        bad.push(&[0xff]);
-        assert!(bad.into_string().is_none());
     }
 }
