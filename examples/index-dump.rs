@@ -3,7 +3,7 @@
 //! Usage: `cargo run --example index-dump -- DATA_DIR`
 //!
 //! Opens the store with [`sealform::store::Store`] (the server must be
-//! stopped: sled locks its index), then prints one line per indexed record,
+//! stopped: the store admits one process), then prints one line per indexed record,
 //! `index <receipt> <state> <size>`, one line per spool file,
 //! `spool <receipt> <size>`, and what opening it had to repair,
 //! `recovery <removed_partial> <reindexed> <finished_acks>`. A store the

@@ -1,21 +1,22 @@
-//! How much memory the index (sled) holds per entry, apart from the rest of
-//! the server: issue 24's fifth target (RSS after a load against idle) in
+//! How much memory the index holds per entry, apart from the rest of the
+//! server: issue 24's fifth target (RSS after a load against idle) in
 //! BENCHMARKS.md.
 //!
 //! Usage: `cargo run --release --example index-memory -- CACHE_BYTES ENTRIES`
 //!
-//! Opens a sled database in a temporary directory with the store's settings
-//! (`cache_capacity` = CACHE_BYTES, no periodic flush) and the binary's
-//! allocator (jemalloc), inserts ENTRIES entries the size of the store's
-//! (a 16-byte random key, an `IndexEntry` as JSON with one recipient and a
-//! form), flushing every 64 as the committer's batches do, and prints the
-//! process's RSS every 16,384 entries, after the last flush, and after the
-//! database is opened again. Nothing here is sealform's code but the entry's
-//! type: it measures sled.
+//! Opens the store's index (fjall, through `IndexDb::open` with the store's
+//! settings: block cache CACHE_BYTES, a 1 MiB memtable, one worker) in a
+//! temporary directory with the binary's allocator (jemalloc), inserts
+//! ENTRIES entries the size of the store's (a 16-byte random key, an
+//! `IndexEntry` as JSON with one recipient and a form), persisting every 64
+//! as the committer's batches do, and prints the process's RSS every 16,384
+//! entries, after the last persist, and after the index is opened again.
+//! Until issue 24 the index was sled 0.34.7; this program then measured
+//! sled, and its figures are in BENCHMARKS.md.
 
 use std::time::Duration;
 
-use sealform::store::{IndexEntry, RecordState};
+use sealform::store::{IndexDb, IndexEntry, RecordState};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -32,14 +33,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn open(dir: &std::path::Path, cache: u64) -> anyhow::Result<sled::Db> {
-    Ok(sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache)
-        .flush_every_ms(None)
-        .open()?)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cache), Some(entries)) = (
@@ -49,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: index-memory CACHE_BYTES ENTRIES");
     };
     let dir = tempfile::tempdir()?;
-    let db = open(dir.path(), cache)?;
+    let db = IndexDb::open(dir.path(), cache)?;
     println!("open, empty: {} KiB", rss_kib());
     let entry = IndexEntry {
         day: "2026-12-07".into(),
@@ -62,20 +55,24 @@ fn main() -> anyhow::Result<()> {
     let value = serde_json::to_vec(&entry)?;
     for i in 1..=entries {
         let key: [u8; 16] = rand::random();
-        db.insert(key, value.as_slice())?;
+        db.insert(&key, value.clone())?;
         if i % 64 == 0 {
-            db.flush()?;
+            db.persist()?;
         }
         if i % 16_384 == 0 {
             println!("{i} entries: {} KiB", rss_kib());
         }
     }
-    db.flush()?;
+    db.persist()?;
     std::thread::sleep(Duration::from_secs(3));
-    println!("3 s after the last flush: {} KiB", rss_kib());
+    println!("3 s after the last persist: {} KiB", rss_kib());
     drop(db);
-    let db = open(dir.path(), cache)?;
+    let db = IndexDb::open(dir.path(), cache)?;
     std::thread::sleep(Duration::from_secs(2));
-    println!("opened again: {} KiB ({} entries)", rss_kib(), db.len());
+    println!(
+        "opened again: {} KiB ({} entries)",
+        rss_kib(),
+        db.entries().count()
+    );
     Ok(())
 }

@@ -1,11 +1,11 @@
-//! Durable storage of sealed records: spool files are the truth, sled is the
-//! index.
+//! Durable storage of sealed records: spool files are the truth, fjall is
+//! the index.
 //!
 //! ```text
 //! data_dir/
 //!   spool/<receipt>.pgp   one binary OpenPGP message per record, atime and mtime 00:00 UTC of its day
 //!   spool/tmp/            writes in flight; emptied at start
-//!   index/                sled: receipt -> {day, size, state, form, recipients}
+//!   index/                fjall: receipt -> {day, size, state, form, recipients}
 //!   index.new/, index.old/  only while the index is rebuilt (see below)
 //! ```
 //!
@@ -25,20 +25,24 @@
 //! several records rather than one or two; a lone record is committed at
 //! once. Alone, a record pays the same syncs as before, in the same order.
 //!
-//! sled alone is not durable (its flush skips the disk cache and big values go
-//! to never-synced blob files), so ciphertext never goes into it, and nothing
-//! in it is finer than a day. Everything here is blocking I/O: call it from a
+//! Ciphertext never goes into the index, and nothing in it is finer than a
+//! day; its changes are made durable by fsyncing its journal
+//! (`IndexDb::persist`). Everything here is blocking I/O: call it from a
 //! blocking thread.
 //!
 //! Metadata at rest says no more than the day either. Every access and
-//! modification time under `data_dir` (files, directories, sled's files) is
-//! set back to 00:00 UTC after every commit batch, acknowledgement, export
-//! mark and purge, and at start (see `store/times.rs`). sled is log-structured: it
-//! appends every insert and removal to `index/db`, so the file would keep
-//! purged receipts and the order in which records arrived. The index is
-//! therefore rebuilt into a fresh directory ([`Store::refresh`]) at start, at
+//! modification time under `data_dir` (files, directories, the index's files)
+//! is set back to 00:00 UTC after every commit batch, acknowledgement, export
+//! mark and purge, and at start (see `store/times.rs`); fjall's background
+//! worker writes table files after a change, and the settler
+//! (`store/settler.rs`) sets the day on them once it is done. fjall is
+//! log-structured: its journal keeps every insert and removal in the order
+//! made, and its table files keep removed entries until they are merged, so
+//! the index would keep purged receipts and the order in which records
+//! arrived. The index is therefore rebuilt into a fresh directory ([`Store::refresh`]) at start, at
 //! every purge and (from `serve`) daily: its entries are copied in receipt
-//! order, which is random, into `index.new/`, fsynced, and swapped in with two
+//! order, which is random, into the table files of a new index in
+//! `index.new/` (no journal), fsynced, and swapped in with two
 //! renames (`index` to `index.old`, `index.new` to `index`); then
 //! `index.old/` is deleted. [`Store::open`] finishes or undoes a swap a crash
 //! interrupted: `index.new/` without `index/` is complete (it was fsynced
@@ -49,8 +53,10 @@
 //! This file holds the [`Store`] type, its public API and the contract; the
 //! jobs are in `store/`: `committer.rs` (the batching committer thread and
 //! the commit's order of steps), `gather.rs` ([`Anticipated`] records and the
-//! wait for them), `index.rs` (the sled index, its rebuild and the repair of
-//! an interrupted swap), `recovery.rs` (the repairs at open), `retention.rs`
+//! wait for them), `index.rs` (the fjall index, its rebuild, the repair of
+//! an interrupted swap and the move of an index sled wrote),
+//! `settler.rs` (the day on what fjall's worker writes), `recovery.rs` (the
+//! repairs at open), `retention.rs`
 //! ([`Store::purge`]), `import.rs` ([`Store::import`], a record moved in
 //! from another store) and `times.rs` (the day on every file).
 //!
@@ -66,6 +72,7 @@ pub mod postgres;
 mod record_store;
 mod recovery;
 mod retention;
+mod settler;
 #[cfg(test)]
 mod tests;
 pub(crate) mod times;
@@ -88,10 +95,13 @@ use committer::Committer;
 pub use gather::Anticipated;
 use gather::Anticipations;
 pub use import::Imported;
-use index::{Index, open_sled, put, settle_index_dirs, stamp_changed};
+#[doc(hidden)]
+pub use index::IndexDb;
+use index::{Index, move_from_sled, put, settle_index_dirs, stamp_changed};
 pub use record_store::{Pending, RecordReader, RecordStore};
 pub use retention::Purged;
 pub(crate) use retention::days_between;
+use settler::Settler;
 
 /// Where a record is in the staff routine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -161,9 +171,9 @@ pub enum StoreError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The sled index failed.
+    /// The index failed.
     #[error("index: {0}")]
-    Index(#[from] sled::Error),
+    Index(#[from] fjall::Error),
     /// An index entry could not be decoded.
     #[error("index entry is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
@@ -189,17 +199,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Another process holds the index (sled admits one at a time). sled
-    /// 0.34 says so only in its message (an `Other` error that quotes the
-    /// lock's `WouldBlock`).
+    /// Another process holds the store (its lock on `data_dir`, or fjall's
+    /// own lock on the index).
     pub fn is_locked(&self) -> bool {
-        match self {
-            StoreError::Locked(_) => true,
-            StoreError::Index(sled::Error::Io(e)) => {
-                e.to_string().starts_with("could not acquire lock")
-            }
-            _ => false,
-        }
+        matches!(
+            self,
+            StoreError::Locked(_) | StoreError::Index(fjall::Error::Locked)
+        )
     }
 
     /// The database cannot be reached now: the client should retry later.
@@ -280,6 +286,9 @@ pub struct Store {
     changes: Mutex<()>,
     /// The committer thread and its queue; `None` only while dropping.
     committer: Option<Committer>,
+    /// The thread that sets the day on what fjall's worker writes; `None`
+    /// only while dropping.
+    settler: Option<Settler>,
     /// Batches committed so far (each one directory fsync and one index
     /// flush).
     batches: Arc<AtomicU64>,
@@ -316,7 +325,10 @@ impl Store {
         let lock = lock_store(data_dir)?;
         settle_index_dirs(data_dir)?;
         let dir = data_dir.join("index");
-        let db = open_sled(&dir, cache_bytes)?;
+        if let Some(moved) = move_from_sled(data_dir, &dir)? {
+            tracing::info!(entries = moved, "the index sled wrote was moved into fjall");
+        }
+        let db = IndexDb::open(&dir, cache_bytes)?;
         let mut store = Store {
             data_dir: data_dir.to_owned(),
             spool,
@@ -330,6 +342,7 @@ impl Store {
             _lock: lock,
             changes: Mutex::new(()),
             committer: None,
+            settler: None,
             batches: Arc::default(),
             anticipated: Arc::default(),
         };
@@ -348,7 +361,9 @@ impl Store {
                  the next rebuild"
             );
         }
-        store.committer = Some(store.start_committer()?);
+        let settler = Settler::start(Arc::clone(&store.index))?;
+        store.committer = Some(store.start_committer(settler.nudger())?);
+        store.settler = Some(settler);
         Ok((store, recovery))
     }
 
@@ -359,14 +374,24 @@ impl Store {
     /// wait for the index meanwhile.
     pub fn refresh(&self, now: SystemTime) -> Result<(), StoreError> {
         self.index.rebuild()?;
+        self.nudge_settler();
         times::stamp_tree(&self.data_dir, start_of_day(now))
             .map_err(io_err("setting the day on", &self.data_dir))
     }
 
     /// Sets the day of `now` on what a change of the spool or the index
-    /// moves (see [`stamp_changed`]).
+    /// moves (see [`stamp_changed`]), and tells the settler of the change.
     fn stamp_changed(&self, now: SystemTime) -> Result<(), StoreError> {
+        self.nudge_settler();
         stamp_changed(&self.spool, &self.tmp, &self.index, now)
+    }
+
+    /// Tells the settler the index changed (nothing to tell before it
+    /// starts: [`Store::open`] ends with a walk of the whole tree).
+    fn nudge_settler(&self) {
+        if let Some(settler) = &self.settler {
+            settler.nudge();
+        }
     }
 
     /// Starts a record: picks a receipt and creates its file in `spool/tmp/`.
@@ -429,7 +454,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<(Receipt, IndexEntry)>, StoreError> {
         self.index.with(|db| {
             let mut out = Vec::new();
-            for kv in db.iter() {
+            for kv in db.entries() {
                 let (k, v) = kv?;
                 let Some(receipt) = Receipt::from_key(&k) else {
                     continue;
@@ -454,7 +479,7 @@ impl Store {
         if entry.state == RecordState::New {
             entry.state = RecordState::Exported;
             self.put(receipt, &entry)?;
-            self.index.with(|db| Ok(db.flush()?))?;
+            self.sync_index()?;
             self.stamp_changed(SystemTime::now())?;
         }
         Ok(Some(entry))
@@ -494,28 +519,30 @@ impl Store {
         }
     }
 
-    /// Flushes sled, then fsyncs its data file: sled's own flush does not
-    /// reach the disk cache, and an unlink must never overtake the index
-    /// update that explains it.
+    /// Makes every change to the index so far durable (its journal
+    /// fsynced): an unlink must never overtake the index update that
+    /// explains it.
     fn sync_index(&self) -> Result<(), StoreError> {
-        self.index.with(|db| {
-            db.flush()?;
-            let db_file = self.index.dir.join("db");
-            match File::open(&db_file) {
-                Ok(f) => f.sync_all().map_err(io_err("syncing", &db_file))?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("opening", &db_file)(e)),
-            }
-            sync_dir(&self.index.dir)
-        })
+        self.index.with(|db| db.persist())
     }
 
-    /// Flushes the index (at shutdown).
+    /// Makes the index durable and, once fjall's workers are done (for at
+    /// most 10 s), sets the day on it: at shutdown, when no
+    /// settler will come after.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.index.with(|db| Ok(db.flush()?))?;
-        self.stamp_changed(SystemTime::now())
+        self.sync_index()?;
+        let deadline = std::time::Instant::now() + SHUTDOWN_SETTLE;
+        while self.index.busy() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stamp_changed(&self.spool, &self.tmp, &self.index, SystemTime::now())
     }
 }
+
+/// How long [`Store::flush`] waits at shutdown for fjall's worker to finish
+/// writing out and merging tables (a merge of the whole index of 100,000
+/// records takes well under a second).
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(10);
 
 /// A record being written in `spool/tmp/`. Dropping it without
 /// [`Store::commit`] deletes the file: a failed submission leaves nothing.

@@ -1,6 +1,6 @@
 //! Opening the store from a shell on the server, for the commands that work
-//! on it directly (`export`, `ack` without `--url`, `purge`). The sled
-//! index admits one process, so each says what to do while `serve` runs.
+//! on it directly (`export`, `ack` without `--url`, `purge`). The store
+//! admits one process (a lock on `data_dir`), so each says what to do while `serve` runs.
 
 use anyhow::Context as _;
 

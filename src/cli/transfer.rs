@@ -5,7 +5,7 @@
 //!
 //! `pull` (`cli/pull.rs`) talks to the staff API through
 //! `cli/staff_client.rs` from an online machine; `export` opens the store
-//! directly (with `serve` stopped: the sled index admits one process).
+//! directly (with `serve` stopped: the store admits one process).
 //! Both write the same bundle (see [`crate::bundle`]) and mark each record
 //! exported only once its file is durably in place. `ack` (`cli/ack.rs`)
 //! acknowledges a bundle's verified records, for the readers

@@ -24,7 +24,7 @@ pub struct ServerConfig {
     /// Largest request body accepted on any route, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Memory the sled index may use for its cache, in bytes.
+    /// Memory the index (fjall) may use for its block cache, in bytes.
     #[serde(default = "default_index_cache_bytes")]
     pub index_cache_bytes: u64,
     /// Refuse certificates and message formats GnuPG 2.2 cannot read.

@@ -11,7 +11,7 @@ use super::Problem;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
-    /// Spool files and a sled index under `server.data_dir` (the default).
+    /// Spool files and an index (fjall) under `server.data_dir` (the default).
     #[default]
     Fs,
     /// A PostgreSQL database, which several nodes may share.

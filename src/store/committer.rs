@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::gather::{Anticipations, GATHER, gather};
 use super::index::{Index, put, stamp_changed};
+use super::settler::Nudger;
 use super::{
     Anticipated, IndexEntry, Indexing, PendingRecord, RecordState, Store, StoreError, day_string,
     io_err, start_of_day,
@@ -152,7 +153,7 @@ impl Store {
     }
 
     /// Starts the committer thread (after recovery, which it must not race).
-    pub(super) fn start_committer(&self) -> Result<Committer, StoreError> {
+    pub(super) fn start_committer(&self, settler: Nudger) -> Result<Committer, StoreError> {
         let (queue, jobs) = mpsc::channel();
         let worker = BatchCommitter {
             spool: self.spool.clone(),
@@ -160,6 +161,7 @@ impl Store {
             index: Arc::clone(&self.index),
             batches: Arc::clone(&self.batches),
             anticipated: Arc::clone(&self.anticipated),
+            settler,
         };
         let thread = std::thread::Builder::new()
             .name("committer".into())
@@ -170,12 +172,16 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Lets the committer finish what was queued, then stops it, so that the
-    /// index is closed when the store is.
+    /// Lets the committer finish what was queued, then stops it and the
+    /// settler, so that the index is closed when the store is.
     fn drop(&mut self) {
         if let Some(Committer { queue, thread }) = self.committer.take() {
             drop(queue);
             let _ = thread.join();
+        }
+        // After the committer, whose nudger goes with it.
+        if let Some(settler) = self.settler.take() {
+            settler.stop();
         }
     }
 }
@@ -214,6 +220,8 @@ struct BatchCommitter {
     index: Arc<Index>,
     batches: Arc<AtomicU64>,
     anticipated: Arc<Anticipations>,
+    /// Told of every batch, for what fjall's worker writes after it.
+    settler: Nudger,
 }
 
 impl BatchCommitter {
@@ -279,10 +287,10 @@ impl BatchCommitter {
                 Err(e) => (job.done)(Err(e)),
             }
         }
-        if let Err(e) = db.flush() {
+        if let Err(e) = db.persist() {
             let e = match e {
-                sled::Error::Io(io) => io,
-                other => io::Error::other(format!("index flush failed: {other}")),
+                StoreError::Index(fjall::Error::Io(io)) => io,
+                other => io::Error::other(format!("index persist failed: {other}")),
             };
             return fail_all(indexed, "flushing the index of", &self.index.dir, &e);
         }
@@ -293,6 +301,7 @@ impl BatchCommitter {
         if let Err(e) = stamp_changed(&self.spool, &self.tmp, &self.index, SystemTime::now()) {
             tracing::warn!(error = %e, "setting the day on the spool and index failed");
         }
+        self.settler.nudge();
         for job in indexed {
             let receipt = job.pending.receipt;
             (job.done)(Ok((receipt, job.entry)));

@@ -75,7 +75,7 @@ pub(super) fn gather<T>(
 /// until the job starts).
 /// The second kind means that every sealing thread is busy: holding a batch
 /// open then costs latency, not throughput, and it takes the index flushes
-/// (each one wakes all of sled's I/O threads) from about two records each to
+/// (each one a write and an fsync of the index's journal) from about two records each to
 /// six or more. A record being *sealed* is not anticipated: at moderate load
 /// one nearly always is, so every batch would wait the full 2 ms and the
 /// clients, waiting for their answers, would send the next submissions too

@@ -1,8 +1,23 @@
-//! The sled index: opening it, inserting entries, setting the day on what
-//! a change moved, and rebuilding it without its history (copy, fsync, swap)
-//! with the repair of a swap a crash interrupted. It must never hold
-//! ciphertext nor anything finer than a day, and never leave `index/`
+//! The index (fjall): opening it, inserting entries, setting the day on what
+//! a change moved, rebuilding it without its history (copy, fsync, swap)
+//! with the repair of a swap a crash interrupted, and the one-time move of
+//! an index sled wrote (before sealform used fjall) into fjall. It must never
+//! hold ciphertext nor anything finer than a day, and never leave `index/`
 //! missing once a swap step is durable.
+//!
+//! Why fjall: sled 0.34.7 (2021) kept about 300 bytes in memory per entry
+//! whatever its cache was set to, and its flush did not reach the disk cache
+//! (BENCHMARKS.md, issue 24's fifth target). fjall is a log-structured merge
+//! tree: a write goes to its journal and to a memtable of about
+//! [`MEMTABLE_BYTES`]; full memtables are written out as sorted table files,
+//! and tables are merged (compaction), both by background workers. Its
+//! memory is bounded by the memtable and the block cache, and its `persist`
+//! fsyncs the journal.
+//!
+//! That background work writes files at moments of its own. The committer
+//! sets the day on everything under `index/` after every batch, and the
+//! settler ([`settle`]) does it again once fjall's background work after the
+//! last change has finished (see `store.rs`).
 
 use std::fs;
 use std::io;
@@ -10,12 +25,112 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
 use super::{
     IndexEntry, Receipt, StoreError, create_private_dir, io_err, start_of_day, sync_dir, times,
 };
 use crate::durable;
 
-/// The sled index, which [`Store::refresh`] replaces whole. Every use of the
+/// Entries held in memory before fjall writes them out as a table file
+/// (about 7,000 of the store's entries).
+pub(super) const MEMTABLE_BYTES: u64 = 1 << 20;
+
+/// The name of the index's one keyspace: receipt -> [`IndexEntry`] as JSON.
+const RECORDS: &str = "records";
+
+/// The open index: a fjall database and its one keyspace. Public only for
+/// `examples/index-memory.rs`; the rest of sealform goes through
+/// [`Store`](super::Store).
+pub struct IndexDb {
+    records: Keyspace,
+    db: Database,
+}
+
+impl IndexDb {
+    /// Opens (creating if needed) the index at `dir`, with writes to the
+    /// journal kept in memory until [`IndexDb::persist`], and two background
+    /// workers: a full memtable is sealed only when a worker takes the
+    /// request, so with one worker busy merging tables the memtable went on
+    /// growing (`examples/index-memory.rs`, 300,000 entries in a burst:
+    /// about 220 bytes per entry past the first 65,000 with one worker, flat
+    /// at 12–18 MiB with two).
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<IndexDb, StoreError> {
+        let db = Database::builder(dir)
+            .cache_size(cache_bytes)
+            .worker_threads(2)
+            .manual_journal_persist(true)
+            .open()?;
+        let records = db.keyspace(RECORDS, || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(MEMTABLE_BYTES)
+                .manual_journal_persist(true)
+        })?;
+        Ok(IndexDb { records, db })
+    }
+
+    /// The entry stored under `key`, as written.
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
+        Ok(self.records.get(key)?)
+    }
+
+    /// Inserts or replaces an entry; durable only after [`IndexDb::persist`].
+    pub fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        Ok(self.records.insert(key, value)?)
+    }
+
+    /// Removes an entry; durable only after [`IndexDb::persist`].
+    pub(super) fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        Ok(self.records.remove(key)?)
+    }
+
+    /// Every entry, in key order (receipt order, which is random).
+    pub fn entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice), StoreError>> + '_ {
+        self.records
+            .iter()
+            .map(|guard| guard.into_inner().map_err(StoreError::from))
+    }
+
+    /// Writes the journal out and fsyncs it: every change made so far is
+    /// durable when this returns.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+
+    /// fjall's background workers have work to do or are doing it: a memtable
+    /// waiting to be written out, a table file being written or merged.
+    pub(super) fn busy(&self) -> bool {
+        self.records.sealed_memtable_count() > 0
+            || self.db.outstanding_flushes() > 0
+            || self.db.active_compactions() > 0
+    }
+
+    /// Writes `entries` (in ascending key order) into this empty index as
+    /// table files, without its journal, and makes them durable.
+    fn ingest(
+        &self,
+        entries: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let mut entries = entries.peekable();
+        if entries.peek().is_none() {
+            return Ok(0);
+        }
+        let mut ingestion = self.records.start_ingestion()?;
+        let mut count = 0;
+        for kv in entries {
+            let (k, v) = kv?;
+            ingestion.write(k, v)?;
+            count += 1;
+        }
+        ingestion.finish()?;
+        self.persist()?;
+        Ok(count)
+    }
+}
+
+/// The index, which [`Store::refresh`] replaces whole. Every use of the
 /// database holds the read lock for as long as it uses it, so that the
 /// rebuild, holding the write lock, can close the old one.
 pub(super) struct Index {
@@ -25,69 +140,124 @@ pub(super) struct Index {
     pub(super) cache_bytes: u64,
     /// `None` only if a rebuild failed after closing the old database and
     /// could not open one again.
-    pub(super) db: RwLock<Option<sled::Db>>,
+    pub(super) db: RwLock<Option<IndexDb>>,
 }
 
 impl Index {
     /// Runs `f` on the open database, holding the read lock.
     pub(super) fn with<T>(
         &self,
-        f: impl FnOnce(&sled::Db) -> Result<T, StoreError>,
+        f: impl FnOnce(&IndexDb) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let db = self.db.read().unwrap_or_else(|p| p.into_inner());
         f(db.as_ref().ok_or(StoreError::IndexClosed)?)
     }
 
-    /// Rebuilds the index into a fresh directory with the same entries and
-    /// none of the history sled's log keeps, and swaps it in (see the
-    /// module's documentation for the steps and what a crash leaves).
-    pub(super) fn rebuild(&self) -> Result<(), StoreError> {
-        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
-        let fresh = self.data_dir.join(FRESH_INDEX);
-        let old = slot.as_ref().ok_or(StoreError::IndexClosed)?;
-        let copied = (|| {
-            remove_dir_if_present(&fresh)?;
-            create_private_dir(&fresh)?;
-            old.flush()?;
-            let new = open_sled(&fresh, self.cache_bytes)?;
-            // In key order, which is receipt order: random, so the new log
-            // says nothing of the order in which records arrived.
-            for kv in old.iter() {
-                let (k, v) = kv?;
-                new.insert(k, v)?;
-            }
-            new.flush()?;
-            drop(new);
-            sync_tree(&fresh)?;
-            sync_dir(&self.data_dir)
-        })();
-        if let Err(e) = copied {
-            // The old index is still open and whole; a partial copy only
-            // takes space (on a full disk, the space it failed for).
-            let _ = remove_dir_if_present(&fresh);
-            return Err(e);
-        }
-        // Closed before its directory is moved: sled opens some files by
-        // path.
-        drop(slot.take());
-        let swapped = self.swap_in();
-        let settled = settle_index_dirs(&self.data_dir);
-        *slot = Some(open_sled(&self.dir, self.cache_bytes)?);
-        swapped.and(settled)
+    /// fjall's background workers are at work on the index (see
+    /// [`IndexDb::busy`]); `false` if the index is closed.
+    pub(super) fn busy(&self) -> bool {
+        self.with(|db| Ok(db.busy())).unwrap_or(false)
     }
 
-    /// `index/` to `index.old/`, `index.new/` to `index/`, then `index.old/`
-    /// deleted; each step made durable before the next.
-    fn swap_in(&self) -> Result<(), StoreError> {
-        let old = self.data_dir.join(OLD_INDEX);
-        let fresh = self.data_dir.join(FRESH_INDEX);
-        remove_dir_if_present(&old)?;
-        fs::rename(&self.dir, &old).map_err(io_err("moving aside", &self.dir))?;
-        fs::rename(&fresh, &self.dir).map_err(io_err("moving into place", &fresh))?;
-        sync_dir(&self.data_dir)?;
-        remove_dir_if_present(&old)?;
-        sync_dir(&self.data_dir)
+    /// Rebuilds the index into a fresh directory with the same entries and
+    /// none of the history its journal and older tables keep, and swaps it
+    /// in (see the module's documentation for the steps and what a crash
+    /// leaves).
+    pub(super) fn rebuild(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let old = slot.as_ref().ok_or(StoreError::IndexClosed)?;
+        // In key order, which is receipt order: random, so the new tables
+        // say nothing of the order in which records arrived.
+        let entries = old
+            .entries()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())));
+        write_fresh(&self.data_dir, self.cache_bytes, entries)?;
+        // Closed (its workers stopped) before its directory is moved.
+        drop(slot.take());
+        let swapped = swap_in(&self.data_dir, &self.dir);
+        let settled = settle_index_dirs(&self.data_dir);
+        *slot = Some(IndexDb::open(&self.dir, self.cache_bytes)?);
+        swapped.and(settled)
     }
+}
+
+/// Writes `entries` (in ascending key order) into a new index at
+/// `data_dir/index.new`, closes it and fsyncs all of it and `data_dir`. On
+/// failure the partial copy is deleted; whatever index `entries` came from is
+/// untouched.
+fn write_fresh(
+    data_dir: &Path,
+    cache_bytes: u64,
+    entries: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>,
+) -> Result<u64, StoreError> {
+    let fresh = data_dir.join(FRESH_INDEX);
+    let copied = (|| {
+        remove_dir_if_present(&fresh)?;
+        create_private_dir(&fresh)?;
+        let new = IndexDb::open(&fresh, cache_bytes)?;
+        let count = new.ingest(entries)?;
+        // Dropping it waits for its workers, so nothing writes there after.
+        drop(new);
+        sync_tree(&fresh)?;
+        sync_dir(data_dir)?;
+        Ok(count)
+    })();
+    if copied.is_err() {
+        // A partial copy only takes space (on a full disk, the space it
+        // failed for).
+        let _ = remove_dir_if_present(&fresh);
+    }
+    copied
+}
+
+/// Moves an index sled wrote (sealform before fjall) into fjall, once, at
+/// open: its entries are copied as they are into `index.new/` and swapped in
+/// as a rebuild is, so a crash at any step leaves either the old index or
+/// the new one whole (sled's files are recognised by its `conf` file). Run
+/// after [`settle_index_dirs`] and before the index is opened; `Ok(None)` if
+/// there was nothing to move.
+pub(super) fn move_from_sled(data_dir: &Path, dir: &Path) -> Result<Option<u64>, StoreError> {
+    if !dir.join("conf").is_file() {
+        return Ok(None);
+    }
+    let old = sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .map_err(sled_err)?;
+    let entries = old
+        .iter()
+        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err));
+    let count = write_fresh(data_dir, 1 << 20, entries)?;
+    drop(old);
+    swap_in(data_dir, dir)?;
+    Ok(Some(count))
+}
+
+/// An error of sled, which only [`move_from_sled`] still opens.
+fn sled_err(e: sled::Error) -> StoreError {
+    let e = match e {
+        sled::Error::Io(io) => io,
+        other => io::Error::other(other.to_string()),
+    };
+    StoreError::Io {
+        action: "reading the sled index in",
+        path: PathBuf::from("index"),
+        source: e,
+    }
+}
+
+/// `index/` to `index.old/`, `index.new/` to `index/`, then `index.old/`
+/// deleted; each step made durable before the next.
+fn swap_in(data_dir: &Path, dir: &Path) -> Result<(), StoreError> {
+    let old = data_dir.join(OLD_INDEX);
+    let fresh = data_dir.join(FRESH_INDEX);
+    remove_dir_if_present(&old)?;
+    fs::rename(dir, &old).map_err(io_err("moving aside", dir))?;
+    fs::rename(&fresh, dir).map_err(io_err("moving into place", &fresh))?;
+    sync_dir(data_dir)?;
+    remove_dir_if_present(&old)?;
+    sync_dir(data_dir)
 }
 
 /// Where a rebuilt index is written before it is swapped in.
@@ -95,17 +265,6 @@ const FRESH_INDEX: &str = "index.new";
 
 /// Where the old index is while the rebuilt one is swapped in.
 const OLD_INDEX: &str = "index.old";
-
-/// Opens sled at `dir`. No periodic flush: every change here is flushed
-/// (and followed by setting the day on the files) by the code that made it,
-/// so that nothing writes the index behind those settings.
-pub(super) fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    Ok(sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        .flush_every_ms(None)
-        .open()?)
-}
 
 /// Finishes or undoes a swap of the index that a crash interrupted:
 /// `index.new/` with no `index/` is complete and becomes `index/`; an
@@ -162,12 +321,9 @@ fn sync_tree(root: &Path) -> Result<(), StoreError> {
 }
 
 /// Sets the day of `now` on what a commit, acknowledgement or export mark
-/// moves: `spool/tmp/`, `spool/`, `index/` and `index/db`, four system calls
-/// (a record's own file got its day when it was written). The rest under
-/// `data_dir` changes only when the index is opened or rebuilt, which sets
-/// the day on all of it ([`Store::refresh`]): sled writes `conf` and `snap.*`
-/// only when it opens an index, and blob files only for values far larger
-/// than an index entry.
+/// moves: `spool/tmp/`, `spool/` and everything under `index/` (its journal,
+/// and any table file fjall's workers wrote meanwhile; a few dozen files). A
+/// record's own file got its day when it was written.
 pub(super) fn stamp_changed(
     spool: &Path,
     tmp: &Path,
@@ -175,17 +331,15 @@ pub(super) fn stamp_changed(
     now: SystemTime,
 ) -> Result<(), StoreError> {
     let day = start_of_day(now);
-    let db = index.dir.join("db");
-    for path in [tmp, spool, &index.dir, &db] {
+    for path in [tmp, spool] {
         times::stamp(path, day).map_err(io_err("setting the day on", path))?;
     }
-    Ok(())
+    times::stamp_tree(&index.dir, day).map_err(io_err("setting the day on", &index.dir))
 }
 
-/// Inserts (or replaces) a record's index entry, not yet flushed.
-pub(super) fn put(db: &sled::Db, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
-    db.insert(receipt.key(), serde_json::to_vec(entry)?)?;
-    Ok(())
+/// Inserts (or replaces) a record's index entry, not yet persisted.
+pub(super) fn put(db: &IndexDb, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
+    db.insert(receipt.key(), serde_json::to_vec(entry)?)
 }
 
 #[cfg(test)]
@@ -261,11 +415,26 @@ mod tests {
         let now = SystemTime::now();
         let arrived: Vec<Receipt> = (0..20).map(|_| committed(&store, now)).collect();
         store.refresh(now).expect("refresh");
-        let db = fs::read(dir.path().join("index/db")).expect("read");
+        // Every file of the index, in the order of their names (a rebuilt
+        // index is one table file and fjall's own few small files).
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir.path().join("index"))
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.expect("walk").into_path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let bytes: Vec<u8> = files
+            .iter()
+            .flat_map(|p| fs::read(p).expect("read"))
+            .collect();
+        // A table stores a key without the prefix it shares with the one
+        // before it: look for its last 12 bytes.
         let first_at = |r: &Receipt| {
-            db.windows(16)
-                .position(|w| w == r.key())
-                .expect("key in the index file")
+            bytes
+                .windows(12)
+                .position(|w| w == &r.key()[4..])
+                .expect("key in the index's files")
         };
         let mut by_place = arrived.clone();
         by_place.sort_by_key(first_at);

@@ -1,6 +1,6 @@
 //! The one interface to the records, whichever backend keeps them:
 //! [`RecordStore`] dispatches each operation to the embedded store
-//! ([`Store`]: spool files and a sled index under `data_dir`) or to
+//! ([`Store`]: spool files and an index under `data_dir`) or to
 //! PostgreSQL ([`PgStore`]). Records go in through a [`Pending`] writer the
 //! sealing code writes ciphertext into, then a commit that answers only once
 //! the record is durable and indexed; they come out through a
@@ -24,7 +24,7 @@ use crate::receipt::Receipt;
 
 /// The records, in the backend the configuration names (`[store] backend`).
 pub enum RecordStore {
-    /// Spool files and the sled index under `data_dir`.
+    /// Spool files and the index under `data_dir`.
     Fs(Store),
     /// A PostgreSQL database.
     Postgres(PgStore),

@@ -59,7 +59,7 @@ impl Store {
             .iter()
             .filter(|(r, e)| e.state != RecordState::Acked && !present.contains(r))
             .count();
-        self.index.with(|db| Ok(db.flush()?))?;
+        self.sync_index()?;
         Ok(recovery)
     }
 

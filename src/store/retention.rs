@@ -14,7 +14,7 @@ impl Store {
     /// records that arrived more than that many calendar days ago (so each
     /// is kept at least `unacked_days` whole days: only its day is stored).
     /// Then the index is rebuilt ([`Store::refresh`]), so that nothing else
-    /// keeps a deleted record, not even sled's log.
+    /// keeps a deleted record, not even the index's journal or older tables.
     pub fn purge(
         &self,
         acked_days: Option<u32>,
@@ -49,7 +49,7 @@ impl Store {
             // Index first: a crash before the unlink leaves a file that is
             // indexed again at start (and purged again), never an entry
             // pointing at nothing.
-            self.index.with(|db| Ok(db.remove(receipt.key())?))?;
+            self.index.with(|db| db.remove(receipt.key()))?;
             self.sync_index()?;
             self.remove_spool_file(&receipt)?;
             match entry.state {

@@ -78,3 +78,59 @@ fn acknowledging_records_the_day_durably_and_deletes_the_spool_file() {
         RecordState::Acked
     );
 }
+
+#[test]
+fn an_index_sled_wrote_is_moved_into_fjall_at_open_with_every_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let entry = |state, acked_day: Option<&str>| IndexEntry {
+        day: "2026-12-01".into(),
+        size: 8192,
+        state,
+        recipients: vec!["FPR".into()],
+        form: Some("tip".into()),
+        acked_day: acked_day.map(String::from),
+    };
+    let (new, exported, acked) = (Receipt::random(), Receipt::random(), Receipt::random());
+    let spool = dir.path().join("spool");
+    fs::create_dir_all(&spool).expect("spool");
+    for r in [new, exported] {
+        fs::write(spool.join(format!("{r}.pgp")), b"ciphertext").expect("write");
+    }
+    // The index as sealform wrote it with sled: receipt -> entry as JSON.
+    {
+        let sled = sled::Config::new()
+            .path(dir.path().join("index"))
+            .open()
+            .expect("sled");
+        for (r, e) in [
+            (new, entry(RecordState::New, None)),
+            (exported, entry(RecordState::Exported, None)),
+            (acked, entry(RecordState::Acked, Some("2026-12-02"))),
+        ] {
+            sled.insert(r.key(), serde_json::to_vec(&e).expect("json"))
+                .expect("insert");
+        }
+        sled.flush().expect("flush");
+    }
+    for _ in 0..2 {
+        let (store, recovery) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        assert_eq!(recovery, Recovery::default());
+        assert_eq!(
+            store.get(&new).expect("get"),
+            Some(entry(RecordState::New, None))
+        );
+        assert_eq!(
+            store.get(&exported).expect("get"),
+            Some(entry(RecordState::Exported, None))
+        );
+        assert_eq!(
+            store.get(&acked).expect("get"),
+            Some(entry(RecordState::Acked, Some("2026-12-02")))
+        );
+        assert_eq!(store.list().expect("list").len(), 3);
+        assert!(!dir.path().join("index/conf").exists(), "sled's files left");
+        for leftover in ["index.new", "index.old"] {
+            assert!(!dir.path().join(leftover).exists(), "{leftover} left");
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! One conformance suite for both backends of the record store: every test
-//! below runs against the embedded store (spool files and sled in a temp
+//! below runs against the embedded store (spool files and fjall in a temp
 //! dir) and against a real PostgreSQL (`pg.rs`), through the one interface
 //! the server uses (`sealform::store::RecordStore`). `store_conformance/
 //! http.rs` runs the real server on PostgreSQL end to end.

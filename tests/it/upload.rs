@@ -246,8 +246,8 @@ fn assert_nothing_stored(fx: &Fixture) {
     assert!(stray.is_empty(), "files left in the spool: {stray:?}");
 }
 
-/// The index has no entry (open it only once the app is dropped: sled
-/// locks it).
+/// The index has no entry (open it only once the app is dropped: the
+/// store admits one process).
 fn assert_index_empty(fx: &Fixture) {
     let (store, _) =
         sealform::store::Store::open(&fx.data_dir(), 1 << 20, |_| vec![]).expect("store");

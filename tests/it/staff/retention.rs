@@ -235,7 +235,7 @@ fn spool_bundle_and_decrypted_records_are_readable_by_their_owner_only() {
     ]);
     drop(server);
 
-    // sled's own files are its business; the directory around them is ours.
+    // fjall's own files are its business; the directory around them is ours.
     let data = fx.data_dir();
     assert_private_tree(&data.join("spool"), |_| true);
     for dir in [&data, &data.join("index")] {
