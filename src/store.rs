@@ -362,6 +362,9 @@ impl Store {
             );
         }
         let settler = Settler::start(Arc::clone(&store.index))?;
+        // For what fjall's workers do after the rebuild above (a merge of
+        // its tables on open).
+        settler.nudge();
         store.committer = Some(store.start_committer(settler.nudger())?);
         store.settler = Some(settler);
         Ok((store, recovery))
@@ -436,12 +439,16 @@ impl Store {
         self.spool.join(format!("{receipt}.pgp"))
     }
 
-    /// The index entry of a record.
+    /// The index entry of a record. A read may move the access time of an
+    /// index file (fjall reads its tables without `O_NOATIME`), so the
+    /// settler is told.
     pub fn get(&self, receipt: &Receipt) -> Result<Option<IndexEntry>, StoreError> {
-        self.index.with(|db| match db.get(receipt.key())? {
+        let entry = self.index.with(|db| match db.get(receipt.key())? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
-        })
+        });
+        self.nudge_settler();
+        entry
     }
 
     /// Opens a record's spool file for reading without moving its access
@@ -450,8 +457,10 @@ impl Store {
         times::open_unread(&self.path_of(receipt))
     }
 
-    /// Every indexed record, in receipt order (which is random).
+    /// Every indexed record, in receipt order (which is random). Tells the
+    /// settler, as [`Store::get`] does.
     pub fn list(&self) -> Result<Vec<(Receipt, IndexEntry)>, StoreError> {
+        let _nudge = NudgeAfter(self);
         self.index.with(|db| {
             let mut out = Vec::new();
             for kv in db.entries() {
@@ -469,6 +478,15 @@ impl Store {
         self.index.with(|db| put(db, receipt, entry))
     }
 
+    /// Inserts (or replaces) an entry and makes it durable, under one hold
+    /// of the index: a rebuild cannot come between the two.
+    fn put_durably(&self, receipt: &Receipt, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.index.with(|db| {
+            put(db, receipt, entry)?;
+            db.persist()
+        })
+    }
+
     /// Marks a record as copied into an export bundle (only a `new` record
     /// changes). `None` if the receipt is unknown.
     pub fn mark_exported(&self, receipt: &Receipt) -> Result<Option<IndexEntry>, StoreError> {
@@ -478,8 +496,7 @@ impl Store {
         };
         if entry.state == RecordState::New {
             entry.state = RecordState::Exported;
-            self.put(receipt, &entry)?;
-            self.sync_index()?;
+            self.put_durably(receipt, &entry)?;
             self.stamp_changed(SystemTime::now())?;
         }
         Ok(Some(entry))
@@ -502,8 +519,7 @@ impl Store {
         if entry.state != RecordState::Acked {
             entry.state = RecordState::Acked;
             entry.acked_day = Some(day_string(now));
-            self.put(receipt, &entry)?;
-            self.sync_index()?;
+            self.put_durably(receipt, &entry)?;
         }
         self.remove_spool_file(receipt)?;
         self.stamp_changed(SystemTime::now())?;
@@ -536,6 +552,15 @@ impl Store {
             std::thread::sleep(Duration::from_millis(10));
         }
         stamp_changed(&self.spool, &self.tmp, &self.index, SystemTime::now())
+    }
+}
+
+/// Tells the settler of a read once it is over (see [`Store::list`]).
+struct NudgeAfter<'a>(&'a Store);
+
+impl Drop for NudgeAfter<'_> {
+    fn drop(&mut self) {
+        self.0.nudge_settler();
     }
 }
 

@@ -183,6 +183,21 @@ impl Drop for Store {
         if let Some(settler) = self.settler.take() {
             settler.stop();
         }
+        // Closed here, its workers stopped, then the day set on what they
+        // wrote last: no settler comes after.
+        let closed = self
+            .index
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if closed.is_some() {
+            drop(closed);
+            let day = start_of_day(SystemTime::now());
+            if let Err(e) = super::times::stamp_tree(&self.index.dir, day) {
+                tracing::warn!(error = %e, "setting the day on the index at close failed");
+            }
+        }
     }
 }
 

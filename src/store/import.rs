@@ -80,8 +80,7 @@ impl Store {
                 return Err(e);
             }
         }
-        self.put(receipt, entry)?;
-        self.sync_index()?;
+        self.put_durably(receipt, entry)?;
         self.stamp_changed(SystemTime::now())?;
         Ok(Imported::Stored)
     }

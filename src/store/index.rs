@@ -172,7 +172,9 @@ impl Index {
             .entries()
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())));
         write_fresh(&self.data_dir, self.cache_bytes, entries)?;
-        // Closed (its workers stopped) before its directory is moved.
+        // Closed (its workers stopped) before its directory is moved; a
+        // change still in its journal's buffer goes to disk first.
+        old.persist()?;
         drop(slot.take());
         let swapped = swap_in(&self.data_dir, &self.dir);
         let settled = settle_index_dirs(&self.data_dir);
@@ -219,6 +221,17 @@ fn write_fresh(
 pub(super) fn move_from_sled(data_dir: &Path, dir: &Path) -> Result<Option<u64>, StoreError> {
     if !dir.join("conf").is_file() {
         return Ok(None);
+    }
+    if dir.join("version").exists() || dir.join("keyspaces").exists() {
+        // An older sealform (sled) was started on an index fjall wrote: its
+        // own index there is new and near empty, and moving it over
+        // fjall's would lose every acknowledgement and export mark.
+        return Err(StoreError::Refused(
+            "data_dir/index holds both sled's files and fjall's: an older sealform ran on \
+             this data_dir. Stop it, delete sled's files from index/ (conf, db, blobs/, \
+             snap.*) to keep the index this version wrote, and start again"
+                .into(),
+        ));
     }
     let old = sled::Config::new()
         .path(dir)
@@ -312,7 +325,7 @@ fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// fsyncs every file and directory under `root`, `root` last.
-fn sync_tree(root: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_tree(root: &Path) -> Result<(), StoreError> {
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| io_err("syncing", root)(times::without_path(e)))?;
         durable::sync_path(entry.path()).map_err(io_err("syncing", entry.path()))?;
@@ -445,6 +458,70 @@ mod tests {
             "the file keeps an order other than the receipts'"
         );
         assert_ne!(arrived, sorted, "the receipts arrived sorted (1 in 20!)");
+    }
+
+    #[test]
+    fn the_index_files_hold_no_moment_of_their_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let since_epoch = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).expect("epoch");
+        let before = since_epoch(SystemTime::now());
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let now = SystemTime::now();
+        let acked = committed(&store, now);
+        store.ack(&acked, now).expect("ack");
+        // Table files written out by the workers (enough entries for
+        // several memtables), and one written by a rebuild.
+        let entry = store.get(&acked).expect("get").expect("entry");
+        for _ in 0..(4 * MEMTABLE_BYTES / 100) {
+            store
+                .index
+                .with(|db| put(db, &Receipt::random(), &entry))
+                .expect("put");
+        }
+        store.index.with(|db| db.persist()).expect("persist");
+        while store.index.busy() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let tables_before_rebuild = walkdir::WalkDir::new(dir.path().join("index"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().components().any(|c| c.as_os_str() == "tables"))
+            .filter(|e| e.file_type().is_file())
+            .count();
+        assert!(tables_before_rebuild > 1, "the workers wrote no table");
+        let mut bytes = Vec::new();
+        for e in walkdir::WalkDir::new(dir.path().join("index")) {
+            let e = e.expect("walk");
+            if e.file_type().is_file() {
+                bytes.extend(fs::read(e.path()).expect("read"));
+            }
+        }
+        store.refresh(SystemTime::now()).expect("refresh");
+        for e in walkdir::WalkDir::new(dir.path().join("index")) {
+            let e = e.expect("walk");
+            if e.file_type().is_file() {
+                bytes.extend(fs::read(e.path()).expect("read"));
+            }
+        }
+        let after = since_epoch(SystemTime::now());
+        // Any 8 bytes (little- or big-endian) that read as a moment of this
+        // test, in seconds, milliseconds, microseconds or nanoseconds.
+        let windows = [
+            (u128::from(before.as_secs()), u128::from(after.as_secs())),
+            (before.as_millis(), after.as_millis()),
+            (before.as_micros(), after.as_micros()),
+            (before.as_nanos(), after.as_nanos()),
+        ];
+        for w in bytes.windows(8) {
+            let eight: [u8; 8] = w.try_into().expect("8 bytes");
+            for v in [u64::from_le_bytes(eight), u64::from_be_bytes(eight)] {
+                let v = u128::from(v);
+                assert!(
+                    !windows.iter().any(|(lo, hi)| (*lo..=*hi).contains(&v)),
+                    "an index file holds the moment it was written ({v})"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::index::sync_tree;
 use super::{
     IndexEntry, Receipt, RecordState, Recovery, Store, StoreError, day_string, io_err, sync_dir,
 };
@@ -17,6 +18,11 @@ impl Store {
         recipients_of: impl Fn(&Path) -> Vec<String>,
     ) -> Result<Recovery, StoreError> {
         let mut recovery = Recovery::default();
+        // What fjall replayed from its journal at open may not be on stable
+        // storage yet (a write that reached the kernel before a kill, never
+        // fsynced): make it so before an acknowledgement found there lets
+        // a spool file be deleted below.
+        sync_tree(&self.index.dir)?;
         for entry in fs::read_dir(&self.tmp).map_err(io_err("listing", &self.tmp))? {
             let path = entry.map_err(io_err("listing", &self.tmp))?.path();
             fs::remove_file(&path).map_err(io_err("removing partial record", &path))?;

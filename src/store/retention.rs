@@ -49,8 +49,10 @@ impl Store {
             // Index first: a crash before the unlink leaves a file that is
             // indexed again at start (and purged again), never an entry
             // pointing at nothing.
-            self.index.with(|db| db.remove(receipt.key()))?;
-            self.sync_index()?;
+            self.index.with(|db| {
+                db.remove(receipt.key())?;
+                db.persist()
+            })?;
             self.remove_spool_file(&receipt)?;
             match entry.state {
                 RecordState::Acked => purged.acked += 1,

@@ -134,3 +134,48 @@ fn an_index_sled_wrote_is_moved_into_fjall_at_open_with_every_state() {
         }
     }
 }
+
+#[test]
+fn an_older_sealform_started_on_an_index_fjall_wrote_is_refused_not_moved_over_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acked = {
+        let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+        let r = committed(&store, SystemTime::now());
+        store.ack(&r, SystemTime::now()).expect("ack");
+        r
+    };
+    // What sled leaves when an older build opens index/.
+    {
+        let sled = sled::Config::new()
+            .path(dir.path().join("index"))
+            .open()
+            .expect("sled");
+        sled.flush().expect("flush");
+    }
+    let err = Store::open(dir.path(), 1 << 20, |_| vec![])
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("both sled's files and fjall's"),
+        "{err}"
+    );
+    // Once sled's files are gone, the index fjall wrote is there, whole.
+    for name in ["conf", "db", "blobs", "snap.0000000000000000"] {
+        let p = dir.path().join("index").join(name);
+        let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+    }
+    for e in fs::read_dir(dir.path().join("index")).expect("ls") {
+        let p = e.expect("entry").path();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("snap."))
+        {
+            fs::remove_file(&p).expect("rm snap");
+        }
+    }
+    let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
+    assert_eq!(
+        store.get(&acked).expect("get").map(|e| e.state),
+        Some(RecordState::Acked)
+    );
+}
