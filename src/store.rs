@@ -34,8 +34,8 @@
 //! modification time under `data_dir` (files, directories, the index's files)
 //! is set back to 00:00 UTC after every commit batch, acknowledgement, export
 //! mark and purge, and at start (see `store/times.rs`); fjall's background
-//! worker writes table files after a change, and the settler
-//! (`store/settler.rs`) sets the day on them once it is done. fjall is
+//! workers write table files after a change, and the settler
+//! (`store/settler.rs`) sets the day on them once they are done. fjall is
 //! log-structured: its journal keeps every insert and removal in the order
 //! made, and its table files keep removed entries until they are merged, so
 //! the index would keep purged receipts and the order in which records
@@ -55,7 +55,7 @@
 //! the commit's order of steps), `gather.rs` ([`Anticipated`] records and the
 //! wait for them), `index.rs` (the fjall index, its rebuild, the repair of
 //! an interrupted swap and the move of an index sled wrote),
-//! `settler.rs` (the day on what fjall's worker writes), `recovery.rs` (the
+//! `settler.rs` (the day on what fjall's workers write), `recovery.rs` (the
 //! repairs at open), `retention.rs`
 //! ([`Store::purge`]), `import.rs` ([`Store::import`], a record moved in
 //! from another store) and `times.rs` (the day on every file).
@@ -286,7 +286,7 @@ pub struct Store {
     changes: Mutex<()>,
     /// The committer thread and its queue; `None` only while dropping.
     committer: Option<Committer>,
-    /// The thread that sets the day on what fjall's worker writes; `None`
+    /// The thread that sets the day on what fjall's workers write; `None`
     /// only while dropping.
     settler: Option<Settler>,
     /// Batches committed so far (each one directory fsync and one index
@@ -564,7 +564,7 @@ impl Drop for NudgeAfter<'_> {
     }
 }
 
-/// How long [`Store::flush`] waits at shutdown for fjall's worker to finish
+/// How long [`Store::flush`] waits at shutdown for fjall's workers to finish
 /// writing out and merging tables (a merge of the whole index of 100,000
 /// records takes well under a second).
 const SHUTDOWN_SETTLE: Duration = Duration::from_secs(10);

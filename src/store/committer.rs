@@ -235,7 +235,7 @@ struct BatchCommitter {
     index: Arc<Index>,
     batches: Arc<AtomicU64>,
     anticipated: Arc<Anticipations>,
-    /// Told of every batch, for what fjall's worker writes after it.
+    /// Told of every batch, for what fjall's workers write after it.
     settler: Nudger,
 }
 

@@ -24,7 +24,7 @@ const QUIET_LOOKS: u32 = 2;
 
 /// The settler thread and how to tell it of a change.
 pub(super) struct Settler {
-    nudge: mpsc::SyncSender<()>,
+    nudger: Nudger,
     thread: JoinHandle<()>,
 }
 
@@ -39,23 +39,26 @@ impl Settler {
                 "starting the settler for",
                 std::path::Path::new("index"),
             ))?;
-        Ok(Settler { nudge, thread })
+        Ok(Settler {
+            nudger: Nudger(nudge),
+            thread,
+        })
     }
 
     /// A handle that tells the settler of a change (for the committer).
     pub(super) fn nudger(&self) -> Nudger {
-        Nudger(self.nudge.clone())
+        Nudger(self.nudger.0.clone())
     }
 
     /// Tells the settler the index changed.
     pub(super) fn nudge(&self) {
-        let _ = self.nudge.try_send(());
+        self.nudger.nudge();
     }
 
     /// Stops the thread, once every [`Nudger`] is gone (the committer's,
     /// stopped before).
     pub(super) fn stop(self) {
-        drop(self.nudge);
+        drop(self.nudger);
         let _ = self.thread.join();
     }
 }
@@ -104,7 +107,7 @@ mod tests {
     use crate::receipt::Receipt;
     use crate::store::index::{MEMTABLE_BYTES, put};
     use crate::store::tests::committed;
-    use crate::store::{IndexEntry, RecordState, Store, start_of_day};
+    use crate::store::{Store, start_of_day};
 
     use super::*;
 
@@ -127,17 +130,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path(), 1 << 20, |_| vec![]).expect("open");
         let now = SystemTime::now();
-        // Enough entries for fjall to write out several memtables as table
-        // files and merge them, in its worker, after the commit below.
-        let entry = IndexEntry {
-            day: "2026-12-07".into(),
-            size: 8192,
-            state: RecordState::New,
-            recipients: vec!["0123456789ABCDEF0123456789ABCDEF01234567".into()],
-            form: Some("tip".into()),
-            acked_day: None,
-        };
-        let per_memtable = MEMTABLE_BYTES as usize / 150;
+        // Copies of a committed record's entry (about 60 bytes as JSON),
+        // enough for fjall to write out several memtables as table files and
+        // merge them, in its workers, after the commit below.
+        let first = committed(&store, now);
+        let entry = store.get(&first).expect("get").expect("entry");
+        let per_memtable = MEMTABLE_BYTES as usize / 60;
         // Until a commit (which sets the day on what it moved) ends while
         // the worker is still at work: what it writes next is the settler's.
         let caught = (0..20).any(|_| {
